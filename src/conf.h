@@ -1,0 +1,57 @@
+/*
+ * conf.h - chatd's configuration: one struct, loaded from an INI-style file
+ * by libinih against a table of keys with type, default and range
+ * (conf.c).  Every key is documented in chatd.conf(5).
+ */
+#ifndef CHATD_CONF_H
+#define CHATD_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_STR_MAX 256
+
+struct conf {
+	/* [server] */
+	char listen[CONF_STR_MAX];	/* host:port */
+	char node_id[CONF_STR_MAX];	/* default: listen */
+	int workers;			/* 0 = number of CPUs */
+	int max_connections;		/* per worker */
+	int max_frame;			/* bytes */
+	int max_output;			/* bytes queued per connection */
+	int max_message;		/* bytes of a chat message text */
+	int auth_timeout;		/* seconds before login */
+	int idle_timeout;		/* seconds without traffic after login */
+	int job_threads;		/* per worker */
+	int job_queue_max;		/* pending jobs per worker */
+	int offline_batch;		/* offline messages inside LOGIN_ACK */
+	int hash_opslimit;		/* argon2id passes */
+	int hash_memlimit_kib;		/* argon2id memory, KiB */
+	int respawn_delay_max;		/* seconds, cap of respawn backoff */
+	int shutdown_timeout;		/* seconds to wait for workers */
+	char log_level[16];
+	char presence_shm[CONF_STR_MAX];
+	int presence_capacity;
+	/* [database] */
+	char db_host[CONF_STR_MAX];
+	int db_port;
+	char db_socket[CONF_STR_MAX];
+	char db_name[CONF_STR_MAX];
+	char db_user[CONF_STR_MAX];
+	char db_password[CONF_STR_MAX];
+	int db_connect_timeout;		/* seconds */
+	int db_retry_interval;		/* seconds between reconnects */
+};
+
+/* Fill c with every default. */
+void conf_defaults(struct conf *c);
+/*
+ * Load path over the defaults into c.  On failure returns -1 with
+ * "file:line: reason" in err; c is then unspecified (use a scratch copy
+ * when reloading).
+ */
+int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+/* Resolve derived values (workers=0, empty node_id).  0 or -1 with err. */
+int conf_finish(struct conf *c, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * harness.h - starts the real servers the integration tests talk to:
+ * a private mariadbd (mariadb-install-db into a temporary directory),
+ * redis-server and chatd, each on a free loopback port, and stops them
+ * whatever happens (atexit, fatal signals, and PR_SET_PDEATHSIG in every
+ * child so nothing outlives the test runner).
+ *
+ * Paths of the programs come from configure (MARIADBD, ...); the chatd
+ * binary and the sql/ directory from the build tree (TOP_BUILDDIR,
+ * TOP_SRCDIR, passed as -D by tests/Makefile rules).
+ */
+#ifndef CHATD_HARNESS_H
+#define CHATD_HARNESS_H
+
+#include <limits.h>
+#include <sys/types.h>
+
+#define HARNESS_MAX_CHATD 4
+
+struct harness_chatd {
+	pid_t pid;			/* master pid, 0 when not running */
+	int port;			/* client port on 127.0.0.1 */
+	char conf_path[PATH_MAX];
+	char log_path[PATH_MAX];	/* chatd's stderr */
+	char shm_name[64];
+};
+
+struct harness {
+	char dir[PATH_MAX];		/* temporary directory, removed at stop */
+	pid_t mariadb_pid;
+	int mariadb_port;
+	char mariadb_socket[PATH_MAX];
+	char db_name[64];		/* "chat" */
+	char db_user[64];		/* "chatd" */
+	char db_password[64];
+	pid_t redis_pid;
+	int redis_port;
+	struct harness_chatd chatd[HARNESS_MAX_CHATD];
+};
+
+/* A TCP port on 127.0.0.1 free at the time of the call. */
+int harness_free_port(void);
+
+/* Make h->dir and register cleanup.  0 or -1 (reason on stderr). */
+int harness_init(struct harness *h);
+/* Initialise and start mariadbd, create the database and user, and load
+ * every sql/migrations/NNNN_*.sql in order.  Waits until it accepts. */
+int harness_start_mariadb(struct harness *h);
+int harness_stop_mariadb(struct harness *h);
+/* Run SQL through the mariadb client as root; 0 when it exits 0. */
+int harness_sql(struct harness *h, const char *sql);
+int harness_start_redis(struct harness *h);
+/*
+ * Write a config for instance i (listen on a fresh port, the harness's
+ * database, a unique presence_shm name, small hash cost so tests run
+ * fast) followed by the `extra` lines verbatim (may be NULL; later keys
+ * override earlier ones), start chatd -c on it, and wait until the port
+ * accepts connections and every worker is up.  0 or -1.
+ */
+int harness_start_chatd(struct harness *h, int i, const char *extra);
+/* Send sig to instance i's master; when wait is set, wait for it to exit
+ * and return its exit status (as from waitpid), else 0. */
+int harness_signal_chatd(struct harness *h, int i, int sig, int wait);
+/* Worker pids of instance i (children of its master), up to max. */
+int harness_chatd_workers(struct harness *h, int i, pid_t *pids, int max);
+/* 1 when the instance's log contains needle. */
+int harness_log_contains(struct harness *h, int i, const char *needle);
+/* Stop everything started and remove h->dir.  Safe to call twice. */
+void harness_stop_all(struct harness *h);
+
+#endif
