@@ -25,13 +25,16 @@ struct chatc_reader {
 	char *buf;
 	size_t len, cap, off;
 	size_t max_line;	/* a longer line is an error */
+	size_t tail;		/* start of the unterminated last line: every
+				 * '\n' in buf lies before it */
 };
 void chatc_reader_init(struct chatc_reader *r, size_t max_line);
 void chatc_reader_free(struct chatc_reader *r);
-/* Append n bytes; -1 when the pending line would exceed max_line. */
+/* Append n bytes; -1 when the pending line would exceed max_line (errno
+ * EMSGSIZE) or memory runs out (ENOMEM), and then nothing is appended. */
 int chatc_reader_feed(struct chatc_reader *r, const void *data, size_t n);
 /* Next complete line without its '\n' (NUL-terminated, valid until the
- * next feed/next call) in *line/*len; returns 1, or 0 when none yet. */
+ * next feed/next call) in *line and *len; returns 1, or 0 when none yet. */
 int chatc_reader_next(struct chatc_reader *r, const char **line, size_t *len);
 
 struct chatc;
@@ -66,7 +69,9 @@ cJSON *chatc_request(struct chatc *c, cJSON *req, int timeout_ms);
 /* The seq the next chatc_request will use. */
 int64_t chatc_next_seq(const struct chatc *c);
 
-/* The reply's "errno" (0 when absent), and "errmsg" or "". */
+/* The reply's "errno" (0 when absent; -1 when reply is NULL or errno is
+ * not a number, so a failed request never looks like success), and
+ * "errmsg" or "". */
 int chatc_errno(const cJSON *reply);
 const char *chatc_errmsg(const cJSON *reply);
 

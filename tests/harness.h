@@ -13,6 +13,7 @@
 #define CHATD_HARNESS_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #define HARNESS_MAX_CHATD 4
@@ -49,7 +50,18 @@ int harness_start_mariadb(struct harness *h);
 int harness_stop_mariadb(struct harness *h);
 /* Run SQL through the mariadb client as root; 0 when it exits 0. */
 int harness_sql(struct harness *h, const char *sql);
+/* Like harness_sql, and what the query printed is copied to out
+ * (truncated to outlen): values tab-separated, one row per line, no
+ * header, no final newline; "" when no rows.  0 or -1. */
+int harness_sql_value(struct harness *h, const char *sql, char *out,
+    size_t outlen);
 int harness_start_redis(struct harness *h);
+/* SIGTERM redis-server, wait bounded, SIGKILL past that.  0 when
+ * it exited cleanly or was not running.  A later harness_start_redis (or
+ * harness_start_mariadb after harness_stop_mariadb) restarts the server on
+ * the same port (mariadbd also with its data), so an outage can be tested
+ * under a running chatd. */
+int harness_stop_redis(struct harness *h);
 /*
  * Write a config for instance i (listen on a fresh port, the harness's
  * database, a unique presence_shm name, small hash cost so tests run

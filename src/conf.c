@@ -1,0 +1,226 @@
+/*
+ * conf.c - loads chatd.conf with libinih against one table of keys.
+ *
+ * The table is the single source of truth for each key's section, type,
+ * default and range (Redis config.c style); chatd.conf(5) documents the
+ * same table.  Parsing stops being useful at the first error, so only the
+ * first error is reported, as "file:line: reason".
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "conf.h"
+#include "log.h"
+
+enum conf_type { CONF_INT, CONF_STR };
+
+struct conf_key {
+	const char *section;
+	const char *name;
+	enum conf_type type;
+	size_t offset;
+	size_t size;		/* CONF_STR: buffer size */
+	long min, max;		/* CONF_INT */
+	long def_int;
+	const char *def_str;
+};
+
+#define KINT(sec, name, min, max, def) \
+	{ sec, #name, CONF_INT, offsetof(struct conf, name), 0, min, max, def, NULL }
+#define KSTR(sec, name, def) \
+	{ sec, #name, CONF_STR, offsetof(struct conf, name), \
+	  sizeof(((struct conf *)0)->name), 0, 0, 0, def }
+
+static const struct conf_key conf_keys[] = {
+	KSTR("server", listen, "127.0.0.1:6000"),
+	KSTR("server", node_id, ""),
+	KINT("server", workers, 0, 64, 0),
+	KINT("server", max_connections, 16, 1000000, 10000),
+	KINT("server", max_frame, 1024, 16777216, 65536),
+	KINT("server", max_output, 65536, 268435456, 1048576),
+	KINT("server", max_message, 1, 16777216, 4096),
+	KINT("server", auth_timeout, 1, 3600, 30),
+	KINT("server", idle_timeout, 0, 86400, 300),
+	KINT("server", job_threads, 1, 64, 2),
+	KINT("server", job_queue_max, 16, 1000000, 4096),
+	KINT("server", offline_batch, 0, 10000, 100),
+	KINT("server", hash_opslimit, 1, 10, 2),
+	KINT("server", hash_memlimit_kib, 8, 4194304, 65536),
+	KINT("server", respawn_delay_max, 1, 3600, 30),
+	KINT("server", shutdown_timeout, 1, 600, 10),
+	KSTR("server", log_level, "info"),
+	KSTR("server", presence_shm, "/chatd-presence"),
+	KINT("server", presence_capacity, 16, 16777216, 65536),
+	KSTR("database", db_host, "127.0.0.1"),
+	KINT("database", db_port, 1, 65535, 3306),
+	KSTR("database", db_socket, ""),
+	KSTR("database", db_name, "chat"),
+	KSTR("database", db_user, "chatd"),
+	KSTR("database", db_password, ""),
+	KINT("database", db_connect_timeout, 1, 300, 5),
+	KINT("database", db_retry_interval, 1, 300, 2),
+};
+
+struct conf_parse {
+	struct conf *c;
+	char reason[256];	/* first error, empty when none */
+};
+
+void
+conf_defaults(struct conf *c)
+{
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	for (i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++) {
+		const struct conf_key *k = &conf_keys[i];
+		char *p = (char *)c + k->offset;
+
+		if (k->type == CONF_INT)
+			*(int *)p = (int)k->def_int;
+		else
+			(void)snprintf(p, k->size, "%s", k->def_str);
+	}
+}
+
+static int
+conf_set(struct conf_parse *cp, const struct conf_key *k, const char *value)
+{
+	char *p = (char *)cp->c + k->offset;
+	char *end;
+	long v;
+
+	if (k->type == CONF_STR) {
+		if (strlen(value) >= k->size) {
+			(void)snprintf(cp->reason, sizeof(cp->reason),
+			    "%s: value longer than %zu bytes", k->name,
+			    k->size - 1);
+			return -1;
+		}
+		memcpy(p, value, strlen(value) + 1);
+		return 0;
+	}
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0') {
+		(void)snprintf(cp->reason, sizeof(cp->reason),
+		    "%s: \"%s\" is not an integer", k->name, value);
+		return -1;
+	}
+	if (v < k->min || v > k->max) {
+		(void)snprintf(cp->reason, sizeof(cp->reason),
+		    "%s: %ld is out of range %ld..%ld", k->name, v, k->min,
+		    k->max);
+		return -1;
+	}
+	*(int *)p = (int)v;
+	return 0;
+}
+
+/* libinih callback: returns 1 to go on, 0 to mark this line as an error. */
+static int
+conf_handler(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct conf_parse *cp = user;
+	size_t i;
+
+	if (cp->reason[0] != '\0')
+		return 1;	/* keep the first error only */
+	if (name == NULL)
+		return 1;	/* a section header on its own */
+	for (i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++) {
+		const struct conf_key *k = &conf_keys[i];
+
+		if (strcmp(k->name, name) != 0)
+			continue;
+		if (strcmp(k->section, section) != 0) {
+			(void)snprintf(cp->reason, sizeof(cp->reason),
+			    "%s belongs in section [%s], not [%s]", name,
+			    k->section, section);
+			return 0;
+		}
+		return conf_set(cp, k, value) == 0;
+	}
+	(void)snprintf(cp->reason, sizeof(cp->reason),
+	    "unknown key \"%s\" in section [%s]", name, section);
+	return 0;
+}
+
+int
+conf_load(struct conf *c, const char *path, char *err, size_t errlen)
+{
+	struct conf_parse cp;
+	FILE *fp;
+	int line;
+
+	memset(&cp, 0, sizeof(cp));
+	cp.c = c;
+	if ((fp = fopen(path, "r")) == NULL) {
+		(void)snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	line = ini_parse_file(fp, conf_handler, &cp);
+	(void)fclose(fp);
+	if (line < 0) {
+		(void)snprintf(err, errlen, "%s: cannot read", path);
+		return -1;
+	}
+	if (line > 0) {
+		(void)snprintf(err, errlen, "%s:%d: %s", path, line,
+		    cp.reason[0] != '\0' ? cp.reason : "syntax error");
+		return -1;
+	}
+	return conf_finish(c, err, errlen);
+}
+
+int
+conf_finish(struct conf *c, char *err, size_t errlen)
+{
+	const char *colon;
+
+	if (log_level_parse(c->log_level) < 0) {
+		(void)snprintf(err, errlen, "log_level: \"%s\" is not one of "
+		    "error, warning, info, debug", c->log_level);
+		return -1;
+	}
+	colon = strrchr(c->listen, ':');
+	if (colon == NULL || colon == c->listen || colon[1] == '\0') {
+		(void)snprintf(err, errlen,
+		    "listen: \"%s\" is not host:port", c->listen);
+		return -1;
+	}
+	if (c->presence_shm[0] != '/' || strchr(c->presence_shm + 1, '/')) {
+		(void)snprintf(err, errlen, "presence_shm: \"%s\" must be "
+		    "one '/' followed by a name", c->presence_shm);
+		return -1;
+	}
+	if (c->max_message > c->max_frame - 256) {
+		(void)snprintf(err, errlen, "max_message (%d) must be at least "
+		    "256 bytes below max_frame (%d)", c->max_message,
+		    c->max_frame);
+		return -1;
+	}
+	if (c->max_output < c->max_frame) {
+		(void)snprintf(err, errlen, "max_output (%d) must be at least "
+		    "max_frame (%d)", c->max_output, c->max_frame);
+		return -1;
+	}
+	if (c->workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+	}
+	if (c->node_id[0] == '\0')
+		(void)snprintf(c->node_id, sizeof(c->node_id), "%s", c->listen);
+	return 0;
+}

@@ -1,0 +1,358 @@
+/*
+ * conn.c - the connection layer of conn.h.
+ *
+ * Memory per idle connection is the struct alone: input is read into the
+ * worker's scratch buffer and only an incomplete frame is copied into the
+ * connection; output is written at the end of the loop iteration and the
+ * buffer is freed as soon as it drains.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "handler.h"
+#include "log.h"
+#include "worker.h"
+
+/* Reads per EPOLLIN event, so one busy client cannot starve the rest. */
+#define CONN_READS_PER_EVENT 4
+
+static const char *const conn_state_names[] = {
+	"anon", "logging-in", "online", "closed",
+};
+
+void
+conn_set_state(struct conn *c, enum conn_state s)
+{
+	log_debug("conn %d: %s -> %s", c->fd, conn_state_names[c->state],
+	    conn_state_names[s]);
+	c->state = s;
+}
+
+static int
+conn_epoll(struct worker *w, struct conn *c, int op)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.data.ptr = c;
+	ev.events = (c->paused ? 0 : EPOLLIN) | (c->want_out ? EPOLLOUT : 0) |
+	    EPOLLRDHUP;
+	return epoll_ctl(w->epfd, op, c->fd, &ev);
+}
+
+struct conn *
+conn_new(struct worker *w, int fd)
+{
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warnx("%s: out of memory", __func__);
+		(void)close(fd);
+		return NULL;
+	}
+	c->fd = fd;
+	c->state = CONN_ANON;
+	c->token = ((uint64_t)(uint32_t)getpid() << 32) | ++w->next_token;
+	c->last_active = w->now;
+	frame_init(&c->fr);
+	if (conn_epoll(w, c, EPOLL_CTL_ADD) == -1) {
+		log_warn("%s: epoll_ctl", __func__);
+		(void)close(fd);
+		free(c);
+		return NULL;
+	}
+	worker_list_add(w, c);
+	w->nconns++;
+	return c;
+}
+
+size_t
+conn_outq(const struct conn *c)
+{
+	return (size_t)(c->out_len - c->out_off);
+}
+
+static int
+buf_append(char **buf, uint32_t *len, uint32_t *cap, const char *data,
+    size_t n)
+{
+	if ((size_t)*len + n > *cap) {
+		size_t ncap = *cap ? *cap : 1024;
+		char *nb;
+
+		while (ncap < (size_t)*len + n)
+			ncap *= 2;
+		if ((nb = realloc(*buf, ncap)) == NULL)
+			return -1;
+		*buf = nb;
+		*cap = (uint32_t)ncap;
+	}
+	memcpy(*buf + *len, data, n);
+	*len += (uint32_t)n;
+	return 0;
+}
+
+int
+conn_send(struct worker *w, struct conn *c, const char *data, size_t len)
+{
+	if (c->state == CONN_CLOSED || c->close_after_flush)
+		return -1;
+	if (conn_outq(c) + len > (size_t)w->conf->max_output)
+		return -1;
+	if (c->out_off > 0 && c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+	if (buf_append(&c->out, &c->out_len, &c->out_cap, data, len) == -1)
+		return -1;
+	w->stats.msgs_out++;
+	worker_mark_dirty(w, c);
+	return 0;
+}
+
+void
+conn_flush(struct worker *w, struct conn *c)
+{
+	ssize_t n;
+
+	if (c->state == CONN_CLOSED)
+		return;
+	while (c->out_off < c->out_len) {
+		n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+		if (n > 0) {
+			c->out_off += (uint32_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN) {
+			if (!c->want_out) {
+				c->want_out = 1;
+				(void)conn_epoll(w, c, EPOLL_CTL_MOD);
+			}
+			return;
+		}
+		conn_close(w, c, n == 0 ? "write returned 0" : strerror(errno));
+		return;
+	}
+	/* Drained: give the memory back, idle connections cost nothing. */
+	free(c->out);
+	c->out = NULL;
+	c->out_off = c->out_len = c->out_cap = 0;
+	if (c->want_out) {
+		c->want_out = 0;
+		(void)conn_epoll(w, c, EPOLL_CTL_MOD);
+	}
+	if (c->close_after_flush)
+		conn_close(w, c, "closed after error");
+	else
+		handler_conn_drained(w, c);
+}
+
+void
+conn_close_after_flush(struct worker *w, struct conn *c)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	c->close_after_flush = 1;
+	c->paused = 1;
+	(void)shutdown(c->fd, SHUT_RD);
+	(void)conn_epoll(w, c, EPOLL_CTL_MOD);
+	worker_mark_dirty(w, c);
+}
+
+void
+conn_pause(struct worker *w, struct conn *c)
+{
+	if (c->paused || c->state == CONN_CLOSED)
+		return;
+	c->paused = 1;
+	(void)conn_epoll(w, c, EPOLL_CTL_MOD);
+}
+
+/*
+ * Hand every complete frame in buf[0..len) up, stopping early when the
+ * handler pauses or closes the connection.  Returns the bytes consumed.
+ */
+static size_t
+conn_frames(struct worker *w, struct conn *c, const char *buf, size_t len)
+{
+	size_t start, flen;
+	int rc;
+
+	while (!c->paused && c->state != CONN_CLOSED) {
+		rc = frame_next(&c->fr, buf, len, (size_t)w->conf->max_frame,
+		    &start, &flen);
+		if (rc == FRAME_NONE)
+			break;
+		if (rc != FRAME_OK) {
+			handler_stream_error(w, c, rc == FRAME_TOO_LARGE ?
+			    CERR_TOO_LARGE : CERR_FRAMING);
+			return len;
+		}
+		w->stats.msgs_in++;
+		handler_frame(w, c, buf + start, flen);
+	}
+	return frame_consumable(&c->fr);
+}
+
+/* Keep the unconsumed tail of buf in the connection's own buffer. */
+static int
+conn_keep(struct conn *c, const char *buf, size_t len, size_t used)
+{
+	size_t rest = len - used;
+
+	frame_shift(&c->fr, used);
+	if (buf == c->in) {
+		if (rest > 0)
+			memmove(c->in, c->in + used, rest);
+		c->in_len = (uint32_t)rest;
+	} else {
+		c->in_len = 0;
+		if (rest > 0 && buf_append(&c->in, &c->in_len, &c->in_cap,
+		    buf + used, rest) == -1)
+			return -1;
+	}
+	if (c->in_len == 0) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+	return 0;
+}
+
+void
+conn_resume(struct worker *w, struct conn *c)
+{
+	size_t used;
+
+	if (!c->paused || c->state == CONN_CLOSED || c->close_after_flush)
+		return;
+	c->paused = 0;
+	if (c->in_len > 0) {
+		used = conn_frames(w, c, c->in, c->in_len);
+		if (c->state == CONN_CLOSED)
+			return;
+		if (conn_keep(c, c->in, c->in_len, used) == -1) {
+			conn_close(w, c, "out of memory");
+			return;
+		}
+	}
+	if (!c->paused)
+		(void)conn_epoll(w, c, EPOLL_CTL_MOD);
+}
+
+void
+conn_readable(struct worker *w, struct conn *c)
+{
+	const char *buf;
+	size_t len, used;
+	ssize_t n;
+	int i;
+
+	for (i = 0; i < CONN_READS_PER_EVENT; i++) {
+		if (c->paused || c->state == CONN_CLOSED)
+			return;
+		if (c->in_len > 0) {
+			/* A partial frame is pending: read behind it. */
+			size_t need = (size_t)c->in_len + w->rbuf_size;
+
+			if (need > c->in_cap) {
+				char *nb = realloc(c->in, need);
+
+				if (nb == NULL) {
+					conn_close(w, c, "out of memory");
+					return;
+				}
+				c->in = nb;
+				c->in_cap = (uint32_t)need;
+			}
+			n = read(c->fd, c->in + c->in_len, w->rbuf_size);
+			if (n > 0)
+				c->in_len += (uint32_t)n;
+			buf = c->in;
+			len = c->in_len;
+		} else {
+			n = read(c->fd, w->rbuf, w->rbuf_size);
+			buf = w->rbuf;
+			len = n > 0 ? (size_t)n : 0;
+		}
+		if (n == 0) {
+			conn_close(w, c, "closed by peer");
+			return;
+		}
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				conn_close(w, c, strerror(errno));
+			return;
+		}
+		worker_touch(w, c);
+		used = conn_frames(w, c, buf, len);
+		if (c->state == CONN_CLOSED || c->close_after_flush)
+			return;
+		if (conn_keep(c, buf, len, used) == -1) {
+			conn_close(w, c, "out of memory");
+			return;
+		}
+		if ((size_t)n < w->rbuf_size)
+			return;
+	}
+}
+
+void
+conn_close(struct worker *w, struct conn *c, const char *reason)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	log_debug("conn %d: close: %s", c->fd, reason);
+	handler_conn_closed(w, c);
+	worker_list_del(w, c);
+	conn_set_state(c, CONN_CLOSED);
+	(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	(void)close(c->fd);
+	c->fd = -1;
+	w->nconns--;
+	w->stats.closed++;
+	free(c->in);
+	free(c->out);
+	c->in = c->out = NULL;
+	c->in_len = c->out_len = 0;
+	c->out_off = 0;
+	if (c->pending_jobs == 0) {
+		c->dead_next = w->dead;
+		w->dead = c;
+	}
+}
+
+void
+conn_ref(struct conn *c)
+{
+	c->pending_jobs++;
+}
+
+void
+conn_unref(struct worker *w, struct conn *c)
+{
+	if (--c->pending_jobs == 0 && c->state == CONN_CLOSED) {
+		c->dead_next = w->dead;
+		w->dead = c;
+	}
+}
+
+void
+conn_reap(struct worker *w)
+{
+	struct conn *c;
+
+	while ((c = w->dead) != NULL) {
+		w->dead = c->dead_next;
+		free(c);
+	}
+}

@@ -1,0 +1,79 @@
+/*
+ * conn.h - one client connection of a worker: socket, input framing,
+ * bounded output, state and lifetime.
+ *
+ * The connection layer knows bytes and frames, never msgids: complete
+ * frames go up to handler_frame(), stream errors to handler_stream_error(),
+ * and the end of a logged-in session to session_end().
+ */
+#ifndef CHATD_CONN_H
+#define CHATD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "frame.h"
+#include "protocol.h"
+
+struct worker;
+
+enum conn_state {
+	CONN_ANON,		/* connected, not logged in */
+	CONN_LOGGING_IN,	/* credentials being checked / session built */
+	CONN_ONLINE,		/* logged in */
+	CONN_CLOSED,		/* socket closed; struct lives while jobs run */
+};
+
+struct conn {
+	int fd;
+	enum conn_state state;
+	uint32_t uid;			/* when LOGGING_IN / ONLINE */
+	uint64_t token;			/* unique on this host */
+	time_t last_active;
+	struct conn *prev, *next;	/* in the worker's anon/online list */
+	struct conn *dirty_next;	/* in the worker's flush list */
+	struct conn *dead_next;		/* in the worker's free list */
+	char *in;			/* partial frame, NULL when none */
+	uint32_t in_len, in_cap;
+	struct frame fr;
+	char *out;			/* pending output, NULL when none */
+	uint32_t out_off, out_len, out_cap;
+	uint32_t pending_jobs;		/* jobs that point at this conn */
+	unsigned dirty:1, want_out:1, paused:1, close_after_flush:1,
+	    in_list:1, pulling:1, pull_again:1;
+	char name[PROTO_NAME_MAX + 1];	/* when ONLINE */
+};
+
+/* Wrap an accepted socket; NULL when out of memory (fd then closed). */
+struct conn *conn_new(struct worker *w, int fd);
+/* EPOLLIN: read a bounded amount and hand complete frames up. */
+void conn_readable(struct worker *w, struct conn *c);
+/* EPOLLOUT or end of loop iteration: write what is queued. */
+void conn_flush(struct worker *w, struct conn *c);
+/*
+ * Queue data for the client, written at the end of the loop iteration.
+ * Returns 0, or
+ * -1 when it would push the connection over max_output: nothing is
+ * queued and the caller must keep the data elsewhere (offline store).
+ */
+int conn_send(struct worker *w, struct conn *c, const char *data,
+    size_t len);
+/* Stop/resume reading frames (while a login or registration runs). */
+void conn_pause(struct worker *w, struct conn *c);
+void conn_resume(struct worker *w, struct conn *c);
+/* Close after queued output is written (used after fatal stream errors). */
+void conn_close_after_flush(struct worker *w, struct conn *c);
+/* Close now; reason is logged at debug. */
+void conn_close(struct worker *w, struct conn *c, const char *reason);
+/* Set the state, logging the transition at debug. */
+void conn_set_state(struct conn *c, enum conn_state s);
+/* A job now refers to c / no longer does (frees a closed conn). */
+void conn_ref(struct conn *c);
+void conn_unref(struct worker *w, struct conn *c);
+/* Free the conns closed during this loop iteration. */
+void conn_reap(struct worker *w);
+/* Bytes of output pending. */
+size_t conn_outq(const struct conn *c);
+
+#endif

@@ -1,0 +1,270 @@
+/*
+ * deliver.c - local, cross-worker and offline delivery.
+ *
+ * The race this file closes: a sender finds a user offline and stores the
+ * message while the user logs in and fetches their offline messages.  The
+ * login inserts into the presence table before it fetches; the store job
+ * looks the user up again after its INSERT committed.  Whichever happens
+ * last sees the other, so either the fetch finds the row or the store
+ * finds the user online and asks their worker to pull again.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+
+#include "conn.h"
+#include "deliver.h"
+#include "handler.h"
+#include "inbox.h"
+#include "job.h"
+#include "log.h"
+#include "presence.h"
+#include "protocol.h"
+#include "store.h"
+#include "worker.h"
+
+static int
+deliver_inbox_send(struct worker *w, int slot, const struct inbox_msg *m)
+{
+	struct epoll_event ev;
+	int want_out;
+
+	if (inbox_send(w->inbox, slot, m, &want_out) == -1)
+		return -1;
+	if (want_out) {
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLOUT;
+		/* Tagged pointers: the inbox tx slots are small integers. */
+		ev.data.u64 = 0x100000000ULL | (uint32_t)slot;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, inbox_tx_fd(w->inbox,
+		    slot), &ev) == -1)
+			log_warn("%s: epoll_ctl", __func__);
+	}
+	return 0;
+}
+
+int
+deliver_user(struct worker *w, uint32_t uid, const char *frame, size_t len)
+{
+	struct presence_entry e;
+	struct inbox_msg m;
+	struct conn *c;
+
+	if (presence_lookup(w->presence, uid, &e) != PRESENCE_OK)
+		return DELIVER_OFFLINE;
+	if (e.slot == w->slot) {
+		c = umap_get(&w->online, uid);
+		if (c == NULL || c->token != e.token ||
+		    c->state != CONN_ONLINE)
+			return DELIVER_OFFLINE;
+		if (conn_send(w, c, frame, len) == -1) {
+			log_warnx("user %u: output over max_output (%d bytes), "
+			    "disconnecting the slow consumer", uid,
+			    w->conf->max_output);
+			conn_close(w, c, "output over max_output");
+			return DELIVER_OFFLINE;
+		}
+		w->stats.deliver_local++;
+		return DELIVER_DONE;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = INBOX_DELIVER;
+	m.id = uid;
+	m.token = e.token;
+	m.data = frame;
+	m.len = len;
+	if (deliver_inbox_send(w, e.slot, &m) == -1)
+		return DELIVER_OFFLINE;
+	w->stats.deliver_worker++;
+	return DELIVER_DONE;
+}
+
+void
+deliver_group_invalidate(struct worker *w, uint32_t gid)
+{
+	struct inbox_msg m;
+	int i;
+
+	memset(&m, 0, sizeof(m));
+	m.type = INBOX_GROUP_INVALIDATE;
+	m.id = gid;
+	for (i = 0; i < w->nslots; i++)
+		if (i != w->slot && deliver_inbox_send(w, i, &m) == -1)
+			log_warnx("group %u: could not invalidate the cache of "
+			    "worker %d", gid, i);
+}
+
+/* Ask whoever holds uid on this host to pull their offline messages. */
+static void
+deliver_offline_ready(struct worker *w, uint32_t uid)
+{
+	struct presence_entry e;
+	struct inbox_msg m;
+	struct conn *c;
+
+	if (presence_lookup(w->presence, uid, &e) != PRESENCE_OK)
+		return;
+	if (e.slot == w->slot) {
+		if ((c = umap_get(&w->online, uid)) != NULL)
+			session_pull_offline(w, c);
+		return;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = INBOX_OFFLINE_READY;
+	m.id = uid;
+	(void)deliver_inbox_send(w, e.slot, &m);
+}
+
+struct store_job {
+	struct job job;
+	struct conn *sender;
+	struct reqinfo ri;
+	size_t n;
+	uint32_t *uids;
+	int *rc;
+	size_t len;
+	char text[];
+};
+
+static void
+store_job_run(struct job *j, struct store *st)
+{
+	struct store_job *sj = (struct store_job *)j;
+	size_t i;
+
+	for (i = 0; i < sj->n; i++)
+		sj->rc[i] = store_offline_put(st, sj->uids[i], sj->text,
+		    sj->len);
+}
+
+static void
+store_job_done(struct job *j, struct worker *w)
+{
+	struct store_job *sj = (struct store_job *)j;
+	size_t i, stored = 0, failed = 0, noref = 0;
+	cJSON *extra;
+
+	for (i = 0; i < sj->n; i++) {
+		if (sj->rc[i] == STORE_OK) {
+			stored++;
+			deliver_offline_ready(w, sj->uids[i]);
+		} else if (sj->rc[i] == STORE_NOREF)
+			noref++;
+		else
+			failed++;
+	}
+	w->stats.offline_stored += stored;
+	if (failed > 0)
+		log_warnx("could not store %zu offline message(s): database "
+		    "unavailable", failed);
+	if (sj->sender != NULL) {
+		if (sj->sender->state == CONN_ONLINE) {
+			if (failed > 0)
+				reply_error(w, sj->sender, &sj->ri,
+				    CERR_UNAVAILABLE, "could not store the "
+				    "message for an offline recipient; "
+				    "database unavailable");
+			else if (noref > 0 && sj->n == 1)
+				reply_error(w, sj->sender, &sj->ri,
+				    CERR_NO_USER, NULL);
+			else {
+				extra = cJSON_CreateObject();
+				cJSON_AddStringToObject(extra, "status",
+				    "stored");
+				reply_ok(w, sj->sender, &sj->ri, extra);
+			}
+		}
+		conn_unref(w, sj->sender);
+	}
+	reqinfo_free(&sj->ri);
+	free(sj->uids);
+	free(sj->rc);
+	free(sj);
+}
+
+void
+deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
+    const uint32_t *uids, size_t n, const char *frame, size_t len)
+{
+	struct store_job *sj;
+
+	if (len > 0 && frame[len - 1] == '\n')
+		len--;
+	if ((sj = calloc(1, sizeof(*sj) + len + 1)) == NULL ||
+	    (sj->uids = malloc(n * sizeof(*uids))) == NULL ||
+	    (sj->rc = calloc(n, sizeof(int))) == NULL) {
+		if (sj != NULL) {
+			free(sj->uids);
+			free(sj);
+		}
+		log_warnx("%s: out of memory", __func__);
+		if (sender != NULL)
+			reply_error(w, sender, ri, CERR_UNAVAILABLE, NULL);
+		return;
+	}
+	sj->job.run = store_job_run;
+	sj->job.done = store_job_done;
+	memcpy(sj->uids, uids, n * sizeof(*uids));
+	sj->n = n;
+	memcpy(sj->text, frame, len);
+	sj->len = len;
+	if (sender != NULL) {
+		sj->sender = sender;
+		sj->ri.msgid = ri->msgid;
+		sj->ri.seq = ri->seq ? cJSON_Duplicate(ri->seq, 1) : NULL;
+		conn_ref(sender);
+	}
+	if (worker_submit(w, &sj->job) == -1) {
+		if (sender != NULL) {
+			reply_error(w, sender, ri, CERR_UNAVAILABLE,
+			    "server busy (job_queue_max)");
+			conn_unref(w, sender);
+		}
+		reqinfo_free(&sj->ri);
+		free(sj->uids);
+		free(sj->rc);
+		free(sj);
+	}
+}
+
+void
+deliver_inbox(struct worker *w, const struct inbox_msg *m)
+{
+	struct conn *c;
+
+	switch (m->type) {
+	case INBOX_DELIVER:
+		c = umap_get(&w->online, m->id);
+		if (c != NULL && c->token == m->token &&
+		    c->state == CONN_ONLINE &&
+		    conn_send(w, c, m->data, m->len) == 0)
+			return;
+		if (c != NULL && c->token == m->token &&
+		    c->state == CONN_ONLINE) {
+			log_warnx("user %u: output over max_output (%d bytes), "
+			    "disconnecting the slow consumer", m->id,
+			    w->conf->max_output);
+			conn_close(w, c, "output over max_output");
+		}
+		/* The session ended after the sender looked it up. */
+		deliver_store(w, NULL, NULL, &m->id, 1, m->data, m->len);
+		break;
+	case INBOX_GROUP_INVALIDATE:
+		groupcache_invalidate(&w->groups, m->id);
+		break;
+	case INBOX_OFFLINE_READY:
+		if ((c = umap_get(&w->online, m->id)) != NULL)
+			session_pull_offline(w, c);
+		break;
+	case INBOX_KICK:
+		c = umap_get(&w->online, m->id);
+		if (c != NULL && (m->token == 0 || c->token == m->token))
+			conn_close(w, c, "kicked");
+		break;
+	default:
+		fatalx("%s: unknown datagram type %u", __func__, m->type);
+	}
+}

@@ -1,0 +1,42 @@
+/*
+ * deliver.h - getting a frame to a user: their connection on this worker,
+ * another worker of this host (inbox), or the offline store.
+ *
+ * A frame accepted from a sender ends in exactly one of those places;
+ * when none is possible the sender is told errno 13.
+ */
+#ifndef CHATD_DELIVER_H
+#define CHATD_DELIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct worker;
+struct conn;
+struct reqinfo;
+struct inbox_msg;
+
+enum {
+	DELIVER_DONE = 0,	/* queued on the user's connection or handed
+				 * to the worker that holds it */
+	DELIVER_OFFLINE = 1,	/* not online on this host: store it */
+};
+
+/* Route frame[0..len) (one line ending in '\n') to uid on this host. */
+int deliver_user(struct worker *w, uint32_t uid, const char *frame,
+    size_t len);
+/*
+ * Store frame (without its '\n') offline for each of uids, on a job
+ * thread.  When sender is non-NULL it gets the answer for request ri:
+ * ACK {status:"stored"} (with seq), errno 6 when a single recipient does
+ * not exist, errno 13 when the database cannot take it.
+ */
+void deliver_store(struct worker *w, struct conn *sender,
+    const struct reqinfo *ri, const uint32_t *uids, size_t n,
+    const char *frame, size_t len);
+/* Tell every other worker of this host that group gid changed. */
+void deliver_group_invalidate(struct worker *w, uint32_t gid);
+/* Handle one datagram from another worker's inbox. */
+void deliver_inbox(struct worker *w, const struct inbox_msg *m);
+
+#endif

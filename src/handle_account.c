@@ -1,0 +1,758 @@
+/*
+ * handle_account.c - REG, LOGIN, LOGINOUT, PING and the session they
+ * create: presence, LOGIN_ACK in the classic shapes, PRESENCE pushes to
+ * online friends, and paging offline messages onto the connection.
+ *
+ * Password hashing (argon2id) and every query run in jobs; the loop only
+ * builds replies.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "conn.h"
+#include "deliver.h"
+#include "handler.h"
+#include "job.h"
+#include "log.h"
+#include "presence.h"
+#include "protocol.h"
+#include "store.h"
+#include "worker.h"
+
+/* Error text the classic client shows for a failed login. */
+#define LOGIN_BAD_TEXT "id or password is invalid"
+
+static int
+store_to_cerr(int rc)
+{
+	return rc == STORE_OK ? 0 : CERR_UNAVAILABLE;
+}
+
+const char *
+session_state(struct worker *w, uint32_t uid)
+{
+	struct presence_entry e;
+
+	return presence_lookup(w->presence, uid, &e) == PRESENCE_OK ?
+	    "online" : "offline";
+}
+
+/* --- offline messages ---------------------------------------------- */
+
+struct offline_batch {
+	size_t n, cap;
+	size_t bytes, budget;	/* stop once bytes would pass budget */
+	int truncated;		/* stopped on the budget */
+	uint64_t *ids;
+	char **texts;
+	size_t *lens;
+};
+
+static int
+offline_collect(void *arg, uint64_t id, const char *text, size_t len)
+{
+	struct offline_batch *b = arg;
+
+	if (b->n > 0 && b->bytes + len > b->budget) {
+		b->truncated = 1;
+		return 1;
+	}
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+
+		b->ids = reallocarray(b->ids, cap, sizeof(*b->ids));
+		b->texts = reallocarray(b->texts, cap, sizeof(*b->texts));
+		b->lens = reallocarray(b->lens, cap, sizeof(*b->lens));
+		if (b->ids == NULL || b->texts == NULL || b->lens == NULL)
+			fatalx("%s: out of memory", __func__);
+		b->cap = cap;
+	}
+	if ((b->texts[b->n] = malloc(len + 2)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	memcpy(b->texts[b->n], text, len);
+	b->texts[b->n][len] = '\n';
+	b->texts[b->n][len + 1] = '\0';
+	b->lens[b->n] = len;
+	b->ids[b->n] = id;
+	b->bytes += len;
+	b->n++;
+	return 0;
+}
+
+static void
+offline_batch_free(struct offline_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		free(b->texts[i]);
+	free(b->ids);
+	free(b->texts);
+	free(b->lens);
+	memset(b, 0, sizeof(*b));
+}
+
+struct offdel_job {
+	struct job job;
+	struct conn *c;
+	uint32_t uid;
+	int more;		/* the batch may not have been the last */
+	int rc;
+	size_t n;
+	uint64_t ids[];
+};
+
+static void
+offdel_run(struct job *j, struct store *st)
+{
+	struct offdel_job *dj = (struct offdel_job *)j;
+
+	dj->rc = store_offline_delete(st, dj->uid, dj->ids, dj->n);
+}
+
+static void
+offdel_done(struct job *j, struct worker *w)
+{
+	struct offdel_job *dj = (struct offdel_job *)j;
+	struct conn *c = dj->c;
+
+	if (dj->rc != STORE_OK)
+		log_warnx("user %u: could not delete %zu delivered offline "
+		    "message(s); they will be delivered again", dj->uid,
+		    dj->n);
+	c->pulling = 0;
+	if (c->state == CONN_ONLINE && c->uid == dj->uid &&
+	    (dj->more || c->pull_again))
+		session_pull_offline(w, c);
+	conn_unref(w, c);
+	free(dj);
+}
+
+/*
+ * Queue the batch on c and delete exactly the ids that were queued, so a
+ * message inserted meanwhile is never deleted unseen.  Returns how many
+ * were queued.
+ */
+static size_t
+offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
+    size_t first, int more)
+{
+	struct offdel_job *dj;
+	size_t i, sent = 0;
+
+	for (i = first; i < b->n; i++) {
+		if (conn_send(w, c, b->texts[i], b->lens[i] + 1) == -1) {
+			more = 1;
+			c->pull_again = 1;
+			break;
+		}
+		sent++;
+	}
+	w->stats.offline_delivered += sent;
+	if (b->n == 0)
+		return 0;
+	if ((dj = malloc(sizeof(*dj) + b->n * sizeof(uint64_t))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	memset(dj, 0, sizeof(*dj));
+	dj->job.run = offdel_run;
+	dj->job.done = offdel_done;
+	dj->c = c;
+	dj->uid = c->uid;
+	dj->more = more;
+	dj->n = 0;
+	/* ids before `first` went out inside LOGIN_ACK. */
+	for (i = 0; i < first + sent; i++)
+		dj->ids[dj->n++] = b->ids[i];
+	c->pulling = 1;
+	conn_ref(c);
+	if (worker_submit(w, &dj->job) == -1) {
+		c->pulling = 0;
+		conn_unref(w, c);
+		free(dj);
+	}
+	return sent;
+}
+
+struct pull_job {
+	struct job job;
+	struct conn *c;
+	uint32_t uid;
+	int limit;
+	int rc;
+	struct offline_batch b;
+};
+
+static void
+pull_run(struct job *j, struct store *st)
+{
+	struct pull_job *pj = (struct pull_job *)j;
+
+	pj->rc = store_offline_fetch(st, pj->uid, pj->limit, offline_collect,
+	    &pj->b);
+}
+
+static void
+pull_done(struct job *j, struct worker *w)
+{
+	struct pull_job *pj = (struct pull_job *)j;
+	struct conn *c = pj->c;
+
+	c->pulling = 0;
+	if (c->state == CONN_ONLINE && c->uid == pj->uid) {
+		if (pj->rc != STORE_OK)
+			c->pull_again = 1;	/* retried when output drains */
+		else
+			(void)offline_queue(w, c, &pj->b, 0,
+			    pj->b.truncated || pj->b.n == (size_t)pj->limit);
+	}
+	offline_batch_free(&pj->b);
+	conn_unref(w, c);
+	free(pj);
+}
+
+void
+session_pull_offline(struct worker *w, struct conn *c)
+{
+	struct pull_job *pj;
+	size_t room;
+
+	if (c->state != CONN_ONLINE)
+		return;
+	c->pull_again = 1;
+	if (c->pulling)
+		return;		/* the running pull looks again after */
+	room = (size_t)w->conf->max_output / 2;
+	if (conn_outq(c) >= room)
+		return;		/* resumed when the output drains */
+	c->pull_again = 0;
+	if ((pj = calloc(1, sizeof(*pj))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	pj->job.run = pull_run;
+	pj->job.done = pull_done;
+	pj->c = c;
+	pj->uid = c->uid;
+	pj->limit = w->conf->offline_batch > 0 ? w->conf->offline_batch : 100;
+	pj->b.budget = room - conn_outq(c);
+	c->pulling = 1;
+	conn_ref(c);
+	if (worker_submit(w, &pj->job) == -1) {
+		c->pulling = 0;
+		c->pull_again = 1;
+		conn_unref(w, c);
+		free(pj);
+	}
+}
+
+/* --- PRESENCE pushes -------------------------------------------------- */
+
+static void
+presence_push(struct worker *w, uint32_t uid, const uint32_t *friends,
+    size_t n, const char *state)
+{
+	cJSON *obj;
+	char *line;
+	size_t i, len;
+
+	if (n == 0)
+		return;
+	obj = cJSON_CreateObject();
+	cJSON_AddNumberToObject(obj, "msgid", MSG_PRESENCE);
+	cJSON_AddNumberToObject(obj, "id", uid);
+	cJSON_AddStringToObject(obj, "state", state);
+	line = reply_line(obj, &len);
+	cJSON_Delete(obj);
+	if (line == NULL)
+		return;
+	/* A notice for someone offline is not worth storing. */
+	for (i = 0; i < n; i++)
+		(void)deliver_user(w, friends[i], line, len);
+	free(line);
+}
+
+struct ids {
+	size_t n, cap;
+	uint32_t *v;
+};
+
+static int
+ids_add_user(void *arg, uint32_t id, const char *name)
+{
+	struct ids *ids = arg;
+
+	if (ids->n == ids->cap) {
+		ids->cap = ids->cap ? ids->cap * 2 : 16;
+		if ((ids->v = reallocarray(ids->v, ids->cap,
+		    sizeof(uint32_t))) == NULL)
+			fatalx("%s: out of memory", __func__);
+	}
+	ids->v[ids->n++] = id;
+	return 0;
+}
+
+struct logout_job {
+	struct job job;
+	uint32_t uid;
+	int rc;
+	struct ids friends;
+};
+
+static void
+logout_run(struct job *j, struct store *st)
+{
+	struct logout_job *lj = (struct logout_job *)j;
+
+	lj->rc = store_friend_list(st, lj->uid, ids_add_user, &lj->friends);
+}
+
+static void
+logout_done(struct job *j, struct worker *w)
+{
+	struct logout_job *lj = (struct logout_job *)j;
+
+	if (lj->rc == STORE_OK)
+		presence_push(w, lj->uid, lj->friends.v, lj->friends.n,
+		    "offline");
+	free(lj->friends.v);
+	free(lj);
+}
+
+void
+session_end(struct worker *w, struct conn *c)
+{
+	struct logout_job *lj;
+
+	if (presence_remove(w->presence, c->uid, c->token) != PRESENCE_OK)
+		log_warnx("user %u: presence entry was already gone", c->uid);
+	if (umap_get(&w->online, c->uid) == c)
+		(void)umap_del(&w->online, c->uid);
+	log_info("user %u (%s) logged out", c->uid, c->name);
+	if ((lj = calloc(1, sizeof(*lj))) == NULL)
+		return;
+	lj->job.run = logout_run;
+	lj->job.done = logout_done;
+	lj->uid = c->uid;
+	if (worker_submit(w, &lj->job) == -1)
+		free(lj);
+}
+
+/* --- REG ------------------------------------------------------------- */
+
+struct reg_job {
+	struct job job;
+	struct conn *c;
+	struct reqinfo ri;
+	int opslimit;
+	size_t memlimit;
+	char name[PROTO_NAME_MAX + 1];
+	char password[PROTO_PASSWORD_MAX + 1];
+	int err;
+	uint32_t id;
+};
+
+static void
+reg_run(struct job *j, struct store *st)
+{
+	struct reg_job *rj = (struct reg_job *)j;
+	char hash[crypto_pwhash_STRBYTES];
+	int rc;
+
+	if (crypto_pwhash_str(hash, rj->password, strlen(rj->password),
+	    (unsigned long long)rj->opslimit, rj->memlimit) != 0) {
+		log_warnx("password hashing failed (hash_memlimit_kib too "
+		    "large for this host?)");
+		rj->err = CERR_UNAVAILABLE;
+		goto out;
+	}
+	rc = store_user_create(st, rj->name, hash, &rj->id);
+	rj->err = rc == STORE_DUP ? CERR_NAME_TAKEN : store_to_cerr(rc);
+out:
+	sodium_memzero(rj->password, sizeof(rj->password));
+}
+
+static void
+reg_done(struct job *j, struct worker *w)
+{
+	struct reg_job *rj = (struct reg_job *)j;
+	struct conn *c = rj->c;
+	cJSON *obj;
+
+	if (c->state != CONN_CLOSED) {
+		obj = cJSON_CreateObject();
+		cJSON_AddNumberToObject(obj, "msgid", MSG_REG_ACK);
+		cJSON_AddNumberToObject(obj, "errno", rj->err);
+		if (rj->err != 0) {
+			w->stats.errors[rj->err]++;
+			cJSON_AddStringToObject(obj, "errmsg",
+			    rj->err == CERR_NAME_TAKEN ? "name is already "
+			    "taken" : proto_strerror(rj->err));
+		} else {
+			w->stats.registrations++;
+			cJSON_AddNumberToObject(obj, "id", rj->id);
+			log_info("registered user %u (%s)", rj->id, rj->name);
+		}
+		if (rj->ri.seq != NULL)
+			cJSON_AddItemToObject(obj, "seq",
+			    cJSON_Duplicate(rj->ri.seq, 1));
+		if (reply_send(w, c, obj) == 0)
+			conn_resume(w, c);
+	}
+	conn_unref(w, c);
+	reqinfo_free(&rj->ri);
+	free(rj);
+}
+
+void
+handle_reg(struct worker *w, struct conn *c, const struct request *r)
+{
+	struct reg_job *rj;
+	struct reqinfo ri;
+
+	if ((rj = calloc(1, sizeof(*rj))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	rj->job.run = reg_run;
+	rj->job.done = reg_done;
+	rj->c = c;
+	reqinfo_init(&rj->ri, r);
+	rj->opslimit = w->conf->hash_opslimit;
+	rj->memlimit = (size_t)w->conf->hash_memlimit_kib * 1024;
+	(void)snprintf(rj->name, sizeof(rj->name), "%s",
+	    request_str(r, "name"));
+	(void)snprintf(rj->password, sizeof(rj->password), "%s",
+	    request_str(r, "password"));
+	conn_ref(c);
+	if (worker_submit(w, &rj->job) == -1) {
+		reqinfo_init(&ri, r);
+		reply_error(w, c, &ri, CERR_UNAVAILABLE,
+		    "server busy (job_queue_max)");
+		reqinfo_free(&ri);
+		conn_unref(w, c);
+		reqinfo_free(&rj->ri);
+		sodium_memzero(rj->password, sizeof(rj->password));
+		free(rj);
+		return;
+	}
+	/* Later frames wait, so a pipelined LOGIN sees this user. */
+	conn_pause(w, c);
+}
+
+/* --- LOGIN ----------------------------------------------------------- */
+
+struct login_job {
+	struct job job;
+	struct conn *c;
+	struct reqinfo ri;
+	uint32_t uid;
+	char password[PROTO_PASSWORD_MAX + 1];
+	int offline_limit;
+	int err;
+	char name[PROTO_NAME_MAX + 1];
+	cJSON *friends;		/* [{id,name}] */
+	cJSON *groups;		/* [{id,groupname,groupdesc,users:[...]}] */
+	struct offline_batch off;
+};
+
+static int
+login_add_friend(void *arg, uint32_t id, const char *name)
+{
+	cJSON *f = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(f, "id", id);
+	cJSON_AddStringToObject(f, "name", name);
+	cJSON_AddItemToArray(arg, f);
+	return 0;
+}
+
+static int
+login_add_group(void *arg, uint32_t id, const char *name, const char *desc,
+    const char *role)
+{
+	cJSON *g = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(g, "id", id);
+	cJSON_AddStringToObject(g, "groupname", name);
+	cJSON_AddStringToObject(g, "groupdesc", desc);
+	cJSON_AddItemToObject(g, "users", cJSON_CreateArray());
+	cJSON_AddItemToArray(arg, g);
+	return 0;
+}
+
+static int
+login_add_member(void *arg, uint32_t id, const char *name, const char *role)
+{
+	cJSON *u = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(u, "id", id);
+	cJSON_AddStringToObject(u, "name", name);
+	cJSON_AddStringToObject(u, "role", role);
+	cJSON_AddItemToArray(arg, u);
+	return 0;
+}
+
+static void
+login_run(struct job *j, struct store *st)
+{
+	struct login_job *lj = (struct login_job *)j;
+	char hash[256];
+	cJSON *g;
+	int rc;
+
+	rc = store_user_get(st, lj->uid, lj->name, sizeof(lj->name), hash,
+	    sizeof(hash));
+	if (rc == STORE_NOTFOUND) {
+		lj->err = CERR_AUTH;
+		goto out;
+	}
+	if (rc != STORE_OK) {
+		lj->err = CERR_UNAVAILABLE;
+		goto out;
+	}
+	if (crypto_pwhash_str_verify(hash, lj->password,
+	    strlen(lj->password)) != 0) {
+		lj->err = CERR_AUTH;
+		goto out;
+	}
+	lj->friends = cJSON_CreateArray();
+	lj->groups = cJSON_CreateArray();
+	if ((rc = store_friend_list(st, lj->uid, login_add_friend,
+	    lj->friends)) != STORE_OK ||
+	    (rc = store_group_list(st, lj->uid, login_add_group,
+	    lj->groups)) != STORE_OK) {
+		lj->err = CERR_UNAVAILABLE;
+		goto out;
+	}
+	cJSON_ArrayForEach(g, lj->groups) {
+		rc = store_group_members(st, (uint32_t)cJSON_GetObjectItem(g,
+		    "id")->valuedouble, login_add_member,
+		    cJSON_GetObjectItem(g, "users"));
+		if (rc != STORE_OK && rc != STORE_NOTFOUND) {
+			lj->err = CERR_UNAVAILABLE;
+			goto out;
+		}
+	}
+	if (lj->offline_limit > 0 && store_offline_fetch(st, lj->uid,
+	    lj->offline_limit, offline_collect, &lj->off) != STORE_OK) {
+		lj->err = CERR_UNAVAILABLE;
+		goto out;
+	}
+	lj->err = 0;
+out:
+	sodium_memzero(lj->password, sizeof(lj->password));
+}
+
+/* Add "state" to each {id,...} of arr and turn the objects into the
+ * classic array of JSON strings. */
+static cJSON *
+login_stringify(struct worker *w, cJSON *arr, int with_state)
+{
+	cJSON *out = cJSON_CreateArray(), *item;
+	char *s;
+
+	cJSON_ArrayForEach(item, arr) {
+		if (with_state)
+			cJSON_AddStringToObject(item, "state", session_state(w,
+			    (uint32_t)cJSON_GetObjectItem(item,
+			    "id")->valuedouble));
+		if ((s = cJSON_PrintUnformatted(item)) == NULL)
+			fatalx("%s: out of memory", __func__);
+		cJSON_AddItemToArray(out, cJSON_CreateString(s));
+		free(s);
+	}
+	return out;
+}
+
+static void
+login_reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    int err, const char *errmsg)
+{
+	cJSON *obj = cJSON_CreateObject();
+
+	w->stats.logins_failed++;
+	w->stats.errors[err]++;
+	cJSON_AddNumberToObject(obj, "msgid", MSG_LOGIN_ACK);
+	cJSON_AddNumberToObject(obj, "errno", err);
+	cJSON_AddStringToObject(obj, "errmsg", errmsg);
+	if (ri->seq != NULL)
+		cJSON_AddItemToObject(obj, "seq", cJSON_Duplicate(ri->seq, 1));
+	if (reply_send(w, c, obj) == 0)
+		conn_resume(w, c);
+}
+
+static void
+login_done(struct job *j, struct worker *w)
+{
+	struct login_job *lj = (struct login_job *)j;
+	struct conn *c = lj->c;
+	struct presence_entry e, holder;
+	cJSON *obj, *g, *friends, *groups, *off;
+	uint32_t *fids = NULL;
+	size_t nf = 0, i, inack;
+	char msg[128];
+	int rc;
+
+	if (c->state == CONN_CLOSED)
+		goto out;
+	worker_list_del(w, c);
+	conn_set_state(c, CONN_ANON);
+	worker_list_add(w, c);
+	if (lj->err != 0) {
+		login_reply_error(w, c, &lj->ri, lj->err, lj->err == CERR_AUTH ?
+		    LOGIN_BAD_TEXT : proto_strerror(lj->err));
+		goto out;
+	}
+	memset(&e, 0, sizeof(e));
+	e.uid = lj->uid;
+	e.slot = (uint16_t)w->slot;
+	e.pid = (int32_t)getpid();
+	e.token = c->token;
+	e.since = (int64_t)w->now;
+	(void)snprintf(e.name, sizeof(e.name), "%s", lj->name);
+	rc = presence_insert(w->presence, &e, &holder);
+	if (rc == PRESENCE_EXISTS) {
+		(void)snprintf(msg, sizeof(msg), "user %u is already online",
+		    lj->uid);
+		login_reply_error(w, c, &lj->ri, CERR_ONLINE, msg);
+		goto out;
+	}
+	if (rc != PRESENCE_OK) {
+		log_warnx("login of user %u refused: presence table full "
+		    "(presence_capacity = %d)", lj->uid,
+		    w->conf->presence_capacity);
+		login_reply_error(w, c, &lj->ri, CERR_UNAVAILABLE,
+		    "server full: no room for another online user");
+		goto out;
+	}
+	worker_list_del(w, c);
+	c->uid = lj->uid;
+	(void)snprintf(c->name, sizeof(c->name), "%s", lj->name);
+	conn_set_state(c, CONN_ONLINE);
+	worker_list_add(w, c);
+	if (umap_put(&w->online, c->uid, c) == -1)
+		fatalx("%s: out of memory", __func__);
+	w->stats.logins_ok++;
+	log_info("user %u (%s) logged in", c->uid, c->name);
+
+	/* Friend ids, for PRESENCE pushes, before stringifying. */
+	nf = (size_t)cJSON_GetArraySize(lj->friends);
+	if (nf > 0 && (fids = calloc(nf, sizeof(*fids))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	i = 0;
+	cJSON_ArrayForEach(g, lj->friends)
+		fids[i++] = (uint32_t)cJSON_GetObjectItem(g, "id")->valuedouble;
+
+	obj = cJSON_CreateObject();
+	cJSON_AddNumberToObject(obj, "msgid", MSG_LOGIN_ACK);
+	cJSON_AddNumberToObject(obj, "errno", 0);
+	cJSON_AddNumberToObject(obj, "id", c->uid);
+	cJSON_AddStringToObject(obj, "name", c->name);
+	if (lj->ri.seq != NULL)
+		cJSON_AddItemToObject(obj, "seq", cJSON_Duplicate(lj->ri.seq,
+		    1));
+	friends = login_stringify(w, lj->friends, 1);
+	cJSON_AddItemToObject(obj, "friends", friends);
+	cJSON_ArrayForEach(g, lj->groups) {
+		cJSON *users = cJSON_DetachItemFromObject(g, "users");
+
+		cJSON_AddItemToObject(g, "users", login_stringify(w, users, 1));
+		cJSON_Delete(users);
+	}
+	groups = login_stringify(w, lj->groups, 0);
+	cJSON_AddItemToObject(obj, "groups", groups);
+	off = cJSON_CreateArray();
+	for (inack = 0; inack < lj->off.n; inack++) {
+		lj->off.texts[inack][lj->off.lens[inack]] = '\0';
+		cJSON_AddItemToArray(off,
+		    cJSON_CreateString(lj->off.texts[inack]));
+		lj->off.texts[inack][lj->off.lens[inack]] = '\n';
+	}
+	cJSON_AddItemToObject(obj, "offlinemsg", off);
+	if (reply_send(w, c, obj) == -1)
+		goto out;	/* closed; the offline rows stay stored */
+	w->stats.offline_delivered += inack;
+	presence_push(w, c->uid, fids, nf, "online");
+	if (lj->off.n > 0)
+		(void)offline_queue(w, c, &lj->off, inack, lj->off.truncated ||
+		    lj->off.n == (size_t)lj->offline_limit);
+	conn_resume(w, c);
+out:
+	free(fids);
+	cJSON_Delete(lj->friends);
+	cJSON_Delete(lj->groups);
+	offline_batch_free(&lj->off);
+	reqinfo_free(&lj->ri);
+	conn_unref(w, c);
+	free(lj);
+}
+
+void
+handle_login(struct worker *w, struct conn *c, const struct request *r)
+{
+	struct login_job *lj;
+	uint32_t uid = handler_id(request_int(r, "id"));
+	struct reqinfo ri;
+
+	reqinfo_init(&ri, r);
+	if (uid == 0) {
+		login_reply_error(w, c, &ri, CERR_AUTH, LOGIN_BAD_TEXT);
+		reqinfo_free(&ri);
+		return;
+	}
+	if ((lj = calloc(1, sizeof(*lj))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	lj->job.run = login_run;
+	lj->job.done = login_done;
+	lj->c = c;
+	lj->ri = ri;
+	lj->uid = uid;
+	lj->offline_limit = w->conf->offline_batch;
+	lj->off.budget = (size_t)w->conf->max_output / 2;
+	(void)snprintf(lj->password, sizeof(lj->password), "%s",
+	    request_str(r, "password"));
+	conn_ref(c);
+	if (worker_submit(w, &lj->job) == -1) {
+		login_reply_error(w, c, &ri, CERR_UNAVAILABLE,
+		    "server busy (job_queue_max)");
+		conn_unref(w, c);
+		reqinfo_free(&lj->ri);
+		sodium_memzero(lj->password, sizeof(lj->password));
+		free(lj);
+		return;
+	}
+	worker_list_del(w, c);
+	conn_set_state(c, CONN_LOGGING_IN);
+	worker_list_add(w, c);
+	conn_pause(w, c);
+}
+
+/* --- LOGINOUT, PING -------------------------------------------------- */
+
+void
+handle_loginout(struct worker *w, struct conn *c, const struct request *r)
+{
+	struct reqinfo ri;
+
+	session_end(w, c);
+	worker_list_del(w, c);
+	conn_set_state(c, CONN_ANON);
+	c->uid = 0;
+	c->name[0] = '\0';
+	c->pull_again = 0;
+	worker_list_add(w, c);
+	reqinfo_init(&ri, r);
+	reply_ok(w, c, &ri, NULL);
+	reqinfo_free(&ri);
+}
+
+void
+handle_ping(struct worker *w, struct conn *c, const struct request *r)
+{
+	struct reqinfo ri;
+
+	reqinfo_init(&ri, r);
+	reply_ok(w, c, &ri, NULL);
+	reqinfo_free(&ri);
+}

@@ -1,0 +1,285 @@
+/*
+ * handler.c - validation, the login rule, dispatch, and reply helpers.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conn.h"
+#include "handler.h"
+#include "log.h"
+#include "protocol.h"
+#include "worker.h"
+
+typedef void (*handler_fn)(struct worker *, struct conn *,
+    const struct request *);
+
+static const handler_fn handlers[MSG_MAX + 1] = {
+	[MSG_LOGIN] = handle_login,
+	[MSG_LOGINOUT] = handle_loginout,
+	[MSG_REG] = handle_reg,
+	[MSG_ONE_CHAT] = handle_one_chat,
+	[MSG_ADD_FRIEND] = handle_add_friend,
+	[MSG_CREATE_GROUP] = handle_create_group,
+	[MSG_ADD_GROUP] = handle_add_group,
+	[MSG_GROUP_CHAT] = handle_group_chat,
+	[MSG_DEL_FRIEND] = handle_del_friend,
+	[MSG_QUIT_GROUP] = handle_quit_group,
+	[MSG_FRIEND_LIST] = handle_friend_list,
+	[MSG_GROUP_LIST] = handle_group_list,
+	[MSG_GROUP_MEMBERS] = handle_group_members,
+	[MSG_PING] = handle_ping,
+};
+
+long long
+handler_now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint32_t
+handler_id(long long v)
+{
+	return v > 0 && v < (long long)UINT32_MAX ? (uint32_t)v : 0;
+}
+
+void
+reqinfo_init(struct reqinfo *ri, const struct request *r)
+{
+	ri->msgid = r->msgid;
+	ri->seq = r->seq != NULL ? cJSON_Duplicate(r->seq, 1) : NULL;
+}
+
+void
+reqinfo_free(struct reqinfo *ri)
+{
+	cJSON_Delete(ri->seq);
+	ri->seq = NULL;
+}
+
+char *
+reply_line(const cJSON *obj, size_t *len)
+{
+	char *s, *t;
+	size_t n;
+
+	if ((s = cJSON_PrintUnformatted(obj)) == NULL)
+		return NULL;
+	n = strlen(s);
+	if ((t = realloc(s, n + 2)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	t[n] = '\n';
+	t[n + 1] = '\0';
+	*len = n + 1;
+	return t;
+}
+
+int
+reply_send(struct worker *w, struct conn *c, cJSON *obj)
+{
+	size_t len;
+	char *line;
+	int rc = -1;
+
+	if (c->state != CONN_CLOSED && (line = reply_line(obj, &len)) != NULL) {
+		rc = conn_send(w, c, line, len);
+		free(line);
+		if (rc == -1) {
+			log_warnx("conn %d: output over max_output (%d bytes), "
+			    "closing slow consumer", c->fd,
+			    w->conf->max_output);
+			conn_close(w, c, "output over max_output");
+		}
+	}
+	cJSON_Delete(obj);
+	return rc;
+}
+
+static void
+reply_add_seq(cJSON *obj, const struct reqinfo *ri)
+{
+	if (ri != NULL && ri->seq != NULL)
+		cJSON_AddItemToObject(obj, "seq", cJSON_Duplicate(ri->seq, 1));
+}
+
+void
+reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    int err, const char *errmsg)
+{
+	cJSON *obj = cJSON_CreateObject();
+
+	if (err >= 0 && err <= CERR_MAX)
+		w->stats.errors[err]++;
+	cJSON_AddNumberToObject(obj, "msgid", MSG_ERROR);
+	cJSON_AddNumberToObject(obj, "errno", err);
+	cJSON_AddStringToObject(obj, "errmsg",
+	    errmsg != NULL ? errmsg : proto_strerror(err));
+	reply_add_seq(obj, ri);
+	if (ri != NULL && ri->msgid > 0)
+		cJSON_AddNumberToObject(obj, "refmsgid", ri->msgid);
+	(void)reply_send(w, c, obj);
+}
+
+void
+reply_ok(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    cJSON *extra)
+{
+	cJSON *obj, *item;
+
+	if (ri == NULL || ri->seq == NULL || c == NULL) {
+		cJSON_Delete(extra);
+		return;
+	}
+	obj = cJSON_CreateObject();
+	cJSON_AddNumberToObject(obj, "msgid", MSG_ACK);
+	cJSON_AddNumberToObject(obj, "refmsgid", ri->msgid);
+	reply_add_seq(obj, ri);
+	cJSON_AddNumberToObject(obj, "errno", 0);
+	if (extra != NULL) {
+		while ((item = extra->child) != NULL) {
+			cJSON_DetachItemViaPointer(extra, item);
+			cJSON_AddItemToObject(obj, item->string, item);
+		}
+		cJSON_Delete(extra);
+	}
+	(void)reply_send(w, c, obj);
+}
+
+void
+reply_result(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    int err, cJSON *extra)
+{
+	if (err == 0) {
+		reply_ok(w, c, ri, extra);
+		return;
+	}
+	cJSON_Delete(extra);
+	reply_error(w, c, ri, err, NULL);
+}
+
+void
+handler_frame(struct worker *w, struct conn *c, const char *buf, size_t len)
+{
+	struct request r;
+	struct reqinfo ri;
+	char errmsg[160];
+	int err;
+
+	err = request_parse(&r, buf, len, &w->lim, errmsg, sizeof(errmsg));
+	if (err == 0 && c->state != CONN_ONLINE &&
+	    !request_allowed_anonymous(r.msgid)) {
+		err = CERR_NOT_LOGGED_IN;
+		(void)snprintf(errmsg, sizeof(errmsg), "log in first");
+	} else if (err == 0 && r.msgid == MSG_LOGIN &&
+	    c->state == CONN_ONLINE) {
+		err = CERR_ALREADY_LOGGED_IN;
+		(void)snprintf(errmsg, sizeof(errmsg), "already logged in on "
+		    "this connection as %u; log out first", c->uid);
+	}
+	if (err != 0) {
+		reqinfo_init(&ri, &r);
+		log_debug("conn %d: request refused, errno %d: %s", c->fd, err,
+		    errmsg);
+		reply_error(w, c, &ri, err, errmsg);
+		reqinfo_free(&ri);
+	} else
+		handlers[r.msgid](w, c, &r);
+	request_free(&r);
+}
+
+void
+handler_stream_error(struct worker *w, struct conn *c, int err)
+{
+	char errmsg[128];
+
+	if (err == CERR_TOO_LARGE)
+		(void)snprintf(errmsg, sizeof(errmsg), "frame larger than "
+		    "max_frame (%d bytes)", w->conf->max_frame);
+	else
+		(void)snprintf(errmsg, sizeof(errmsg), "bytes outside a JSON "
+		    "object");
+	log_debug("conn %d: %s, closing", c->fd, errmsg);
+	reply_error(w, c, NULL, err, errmsg);
+	conn_close_after_flush(w, c);
+}
+
+void
+handler_conn_closed(struct worker *w, struct conn *c)
+{
+	if (c->state == CONN_ONLINE)
+		session_end(w, c);
+}
+
+void
+handler_conn_drained(struct worker *w, struct conn *c)
+{
+	if (c->state == CONN_ONLINE && c->pull_again && !c->pulling)
+		session_pull_offline(w, c);
+}
+
+static void
+reqjob_run(struct job *j, struct store *st)
+{
+	struct reqjob *rj = (struct reqjob *)j;
+
+	rj->run(rj, st);
+}
+
+static void
+reqjob_done(struct job *j, struct worker *w)
+{
+	struct reqjob *rj = (struct reqjob *)j;
+
+	if (rj->c->state == CONN_ONLINE && rj->c->uid == rj->uid)
+		rj->done(rj, w);
+	conn_unref(w, rj->c);
+	reqinfo_free(&rj->ri);
+	cJSON_Delete(rj->result);
+	free(rj->s1);
+	free(rj->s2);
+	free(rj);
+}
+
+struct reqjob *
+reqjob_new(struct conn *c, const struct request *r,
+    void (*run)(struct reqjob *, struct store *),
+    void (*done)(struct reqjob *, struct worker *))
+{
+	struct reqjob *rj;
+
+	if ((rj = calloc(1, sizeof(*rj))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	rj->job.run = reqjob_run;
+	rj->job.done = reqjob_done;
+	rj->c = c;
+	rj->uid = c->uid;
+	rj->run = run;
+	rj->done = done;
+	reqinfo_init(&rj->ri, r);
+	return rj;
+}
+
+void
+reqjob_submit(struct worker *w, struct reqjob *rj)
+{
+	conn_ref(rj->c);
+	if (worker_submit(w, &rj->job) == 0)
+		return;
+	reply_error(w, rj->c, &rj->ri, CERR_UNAVAILABLE,
+	    "server busy (job_queue_max)");
+	conn_unref(w, rj->c);
+	reqinfo_free(&rj->ri);
+	cJSON_Delete(rj->result);
+	free(rj->s1);
+	free(rj->s2);
+	free(rj);
+}

@@ -1,0 +1,121 @@
+/*
+ * handler.h - from a frame to a request handler, and the replies.
+ *
+ * handler.c parses and validates a frame (request.c), enforces the login
+ * rule, and dispatches by msgid to one handle_* function per message
+ * family (handle_account.c, handle_chat.c, handle_friend.c,
+ * handle_group.c).  Handlers never touch sockets: they reply through the
+ * reply_* helpers, which queue on the connection.
+ */
+#ifndef CHATD_HANDLER_H
+#define CHATD_HANDLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "job.h"
+#include "request.h"
+
+struct worker;
+struct conn;
+
+/* What an asynchronous reply needs of its request. */
+struct reqinfo {
+	int msgid;
+	cJSON *seq;		/* owned copy, NULL when absent */
+};
+
+/* Entry points from the connection layer. */
+void handler_frame(struct worker *w, struct conn *c, const char *buf,
+    size_t len);
+void handler_stream_error(struct worker *w, struct conn *c, int err);
+void handler_conn_closed(struct worker *w, struct conn *c);
+/* c's output buffer has drained (resume deferred offline delivery). */
+void handler_conn_drained(struct worker *w, struct conn *c);
+
+void reqinfo_init(struct reqinfo *ri, const struct request *r);
+void reqinfo_free(struct reqinfo *ri);
+
+/* Serialise obj as one line and queue it on c; frees obj.  Returns 0 or
+ * -1 when c is over max_output (then c is closed as a slow consumer). */
+int reply_send(struct worker *w, struct conn *c, cJSON *obj);
+/* Serialise obj to a malloc'd "...\n" line; *len excludes the NUL. */
+char *reply_line(const cJSON *obj, size_t *len);
+/* ERROR (11) with errno, errmsg (NULL: the standard text), seq, refmsgid. */
+void reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    int err, const char *errmsg);
+/* Success: an ACK (12) carrying extra's fields, sent only when the request
+ * had a seq; extra (may be NULL) is freed either way. */
+void reply_ok(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    cJSON *extra);
+/* reply_ok when err == 0, else reply_error with the standard text. */
+void reply_result(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    int err, cJSON *extra);
+/* Milliseconds since the epoch, the "ts" of forwarded frames. */
+long long handler_now_ms(void);
+
+/* Request handlers, one per msgid. */
+void handle_login(struct worker *w, struct conn *c, const struct request *r);
+void handle_reg(struct worker *w, struct conn *c, const struct request *r);
+void handle_loginout(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_ping(struct worker *w, struct conn *c, const struct request *r);
+void handle_one_chat(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_group_chat(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_add_friend(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_del_friend(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_friend_list(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_create_group(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_add_group(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_quit_group(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_group_list(struct worker *w, struct conn *c,
+    const struct request *r);
+void handle_group_members(struct worker *w, struct conn *c,
+    const struct request *r);
+
+/*
+ * A job on behalf of a logged-in request: run() on a job thread with the
+ * store, then done() on the loop, but only while the connection is still
+ * logged in as the same user.  reqjob_submit answers errno 13 itself when
+ * the job queue is full.
+ */
+struct store;
+struct reqjob {
+	struct job job;
+	struct conn *c;
+	struct reqinfo ri;
+	uint32_t uid;		/* the session's user at submit time */
+	uint32_t id;		/* friendid / groupid */
+	uint32_t id2;
+	int rc;			/* a store_rc */
+	cJSON *result;
+	char *s1, *s2;
+	size_t len;
+	void (*run)(struct reqjob *rj, struct store *st);
+	void (*done)(struct reqjob *rj, struct worker *w);
+};
+struct reqjob *reqjob_new(struct conn *c, const struct request *r,
+    void (*run)(struct reqjob *, struct store *),
+    void (*done)(struct reqjob *, struct worker *));
+void reqjob_submit(struct worker *w, struct reqjob *rj);
+
+/* Session (handle_account.c): end a logged-in session (logout or close),
+ * and fetch a logged-in user's offline messages onto c. */
+void session_end(struct worker *w, struct conn *c);
+void session_pull_offline(struct worker *w, struct conn *c);
+/* Is uid online on this host? ("online"/"offline" for JSON). */
+const char *session_state(struct worker *w, uint32_t uid);
+/* An id from a request as a uid: 0 when out of range. */
+uint32_t handler_id(long long v);
+
+#endif

@@ -1,0 +1,237 @@
+/*
+ * inbox.c - the per-slot datagram inboxes of inbox.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "inbox.h"
+#include "log.h"
+
+struct inbox_hdr {
+	uint8_t type;
+	uint8_t pad[3];
+	uint32_t id;
+	uint32_t origin;
+	uint32_t pad2;
+	uint64_t token;
+};
+
+struct inbox_pending {
+	struct inbox_pending *next;
+	size_t len;
+	char data[];
+};
+
+struct inbox_slot {
+	int rx, tx;
+	struct inbox_pending *head, *tail;
+	size_t queued;
+};
+
+struct inbox {
+	int nslots;
+	int self;
+	size_t max_queued;
+	struct inbox_slot *slots;
+};
+
+struct inbox *
+inbox_create(int nslots, size_t max_payload, char *err, size_t errlen)
+{
+	struct inbox *ib;
+	int i, sv[2], sz;
+
+	if ((ib = calloc(1, sizeof(*ib))) == NULL ||
+	    (ib->slots = calloc((size_t)nslots, sizeof(*ib->slots))) == NULL) {
+		free(ib);
+		(void)snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ib->nslots = nslots;
+	ib->self = -1;
+	sz = (int)(max_payload + sizeof(struct inbox_hdr) + 1024) * 4;
+	for (i = 0; i < nslots; i++) {
+		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0, sv) == -1) {
+			(void)snprintf(err, errlen, "socketpair: %s",
+			    strerror(errno));
+			ib->nslots = i;
+			inbox_destroy(ib);
+			return NULL;
+		}
+		/* Best effort: the kernel caps these at wmem_max/rmem_max. */
+		(void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+		(void)setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+		ib->slots[i].rx = sv[0];
+		ib->slots[i].tx = sv[1];
+	}
+	return ib;
+}
+
+void
+inbox_worker_init(struct inbox *ib, int slot, size_t max_queued)
+{
+	int i;
+
+	ib->self = slot;
+	ib->max_queued = max_queued;
+	for (i = 0; i < ib->nslots; i++) {
+		if (i != slot) {
+			(void)close(ib->slots[i].rx);
+			ib->slots[i].rx = -1;
+		}
+	}
+}
+
+int
+inbox_nslots(const struct inbox *ib)
+{
+	return ib->nslots;
+}
+
+int
+inbox_rx_fd(const struct inbox *ib, int slot)
+{
+	return ib->slots[slot].rx;
+}
+
+int
+inbox_tx_fd(const struct inbox *ib, int slot)
+{
+	return ib->slots[slot].tx;
+}
+
+static ssize_t
+inbox_sendv(int fd, const struct inbox_hdr *h, const char *data, size_t len)
+{
+	struct iovec iov[2];
+	struct msghdr mh;
+
+	iov[0].iov_base = (void *)h;
+	iov[0].iov_len = sizeof(*h);
+	iov[1].iov_base = (void *)data;
+	iov[1].iov_len = len;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = 2;
+	return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+int
+inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
+    int *want_out)
+{
+	struct inbox_slot *s = &ib->slots[slot];
+	struct inbox_pending *p;
+	struct inbox_hdr h;
+
+	*want_out = 0;
+	memset(&h, 0, sizeof(h));
+	h.type = m->type;
+	h.id = m->id;
+	h.token = m->token;
+	h.origin = (uint32_t)ib->self;
+	if (s->head == NULL) {
+		if (inbox_sendv(s->tx, &h, m->data, m->len) >= 0)
+			return 0;
+		if (errno != EAGAIN && errno != ENOBUFS) {
+			log_warn("%s: to worker %d", __func__, slot);
+			return -1;
+		}
+	}
+	if (s->queued + sizeof(h) + m->len > ib->max_queued) {
+		log_warnx("inbox queue to worker %d is full (max_output bytes)",
+		    slot);
+		return -1;
+	}
+	if ((p = malloc(sizeof(*p) + sizeof(h) + m->len)) == NULL)
+		return -1;
+	p->next = NULL;
+	p->len = sizeof(h) + m->len;
+	memcpy(p->data, &h, sizeof(h));
+	if (m->len > 0)
+		memcpy(p->data + sizeof(h), m->data, m->len);
+	if (s->tail != NULL)
+		s->tail->next = p;
+	else {
+		s->head = p;
+		*want_out = 1;
+	}
+	s->tail = p;
+	s->queued += p->len;
+	return 0;
+}
+
+int
+inbox_drain(struct inbox *ib, int slot)
+{
+	struct inbox_slot *s = &ib->slots[slot];
+	struct inbox_pending *p;
+
+	while ((p = s->head) != NULL) {
+		if (send(s->tx, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL)
+		    == -1) {
+			if (errno == EAGAIN || errno == ENOBUFS)
+				return 0;
+			log_warn("%s: to worker %d, dropping a queued "
+			    "datagram", __func__, slot);
+		}
+		s->head = p->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		s->queued -= p->len;
+		free(p);
+	}
+	return 1;
+}
+
+int
+inbox_recv(struct inbox *ib, struct inbox_msg *m, char *buf, size_t buflen)
+{
+	struct inbox_hdr h;
+	struct iovec iov[2];
+	struct msghdr mh;
+	ssize_t n;
+
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	iov[1].iov_base = buf;
+	iov[1].iov_len = buflen;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = 2;
+	n = recvmsg(ib->slots[ib->self].rx, &mh, MSG_DONTWAIT);
+	if (n == -1)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	if ((size_t)n < sizeof(h) || (mh.msg_flags & MSG_TRUNC))
+		fatalx("%s: malformed datagram of %zd bytes", __func__, n);
+	m->type = h.type;
+	m->id = h.id;
+	m->token = h.token;
+	m->origin = h.origin;
+	m->data = buf;
+	m->len = (size_t)n - sizeof(h);
+	return 1;
+}
+
+void
+inbox_destroy(struct inbox *ib)
+{
+	int i;
+
+	if (ib == NULL)
+		return;
+	for (i = 0; i < ib->nslots; i++) {
+		if (ib->slots[i].rx >= 0)
+			(void)close(ib->slots[i].rx);
+		(void)close(ib->slots[i].tx);
+	}
+	free(ib->slots);
+	free(ib);
+}

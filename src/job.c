@@ -1,0 +1,204 @@
+/*
+ * job.c - the job thread pool of job.h.
+ *
+ * Two singly linked FIFO queues under one mutex each: `todo` (loop ->
+ * threads, with a condition variable) and `done` (threads -> loop, with an
+ * eventfd).  A counter of outstanding jobs bounds the pool's memory.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include <mysql.h>
+
+#include "job.h"
+#include "log.h"
+#include "store.h"
+
+struct jobfifo {
+	struct job *head, *tail;
+};
+
+struct jobq {
+	const struct conf *conf;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct jobfifo todo, done;
+	int stopping;
+	int efd;
+	size_t outstanding;	/* submitted, done() not yet run */
+	size_t max_pending;
+	int nthreads;
+	pthread_t *threads;
+};
+
+static void
+fifo_push(struct jobfifo *f, struct job *j)
+{
+	j->next = NULL;
+	if (f->tail != NULL)
+		f->tail->next = j;
+	else
+		f->head = j;
+	f->tail = j;
+}
+
+static struct job *
+fifo_pop(struct jobfifo *f)
+{
+	struct job *j = f->head;
+
+	if (j != NULL) {
+		f->head = j->next;
+		if (f->head == NULL)
+			f->tail = NULL;
+	}
+	return j;
+}
+
+static void *
+jobq_thread(void *arg)
+{
+	struct jobq *q = arg;
+	struct store *st;
+	struct job *j;
+	uint64_t one = 1;
+
+	(void)mysql_thread_init();
+	if ((st = store_open(q->conf)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	for (;;) {
+		if (pthread_mutex_lock(&q->lock) != 0)
+			fatalx("%s: mutex", __func__);
+		while (q->todo.head == NULL && !q->stopping)
+			(void)pthread_cond_wait(&q->cond, &q->lock);
+		j = fifo_pop(&q->todo);
+		(void)pthread_mutex_unlock(&q->lock);
+		if (j == NULL)
+			break;	/* stopping and nothing left */
+		j->run(j, st);
+		(void)pthread_mutex_lock(&q->lock);
+		fifo_push(&q->done, j);
+		(void)pthread_mutex_unlock(&q->lock);
+		if (write(q->efd, &one, sizeof(one)) != sizeof(one) &&
+		    errno != EAGAIN)
+			fatal("%s: eventfd write", __func__);
+	}
+	store_close(st);
+	mysql_thread_end();
+	return NULL;
+}
+
+struct jobq *
+jobq_create(const struct conf *conf, int nthreads, int max_pending,
+    char *err, size_t errlen)
+{
+	struct jobq *q;
+	int i, rc;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL ||
+	    (q->threads = calloc((size_t)nthreads, sizeof(pthread_t))) ==
+	    NULL) {
+		(void)snprintf(err, errlen, "out of memory");
+		free(q);
+		return NULL;
+	}
+	q->conf = conf;
+	q->max_pending = (size_t)max_pending;
+	(void)pthread_mutex_init(&q->lock, NULL);
+	(void)pthread_cond_init(&q->cond, NULL);
+	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+		(void)snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		free(q->threads);
+		free(q);
+		return NULL;
+	}
+	for (i = 0; i < nthreads; i++) {
+		if ((rc = pthread_create(&q->threads[i], NULL, jobq_thread,
+		    q)) != 0) {
+			(void)snprintf(err, errlen, "pthread_create: %s",
+			    strerror(rc));
+			q->nthreads = i;
+			jobq_destroy(q, NULL);
+			return NULL;
+		}
+	}
+	q->nthreads = nthreads;
+	return q;
+}
+
+int
+jobq_fd(const struct jobq *q)
+{
+	return q->efd;
+}
+
+int
+jobq_submit(struct jobq *q, struct job *j)
+{
+	if (q->outstanding >= q->max_pending)
+		return -1;
+	q->outstanding++;
+	(void)pthread_mutex_lock(&q->lock);
+	fifo_push(&q->todo, j);
+	(void)pthread_cond_signal(&q->cond);
+	(void)pthread_mutex_unlock(&q->lock);
+	return 0;
+}
+
+int
+jobq_complete(struct jobq *q, struct worker *w)
+{
+	struct jobfifo done;
+	struct job *j;
+	uint64_t n;
+	int count = 0;
+
+	(void)!read(q->efd, &n, sizeof(n));
+	(void)pthread_mutex_lock(&q->lock);
+	done = q->done;
+	q->done.head = q->done.tail = NULL;
+	(void)pthread_mutex_unlock(&q->lock);
+	while ((j = fifo_pop(&done)) != NULL) {
+		q->outstanding--;
+		j->done(j, w);
+		count++;
+	}
+	return count;
+}
+
+size_t
+jobq_pending(const struct jobq *q)
+{
+	return q->outstanding;
+}
+
+void
+jobq_destroy(struct jobq *q, struct worker *w)
+{
+	int i;
+
+	if (q == NULL)
+		return;
+	(void)pthread_mutex_lock(&q->lock);
+	q->stopping = 1;
+	(void)pthread_cond_broadcast(&q->cond);
+	(void)pthread_mutex_unlock(&q->lock);
+	for (i = 0; i < q->nthreads; i++)
+		(void)pthread_join(q->threads[i], NULL);
+	/* Threads drained `todo` before exiting; finish their jobs. */
+	if (w != NULL)
+		(void)jobq_complete(q, w);
+	(void)close(q->efd);
+	(void)pthread_cond_destroy(&q->cond);
+	(void)pthread_mutex_destroy(&q->lock);
+	free(q->threads);
+	free(q);
+}

@@ -1,0 +1,419 @@
+/*
+ * master.c - supervision in the nginx style.
+ *
+ * The master keeps one SO_REUSEPORT listening socket per worker slot for
+ * its whole life, so a respawned or reloaded worker inherits its slot's
+ * socket and connections queued on it while the slot had no worker are
+ * accepted, not refused.  Signal handlers only set flags; the loop sleeps
+ * in sigsuspend and acts on them.  A one-second interval timer drives
+ * respawn backoff and the systemd watchdog.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include <mysql.h>
+#include <systemd/sd-daemon.h>
+
+#include "inbox.h"
+#include "log.h"
+#include "master.h"
+#include "presence.h"
+#include "store.h"
+#include "worker.h"
+
+/* A worker that dies sooner than this after starting is crash-looping. */
+#define MASTER_QUICK_DEATH 5
+
+struct slot {
+	int fd;			/* listening socket, owned by the master */
+	pid_t pid;		/* 0 when no worker runs */
+	time_t started;
+	time_t next_start;	/* respawn not before (backoff) */
+	int fails;		/* consecutive quick deaths */
+	int replacing;		/* stopped for a reload: respawn at once */
+};
+
+struct master {
+	struct conf *conf;
+	const char *conf_path;
+	struct slot *slots;
+	int nslots;
+	struct presence *presence;
+	struct inbox *inbox;
+	int stopping;
+	int reloading;
+};
+
+static volatile sig_atomic_t sig_chld, sig_term, sig_hup, sig_alrm;
+
+static void
+master_sighandler(int sig)
+{
+	switch (sig) {
+	case SIGCHLD:
+		sig_chld = 1;
+		break;
+	case SIGTERM:
+	case SIGINT:
+		sig_term = 1;
+		break;
+	case SIGHUP:
+		sig_hup = 1;
+		break;
+	case SIGALRM:
+		sig_alrm = 1;
+		break;
+	}
+}
+
+static int
+master_listen(const char *listen_addr, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res, *ai;
+	char host[256], *port;
+	int fd = -1, one = 1, rc;
+
+	(void)snprintf(host, sizeof(host), "%s", listen_addr);
+	port = strrchr(host, ':');
+	*port++ = '\0';
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if ((rc = getaddrinfo(host[0] && strcmp(host, "*") ? host : NULL,
+	    port, &hints, &res)) != 0) {
+		(void)snprintf(err, errlen, "listen %s: %s", listen_addr,
+		    gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd == -1)
+			continue;
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one)) == -1 || setsockopt(fd, SOL_SOCKET,
+		    SO_REUSEPORT, &one, sizeof(one)) == -1 ||
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
+		    listen(fd, 511) == -1) {
+			(void)snprintf(err, errlen, "bind %s: %s", listen_addr,
+			    strerror(errno));
+			(void)close(fd);
+			fd = -1;
+			continue;
+		}
+		break;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static void
+master_spawn(struct master *m, int i)
+{
+	struct slot *s = &m->slots[i];
+	pid_t pid;
+	int j;
+
+	if ((pid = fork()) == -1) {
+		log_warn("fork worker %d", i);
+		s->next_start = time(NULL) + 1;
+		return;
+	}
+	if (pid == 0) {
+		/* Only this slot's socket; the master keeps the others. */
+		for (j = 0; j < m->nslots; j++)
+			if (j != i)
+				(void)close(m->slots[j].fd);
+		worker_main(m->conf, i, m->nslots, s->fd, m->presence,
+		    m->inbox);
+	}
+	s->pid = pid;
+	s->started = time(NULL);
+	s->replacing = 0;
+	log_debug("worker %d started, pid %ld", i, (long)pid);
+}
+
+static int
+master_running(const struct master *m)
+{
+	int i, n = 0;
+
+	for (i = 0; i < m->nslots; i++)
+		n += m->slots[i].pid != 0;
+	return n;
+}
+
+static void
+master_reap(struct master *m)
+{
+	struct slot *s;
+	time_t now = time(NULL);
+	pid_t pid;
+	int status, i, delay;
+	size_t n;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < m->nslots; i++)
+			if (m->slots[i].pid == pid)
+				break;
+		if (i == m->nslots)
+			continue;
+		s = &m->slots[i];
+		s->pid = 0;
+		/* Its sessions are gone: clear them before anyone else
+		 * routes to the dead worker. */
+		n = presence_remove_slot(m->presence, (uint16_t)i, pid);
+		if (m->stopping || s->replacing) {
+			if (n > 0)
+				log_info("worker %d: cleared %zu presence "
+				    "entries", i, n);
+			continue;
+		}
+		if (WIFSIGNALED(status))
+			log_warnx("worker %d (pid %ld) killed by signal %d; "
+			    "%zu session(s) lost", i, (long)pid,
+			    WTERMSIG(status), n);
+		else
+			log_warnx("worker %d (pid %ld) exited with status %d; "
+			    "%zu session(s) lost", i, (long)pid,
+			    WEXITSTATUS(status), n);
+		if (now - s->started < MASTER_QUICK_DEATH)
+			s->fails++;
+		else
+			s->fails = 0;
+		delay = s->fails == 0 ? 0 : 1 << (s->fails < 10 ? s->fails : 10);
+		if (delay > m->conf->respawn_delay_max)
+			delay = m->conf->respawn_delay_max;
+		s->next_start = now + delay;
+		if (delay > 0)
+			log_warnx("worker %d: respawning in %d s "
+			    "(respawn_delay_max = %d)", i, delay,
+			    m->conf->respawn_delay_max);
+	}
+}
+
+static void
+master_respawn_due(struct master *m)
+{
+	time_t now = time(NULL);
+	int i;
+
+	if (m->stopping)
+		return;
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].pid == 0 && now >= m->slots[i].next_start)
+			master_spawn(m, i);
+}
+
+/*
+ * SIGHUP: parse the file into a scratch copy; only a complete parse
+ * replaces the running config.  Keys that shape the shared segment, the
+ * sockets or the inboxes need a restart and keep their old values.
+ */
+static void
+master_reload(struct master *m)
+{
+	struct conf next;
+	char err[512];
+	int i;
+
+	(void)sd_notify(0, "RELOADING=1");
+	conf_defaults(&next);
+	if (conf_load(&next, m->conf_path, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running "
+		    "configuration: %s", err);
+		(void)sd_notify(0, "READY=1");
+		return;
+	}
+#define KEEP_STR(k) do {						\
+	if (strcmp(next.k, m->conf->k) != 0)				\
+		log_warnx("reload: " #k " changed; restart chatd to "	\
+		    "apply it");					\
+	memcpy(next.k, m->conf->k, sizeof(next.k));			\
+} while (0)
+#define KEEP_INT(k) do {						\
+	if (next.k != m->conf->k)					\
+		log_warnx("reload: " #k " changed; restart chatd to "	\
+		    "apply it");					\
+	next.k = m->conf->k;						\
+} while (0)
+	KEEP_STR(listen);
+	KEEP_STR(presence_shm);
+	KEEP_INT(workers);
+	KEEP_INT(presence_capacity);
+	KEEP_INT(max_frame);
+#undef KEEP_STR
+#undef KEEP_INT
+	*m->conf = next;
+	log_setlevel(log_level_parse(m->conf->log_level));
+	log_info("configuration reloaded from %s; replacing workers",
+	    m->conf_path);
+	for (i = 0; i < m->nslots; i++) {
+		if (m->slots[i].pid != 0) {
+			m->slots[i].replacing = 1;
+			(void)kill(m->slots[i].pid, SIGTERM);
+		} else
+			m->slots[i].next_start = 0;
+	}
+	m->reloading = 1;
+}
+
+/* Check the schema once at start; a database that is down is not fatal. */
+static void
+master_check_schema(const struct conf *conf)
+{
+	struct store *st;
+	int version = -1, rc;
+
+	if ((st = store_open(conf)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	rc = store_schema_version(st, &version);
+	if (rc == STORE_OK && version != STORE_SCHEMA_VERSION)
+		fatalx("database %s has schema version %d, this chatd needs "
+		    "%d: apply the migrations in %s/migrations (see "
+		    "chatd(8))", conf->db_name, version, STORE_SCHEMA_VERSION,
+		    DATADIR);
+	if (rc != STORE_OK)
+		log_warnx("cannot check the database schema now (%s); "
+		    "starting anyway, logins answer errno 13 until the "
+		    "database is reachable", store_error(st));
+	else
+		log_info("database %s: schema version %d", conf->db_name,
+		    version);
+	store_close(st);
+}
+
+int
+master_main(struct conf *conf, const char *conf_path)
+{
+	struct master m;
+	struct sigaction sa;
+	struct itimerval it;
+	sigset_t block, empty;
+	char err[512];
+	time_t stop_deadline = 0;
+	int i;
+
+	memset(&m, 0, sizeof(m));
+	m.conf = conf;
+	m.conf_path = conf_path;
+	m.nslots = conf->workers;
+	log_setproc("master");
+
+	if (mysql_library_init(0, NULL, NULL) != 0)
+		fatalx("mysql_library_init failed");
+	master_check_schema(conf);
+	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
+		fatalx("out of memory");
+	for (i = 0; i < m.nslots; i++)
+		if ((m.slots[i].fd = master_listen(conf->listen, err,
+		    sizeof(err))) == -1)
+			fatalx("%s", err);
+	if ((m.presence = presence_create(conf->presence_shm,
+	    (uint32_t)conf->presence_capacity, err, sizeof(err))) == NULL)
+		fatalx("presence table %s: %s", conf->presence_shm, err);
+	if ((m.inbox = inbox_create(m.nslots, (size_t)conf->max_frame + 512,
+	    err, sizeof(err))) == NULL)
+		fatalx("worker inboxes: %s", err);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = master_sighandler;
+	(void)sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGCHLD, &sa, NULL);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGHUP, &sa, NULL);
+	(void)sigaction(SIGALRM, &sa, NULL);
+	(void)signal(SIGPIPE, SIG_IGN);
+	(void)sigemptyset(&block);
+	(void)sigaddset(&block, SIGCHLD);
+	(void)sigaddset(&block, SIGTERM);
+	(void)sigaddset(&block, SIGINT);
+	(void)sigaddset(&block, SIGHUP);
+	(void)sigaddset(&block, SIGALRM);
+	(void)sigprocmask(SIG_BLOCK, &block, NULL);
+	(void)sigemptyset(&empty);
+
+	memset(&it, 0, sizeof(it));
+	it.it_interval.tv_sec = 1;
+	it.it_value.tv_sec = 1;
+	(void)setitimer(ITIMER_REAL, &it, NULL);
+
+	for (i = 0; i < m.nslots; i++)
+		master_spawn(&m, i);
+	log_info("ready: %d workers on %s, node %s", m.nslots, conf->listen,
+	    conf->node_id);
+	(void)sd_notify(0, "READY=1");
+
+	for (;;) {
+		(void)sigsuspend(&empty);	/* handlers run here */
+		if (sig_chld) {
+			sig_chld = 0;
+			master_reap(&m);
+		}
+		if (sig_term && !m.stopping) {
+			sig_term = 0;
+			m.stopping = 1;
+			stop_deadline = time(NULL) + conf->shutdown_timeout + 2;
+			log_info("stopping");
+			(void)sd_notify(0, "STOPPING=1");
+			for (i = 0; i < m.nslots; i++)
+				if (m.slots[i].pid != 0)
+					(void)kill(m.slots[i].pid, SIGTERM);
+		}
+		if (sig_hup) {
+			sig_hup = 0;
+			if (!m.stopping)
+				master_reload(&m);
+		}
+		if (sig_alrm) {
+			sig_alrm = 0;
+			(void)sd_notify(0, "WATCHDOG=1");
+		}
+		if (m.stopping) {
+			if (master_running(&m) == 0)
+				break;
+			if (time(NULL) >= stop_deadline) {
+				log_warnx("workers did not stop in time "
+				    "(shutdown_timeout); killing them");
+				for (i = 0; i < m.nslots; i++)
+					if (m.slots[i].pid != 0)
+						(void)kill(m.slots[i].pid,
+						    SIGKILL);
+				stop_deadline = time(NULL) + 5;
+			}
+			continue;
+		}
+		master_respawn_due(&m);
+		if (m.reloading && master_running(&m) == m.nslots) {
+			m.reloading = 0;
+			log_info("reload complete: %d workers", m.nslots);
+			(void)sd_notify(0, "READY=1");
+		}
+	}
+	for (i = 0; i < m.nslots; i++)
+		(void)close(m.slots[i].fd);
+	presence_close(m.presence);
+	(void)presence_unlink(conf->presence_shm);
+	inbox_destroy(m.inbox);
+	free(m.slots);
+	mysql_library_end();
+	log_info("stopped");
+	return 0;
+}

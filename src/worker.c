@@ -1,0 +1,403 @@
+/*
+ * worker.c - a worker process: one epoll loop over the listening socket of
+ * its slot, its clients, its inbox, its job completions, a signalfd and a
+ * one-second timer.
+ *
+ * Each iteration handles a batch of events, then writes every connection's
+ * queued output once (so pipelined requests are answered with one write),
+ * then frees the connections closed during the batch.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+
+#include <sodium.h>
+
+#include "conn.h"
+#include "deliver.h"
+#include "handler.h"
+#include "inbox.h"
+#include "job.h"
+#include "log.h"
+#include "presence.h"
+#include "worker.h"
+
+/* epoll tags for the worker's own descriptors (never valid pointers). */
+enum {
+	TAG_LISTEN = 1,
+	TAG_SIGNAL,
+	TAG_TIMER,
+	TAG_JOBS,
+	TAG_INBOX,
+};
+#define TAG_INBOX_TX 0x100000000ULL	/* | slot: EPOLLOUT on a tx end */
+
+#define WORKER_EVENTS 256
+#define WORKER_ACCEPTS_PER_EVENT 64
+#define WORKER_INBOX_PER_EVENT 256
+#define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
+
+static struct conn_list *
+worker_list_of(struct worker *w, struct conn *c)
+{
+	return c->state == CONN_ONLINE ? &w->live : &w->anon;
+}
+
+void
+worker_list_add(struct worker *w, struct conn *c)
+{
+	struct conn_list *l = worker_list_of(w, c);
+
+	c->prev = l->tail;
+	c->next = NULL;
+	if (l->tail != NULL)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+	l->n++;
+	c->in_list = 1;
+}
+
+void
+worker_list_del(struct worker *w, struct conn *c)
+{
+	struct conn_list *l = worker_list_of(w, c);
+
+	if (!c->in_list)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+	l->n--;
+	c->in_list = 0;
+}
+
+void
+worker_touch(struct worker *w, struct conn *c)
+{
+	c->last_active = w->now;
+	if (c->in_list && worker_list_of(w, c)->tail != c) {
+		worker_list_del(w, c);
+		worker_list_add(w, c);
+	}
+}
+
+void
+worker_mark_dirty(struct worker *w, struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = 1;
+	c->dirty_next = w->dirty;
+	w->dirty = c;
+}
+
+int
+worker_submit(struct worker *w, struct job *j)
+{
+	if (jobq_submit(w->jobs, j) == 0)
+		return 0;
+	log_warnx("job queue full (job_queue_max = %d); refusing request",
+	    w->conf->job_queue_max);
+	return -1;
+}
+
+static void
+worker_epoll_add(struct worker *w, int fd, uint64_t tag, uint32_t events)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.u64 = tag;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
+		fatal("%s: epoll_ctl", __func__);
+}
+
+static void
+worker_accept(struct worker *w)
+{
+	int i, fd, one = 1;
+
+	for (i = 0; i < WORKER_ACCEPTS_PER_EVENT; i++) {
+		fd = accept4(w->listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE)
+				log_warn("accept (raise LimitNOFILE, or lower "
+				    "max_connections)");
+			else if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept");
+			return;
+		}
+		if (w->nconns >= (size_t)w->conf->max_connections) {
+			log_warnx("max_connections (%d) reached, refusing a "
+			    "connection", w->conf->max_connections);
+			(void)close(fd);
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+		if (conn_new(w, fd) != NULL)
+			w->stats.accepted++;
+	}
+}
+
+static void
+worker_inbox(struct worker *w)
+{
+	struct inbox_msg m;
+	int i, rc;
+
+	for (i = 0; i < WORKER_INBOX_PER_EVENT; i++) {
+		rc = inbox_recv(w->inbox, &m, w->rbuf, w->rbuf_size);
+		if (rc == 0)
+			return;
+		if (rc == -1) {
+			log_warn("%s: recv", __func__);
+			return;
+		}
+		deliver_inbox(w, &m);
+	}
+}
+
+/* Close connections idle past auth_timeout / idle_timeout. */
+static void
+worker_timeouts(struct worker *w)
+{
+	struct conn *c;
+
+	while ((c = w->anon.head) != NULL &&
+	    w->now - c->last_active >= w->conf->auth_timeout) {
+		if (c->state == CONN_LOGGING_IN) {
+			/* Waiting on its own login job, not on the client. */
+			worker_touch(w, c);
+			break;
+		}
+		conn_close(w, c, "auth_timeout");
+	}
+	if (w->conf->idle_timeout == 0)
+		return;
+	while ((c = w->live.head) != NULL &&
+	    w->now - c->last_active >= w->conf->idle_timeout)
+		conn_close(w, c, "idle_timeout");
+}
+
+static void
+worker_flush(struct worker *w)
+{
+	struct conn *c;
+
+	while ((c = w->dirty) != NULL) {
+		w->dirty = c->dirty_next;
+		c->dirty = 0;
+		conn_flush(w, c);
+	}
+}
+
+/* Graceful stop: no new clients, every session ended cleanly. */
+static void
+worker_stop(struct worker *w)
+{
+	if (w->stopping)
+		return;
+	w->stopping = 1;
+	log_info("stopping: closing %zu connection(s)", w->nconns);
+	if (w->listen_fd != -1) {
+		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL);
+		(void)close(w->listen_fd);
+		w->listen_fd = -1;
+	}
+	while (w->live.head != NULL)
+		conn_close(w, w->live.head, "server stopping");
+	while (w->anon.head != NULL)
+		conn_close(w, w->anon.head, "server stopping");
+}
+
+static void
+worker_signal(struct worker *w)
+{
+	struct signalfd_siginfo si;
+
+	while (read(w->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM)
+			worker_stop(w);
+	}
+}
+
+static void
+worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
+    int listen_fd, struct presence *presence, struct inbox *inbox)
+{
+	struct itimerspec its;
+	sigset_t set;
+	char err[256];
+
+	memset(w, 0, sizeof(*w));
+	w->conf = conf;
+	w->slot = slot;
+	w->nslots = nslots;
+	w->listen_fd = listen_fd;
+	w->presence = presence;
+	w->inbox = inbox;
+	w->now = time(NULL);
+	w->lim.max_message = (size_t)conf->max_message;
+	umap_init(&w->online);
+	groupcache_init(&w->groups, WORKER_GROUP_CACHE);
+	/* Big enough for one inbox datagram, i.e. one frame plus header. */
+	w->rbuf_size = (size_t)conf->max_frame + 4096;
+	if (w->rbuf_size < 65536)
+		w->rbuf_size = 65536;
+	if ((w->rbuf = malloc(w->rbuf_size)) == NULL)
+		fatalx("%s: out of memory", __func__);
+
+	/* SIGINT (Ctrl-C reaches the whole group) and SIGHUP are the
+	 * master's business; SIGTERM from the master means stop. */
+	(void)signal(SIGINT, SIG_IGN);
+	(void)signal(SIGHUP, SIG_IGN);
+	(void)signal(SIGPIPE, SIG_IGN);
+	(void)sigemptyset(&set);
+	(void)sigaddset(&set, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		fatal("sigprocmask");
+	if ((w->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+		fatal("prctl");
+	if (getppid() == 1)
+		fatalx("master died during start");
+
+	if (sodium_init() < 0)
+		fatalx("sodium_init failed");
+	inbox_worker_init(inbox, slot, (size_t)conf->max_output);
+	if ((w->jobs = jobq_create(conf, conf->job_threads,
+	    conf->job_queue_max, err, sizeof(err))) == NULL)
+		fatalx("job threads: %s", err);
+	if ((w->timer_fd = timerfd_create(CLOCK_MONOTONIC,
+	    TFD_NONBLOCK | TFD_CLOEXEC)) == -1)
+		fatal("timerfd_create");
+	memset(&its, 0, sizeof(its));
+	its.it_value.tv_sec = 1;
+	its.it_interval.tv_sec = 1;
+	if (timerfd_settime(w->timer_fd, 0, &its, NULL) == -1)
+		fatal("timerfd_settime");
+	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("epoll_create1");
+	worker_epoll_add(w, listen_fd, TAG_LISTEN, EPOLLIN);
+	worker_epoll_add(w, w->sig_fd, TAG_SIGNAL, EPOLLIN);
+	worker_epoll_add(w, w->timer_fd, TAG_TIMER, EPOLLIN);
+	worker_epoll_add(w, jobq_fd(w->jobs), TAG_JOBS, EPOLLIN);
+	worker_epoll_add(w, inbox_rx_fd(inbox, slot), TAG_INBOX, EPOLLIN);
+}
+
+static void
+worker_event(struct worker *w, struct epoll_event *ev)
+{
+	struct conn *c;
+	uint64_t tag = ev->data.u64, n;
+
+	switch (tag) {
+	case TAG_LISTEN:
+		if (!w->stopping)
+			worker_accept(w);
+		return;
+	case TAG_SIGNAL:
+		worker_signal(w);
+		return;
+	case TAG_TIMER:
+		(void)!read(w->timer_fd, &n, sizeof(n));
+		worker_timeouts(w);
+		return;
+	case TAG_JOBS:
+		(void)jobq_complete(w->jobs, w);
+		return;
+	case TAG_INBOX:
+		worker_inbox(w);
+		return;
+	default:
+		break;
+	}
+	if ((tag & ~0xffffULL) == TAG_INBOX_TX) {
+		int slot = (int)(tag & 0xffff);
+
+		if (inbox_drain(w->inbox, slot))
+			(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL,
+			    inbox_tx_fd(w->inbox, slot), NULL);
+		return;
+	}
+	c = ev->data.ptr;
+	if (c->state == CONN_CLOSED)
+		return;
+	if (ev->events & (EPOLLERR | EPOLLHUP)) {
+		conn_close(w, c, "connection reset");
+		return;
+	}
+	if (ev->events & EPOLLOUT)
+		conn_flush(w, c);
+	if (ev->events & (EPOLLIN | EPOLLRDHUP))
+		conn_readable(w, c);
+}
+
+void
+worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
+    struct presence *presence, struct inbox *inbox)
+{
+	struct epoll_event evs[WORKER_EVENTS];
+	struct worker w;
+	time_t stop_deadline = 0;
+	char name[32];
+	int i, n;
+
+	(void)snprintf(name, sizeof(name), "worker %d", slot);
+	log_setproc(name);
+	worker_init(&w, conf, slot, nslots, listen_fd, presence, inbox);
+	log_info("started, listening");
+	for (;;) {
+		n = epoll_wait(w.epfd, evs, WORKER_EVENTS,
+		    w.stopping ? 100 : -1);
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		w.now = time(NULL);
+		for (i = 0; i < n; i++)
+			worker_event(&w, &evs[i]);
+		worker_flush(&w);
+		conn_reap(&w);
+		if (!w.stopping)
+			continue;
+		if (stop_deadline == 0)
+			stop_deadline = w.now + conf->shutdown_timeout;
+		if (jobq_pending(w.jobs) == 0 || w.now >= stop_deadline)
+			break;
+	}
+	if (jobq_pending(w.jobs) > 0)
+		log_warnx("stopping with %zu job(s) unfinished "
+		    "(shutdown_timeout = %d s)", jobq_pending(w.jobs),
+		    conf->shutdown_timeout);
+	jobq_destroy(w.jobs, &w);
+	worker_flush(&w);
+	conn_reap(&w);
+	groupcache_free(&w.groups);
+	umap_free(&w.online);
+	free(w.rbuf);
+	log_info("stopped");
+	exit(0);
+}

@@ -1,0 +1,82 @@
+/*
+ * worker.h - one worker process: its event loop and everything it owns.
+ *
+ * All per-worker state lives in struct worker and is passed down to the
+ * connection, handler and delivery code; there are no other globals.
+ */
+#ifndef CHATD_WORKER_H
+#define CHATD_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "conf.h"
+#include "groupcache.h"
+#include "protocol.h"
+#include "request.h"
+#include "umap.h"
+
+struct conn;
+struct jobq;
+struct presence;
+struct inbox;
+
+/* Counters of one worker (chatctl stats will read them from shm). */
+struct worker_stats {
+	uint64_t accepted, closed;
+	uint64_t logins_ok, logins_failed, registrations;
+	uint64_t msgs_in, msgs_out;
+	uint64_t deliver_local, deliver_worker, offline_stored;
+	uint64_t offline_delivered;
+	uint64_t errors[CERR_MAX + 1];
+};
+
+struct conn_list {
+	struct conn *head, *tail;
+	size_t n;
+};
+
+struct worker {
+	const struct conf *conf;
+	int slot, nslots;
+	int epfd;
+	int listen_fd;		/* -1 once stopped accepting */
+	int sig_fd;
+	int timer_fd;
+	struct inbox *inbox;
+	struct jobq *jobs;
+	struct presence *presence;
+	struct umap online;		/* uid -> conn logged in here */
+	struct groupcache groups;
+	struct conn_list anon;		/* by last activity, oldest first */
+	struct conn_list live;		/* logged in, oldest activity first */
+	struct conn *dirty;		/* output to flush this iteration */
+	struct conn *dead;		/* to free this iteration */
+	size_t nconns;
+	uint64_t next_token;
+	int stopping;
+	time_t now;
+	char *rbuf;			/* scratch read buffer */
+	size_t rbuf_size;
+	struct request_limits lim;
+	struct worker_stats stats;
+};
+
+/* Run worker `slot` on listen_fd until told to stop; never returns. */
+void worker_main(const struct conf *conf, int slot, int nslots,
+    int listen_fd, struct presence *presence, struct inbox *inbox)
+    __attribute__((noreturn));
+
+/* Mark c as needing a flush at the end of this loop iteration. */
+void worker_mark_dirty(struct worker *w, struct conn *c);
+/* Submit a job on behalf of c (c may be NULL); -1 when the queue is full
+ * (already logged, naming job_queue_max). */
+struct job;
+int worker_submit(struct worker *w, struct job *j);
+/* Move c to the tail of the list for its state (activity seen). */
+void worker_touch(struct worker *w, struct conn *c);
+void worker_list_del(struct worker *w, struct conn *c);
+void worker_list_add(struct worker *w, struct conn *c);
+
+#endif
