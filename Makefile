@@ -108,7 +108,7 @@ CONFIG_CLEAN_VPATH_FILES =
 am__EXEEXT_1 = tests/check_frame$(EXEEXT) tests/check_conf$(EXEEXT) \
 	tests/check_proto$(EXEEXT) tests/check_presence$(EXEEXT) \
 	tests/check_chatc$(EXEEXT)
-am__EXEEXT_2 = tests/it_account$(EXEEXT)
+am__EXEEXT_2 = tests/it_account$(EXEEXT) tests/it_chat$(EXEEXT)
 am__installdirs = "$(DESTDIR)$(sbindir)" "$(DESTDIR)$(man5dir)" \
 	"$(DESTDIR)$(man7dir)" "$(DESTDIR)$(man8dir)" \
 	"$(DESTDIR)$(migrationsdir)"
@@ -200,9 +200,17 @@ am__objects_1 = tests/it_account-harness.$(OBJEXT)
 am_tests_it_account_OBJECTS = tests/it_account-it_account.$(OBJEXT) \
 	$(am__objects_1)
 tests_it_account_OBJECTS = $(am_tests_it_account_OBJECTS)
-tests_it_account_DEPENDENCIES = $(am__DEPENDENCIES_3) \
-	$(am__DEPENDENCIES_1)
+tests_it_account_DEPENDENCIES = $(am__DEPENDENCIES_3) libpresence.a \
+	$(am__DEPENDENCIES_1) $(am__DEPENDENCIES_1)
 tests_it_account_LINK = $(CCLD) $(tests_it_account_CFLAGS) $(CFLAGS) \
+	$(AM_LDFLAGS) $(LDFLAGS) -o $@
+am__objects_2 = tests/it_chat-harness.$(OBJEXT)
+am_tests_it_chat_OBJECTS = tests/it_chat-it_chat.$(OBJEXT) \
+	$(am__objects_2)
+tests_it_chat_OBJECTS = $(am_tests_it_chat_OBJECTS)
+tests_it_chat_DEPENDENCIES = $(am__DEPENDENCIES_3) libpresence.a \
+	$(am__DEPENDENCIES_1) $(am__DEPENDENCIES_1)
+tests_it_chat_LINK = $(CCLD) $(tests_it_chat_CFLAGS) $(CFLAGS) \
 	$(AM_LDFLAGS) $(LDFLAGS) -o $@
 AM_V_P = $(am__v_P_$(V))
 am__v_P_ = $(am__v_P_$(AM_DEFAULT_VERBOSITY))
@@ -248,7 +256,9 @@ am__depfiles_remade = client/$(DEPDIR)/libchatc_a-chatc.Po \
 	tests/$(DEPDIR)/check_presence-check_presence.Po \
 	tests/$(DEPDIR)/check_proto-check_proto.Po \
 	tests/$(DEPDIR)/it_account-harness.Po \
-	tests/$(DEPDIR)/it_account-it_account.Po
+	tests/$(DEPDIR)/it_account-it_account.Po \
+	tests/$(DEPDIR)/it_chat-harness.Po \
+	tests/$(DEPDIR)/it_chat-it_chat.Po
 am__mv = mv -f
 AM_V_lt = $(am__v_lt_$(V))
 am__v_lt_ = $(am__v_lt_$(AM_DEFAULT_VERBOSITY))
@@ -270,12 +280,14 @@ SOURCES = $(libchatc_a_SOURCES) $(libchatdcore_a_SOURCES) \
 	$(libpresence_a_SOURCES) $(chatd_SOURCES) \
 	$(tests_check_chatc_SOURCES) $(tests_check_conf_SOURCES) \
 	$(tests_check_frame_SOURCES) $(tests_check_presence_SOURCES) \
-	$(tests_check_proto_SOURCES) $(tests_it_account_SOURCES)
+	$(tests_check_proto_SOURCES) $(tests_it_account_SOURCES) \
+	$(tests_it_chat_SOURCES)
 DIST_SOURCES = $(libchatc_a_SOURCES) $(libchatdcore_a_SOURCES) \
 	$(libpresence_a_SOURCES) $(chatd_SOURCES) \
 	$(tests_check_chatc_SOURCES) $(tests_check_conf_SOURCES) \
 	$(tests_check_frame_SOURCES) $(tests_check_presence_SOURCES) \
-	$(tests_check_proto_SOURCES) $(tests_it_account_SOURCES)
+	$(tests_check_proto_SOURCES) $(tests_it_account_SOURCES) \
+	$(tests_it_chat_SOURCES)
 am__can_run_installinfo = \
   case $$AM_UPDATE_INFO_DIR in \
     n|no|NO) false;; \
@@ -516,7 +528,7 @@ am__DIST_COMMON = $(dist_man_MANS) $(srcdir)/Makefile.in \
 	$(top_srcdir)/build-aux/depcomp \
 	$(top_srcdir)/build-aux/install-sh \
 	$(top_srcdir)/build-aux/missing \
-	$(top_srcdir)/build-aux/test-driver build-aux/ar-lib \
+	$(top_srcdir)/build-aux/test-driver README.md build-aux/ar-lib \
 	build-aux/compile build-aux/depcomp build-aux/install-sh \
 	build-aux/missing
 DISTFILES = $(DIST_COMMON) $(DIST_SOURCES) $(TEXINFOS) $(EXTRA_DIST)
@@ -697,7 +709,7 @@ libchatdcore_a_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS) $(MYSQL_CFLAGS) \
 	$(SYSTEMD_CFLAGS) $(SODIUM_CFLAGS) $(INIH_CFLAGS)
 
 CORE_LIBS = libchatdcore.a libpresence.a $(CJSON_LIBS) $(MYSQL_LIBS) \
-	$(SYSTEMD_LIBS) $(SODIUM_LIBS) $(INIH_LIBS) $(LIBS)
+	$(SYSTEMD_LIBS) $(SODIUM_LIBS) $(INIH_LIBS) $(LIBS) -lm
 
 chatd_SOURCES = src/main.c
 chatd_CFLAGS = $(libchatdcore_a_CFLAGS)
@@ -706,7 +718,7 @@ chatd_LDADD = $(CORE_LIBS)
 # --- client/: library and programs -----------------------------------------
 libchatc_a_SOURCES = client/chatc.c client/chatc.h src/proto.c
 libchatc_a_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS)
-CHATC_LIBS = libchatc.a $(CJSON_LIBS)
+CHATC_LIBS = libchatc.a $(CJSON_LIBS) -lm
 
 # --- tests -------------------------------------------------------------------
 TEST_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests \
@@ -719,7 +731,7 @@ TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(CJSON_CFLAGS)
 UNIT_TESTS = tests/check_frame tests/check_conf tests/check_proto \
 	tests/check_presence tests/check_chatc
 
-INTEGRATION_TESTS = tests/it_account
+INTEGRATION_TESTS = tests/it_account tests/it_chat
 tests_check_frame_SOURCES = tests/check_frame.c
 tests_check_frame_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_frame_CFLAGS = $(TEST_CFLAGS) $(libchatdcore_a_CFLAGS)
@@ -731,7 +743,7 @@ tests_check_conf_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
 tests_check_proto_SOURCES = tests/check_proto.c
 tests_check_proto_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_proto_CFLAGS = $(TEST_CFLAGS) $(libchatdcore_a_CFLAGS)
-tests_check_proto_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
+tests_check_proto_LDADD = $(CORE_LIBS) $(CHECK_LIBS) -lm
 tests_check_presence_SOURCES = tests/check_presence.c
 tests_check_presence_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_presence_CFLAGS = $(TEST_CFLAGS)
@@ -744,13 +756,20 @@ HARNESS_SOURCES = tests/harness.c tests/harness.h
 tests_it_account_SOURCES = tests/it_account.c $(HARNESS_SOURCES)
 tests_it_account_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_it_account_CFLAGS = $(TEST_CFLAGS)
-tests_it_account_LDADD = $(CHATC_LIBS) $(CHECK_LIBS)
+tests_it_account_LDADD = $(CHATC_LIBS) libpresence.a $(CHECK_LIBS) $(LIBS)
+tests_it_chat_SOURCES = tests/it_chat.c $(HARNESS_SOURCES)
+tests_it_chat_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_it_chat_CFLAGS = $(TEST_CFLAGS)
+tests_it_chat_LDADD = $(CHATC_LIBS) libpresence.a $(CHECK_LIBS) $(LIBS)
 migrationsdir = $(pkgdatadir)/migrations
 dist_migrations_DATA = sql/migrations/0001_initial.sql
 EXTRA_DIST = etc README.md scripts .ci/run
 
 # --- man pages ---------------------------------------------------------------
 dist_man_MANS = man/chatd.8 man/chatd.conf.5 man/chat-protocol.7
+
+# Integration tests run servers; give them a private TMPDIR-friendly name.
+TESTS_ENVIRONMENT = CK_DEFAULT_TIMEOUT=120; export CK_DEFAULT_TIMEOUT;
 all: config.h
 	$(MAKE) $(AM_MAKEFLAGS) all-am
 
@@ -981,6 +1000,14 @@ tests/it_account-harness.$(OBJEXT): tests/$(am__dirstamp) \
 tests/it_account$(EXEEXT): $(tests_it_account_OBJECTS) $(tests_it_account_DEPENDENCIES) $(EXTRA_tests_it_account_DEPENDENCIES) tests/$(am__dirstamp)
 	@rm -f tests/it_account$(EXEEXT)
 	$(AM_V_CCLD)$(tests_it_account_LINK) $(tests_it_account_OBJECTS) $(tests_it_account_LDADD) $(LIBS)
+tests/it_chat-it_chat.$(OBJEXT): tests/$(am__dirstamp) \
+	tests/$(DEPDIR)/$(am__dirstamp)
+tests/it_chat-harness.$(OBJEXT): tests/$(am__dirstamp) \
+	tests/$(DEPDIR)/$(am__dirstamp)
+
+tests/it_chat$(EXEEXT): $(tests_it_chat_OBJECTS) $(tests_it_chat_DEPENDENCIES) $(EXTRA_tests_it_chat_DEPENDENCIES) tests/$(am__dirstamp)
+	@rm -f tests/it_chat$(EXEEXT)
+	$(AM_V_CCLD)$(tests_it_chat_LINK) $(tests_it_chat_OBJECTS) $(tests_it_chat_LDADD) $(LIBS)
 
 mostlyclean-compile:
 	-rm -f *.$(OBJEXT)
@@ -1023,6 +1050,8 @@ include tests/$(DEPDIR)/check_presence-check_presence.Po # am--include-marker
 include tests/$(DEPDIR)/check_proto-check_proto.Po # am--include-marker
 include tests/$(DEPDIR)/it_account-harness.Po # am--include-marker
 include tests/$(DEPDIR)/it_account-it_account.Po # am--include-marker
+include tests/$(DEPDIR)/it_chat-harness.Po # am--include-marker
+include tests/$(DEPDIR)/it_chat-it_chat.Po # am--include-marker
 
 $(am__depfiles_remade):
 	@$(MKDIR_P) $(@D)
@@ -1465,6 +1494,34 @@ tests/it_account-harness.obj: tests/harness.c
 #	$(AM_V_CC)source='tests/harness.c' object='tests/it_account-harness.obj' libtool=no \
 #	DEPDIR=$(DEPDIR) $(CCDEPMODE) $(depcomp) \
 #	$(AM_V_CC_no)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_account_CPPFLAGS) $(CPPFLAGS) $(tests_it_account_CFLAGS) $(CFLAGS) -c -o tests/it_account-harness.obj `if test -f 'tests/harness.c'; then $(CYGPATH_W) 'tests/harness.c'; else $(CYGPATH_W) '$(srcdir)/tests/harness.c'; fi`
+
+tests/it_chat-it_chat.o: tests/it_chat.c
+	$(AM_V_CC)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_chat_CPPFLAGS) $(CPPFLAGS) $(tests_it_chat_CFLAGS) $(CFLAGS) -MT tests/it_chat-it_chat.o -MD -MP -MF tests/$(DEPDIR)/it_chat-it_chat.Tpo -c -o tests/it_chat-it_chat.o `test -f 'tests/it_chat.c' || echo '$(srcdir)/'`tests/it_chat.c
+	$(AM_V_at)$(am__mv) tests/$(DEPDIR)/it_chat-it_chat.Tpo tests/$(DEPDIR)/it_chat-it_chat.Po
+#	$(AM_V_CC)source='tests/it_chat.c' object='tests/it_chat-it_chat.o' libtool=no \
+#	DEPDIR=$(DEPDIR) $(CCDEPMODE) $(depcomp) \
+#	$(AM_V_CC_no)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_chat_CPPFLAGS) $(CPPFLAGS) $(tests_it_chat_CFLAGS) $(CFLAGS) -c -o tests/it_chat-it_chat.o `test -f 'tests/it_chat.c' || echo '$(srcdir)/'`tests/it_chat.c
+
+tests/it_chat-it_chat.obj: tests/it_chat.c
+	$(AM_V_CC)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_chat_CPPFLAGS) $(CPPFLAGS) $(tests_it_chat_CFLAGS) $(CFLAGS) -MT tests/it_chat-it_chat.obj -MD -MP -MF tests/$(DEPDIR)/it_chat-it_chat.Tpo -c -o tests/it_chat-it_chat.obj `if test -f 'tests/it_chat.c'; then $(CYGPATH_W) 'tests/it_chat.c'; else $(CYGPATH_W) '$(srcdir)/tests/it_chat.c'; fi`
+	$(AM_V_at)$(am__mv) tests/$(DEPDIR)/it_chat-it_chat.Tpo tests/$(DEPDIR)/it_chat-it_chat.Po
+#	$(AM_V_CC)source='tests/it_chat.c' object='tests/it_chat-it_chat.obj' libtool=no \
+#	DEPDIR=$(DEPDIR) $(CCDEPMODE) $(depcomp) \
+#	$(AM_V_CC_no)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_chat_CPPFLAGS) $(CPPFLAGS) $(tests_it_chat_CFLAGS) $(CFLAGS) -c -o tests/it_chat-it_chat.obj `if test -f 'tests/it_chat.c'; then $(CYGPATH_W) 'tests/it_chat.c'; else $(CYGPATH_W) '$(srcdir)/tests/it_chat.c'; fi`
+
+tests/it_chat-harness.o: tests/harness.c
+	$(AM_V_CC)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_chat_CPPFLAGS) $(CPPFLAGS) $(tests_it_chat_CFLAGS) $(CFLAGS) -MT tests/it_chat-harness.o -MD -MP -MF tests/$(DEPDIR)/it_chat-harness.Tpo -c -o tests/it_chat-harness.o `test -f 'tests/harness.c' || echo '$(srcdir)/'`tests/harness.c
+	$(AM_V_at)$(am__mv) tests/$(DEPDIR)/it_chat-harness.Tpo tests/$(DEPDIR)/it_chat-harness.Po
+#	$(AM_V_CC)source='tests/harness.c' object='tests/it_chat-harness.o' libtool=no \
+#	DEPDIR=$(DEPDIR) $(CCDEPMODE) $(depcomp) \
+#	$(AM_V_CC_no)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_chat_CPPFLAGS) $(CPPFLAGS) $(tests_it_chat_CFLAGS) $(CFLAGS) -c -o tests/it_chat-harness.o `test -f 'tests/harness.c' || echo '$(srcdir)/'`tests/harness.c
+
+tests/it_chat-harness.obj: tests/harness.c
+	$(AM_V_CC)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_chat_CPPFLAGS) $(CPPFLAGS) $(tests_it_chat_CFLAGS) $(CFLAGS) -MT tests/it_chat-harness.obj -MD -MP -MF tests/$(DEPDIR)/it_chat-harness.Tpo -c -o tests/it_chat-harness.obj `if test -f 'tests/harness.c'; then $(CYGPATH_W) 'tests/harness.c'; else $(CYGPATH_W) '$(srcdir)/tests/harness.c'; fi`
+	$(AM_V_at)$(am__mv) tests/$(DEPDIR)/it_chat-harness.Tpo tests/$(DEPDIR)/it_chat-harness.Po
+#	$(AM_V_CC)source='tests/harness.c' object='tests/it_chat-harness.obj' libtool=no \
+#	DEPDIR=$(DEPDIR) $(CCDEPMODE) $(depcomp) \
+#	$(AM_V_CC_no)$(CC) $(DEFS) $(DEFAULT_INCLUDES) $(INCLUDES) $(tests_it_chat_CPPFLAGS) $(CPPFLAGS) $(tests_it_chat_CFLAGS) $(CFLAGS) -c -o tests/it_chat-harness.obj `if test -f 'tests/harness.c'; then $(CYGPATH_W) 'tests/harness.c'; else $(CYGPATH_W) '$(srcdir)/tests/harness.c'; fi`
 install-man5: $(dist_man_MANS)
 	@$(NORMAL_INSTALL)
 	@list1=''; \
@@ -1858,6 +1915,13 @@ tests/it_account.log: tests/it_account$(EXEEXT)
 	--log-file $$b.log --trs-file $$b.trs \
 	$(am__common_driver_flags) $(AM_LOG_DRIVER_FLAGS) $(LOG_DRIVER_FLAGS) -- $(LOG_COMPILE) \
 	"$$tst" $(AM_TESTS_FD_REDIRECT)
+tests/it_chat.log: tests/it_chat$(EXEEXT)
+	@p='tests/it_chat$(EXEEXT)'; \
+	b='tests/it_chat'; \
+	$(am__check_pre) $(LOG_DRIVER) --test-name "$$f" \
+	--log-file $$b.log --trs-file $$b.trs \
+	$(am__common_driver_flags) $(AM_LOG_DRIVER_FLAGS) $(LOG_DRIVER_FLAGS) -- $(LOG_COMPILE) \
+	"$$tst" $(AM_TESTS_FD_REDIRECT)
 .test.log:
 	@p='$<'; \
 	$(am__set_b); \
@@ -2132,6 +2196,8 @@ distclean: distclean-am
 	-rm -f tests/$(DEPDIR)/check_proto-check_proto.Po
 	-rm -f tests/$(DEPDIR)/it_account-harness.Po
 	-rm -f tests/$(DEPDIR)/it_account-it_account.Po
+	-rm -f tests/$(DEPDIR)/it_chat-harness.Po
+	-rm -f tests/$(DEPDIR)/it_chat-it_chat.Po
 	-rm -f Makefile
 distclean-am: clean-am distclean-compile distclean-generic \
 	distclean-hdr distclean-tags
@@ -2210,6 +2276,8 @@ maintainer-clean: maintainer-clean-am
 	-rm -f tests/$(DEPDIR)/check_proto-check_proto.Po
 	-rm -f tests/$(DEPDIR)/it_account-harness.Po
 	-rm -f tests/$(DEPDIR)/it_account-it_account.Po
+	-rm -f tests/$(DEPDIR)/it_chat-harness.Po
+	-rm -f tests/$(DEPDIR)/it_chat-it_chat.Po
 	-rm -f Makefile
 maintainer-clean-am: distclean-am maintainer-clean-generic
 

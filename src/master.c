@@ -11,6 +11,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,6 +55,7 @@ struct master {
 	struct inbox *inbox;
 	int stopping;
 	int reloading;
+	int ready_fd;		/* write end handed to starting workers */
 };
 
 static volatile sig_atomic_t sig_chld, sig_term, sig_hup, sig_alrm;
@@ -141,7 +144,7 @@ master_spawn(struct master *m, int i)
 			if (j != i)
 				(void)close(m->slots[j].fd);
 		worker_main(m->conf, i, m->nslots, s->fd, m->presence,
-		    m->inbox);
+		    m->inbox, m->ready_fd);
 	}
 	s->pid = pid;
 	s->started = time(NULL);
@@ -299,6 +302,39 @@ master_check_schema(const struct conf *conf)
 	store_close(st);
 }
 
+/*
+ * Fork every worker and wait (bounded) until each has said it is set up,
+ * so READY=1 and the "ready" log line mean the service answers.
+ */
+static void
+master_start_workers(struct master *m)
+{
+	struct pollfd pfd;
+	int p[2], i, up = 0;
+	char buf[64];
+	ssize_t n;
+
+	if (pipe2(p, O_CLOEXEC) == -1)
+		fatal("pipe2");
+	m->ready_fd = p[1];
+	for (i = 0; i < m->nslots; i++)
+		master_spawn(m, i);
+	(void)close(p[1]);
+	m->ready_fd = -1;
+	pfd.fd = p[0];
+	pfd.events = POLLIN;
+	while (up < m->nslots) {
+		if (poll(&pfd, 1, 30000) <= 0)
+			break;
+		if ((n = read(p[0], buf, sizeof(buf))) <= 0)
+			break;	/* every worker has written or exited */
+		up += (int)n;
+	}
+	(void)close(p[0]);
+	if (up < m->nslots)
+		log_warnx("only %d of %d workers started", up, m->nslots);
+}
+
 int
 master_main(struct conf *conf, const char *conf_path)
 {
@@ -311,6 +347,7 @@ master_main(struct conf *conf, const char *conf_path)
 	int i;
 
 	memset(&m, 0, sizeof(m));
+	m.ready_fd = -1;
 	m.conf = conf;
 	m.conf_path = conf_path;
 	m.nslots = conf->workers;
@@ -355,8 +392,7 @@ master_main(struct conf *conf, const char *conf_path)
 	it.it_value.tv_sec = 1;
 	(void)setitimer(ITIMER_REAL, &it, NULL);
 
-	for (i = 0; i < m.nslots; i++)
-		master_spawn(&m, i);
+	master_start_workers(&m);
 	log_info("ready: %d workers on %s, node %s", m.nslots, conf->listen,
 	    conf->node_id);
 	(void)sd_notify(0, "READY=1");

@@ -359,7 +359,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 
 void
 worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
-    struct presence *presence, struct inbox *inbox)
+    struct presence *presence, struct inbox *inbox, int ready_fd)
 {
 	struct epoll_event evs[WORKER_EVENTS];
 	struct worker w;
@@ -371,6 +371,10 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	log_setproc(name);
 	worker_init(&w, conf, slot, nslots, listen_fd, presence, inbox);
 	log_info("started, listening");
+	if (ready_fd != -1) {
+		(void)!write(ready_fd, "", 1);
+		(void)close(ready_fd);
+	}
 	for (;;) {
 		n = epoll_wait(w.epfd, evs, WORKER_EVENTS,
 		    w.stopping ? 100 : -1);

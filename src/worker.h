@@ -63,10 +63,11 @@ struct worker {
 	struct worker_stats stats;
 };
 
-/* Run worker `slot` on listen_fd until told to stop; never returns. */
+/* Run worker `slot` on listen_fd until told to stop; never returns.
+ * Once set up it writes one byte to ready_fd (when not -1) and closes it. */
 void worker_main(const struct conf *conf, int slot, int nslots,
-    int listen_fd, struct presence *presence, struct inbox *inbox)
-    __attribute__((noreturn));
+    int listen_fd, struct presence *presence, struct inbox *inbox,
+    int ready_fd) __attribute__((noreturn));
 
 /* Mark c as needing a flush at the end of this loop iteration. */
 void worker_mark_dirty(struct worker *w, struct conn *c);
