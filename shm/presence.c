@@ -462,6 +462,7 @@ lookup_nolock(const struct presence *p, uint32_t uid,
 	uint32_t g, i, n, st, u;
 	int restarts, rc;
 
+	memset(&tmp, 0, sizeof(tmp));
 	for (restarts = 0; restarts < SCAN_RESTARTS; restarts++) {
 		if (gen_begin(p, &g, besteffort) == -1)
 			return SCAN_AGAIN;
@@ -744,7 +745,7 @@ presence_map(int fd, int readonly, size_t len, char *err, size_t errlen,
 		return NULL;
 	}
 	p->hdr = m;
-	p->b = (struct bucket *)((char *)m + HDR_SPACE);
+	p->b = (struct bucket *)(void *)((char *)m + HDR_SPACE);
 	p->maplen = len;
 	p->readonly = readonly;
 	return p;

@@ -99,12 +99,13 @@ buf_append(char **buf, uint32_t *len, uint32_t *cap, const char *data,
 	return 0;
 }
 
-int
-conn_send(struct worker *w, struct conn *c, const char *data, size_t len)
+static int
+conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
+    int capped)
 {
 	if (c->state == CONN_CLOSED || c->close_after_flush)
 		return -1;
-	if (conn_outq(c) + len > (size_t)w->conf->max_output)
+	if (capped && conn_outq(c) + len > (size_t)w->conf->max_output)
 		return -1;
 	if (c->out_off > 0 && c->out_off == c->out_len)
 		c->out_off = c->out_len = 0;
@@ -113,6 +114,19 @@ conn_send(struct worker *w, struct conn *c, const char *data, size_t len)
 	w->stats.msgs_out++;
 	worker_mark_dirty(w, c);
 	return 0;
+}
+
+int
+conn_send(struct worker *w, struct conn *c, const char *data, size_t len)
+{
+	return conn_queue(w, c, data, len, 1);
+}
+
+int
+conn_send_uncapped(struct worker *w, struct conn *c, const char *data,
+    size_t len)
+{
+	return conn_queue(w, c, data, len, 0);
 }
 
 void

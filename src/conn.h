@@ -59,6 +59,10 @@ void conn_flush(struct worker *w, struct conn *c);
  */
 int conn_send(struct worker *w, struct conn *c, const char *data,
     size_t len);
+/* The same without the max_output cap, for the one LOGIN_ACK of a session
+ * (its size is bounded by the user's friends and groups, not by peers). */
+int conn_send_uncapped(struct worker *w, struct conn *c, const char *data,
+    size_t len);
 /* Stop/resume reading frames (while a login or registration runs). */
 void conn_pause(struct worker *w, struct conn *c);
 void conn_resume(struct worker *w, struct conn *c);

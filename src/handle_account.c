@@ -590,7 +590,8 @@ login_done(struct job *j, struct worker *w)
 	struct presence_entry e, holder;
 	cJSON *obj, *g, *friends, *groups, *off;
 	uint32_t *fids = NULL;
-	size_t nf = 0, i, inack;
+	size_t nf = 0, i, inack, len;
+	char *line;
 	char msg[128];
 	int rc;
 
@@ -670,8 +671,14 @@ login_done(struct job *j, struct worker *w)
 		lj->off.texts[inack][lj->off.lens[inack]] = '\n';
 	}
 	cJSON_AddItemToObject(obj, "offlinemsg", off);
-	if (reply_send(w, c, obj) == -1)
-		goto out;	/* closed; the offline rows stay stored */
+	line = reply_line(obj, &len);
+	cJSON_Delete(obj);
+	if (line == NULL || conn_send_uncapped(w, c, line, len) == -1) {
+		free(line);
+		conn_close(w, c, "cannot queue LOGIN_ACK");
+		goto out;	/* the offline rows stay stored */
+	}
+	free(line);
 	w->stats.offline_delivered += inack;
 	presence_push(w, c->uid, fids, nf, "online");
 	if (lj->off.n > 0)

@@ -4,8 +4,10 @@
  * The module is included rather than linked, with PRESENCE_TESTING, so the
  * tests can reach its internals (bucket layout, hash, lock) and its crash
  * hooks: presence_test_crash_at(n) SIGKILLs the process at the n-th crash
- * point inside an update, and presence_test_lock_and_hang() holds the lock
- * until the test kills the process.
+ * point inside an update, presence_test_lock_and_hang() holds the lock
+ * until the test kills the process, and presence_test_read_hook runs in
+ * lock-free readers between buckets so a rebuild can be slipped into the
+ * middle of a probe.
  *
  * Every test unlinks its segment as soon as all handles are open, so a
  * failing test leaves nothing behind in /dev/shm.  Children never call
