@@ -42,8 +42,10 @@ conn_epoll(struct worker *w, struct conn *c, int op)
 
 	memset(&ev, 0, sizeof(ev));
 	ev.data.ptr = c;
-	ev.events = (c->paused ? 0 : EPOLLIN) | (c->want_out ? EPOLLOUT : 0) |
-	    EPOLLRDHUP;
+	/* A paused connection must not be woken by input or a half-close
+	 * (level-triggered, that would spin); HUP and ERR always wake it. */
+	ev.events = (c->paused ? 0 : EPOLLIN | EPOLLRDHUP) |
+	    (c->want_out ? EPOLLOUT : 0);
 	return epoll_ctl(w->epfd, op, c->fd, &ev);
 }
 
