@@ -299,6 +299,10 @@ conn_readable(struct worker *w, struct conn *c)
 			len = n > 0 ? (size_t)n : 0;
 		}
 		if (n == 0) {
+			/* Answers to what it sent before its FIN still go out
+			 * as far as the socket takes them. */
+			if (c->out_len > c->out_off)
+				conn_flush(w, c);
 			conn_close(w, c, "closed by peer");
 			return;
 		}
