@@ -72,6 +72,9 @@ static const struct conf_key conf_keys[] = {
 
 struct conf_parse {
 	struct conf *c;
+	FILE *fp;
+	int line;		/* lines read so far */
+	int err_line;		/* line of the first error, 0 when none */
 	char reason[256];	/* first error, empty when none */
 };
 
@@ -134,7 +137,7 @@ conf_handler(void *user, const char *section, const char *name,
 	struct conf_parse *cp = user;
 	size_t i;
 
-	if (cp->reason[0] != '\0')
+	if (cp->err_line != 0)
 		return 1;	/* keep the first error only */
 	if (name == NULL)
 		return 1;	/* a section header on its own */
@@ -147,37 +150,76 @@ conf_handler(void *user, const char *section, const char *name,
 			(void)snprintf(cp->reason, sizeof(cp->reason),
 			    "%s belongs in section [%s], not [%s]", name,
 			    k->section, section);
+			cp->err_line = cp->line;
 			return 0;
 		}
-		return conf_set(cp, k, value) == 0;
+		if (conf_set(cp, k, value) == 0)
+			return 1;
+		cp->err_line = cp->line;
+		return 0;
 	}
 	(void)snprintf(cp->reason, sizeof(cp->reason),
 	    "unknown key \"%s\" in section [%s]", name, section);
+	cp->err_line = cp->line;
 	return 0;
+}
+
+/*
+ * libinih line reader: counts lines (so errors name the right one) and
+ * refuses a line longer than the library's buffer instead of letting it
+ * be split into two lines, which could set a key nobody wrote.
+ */
+static char *
+conf_reader(char *str, int num, void *stream)
+{
+	struct conf_parse *cp = stream;
+	int ch;
+
+	if (fgets(str, num, cp->fp) == NULL)
+		return NULL;
+	cp->line++;
+	if (strchr(str, '\n') == NULL && !feof(cp->fp)) {
+		if (cp->err_line == 0) {
+			(void)snprintf(cp->reason, sizeof(cp->reason),
+			    "line longer than %d bytes", num - 2);
+			cp->err_line = cp->line;
+		}
+		while ((ch = fgetc(cp->fp)) != EOF && ch != '\n')
+			;
+		str[0] = '\0';
+	}
+	return str;
 }
 
 int
 conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 {
 	struct conf_parse cp;
-	FILE *fp;
-	int line;
+	int line, rerr;
 
 	memset(&cp, 0, sizeof(cp));
 	cp.c = c;
-	if ((fp = fopen(path, "r")) == NULL) {
+	if ((cp.fp = fopen(path, "r")) == NULL) {
 		(void)snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	line = ini_parse_file(fp, conf_handler, &cp);
-	(void)fclose(fp);
-	if (line < 0) {
-		(void)snprintf(err, errlen, "%s: cannot read", path);
+	line = ini_parse_stream(conf_reader, &cp, conf_handler, &cp);
+	rerr = ferror(cp.fp) ? errno : 0;
+	(void)fclose(cp.fp);
+	if (rerr != 0 || line < 0) {
+		(void)snprintf(err, errlen, "%s: cannot read: %s", path,
+		    strerror(rerr != 0 ? rerr : EIO));
+		return -1;
+	}
+	/* The first error by line, whether ours or the library's. */
+	if (cp.err_line != 0 && (line == 0 || cp.err_line <= line)) {
+		(void)snprintf(err, errlen, "%s:%d: %s", path, cp.err_line,
+		    cp.reason);
 		return -1;
 	}
 	if (line > 0) {
-		(void)snprintf(err, errlen, "%s:%d: %s", path, line,
-		    cp.reason[0] != '\0' ? cp.reason : "syntax error");
+		(void)snprintf(err, errlen, "%s:%d: syntax error (expected "
+		    "[section] or key = value)", path, line);
 		return -1;
 	}
 	return conf_finish(c, err, errlen);

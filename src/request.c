@@ -145,6 +145,10 @@ request_parse(struct request *r, const char *buf, size_t len,
 		(void)snprintf(errmsg, errlen, "invalid JSON");
 		return CERR_BAD_JSON;
 	}
+	id = cJSON_GetObjectItemCaseSensitive(r->root, "msgid");
+	if (json_is_integer(id) && id->valuedouble >= 1 &&
+	    id->valuedouble <= MSG_MAX)
+		r->msgid = (int)id->valuedouble;	/* for refmsgid */
 	r->seq = cJSON_GetObjectItemCaseSensitive(r->root, "seq");
 	if (r->seq != NULL && (cJSON_IsObject(r->seq) ||
 	    cJSON_IsArray(r->seq))) {
@@ -152,7 +156,6 @@ request_parse(struct request *r, const char *buf, size_t len,
 		(void)snprintf(errmsg, errlen, "field \"seq\" must be a scalar");
 		return CERR_BAD_REQUEST;
 	}
-	id = cJSON_GetObjectItemCaseSensitive(r->root, "msgid");
 	if (id == NULL) {
 		(void)snprintf(errmsg, errlen, "missing field \"msgid\"");
 		return CERR_BAD_REQUEST;

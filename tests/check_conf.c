@@ -259,9 +259,9 @@ END_TEST
 START_TEST(test_syntax_error)
 {
 	load_fails_at("[server]\nworkers = 2\njust some words\n", 3,
-	    "syntax error");
-	load_fails_at("[server\n", 1, "syntax error");
-	load_fails_at("\n\n\n[server]\nmax_frame\n", 5, "syntax error");
+	    "syntax error (expected [section] or key = value)");
+	load_fails_at("[server\n", 1, "syntax error (expected [section] or key = value)");
+	load_fails_at("\n\n\n[server]\nmax_frame\n", 5, "syntax error (expected [section] or key = value)");
 }
 END_TEST
 
@@ -477,10 +477,7 @@ START_TEST(test_finish_max_output_below_frame)
 END_TEST
 
 /*
- * --- KNOWN BUGS in src/conf.c ------------------------------------------
- *
- * The tests of the "bugs" case FAIL against the current src/conf.c; they
- * state the behaviour conf.h promises.  Keep them until conf.c is fixed.
+ * --- Regressions: bugs found in src/conf.c and fixed ---------------------
  *
  * 1. libinih (system build: INI_MAX_LINE 200, no realloc) reads a line
  *    of 200 bytes or more as several lines.  A long string value is
@@ -518,10 +515,10 @@ load_whole_or_line_error(const char *text, int line)
 START_TEST(test_long_string_255)
 {
 	/*
-	 * KNOWN BUG 1.  The CONF_STR_MAX buffers hold 255 bytes: a 255-byte
+	 * Regression, bug 1.  The CONF_STR_MAX buffers hold 255 bytes: a 255-byte
 	 * value loads whole (or, if long lines are refused, the error names
-	 * its line); a 256-byte one is refused, on its line.  Today: a
-	 * "syntax error" on line 3 for both.
+	 * its line); a 256-byte one is refused, on its line.  It used to
+	 * be a "syntax error" on line 3 for both.
 	 */
 	char *v255 = repeat('p', 255), *v256 = repeat('p', 256);
 	char text[600];
@@ -543,7 +540,7 @@ END_TEST
 START_TEST(test_long_line_smuggles_key)
 {
 	/*
-	 * KNOWN BUG 1.  A 208-byte line: "db_password = " and a 194-byte
+	 * Regression, bug 1.  A 208-byte line: "db_password = " and a 194-byte
 	 * value that ends in "db_port=1".  The value fits the 255-byte
 	 * buffer: it must load whole with db_port left at its default (or
 	 * be refused on line 2).  Today inih cuts the line after 199
@@ -567,7 +564,7 @@ END_TEST
 START_TEST(test_long_line_shifts_line_numbers)
 {
 	/*
-	 * KNOWN BUG 1: a valid 234-byte line 2, then a bad key on line 4.
+	 * Regression, bug 1: a valid 234-byte line 2, then a bad key on line 4.
 	 * The error must name line 4 (or line 2 if long lines are
 	 * refused).  Today: "file:3: unknown key" (the tail of line 2
 	 * counted as line 3, a syntax error that takes the later reason).
@@ -596,18 +593,18 @@ START_TEST(test_syntax_error_then_key_error)
 	 * name line 2 and say "syntax error".  The reason must belong to
 	 * the line it is reported for.
 	 */
-	/* KNOWN BUG 2. */
+	/* Regression, bug 2. */
 	load_fails_at("[server]\nno equals sign\nbogus = 1\n", 2,
-	    "syntax error");
+	    "syntax error (expected [section] or key = value)");
 	/* An unclosed section header, then a key that is now outside
 	 * any section. */
-	load_fails_at("[server\nworkers = 2\n", 1, "syntax error");
+	load_fails_at("[server\nworkers = 2\n", 1, "syntax error (expected [section] or key = value)");
 }
 END_TEST
 
 START_TEST(test_directory_is_an_error)
 {
-	/* KNOWN BUG 3. */
+	/* Regression, bug 3. */
 	conf_defaults(&c);
 	ck_assert_int_eq(conf_load(&c, "/tmp", err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "/tmp"));
@@ -675,8 +672,8 @@ conf_suite(void)
 	tcase_add_test(tc, test_finish_max_output_below_frame);
 	suite_add_tcase(s, tc);
 
-	/* KNOWN BUGS in src/conf.c: these fail until it is fixed. */
-	tc = tcase_create("bugs");
+	/* Regressions of fixed bugs in src/conf.c. */
+	tc = tcase_create("regressions");
 	tcase_add_test(tc, test_long_string_255);
 	tcase_add_test(tc, test_long_line_smuggles_key);
 	tcase_add_test(tc, test_long_line_shifts_line_numbers);

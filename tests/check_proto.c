@@ -1,0 +1,1108 @@
+/*
+ * check_proto.c - unit tests of request validation (src/request.c), the
+ * UTF-8 checks (src/utf8.c) and proto_strerror() (src/proto.c).
+ *
+ * Every frame is parsed from an exact-size heap copy with no terminating
+ * NUL, as the connection layer hands frames over, so an over-read shows
+ * up under AddressSanitizer.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "protocol.h"
+#include "request.h"
+#include "utf8.h"
+
+#define MAX_MESSAGE	100
+
+static struct request r;
+static char errmsg[256];
+static const struct request_limits lim = { MAX_MESSAGE };
+
+static void
+setup(void)
+{
+	memset(&r, 0, sizeof(r));
+}
+
+static void
+teardown(void)
+{
+	request_free(&r);
+}
+
+/* Parse json[0..len) from an unterminated heap copy. */
+static int
+parse_len(const char *json, size_t len)
+{
+	char *copy = malloc(len > 0 ? len : 1);
+	int rc;
+
+	ck_assert_ptr_nonnull(copy);
+	memcpy(copy, json, len);
+	request_free(&r);
+	errmsg[0] = '\0';
+	rc = request_parse(&r, copy, len, &lim, errmsg, sizeof(errmsg));
+	free(copy);	/* r keeps no pointer into the frame */
+	if (rc != 0)
+		ck_assert_msg(errmsg[0] != '\0', "error %d without errmsg", rc);
+	return rc;
+}
+
+static int
+parse(const char *json)
+{
+	return parse_len(json, strlen(json));
+}
+
+static void
+parse_ok(const char *json)
+{
+	int rc = parse(json);
+
+	if (rc != 0)
+		ck_abort_msg("%s: error %d: %s", json, rc, errmsg);
+}
+
+/* Expect error rc; when field is not NULL the errmsg must name it. */
+static void
+parse_fails(const char *json, int want, const char *field)
+{
+	char quoted[80];
+	int rc = parse(json);
+
+	if (rc != want)
+		ck_abort_msg("%s: got %d (%s), want %d", json, rc, errmsg, want);
+	if (field != NULL) {
+		(void)snprintf(quoted, sizeof(quoted), "\"%s\"", field);
+		if (strstr(errmsg, quoted) == NULL)
+			ck_abort_msg("%s: errmsg \"%s\" does not name %s", json,
+			    errmsg, quoted);
+	}
+}
+
+static char *
+repeat(const char *unit, size_t n)
+{
+	size_t ul = strlen(unit), i;
+	char *s = malloc(ul * n + 1);
+
+	ck_assert_ptr_nonnull(s);
+	for (i = 0; i < n; i++)
+		memcpy(s + i * ul, unit, ul);
+	s[ul * n] = '\0';
+	return s;
+}
+
+/* --- valid requests of every msgid ------------------------------------ */
+
+START_TEST(test_login)
+{
+	parse_ok("{\"msgid\":1,\"id\":42,\"password\":\"secret\"}");
+	ck_assert_int_eq(r.msgid, MSG_LOGIN);
+	ck_assert_ptr_null(r.seq);
+	ck_assert_int_eq(request_int(&r, "id"), 42);
+	ck_assert_str_eq(request_str(&r, "password"), "secret");
+}
+END_TEST
+
+START_TEST(test_loginout)
+{
+	parse_ok("{\"msgid\":3}");
+	ck_assert_int_eq(r.msgid, MSG_LOGINOUT);
+	/* The classic client sends its id; it is ignored, not refused. */
+	parse_ok("{\"msgid\":3,\"id\":7}");
+	ck_assert_int_eq(r.msgid, MSG_LOGINOUT);
+}
+END_TEST
+
+START_TEST(test_reg)
+{
+	parse_ok("{\"msgid\":4,\"name\":\"alice\",\"password\":\"pw\"}");
+	ck_assert_int_eq(r.msgid, MSG_REG);
+	ck_assert_str_eq(request_str(&r, "name"), "alice");
+	ck_assert_str_eq(request_str(&r, "password"), "pw");
+}
+END_TEST
+
+START_TEST(test_one_chat)
+{
+	parse_ok("{\"msgid\":6,\"id\":1,\"name\":\"a\",\"toid\":9,"
+	    "\"msg\":\"hello\",\"time\":\"2024-01-01 10:00:00\"}");
+	ck_assert_int_eq(r.msgid, MSG_ONE_CHAT);
+	ck_assert_int_eq(request_int(&r, "toid"), 9);
+	ck_assert_str_eq(request_str(&r, "msg"), "hello");
+	ck_assert_str_eq(request_str(&r, "time"), "2024-01-01 10:00:00");
+	/* time is optional, and null counts as absent. */
+	parse_ok("{\"msgid\":6,\"toid\":9,\"msg\":\"hello\"}");
+	ck_assert_ptr_null(request_str(&r, "time"));
+	parse_ok("{\"msgid\":6,\"toid\":9,\"msg\":\"hello\",\"time\":null}");
+	ck_assert_ptr_null(request_str(&r, "time"));
+}
+END_TEST
+
+START_TEST(test_add_friend)
+{
+	parse_ok("{\"msgid\":7,\"id\":1,\"friendid\":2}");
+	ck_assert_int_eq(r.msgid, MSG_ADD_FRIEND);
+	ck_assert_int_eq(request_int(&r, "friendid"), 2);
+}
+END_TEST
+
+START_TEST(test_create_group)
+{
+	parse_ok("{\"msgid\":8,\"id\":1,\"groupname\":\"g1\","
+	    "\"groupdesc\":\"a group\"}");
+	ck_assert_int_eq(r.msgid, MSG_CREATE_GROUP);
+	ck_assert_str_eq(request_str(&r, "groupname"), "g1");
+	ck_assert_str_eq(request_str(&r, "groupdesc"), "a group");
+	/* groupdesc is optional and may be empty. */
+	parse_ok("{\"msgid\":8,\"groupname\":\"g1\"}");
+	ck_assert_ptr_null(request_str(&r, "groupdesc"));
+	parse_ok("{\"msgid\":8,\"groupname\":\"g1\",\"groupdesc\":\"\"}");
+	ck_assert_str_eq(request_str(&r, "groupdesc"), "");
+}
+END_TEST
+
+START_TEST(test_add_group)
+{
+	parse_ok("{\"msgid\":9,\"groupid\":5}");
+	ck_assert_int_eq(r.msgid, MSG_ADD_GROUP);
+	ck_assert_int_eq(request_int(&r, "groupid"), 5);
+}
+END_TEST
+
+START_TEST(test_group_chat)
+{
+	parse_ok("{\"msgid\":10,\"groupid\":5,\"msg\":\"hi all\","
+	    "\"time\":\"t\"}");
+	ck_assert_int_eq(r.msgid, MSG_GROUP_CHAT);
+	ck_assert_int_eq(request_int(&r, "groupid"), 5);
+	ck_assert_str_eq(request_str(&r, "msg"), "hi all");
+	ck_assert_str_eq(request_str(&r, "time"), "t");
+}
+END_TEST
+
+START_TEST(test_del_friend)
+{
+	parse_ok("{\"msgid\":13,\"friendid\":3}");
+	ck_assert_int_eq(r.msgid, MSG_DEL_FRIEND);
+	ck_assert_int_eq(request_int(&r, "friendid"), 3);
+}
+END_TEST
+
+START_TEST(test_quit_group)
+{
+	parse_ok("{\"msgid\":14,\"groupid\":4}");
+	ck_assert_int_eq(r.msgid, MSG_QUIT_GROUP);
+	ck_assert_int_eq(request_int(&r, "groupid"), 4);
+}
+END_TEST
+
+START_TEST(test_lists_and_ping)
+{
+	parse_ok("{\"msgid\":15}");
+	ck_assert_int_eq(r.msgid, MSG_FRIEND_LIST);
+	parse_ok("{\"msgid\":16}");
+	ck_assert_int_eq(r.msgid, MSG_GROUP_LIST);
+	parse_ok("{\"msgid\":17,\"groupid\":8}");
+	ck_assert_int_eq(r.msgid, MSG_GROUP_MEMBERS);
+	ck_assert_int_eq(request_int(&r, "groupid"), 8);
+	parse_ok("{\"msgid\":18}");
+	ck_assert_int_eq(r.msgid, MSG_PING);
+	/* Whitespace and key order do not matter; unknown keys are ignored. */
+	parse_ok(" {\n\t\"extra\" : [1, {\"x\": null}],\r\n \"msgid\" : 18 } ");
+	ck_assert_int_eq(r.msgid, MSG_PING);
+}
+END_TEST
+
+START_TEST(test_field_accessors)
+{
+	parse_ok("{\"msgid\":6,\"toid\":9,\"msg\":\"m\",\"n\":null}");
+	/* Absent, null or of the other type: 0 / NULL. */
+	ck_assert_int_eq(request_int(&r, "nothere"), 0);
+	ck_assert_ptr_null(request_str(&r, "nothere"));
+	ck_assert_int_eq(request_int(&r, "msg"), 0);
+	ck_assert_ptr_null(request_str(&r, "toid"));
+	ck_assert_int_eq(request_int(&r, "n"), 0);
+	ck_assert_ptr_null(request_str(&r, "n"));
+	/* Names are case-sensitive. */
+	ck_assert_int_eq(request_int(&r, "TOID"), 0);
+}
+END_TEST
+
+START_TEST(test_integer_range)
+{
+	/* Integers up to 2^53 - 1, negative ones and exponent forms with
+	 * an integral value are integers. */
+	parse_ok("{\"msgid\":7,\"friendid\":9007199254740991}");
+	ck_assert(request_int(&r, "friendid") == 9007199254740991LL);
+	parse_ok("{\"msgid\":7,\"friendid\":-9007199254740991}");
+	ck_assert(request_int(&r, "friendid") == -9007199254740991LL);
+	parse_ok("{\"msgid\":7,\"friendid\":1e3}");
+	ck_assert_int_eq(request_int(&r, "friendid"), 1000);
+	parse_ok("{\"msgid\":7,\"friendid\":2.0}");
+	ck_assert_int_eq(request_int(&r, "friendid"), 2);
+	parse_ok("{\"msgid\":18.0}");
+	ck_assert_int_eq(r.msgid, 18);
+	parse_fails("{\"msgid\":7,\"friendid\":9007199254740993}",
+	    CERR_BAD_REQUEST, "friendid");
+	parse_fails("{\"msgid\":7,\"friendid\":1e300}", CERR_BAD_REQUEST,
+	    "friendid");
+	parse_fails("{\"msgid\":7,\"friendid\":0.5}", CERR_BAD_REQUEST,
+	    "friendid");
+}
+END_TEST
+
+/* --- JSON-level errors ----------------------------------------------- */
+
+START_TEST(test_invalid_json)
+{
+	parse_fails("{", CERR_BAD_JSON, NULL);
+	parse_fails("{\"msgid\":18,}", CERR_BAD_JSON, NULL);
+	parse_fails("{\"msgid\":18", CERR_BAD_JSON, NULL);
+	parse_fails("{]", CERR_BAD_JSON, NULL);
+	parse_fails("{\"msgid\":[}]", CERR_BAD_JSON, NULL);
+	parse_fails("{msgid:18}", CERR_BAD_JSON, NULL);
+	parse_fails("{'msgid':18}", CERR_BAD_JSON, NULL);
+	parse_fails("{\"msgid\":18,\"msg\":\"\\ud800\"}", CERR_BAD_JSON, NULL);
+	parse_fails("", CERR_BAD_JSON, NULL);
+	ck_assert_int_eq(r.msgid, 0);
+	ck_assert_ptr_null(r.seq);
+}
+END_TEST
+
+START_TEST(test_not_an_object)
+{
+	parse_fails("[1]", CERR_BAD_JSON, NULL);
+	parse_fails("[{\"msgid\":18}]", CERR_BAD_JSON, NULL);
+	parse_fails("\"x\"", CERR_BAD_JSON, NULL);
+	parse_fails("18", CERR_BAD_JSON, NULL);
+	parse_fails("null", CERR_BAD_JSON, NULL);
+	parse_fails("true", CERR_BAD_JSON, NULL);
+	ck_assert_int_eq(r.msgid, 0);
+	ck_assert_ptr_null(r.seq);
+}
+END_TEST
+
+START_TEST(test_length_is_respected)
+{
+	/* Only buf[0..len) is parsed. */
+	const char *s = "{\"msgid\":18}{\"msgid\":99}";
+
+	ck_assert_int_eq(parse_len(s, 12), 0);
+	ck_assert_int_eq(r.msgid, 18);
+	ck_assert_int_eq(parse_len(s, 11), CERR_BAD_JSON);
+}
+END_TEST
+
+/* --- msgid ------------------------------------------------------------ */
+
+START_TEST(test_msgid_missing_or_bad)
+{
+	parse_fails("{}", CERR_BAD_REQUEST, "msgid");
+	parse_fails("{\"id\":1,\"password\":\"x\"}", CERR_BAD_REQUEST, "msgid");
+	parse_fails("{\"msgid\":\"18\"}", CERR_BAD_REQUEST, "msgid");
+	parse_fails("{\"msgid\":1.5}", CERR_BAD_REQUEST, "msgid");
+	parse_fails("{\"msgid\":null}", CERR_BAD_REQUEST, "msgid");
+	parse_fails("{\"msgid\":true}", CERR_BAD_REQUEST, "msgid");
+	parse_fails("{\"msgid\":[18]}", CERR_BAD_REQUEST, "msgid");
+	parse_fails("{\"msgid\":{}}", CERR_BAD_REQUEST, "msgid");
+	/* Case-sensitive. */
+	parse_fails("{\"MSGID\":18}", CERR_BAD_REQUEST, "msgid");
+	ck_assert_int_eq(r.msgid, 0);
+}
+END_TEST
+
+START_TEST(test_msgid_unknown)
+{
+	parse_fails("{\"msgid\":99}", CERR_UNKNOWN_MSGID, NULL);
+	parse_fails("{\"msgid\":0}", CERR_UNKNOWN_MSGID, NULL);
+	parse_fails("{\"msgid\":-1}", CERR_UNKNOWN_MSGID, NULL);
+	parse_fails("{\"msgid\":20}", CERR_UNKNOWN_MSGID, NULL);
+	parse_fails("{\"msgid\":1000001}", CERR_UNKNOWN_MSGID, NULL);
+	parse_fails("{\"msgid\":4294967297}", CERR_UNKNOWN_MSGID, NULL);
+	parse_fails("{\"msgid\":-9007199254740991}", CERR_UNKNOWN_MSGID, NULL);
+}
+END_TEST
+
+START_TEST(test_msgid_server_only)
+{
+	static const int ids[] = { MSG_LOGIN_ACK, MSG_REG_ACK, MSG_ERROR,
+	    MSG_ACK, MSG_PRESENCE };
+	char json[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		(void)snprintf(json, sizeof(json), "{\"msgid\":%d}", ids[i]);
+		parse_fails(json, CERR_UNKNOWN_MSGID, NULL);
+		/* The msgid was readable, so it is filled for the ERROR. */
+		ck_assert_int_eq(r.msgid, ids[i]);
+	}
+}
+END_TEST
+
+START_TEST(test_msgid_every_request)
+{
+	/* Exactly 1,3,4,6-10,13-18 are requests; all others are not. */
+	static const char *const valid[MSG_MAX + 2] = {
+		[1] = "{\"msgid\":1,\"id\":1,\"password\":\"p\"}",
+		[3] = "{\"msgid\":3}",
+		[4] = "{\"msgid\":4,\"name\":\"n\",\"password\":\"p\"}",
+		[6] = "{\"msgid\":6,\"toid\":1,\"msg\":\"m\"}",
+		[7] = "{\"msgid\":7,\"friendid\":1}",
+		[8] = "{\"msgid\":8,\"groupname\":\"g\"}",
+		[9] = "{\"msgid\":9,\"groupid\":1}",
+		[10] = "{\"msgid\":10,\"groupid\":1,\"msg\":\"m\"}",
+		[13] = "{\"msgid\":13,\"friendid\":1}",
+		[14] = "{\"msgid\":14,\"groupid\":1}",
+		[15] = "{\"msgid\":15}",
+		[16] = "{\"msgid\":16}",
+		[17] = "{\"msgid\":17,\"groupid\":1}",
+		[18] = "{\"msgid\":18}",
+	};
+	char json[64];
+	int id;
+
+	for (id = 1; id <= MSG_MAX + 1; id++) {
+		if (valid[id] != NULL) {
+			parse_ok(valid[id]);
+			ck_assert_int_eq(r.msgid, id);
+		} else {
+			(void)snprintf(json, sizeof(json), "{\"msgid\":%d}",
+			    id);
+			parse_fails(json, CERR_UNKNOWN_MSGID, NULL);
+		}
+	}
+}
+END_TEST
+
+/* --- fields ----------------------------------------------------------- */
+
+START_TEST(test_missing_fields)
+{
+	parse_fails("{\"msgid\":1,\"password\":\"p\"}", CERR_BAD_REQUEST, "id");
+	parse_fails("{\"msgid\":1,\"id\":1}", CERR_BAD_REQUEST, "password");
+	parse_fails("{\"msgid\":4,\"password\":\"p\"}", CERR_BAD_REQUEST,
+	    "name");
+	parse_fails("{\"msgid\":4,\"name\":\"n\"}", CERR_BAD_REQUEST,
+	    "password");
+	parse_fails("{\"msgid\":6,\"msg\":\"m\"}", CERR_BAD_REQUEST, "toid");
+	parse_fails("{\"msgid\":6,\"toid\":1}", CERR_BAD_REQUEST, "msg");
+	parse_fails("{\"msgid\":7}", CERR_BAD_REQUEST, "friendid");
+	parse_fails("{\"msgid\":8,\"groupdesc\":\"d\"}", CERR_BAD_REQUEST,
+	    "groupname");
+	parse_fails("{\"msgid\":9}", CERR_BAD_REQUEST, "groupid");
+	parse_fails("{\"msgid\":10,\"msg\":\"m\"}", CERR_BAD_REQUEST,
+	    "groupid");
+	parse_fails("{\"msgid\":10,\"groupid\":1}", CERR_BAD_REQUEST, "msg");
+	parse_fails("{\"msgid\":13}", CERR_BAD_REQUEST, "friendid");
+	parse_fails("{\"msgid\":14}", CERR_BAD_REQUEST, "groupid");
+	parse_fails("{\"msgid\":17}", CERR_BAD_REQUEST, "groupid");
+	/* null counts as missing for a required field. */
+	parse_fails("{\"msgid\":7,\"friendid\":null}", CERR_BAD_REQUEST,
+	    "friendid");
+	/* Case-sensitive field names. */
+	parse_fails("{\"msgid\":7,\"FriendId\":1}", CERR_BAD_REQUEST,
+	    "friendid");
+}
+END_TEST
+
+START_TEST(test_wrong_types)
+{
+	/* A string where an integer is expected. */
+	parse_fails("{\"msgid\":1,\"id\":\"42\",\"password\":\"p\"}",
+	    CERR_BAD_REQUEST, "id");
+	parse_fails("{\"msgid\":6,\"toid\":\"9\",\"msg\":\"m\"}",
+	    CERR_BAD_REQUEST, "toid");
+	parse_fails("{\"msgid\":9,\"groupid\":true}", CERR_BAD_REQUEST,
+	    "groupid");
+	parse_fails("{\"msgid\":9,\"groupid\":[1]}", CERR_BAD_REQUEST,
+	    "groupid");
+	parse_fails("{\"msgid\":9,\"groupid\":{\"id\":1}}", CERR_BAD_REQUEST,
+	    "groupid");
+	parse_fails("{\"msgid\":7,\"friendid\":1.25}", CERR_BAD_REQUEST,
+	    "friendid");
+	/* An integer where a string is expected. */
+	parse_fails("{\"msgid\":1,\"id\":1,\"password\":123}",
+	    CERR_BAD_REQUEST, "password");
+	parse_fails("{\"msgid\":4,\"name\":5,\"password\":\"p\"}",
+	    CERR_BAD_REQUEST, "name");
+	parse_fails("{\"msgid\":6,\"toid\":9,\"msg\":7}", CERR_BAD_REQUEST,
+	    "msg");
+	parse_fails("{\"msgid\":6,\"toid\":9,\"msg\":[\"m\"]}",
+	    CERR_BAD_REQUEST, "msg");
+	parse_fails("{\"msgid\":6,\"toid\":9,\"msg\":\"m\",\"time\":1}",
+	    CERR_BAD_REQUEST, "time");
+	parse_fails("{\"msgid\":8,\"groupname\":\"g\",\"groupdesc\":false}",
+	    CERR_BAD_REQUEST, "groupdesc");
+}
+END_TEST
+
+START_TEST(test_empty_strings)
+{
+	parse_fails("{\"msgid\":4,\"name\":\"\",\"password\":\"p\"}",
+	    CERR_BAD_REQUEST, "name");
+	parse_fails("{\"msgid\":4,\"name\":\"n\",\"password\":\"\"}",
+	    CERR_BAD_REQUEST, "password");
+	parse_fails("{\"msgid\":1,\"id\":1,\"password\":\"\"}",
+	    CERR_BAD_REQUEST, "password");
+	parse_fails("{\"msgid\":6,\"toid\":9,\"msg\":\"\"}", CERR_BAD_REQUEST,
+	    "msg");
+	parse_fails("{\"msgid\":10,\"groupid\":9,\"msg\":\"\"}",
+	    CERR_BAD_REQUEST, "msg");
+	parse_fails("{\"msgid\":8,\"groupname\":\"\"}", CERR_BAD_REQUEST,
+	    "groupname");
+	/* Optional time may be empty. */
+	parse_ok("{\"msgid\":6,\"toid\":9,\"msg\":\"m\",\"time\":\"\"}");
+}
+END_TEST
+
+/* Parse {"msgid":4,"name":<name>,"password":"p"}. */
+static int
+parse_reg_name(const char *name)
+{
+	char json[512];
+
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":4,\"name\":\"%s\",\"password\":\"p\"}", name);
+	return parse(json);
+}
+
+START_TEST(test_name_length)
+{
+	char *n64 = repeat("a", PROTO_NAME_MAX);
+	char *n65 = repeat("a", PROTO_NAME_MAX + 1);
+	char *zh63 = repeat("\xe5\xbc\xa0", 21);	/* 21 x U+5F20 */
+	char *zh66 = repeat("\xe5\xbc\xa0", 22);
+	char json[512];
+
+	ck_assert_int_eq(parse_reg_name(n64), 0);
+	ck_assert_str_eq(request_str(&r, "name"), n64);
+	ck_assert_int_eq(parse_reg_name(n65), CERR_BAD_REQUEST);
+	ck_assert_ptr_nonnull(strstr(errmsg, "\"name\""));
+	/* The limit is in bytes of UTF-8, not characters. */
+	ck_assert_int_eq(parse_reg_name(zh63), 0);
+	ck_assert_int_eq(parse_reg_name(zh66), CERR_BAD_REQUEST);
+	/* Group names have the same limit. */
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":8,\"groupname\":\"%s\"}", n64);
+	parse_ok(json);
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":8,\"groupname\":\"%s\"}", n65);
+	parse_fails(json, CERR_BAD_REQUEST, "groupname");
+	free(n64);
+	free(n65);
+	free(zh63);
+	free(zh66);
+}
+END_TEST
+
+START_TEST(test_other_length_limits)
+{
+	char *p128 = repeat("p", PROTO_PASSWORD_MAX);
+	char *p129 = repeat("p", PROTO_PASSWORD_MAX + 1);
+	char *d255 = repeat("d", PROTO_GROUPDESC_MAX);
+	char *d256 = repeat("d", PROTO_GROUPDESC_MAX + 1);
+	char *t64 = repeat("t", 64), *t65 = repeat("t", 65);
+	char json[1024];
+
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":1,\"id\":1,\"password\":\"%s\"}", p128);
+	parse_ok(json);
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":1,\"id\":1,\"password\":\"%s\"}", p129);
+	parse_fails(json, CERR_BAD_REQUEST, "password");
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":8,\"groupname\":\"g\",\"groupdesc\":\"%s\"}", d255);
+	parse_ok(json);
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":8,\"groupname\":\"g\",\"groupdesc\":\"%s\"}", d256);
+	parse_fails(json, CERR_BAD_REQUEST, "groupdesc");
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":6,\"toid\":1,\"msg\":\"m\",\"time\":\"%s\"}", t64);
+	parse_ok(json);
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":6,\"toid\":1,\"msg\":\"m\",\"time\":\"%s\"}", t65);
+	parse_fails(json, CERR_BAD_REQUEST, "time");
+	free(p128);
+	free(p129);
+	free(d255);
+	free(d256);
+	free(t64);
+	free(t65);
+}
+END_TEST
+
+START_TEST(test_name_control_chars)
+{
+	ck_assert_int_eq(parse_reg_name("a\\u0001b"), CERR_BAD_REQUEST);
+	ck_assert_ptr_nonnull(strstr(errmsg, "\"name\""));
+	ck_assert_int_eq(parse_reg_name("a\\tb"), CERR_BAD_REQUEST);
+	ck_assert_int_eq(parse_reg_name("a\\nb"), CERR_BAD_REQUEST);
+	ck_assert_int_eq(parse_reg_name("a\\u001fb"), CERR_BAD_REQUEST);
+	ck_assert_int_eq(parse_reg_name("a\\u007fb"), CERR_BAD_REQUEST);
+	ck_assert_int_eq(parse_reg_name("a\\u0085b"), CERR_BAD_REQUEST);
+	ck_assert_int_eq(parse_reg_name("a\\u009fb"), CERR_BAD_REQUEST);
+	/* A raw control byte inside the JSON string, too. */
+	ck_assert_int_eq(parse_reg_name("a\x01" "b"), CERR_BAD_REQUEST);
+	ck_assert_int_eq(parse_reg_name("a\x7f" "b"), CERR_BAD_REQUEST);
+	/* Group names as well. */
+	parse_fails("{\"msgid\":8,\"groupname\":\"g\\u0002\"}",
+	    CERR_BAD_REQUEST, "groupname");
+	/* Printable non-ASCII and spaces are fine. */
+	ck_assert_int_eq(parse_reg_name("a b"), 0);
+	ck_assert_int_eq(parse_reg_name("\\u00a0x\\u00e9"), 0);
+	ck_assert_str_eq(request_str(&r, "name"), "\xc2\xa0x\xc3\xa9");
+}
+END_TEST
+
+START_TEST(test_message_may_hold_controls)
+{
+	/* Only names are restricted to printable text. */
+	parse_ok("{\"msgid\":6,\"toid\":1,\"msg\":\"line1\\nline2\\t\\u0001\"}");
+	ck_assert_str_eq(request_str(&r, "msg"), "line1\nline2\t\x01");
+	/* A raw control byte in a message: the splitter does not care and
+	 * neither does the validator. */
+	parse_ok("{\"msgid\":6,\"toid\":1,\"msg\":\"a\x7f" "b\"}");
+}
+END_TEST
+
+START_TEST(test_message_length)
+{
+	char *m = repeat("m", MAX_MESSAGE), *m1 = repeat("m", MAX_MESSAGE + 1);
+	/* 33 x 3 bytes = 99 bytes, 34 x 3 = 102 bytes */
+	char *zh99 = repeat("\xe4\xbd\xa0", 33), *zh102 = repeat("\xe4\xbd\xa0", 34);
+	char json[1024];
+
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":6,\"toid\":1,\"msg\":\"%s\"}", m);
+	parse_ok(json);
+	ck_assert_uint_eq(strlen(request_str(&r, "msg")), MAX_MESSAGE);
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":6,\"toid\":1,\"msg\":\"%s\"}", m1);
+	parse_fails(json, CERR_BAD_REQUEST, "msg");
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":10,\"groupid\":1,\"msg\":\"%s\"}", m1);
+	parse_fails(json, CERR_BAD_REQUEST, "msg");
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":10,\"groupid\":1,\"msg\":\"%s\"}", zh99);
+	parse_ok(json);
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":10,\"groupid\":1,\"msg\":\"%s\"}", zh102);
+	parse_fails(json, CERR_BAD_REQUEST, "msg");
+	/* The limit applies to the decoded text: 50 "\u00e9" escapes are
+	 * 300 bytes of JSON but 100 bytes of text. */
+	free(m);
+	m = repeat("\\u00e9", 50);	/* 100 bytes decoded */
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":6,\"toid\":1,\"msg\":\"%s\"}", m);
+	parse_ok(json);
+	free(m);
+	m = repeat("\\u00e9", 51);	/* 102 bytes decoded */
+	(void)snprintf(json, sizeof(json),
+	    "{\"msgid\":6,\"toid\":1,\"msg\":\"%s\"}", m);
+	parse_fails(json, CERR_BAD_REQUEST, "msg");
+	free(m);
+	free(m1);
+	free(zh99);
+	free(zh102);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8)
+{
+	/* A raw 0xff byte. */
+	parse_fails("{\"msgid\":6,\"toid\":1,\"msg\":\"a\xff" "b\"}",
+	    CERR_BAD_REQUEST, "msg");
+	/* Overlong NUL. */
+	parse_fails("{\"msgid\":6,\"toid\":1,\"msg\":\"a\xc0\x80" "b\"}",
+	    CERR_BAD_REQUEST, "msg");
+	/* Overlong 3-byte. */
+	parse_fails("{\"msgid\":10,\"groupid\":1,\"msg\":\"\xe0\x80\xaf\"}",
+	    CERR_BAD_REQUEST, "msg");
+	/* Encoded surrogate. */
+	parse_fails("{\"msgid\":6,\"toid\":1,\"msg\":\"\xed\xa0\x80\"}",
+	    CERR_BAD_REQUEST, "msg");
+	/* Truncated sequence before the closing quote. */
+	parse_fails("{\"msgid\":6,\"toid\":1,\"msg\":\"\xe4\xbd\"}",
+	    CERR_BAD_REQUEST, "msg");
+	/* Lone continuation byte. */
+	parse_fails("{\"msgid\":6,\"toid\":1,\"msg\":\"\x80\"}",
+	    CERR_BAD_REQUEST, "msg");
+	/* Above U+10FFFF. */
+	parse_fails("{\"msgid\":6,\"toid\":1,\"msg\":\"\xf4\x90\x80\x80\"}",
+	    CERR_BAD_REQUEST, "msg");
+	/* Every string field is checked, names and passwords included. */
+	parse_fails("{\"msgid\":4,\"name\":\"\xff\",\"password\":\"p\"}",
+	    CERR_BAD_REQUEST, "name");
+	parse_fails("{\"msgid\":4,\"name\":\"n\",\"password\":\"\xc0\x80\"}",
+	    CERR_BAD_REQUEST, "password");
+	parse_fails("{\"msgid\":8,\"groupname\":\"g\",\"groupdesc\":\"\xfe\"}",
+	    CERR_BAD_REQUEST, "groupdesc");
+	parse_fails("{\"msgid\":6,\"toid\":1,\"msg\":\"m\",\"time\":\"\xff\"}",
+	    CERR_BAD_REQUEST, "time");
+}
+END_TEST
+
+START_TEST(test_chinese_text)
+{
+	/* 你好，世界 and an emoji, raw and as escapes. */
+	parse_ok("{\"msgid\":6,\"toid\":1,\"msg\":\"\xe4\xbd\xa0\xe5\xa5\xbd"
+	    "\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80\"}");
+	ck_assert_str_eq(request_str(&r, "msg"), "\xe4\xbd\xa0\xe5\xa5\xbd"
+	    "\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80");
+	parse_ok("{\"msgid\":6,\"toid\":1,\"msg\":\"\\u4f60\\u597d "
+	    "\\ud83d\\ude00\"}");
+	ck_assert_str_eq(request_str(&r, "msg"),
+	    "\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80");
+	/* 张三 as a user name and 群聊 as a group name. */
+	ck_assert_int_eq(parse_reg_name("\xe5\xbc\xa0\xe4\xb8\x89"), 0);
+	ck_assert_str_eq(request_str(&r, "name"), "\xe5\xbc\xa0\xe4\xb8\x89");
+	parse_ok("{\"msgid\":8,\"groupname\":\"\xe7\xbe\xa4\xe8\x81\x8a\","
+	    "\"groupdesc\":\"\xe6\x8f\x8f\xe8\xbf\xb0\"}");
+}
+END_TEST
+
+/* --- seq -------------------------------------------------------------- */
+
+START_TEST(test_seq_kept)
+{
+	parse_ok("{\"msgid\":18,\"seq\":7}");
+	ck_assert_ptr_nonnull(r.seq);
+	ck_assert(cJSON_IsNumber(r.seq));
+	ck_assert_int_eq(r.seq->valueint, 7);
+	parse_ok("{\"seq\":\"abc\",\"msgid\":18}");
+	ck_assert_ptr_nonnull(r.seq);
+	ck_assert(cJSON_IsString(r.seq));
+	ck_assert_str_eq(r.seq->valuestring, "abc");
+	parse_ok("{\"msgid\":18,\"seq\":null}");
+	ck_assert_ptr_nonnull(r.seq);
+	ck_assert(cJSON_IsNull(r.seq));
+	parse_ok("{\"msgid\":18,\"seq\":true}");
+	ck_assert_ptr_nonnull(r.seq);
+	ck_assert(cJSON_IsTrue(r.seq));
+	parse_ok("{\"msgid\":18,\"seq\":-1.5}");
+	ck_assert_ptr_nonnull(r.seq);
+	ck_assert(cJSON_IsNumber(r.seq));
+	ck_assert(r.seq->valuedouble == -1.5);
+	parse_ok("{\"msgid\":18}");
+	ck_assert_ptr_null(r.seq);
+}
+END_TEST
+
+START_TEST(test_seq_not_scalar)
+{
+	parse_fails("{\"msgid\":18,\"seq\":{\"a\":1}}", CERR_BAD_REQUEST, "seq");
+	ck_assert_ptr_null(r.seq);
+	parse_fails("{\"msgid\":18,\"seq\":[1]}", CERR_BAD_REQUEST, "seq");
+	ck_assert_ptr_null(r.seq);
+	parse_fails("{\"seq\":{}}", CERR_BAD_REQUEST, NULL);
+	ck_assert_ptr_null(r.seq);
+}
+END_TEST
+
+START_TEST(test_seq_and_msgid_on_error)
+{
+	/* A bad field: both msgid and seq are filled for the ERROR. */
+	parse_fails("{\"msgid\":6,\"seq\":42,\"toid\":\"x\",\"msg\":\"hi\"}",
+	    CERR_BAD_REQUEST, "toid");
+	ck_assert_int_eq(r.msgid, 6);
+	ck_assert_ptr_nonnull(r.seq);
+	ck_assert_int_eq(r.seq->valueint, 42);
+	parse_fails("{\"seq\":\"s1\",\"msgid\":4,\"name\":\"\","
+	    "\"password\":\"p\"}", CERR_BAD_REQUEST, "name");
+	ck_assert_int_eq(r.msgid, 4);
+	ck_assert_str_eq(r.seq->valuestring, "s1");
+	/* Unknown msgid: seq still echoed. */
+	parse_fails("{\"msgid\":99,\"seq\":\"s2\"}", CERR_UNKNOWN_MSGID, NULL);
+	ck_assert_ptr_nonnull(r.seq);
+	ck_assert_str_eq(r.seq->valuestring, "s2");
+	/* Unusable msgid: seq still echoed, msgid 0. */
+	parse_fails("{\"msgid\":\"x\",\"seq\":3}", CERR_BAD_REQUEST, "msgid");
+	ck_assert_int_eq(r.msgid, 0);
+	ck_assert_ptr_nonnull(r.seq);
+	ck_assert_int_eq(r.seq->valueint, 3);
+	parse_fails("{\"seq\":5}", CERR_BAD_REQUEST, "msgid");
+	ck_assert_int_eq(r.msgid, 0);
+	ck_assert_int_eq(r.seq->valueint, 5);
+	/* Invalid JSON: nothing could be read. */
+	parse_fails("{\"msgid\":6,\"seq\":1,", CERR_BAD_JSON, NULL);
+	ck_assert_int_eq(r.msgid, 0);
+	ck_assert_ptr_null(r.seq);
+}
+END_TEST
+
+START_TEST(test_free_is_idempotent)
+{
+	parse_ok("{\"msgid\":18}");
+	request_free(&r);
+	ck_assert_ptr_null(r.root);
+	request_free(&r);
+	parse_fails("nope", CERR_BAD_JSON, NULL);
+	request_free(&r);
+	request_free(&r);
+}
+END_TEST
+
+/* --- anonymous requests ---------------------------------------------- */
+
+START_TEST(test_allowed_anonymous)
+{
+	int id;
+
+	for (id = -1; id <= 30; id++) {
+		int want = id == MSG_LOGIN || id == MSG_REG || id == MSG_PING;
+
+		ck_assert_int_eq(request_allowed_anonymous(id) != 0, want);
+	}
+	ck_assert_int_eq(request_allowed_anonymous(INT_MAX), 0);
+}
+END_TEST
+
+/*
+ * --- Regression: a bug found in src/request.c and fixed ----------------
+ *
+ * request.h: "even on failure r->seq and r->msgid are filled when they
+ * could be read, so the ERROR can echo them".  request_parse() checks seq
+ * before it reads msgid and returns at once when seq is an object or an
+ * array, so a readable msgid is left at 0 and the ERROR lacks refmsgid.
+ * request.c now reads msgid first.
+ */
+START_TEST(test_bug_msgid_filled_when_seq_not_scalar)
+{
+	parse_fails("{\"msgid\":6,\"seq\":{\"a\":1},\"toid\":1,\"msg\":\"m\"}",
+	    CERR_BAD_REQUEST, "seq");
+	ck_assert_ptr_null(r.seq);
+	ck_assert_int_eq(r.msgid, 6);
+}
+END_TEST
+
+/* --- utf8 ------------------------------------------------------------- */
+
+#define VALID(s)	utf8_valid((s), sizeof(s) - 1)
+#define PRINTABLE(s)	utf8_printable((s), sizeof(s) - 1)
+
+START_TEST(test_utf8_valid_sequences)
+{
+	ck_assert_int_eq(utf8_valid("", 0), 1);
+	ck_assert_int_eq(VALID("hello, world"), 1);
+	ck_assert_int_eq(VALID("\x7f"), 1);
+	ck_assert_int_eq(VALID("a\0b"), 1);		/* NUL is ASCII */
+	ck_assert_int_eq(VALID("\xc2\x80"), 1);		/* U+0080 */
+	ck_assert_int_eq(VALID("\xc3\xa9"), 1);		/* U+00E9 */
+	ck_assert_int_eq(VALID("\xdf\xbf"), 1);		/* U+07FF */
+	ck_assert_int_eq(VALID("\xe0\xa0\x80"), 1);	/* U+0800 */
+	ck_assert_int_eq(VALID("\xe2\x82\xac"), 1);	/* U+20AC */
+	ck_assert_int_eq(VALID("\xe4\xbd\xa0\xe5\xa5\xbd"), 1);
+	ck_assert_int_eq(VALID("\xed\x9f\xbf"), 1);	/* U+D7FF */
+	ck_assert_int_eq(VALID("\xee\x80\x80"), 1);	/* U+E000 */
+	ck_assert_int_eq(VALID("\xef\xbf\xbf"), 1);	/* U+FFFF */
+	ck_assert_int_eq(VALID("\xf0\x90\x80\x80"), 1);	/* U+10000 */
+	ck_assert_int_eq(VALID("\xf0\x9f\x98\x80"), 1);	/* U+1F600 */
+	ck_assert_int_eq(VALID("\xf4\x8f\xbf\xbf"), 1);	/* U+10FFFF */
+	ck_assert_int_eq(VALID("a\xc3\xa9z\xe2\x82\xac!\xf0\x9f\x98\x80."), 1);
+	/* Only len bytes are examined. */
+	ck_assert_int_eq(utf8_valid("ab\xff", 2), 1);
+}
+END_TEST
+
+START_TEST(test_utf8_truncated)
+{
+	ck_assert_int_eq(VALID("\xc3"), 0);
+	ck_assert_int_eq(VALID("\xe2\x82"), 0);
+	ck_assert_int_eq(VALID("\xe2"), 0);
+	ck_assert_int_eq(VALID("\xf0\x9f\x98"), 0);
+	ck_assert_int_eq(VALID("abc\xf0"), 0);
+	/* Complete in memory but cut by len. */
+	ck_assert_int_eq(utf8_valid("\xe2\x82\xac", 2), 0);
+	ck_assert_int_eq(utf8_valid("\xf0\x9f\x98\x80", 3), 0);
+	ck_assert_int_eq(utf8_printable("\xe2\x82\xac", 1), 0);
+	/* A continuation byte missing in the middle. */
+	ck_assert_int_eq(VALID("\xc3" "a"), 0);
+	ck_assert_int_eq(VALID("\xe2\x82" "a"), 0);
+	ck_assert_int_eq(VALID("\xe2" "a\xac"), 0);
+	ck_assert_int_eq(VALID("\xf0\x9f\x98" "a"), 0);
+}
+END_TEST
+
+START_TEST(test_utf8_bad_bytes)
+{
+	ck_assert_int_eq(VALID("\x80"), 0);		/* lone continuation */
+	ck_assert_int_eq(VALID("\xbf"), 0);
+	ck_assert_int_eq(VALID("a\x80" "b"), 0);
+	ck_assert_int_eq(VALID("\xc3\xa9\xa9"), 0);	/* one too many */
+	ck_assert_int_eq(VALID("\xfe"), 0);
+	ck_assert_int_eq(VALID("\xff"), 0);
+	ck_assert_int_eq(VALID("\xf8\x88\x80\x80\x80"), 0);	/* 5 bytes */
+	ck_assert_int_eq(VALID("\xfc\x84\x80\x80\x80\x80"), 0);	/* 6 bytes */
+}
+END_TEST
+
+START_TEST(test_utf8_overlong)
+{
+	ck_assert_int_eq(VALID("\xc0\x80"), 0);		/* U+0000 */
+	ck_assert_int_eq(VALID("\xc0\xaf"), 0);		/* '/' */
+	ck_assert_int_eq(VALID("\xc1\xbf"), 0);		/* U+007F */
+	ck_assert_int_eq(VALID("\xe0\x80\x80"), 0);	/* U+0000 */
+	ck_assert_int_eq(VALID("\xe0\x80\xaf"), 0);	/* '/' */
+	ck_assert_int_eq(VALID("\xe0\x9f\xbf"), 0);	/* U+07FF */
+	ck_assert_int_eq(VALID("\xf0\x80\x80\x80"), 0);	/* U+0000 */
+	ck_assert_int_eq(VALID("\xf0\x8f\xbf\xbf"), 0);	/* U+FFFF */
+	ck_assert_int_eq(PRINTABLE("\xc0\x80"), 0);
+	ck_assert_int_eq(PRINTABLE("\xe0\x80\x80"), 0);
+}
+END_TEST
+
+START_TEST(test_utf8_surrogates)
+{
+	ck_assert_int_eq(VALID("\xed\xa0\x80"), 0);	/* U+D800 */
+	ck_assert_int_eq(VALID("\xed\xaf\xbf"), 0);	/* U+DBFF */
+	ck_assert_int_eq(VALID("\xed\xb0\x80"), 0);	/* U+DC00 */
+	ck_assert_int_eq(VALID("\xed\xbf\xbf"), 0);	/* U+DFFF */
+	/* A CESU-8 style pair is two surrogates, not one code point. */
+	ck_assert_int_eq(VALID("\xed\xa0\xbd\xed\xb8\x80"), 0);
+	ck_assert_int_eq(PRINTABLE("\xed\xa0\x80"), 0);
+}
+END_TEST
+
+START_TEST(test_utf8_above_max)
+{
+	ck_assert_int_eq(VALID("\xf4\x90\x80\x80"), 0);	/* U+110000 */
+	ck_assert_int_eq(VALID("\xf4\xbf\xbf\xbf"), 0);
+	ck_assert_int_eq(VALID("\xf5\x80\x80\x80"), 0);
+	ck_assert_int_eq(VALID("\xf7\xbf\xbf\xbf"), 0);
+	ck_assert_int_eq(PRINTABLE("\xf4\x90\x80\x80"), 0);
+}
+END_TEST
+
+START_TEST(test_utf8_printable)
+{
+	ck_assert_int_eq(utf8_printable("", 0), 1);
+	ck_assert_int_eq(PRINTABLE("Alice Smith ~!@#"), 1);
+	ck_assert_int_eq(PRINTABLE(" "), 1);
+	ck_assert_int_eq(PRINTABLE("\xe5\xbc\xa0\xe4\xb8\x89"), 1);
+	ck_assert_int_eq(PRINTABLE("\xc2\xa0"), 1);		/* U+00A0 */
+	ck_assert_int_eq(PRINTABLE("\xc3\xa9"), 1);
+	ck_assert_int_eq(PRINTABLE("\xf0\x9f\x98\x80"), 1);
+	ck_assert_int_eq(PRINTABLE("\xf4\x8f\xbf\xbf"), 1);
+	/* C0 controls. */
+	ck_assert_int_eq(PRINTABLE("\0"), 0);
+	ck_assert_int_eq(PRINTABLE("a\x01"), 0);
+	ck_assert_int_eq(PRINTABLE("\t"), 0);
+	ck_assert_int_eq(PRINTABLE("a\nb"), 0);
+	ck_assert_int_eq(PRINTABLE("\r"), 0);
+	ck_assert_int_eq(PRINTABLE("\x1b[31m"), 0);
+	ck_assert_int_eq(PRINTABLE("\x1f"), 0);
+	/* DEL. */
+	ck_assert_int_eq(PRINTABLE("\x7f"), 0);
+	ck_assert_int_eq(PRINTABLE("abc\x7f"), 0);
+	/* C1 controls: U+0080..U+009F. */
+	ck_assert_int_eq(PRINTABLE("\xc2\x80"), 0);
+	ck_assert_int_eq(PRINTABLE("\xc2\x85"), 0);
+	ck_assert_int_eq(PRINTABLE("x\xc2\x9f"), 0);
+	/* ...which are valid UTF-8 all the same. */
+	ck_assert_int_eq(VALID("\xc2\x80"), 1);
+	ck_assert_int_eq(VALID("\x7f"), 1);
+	ck_assert_int_eq(VALID("\t\n\x01"), 1);
+	/* Invalid UTF-8 is not printable. */
+	ck_assert_int_eq(PRINTABLE("\xff"), 0);
+	ck_assert_int_eq(PRINTABLE("\xc3"), 0);
+	ck_assert_int_eq(PRINTABLE("\x80"), 0);
+}
+END_TEST
+
+START_TEST(test_utf8_every_two_byte_lead)
+{
+	/* Exhaustive over 2-byte sequences: valid exactly when the lead is
+	 * C2..DF and the second byte a continuation. */
+	unsigned a, b;
+	int bad = 0;
+
+	for (a = 0x80; a <= 0xff; a++) {
+		for (b = 0; b <= 0xff; b++) {
+			char s[2] = { (char)a, (char)b };
+			int want = a >= 0xc2 && a <= 0xdf &&
+			    (b & 0xc0) == 0x80;
+
+			if (utf8_valid(s, 2) != want)
+				bad++;
+		}
+	}
+	ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+START_TEST(test_utf8_every_code_point)
+{
+	/* Encode every scalar value: valid; printable unless a control. */
+	unsigned long cp;
+	int bad = 0;
+
+	for (cp = 0; cp <= 0x10ffff; cp++) {
+		unsigned char s[4];
+		size_t n;
+		int want_valid = !(cp >= 0xd800 && cp <= 0xdfff);
+		int want_print = want_valid && cp >= 0x20 &&
+		    !(cp >= 0x7f && cp < 0xa0);
+
+		if (cp < 0x80) {
+			s[0] = (unsigned char)cp;
+			n = 1;
+		} else if (cp < 0x800) {
+			s[0] = (unsigned char)(0xc0 | (cp >> 6));
+			s[1] = (unsigned char)(0x80 | (cp & 0x3f));
+			n = 2;
+		} else if (cp < 0x10000) {
+			s[0] = (unsigned char)(0xe0 | (cp >> 12));
+			s[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+			s[2] = (unsigned char)(0x80 | (cp & 0x3f));
+			n = 3;
+		} else {
+			s[0] = (unsigned char)(0xf0 | (cp >> 18));
+			s[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+			s[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+			s[3] = (unsigned char)(0x80 | (cp & 0x3f));
+			n = 4;
+		}
+		if (utf8_valid((const char *)s, n) != want_valid ||
+		    utf8_printable((const char *)s, n) != want_print)
+			bad++;
+	}
+	ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+/* --- proto_strerror -------------------------------------------------- */
+
+START_TEST(test_strerror_all)
+{
+	int i, j;
+
+	for (i = 0; i <= CERR_MAX; i++) {
+		const char *s = proto_strerror(i);
+
+		ck_assert_ptr_nonnull(s);
+		ck_assert_uint_gt(strlen(s), 0);
+		ck_assert_str_ne(s, "unknown error");
+		for (j = 0; j < i; j++)
+			ck_assert_str_ne(s, proto_strerror(j));
+	}
+	ck_assert_int_eq(CERR_MAX, 16);
+	/* Texts the protocol documents. */
+	ck_assert_str_eq(proto_strerror(CERR_OK), "ok");
+	ck_assert_str_eq(proto_strerror(CERR_BAD_REQUEST), "bad request");
+	ck_assert_str_eq(proto_strerror(CERR_TOO_LARGE), "frame too large");
+	ck_assert_str_eq(proto_strerror(CERR_BAD_JSON), "invalid JSON");
+	ck_assert_str_eq(proto_strerror(CERR_UNKNOWN_MSGID), "unknown msgid");
+	ck_assert_str_eq(proto_strerror(CERR_FRAMING), "bad framing");
+}
+END_TEST
+
+START_TEST(test_strerror_out_of_range)
+{
+	ck_assert_str_eq(proto_strerror(-1), "unknown error");
+	ck_assert_str_eq(proto_strerror(17), "unknown error");
+	ck_assert_str_eq(proto_strerror(CERR_MAX + 1), "unknown error");
+	ck_assert_str_eq(proto_strerror(1000), "unknown error");
+	ck_assert_str_eq(proto_strerror(INT_MAX), "unknown error");
+	ck_assert_str_eq(proto_strerror(INT_MIN), "unknown error");
+}
+END_TEST
+
+static Suite *
+proto_suite(void)
+{
+	Suite *s = suite_create("proto");
+	TCase *tc;
+
+	tc = tcase_create("valid");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_login);
+	tcase_add_test(tc, test_loginout);
+	tcase_add_test(tc, test_reg);
+	tcase_add_test(tc, test_one_chat);
+	tcase_add_test(tc, test_add_friend);
+	tcase_add_test(tc, test_create_group);
+	tcase_add_test(tc, test_add_group);
+	tcase_add_test(tc, test_group_chat);
+	tcase_add_test(tc, test_del_friend);
+	tcase_add_test(tc, test_quit_group);
+	tcase_add_test(tc, test_lists_and_ping);
+	tcase_add_test(tc, test_field_accessors);
+	tcase_add_test(tc, test_integer_range);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("json");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_invalid_json);
+	tcase_add_test(tc, test_not_an_object);
+	tcase_add_test(tc, test_length_is_respected);
+	tcase_add_test(tc, test_msgid_missing_or_bad);
+	tcase_add_test(tc, test_msgid_unknown);
+	tcase_add_test(tc, test_msgid_server_only);
+	tcase_add_test(tc, test_msgid_every_request);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fields");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_missing_fields);
+	tcase_add_test(tc, test_wrong_types);
+	tcase_add_test(tc, test_empty_strings);
+	tcase_add_test(tc, test_name_length);
+	tcase_add_test(tc, test_other_length_limits);
+	tcase_add_test(tc, test_name_control_chars);
+	tcase_add_test(tc, test_message_may_hold_controls);
+	tcase_add_test(tc, test_message_length);
+	tcase_add_test(tc, test_invalid_utf8);
+	tcase_add_test(tc, test_chinese_text);
+	tcase_add_test(tc, test_seq_kept);
+	tcase_add_test(tc, test_seq_not_scalar);
+	tcase_add_test(tc, test_seq_and_msgid_on_error);
+	tcase_add_test(tc, test_free_is_idempotent);
+	tcase_add_test(tc, test_allowed_anonymous);
+	suite_add_tcase(s, tc);
+
+	/* Regression of a fixed bug in src/request.c. */
+	tc = tcase_create("regressions");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_bug_msgid_filled_when_seq_not_scalar);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("utf8");
+	tcase_add_test(tc, test_utf8_valid_sequences);
+	tcase_add_test(tc, test_utf8_truncated);
+	tcase_add_test(tc, test_utf8_bad_bytes);
+	tcase_add_test(tc, test_utf8_overlong);
+	tcase_add_test(tc, test_utf8_surrogates);
+	tcase_add_test(tc, test_utf8_above_max);
+	tcase_add_test(tc, test_utf8_printable);
+	tcase_add_test(tc, test_utf8_every_two_byte_lead);
+	tcase_add_test(tc, test_utf8_every_code_point);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("strerror");
+	tcase_add_test(tc, test_strerror_all);
+	tcase_add_test(tc, test_strerror_out_of_range);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(proto_suite());
+	int nfailed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nfailed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,1778 @@
+/*
+ * it_chat.c - black-box tests of one-host chat: a real chatd with four
+ * workers, a private MariaDB and Redis (tests/harness.c), spoken to
+ * through the client library (client/chatc.h) and, for the classic
+ * session, as raw NUL-terminated JSON.
+ *
+ * Covered: ONE_CHAT online across workers, offline storage and paging
+ * past offline_batch, friends and PRESENCE pushes, groups and GROUP_CHAT
+ * (with the per-worker membership cache), UTF-8 text, a classic client
+ * that never sends seq, and a worker SIGKILLed while messages are being
+ * delivered to its users.
+ *
+ * Which worker serves a user is never left to luck.  The presence table
+ * is mapped read-only, and a throwaway "probe" user logs in on each new
+ * connection to learn its worker slot (SO_REUSEPORT spreads connections
+ * by a hash of the source port), then logs out; the connection, now
+ * anonymous but still on that worker, is handed to the user who needs
+ * that slot.  So a real user's LOGIN_ACK (with its offline messages) is
+ * never spent on a connection that turns out to be on the wrong worker.
+ *
+ * The servers are started once in an unchecked fixture; each test runs
+ * in its own forked process with user and group names made unique by pid
+ * and a counter, since all tests share one database.  Every wait is
+ * bounded.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <cjson/cJSON.h>
+
+#include "chatc.h"
+#include "harness.h"
+#include "presence.h"
+#include "protocol.h"
+
+/* The instance every test talks to. */
+#define NWORKERS	4
+#define OFFLINE_BATCH	5
+#define EXTRA_CONF	"[server]\nworkers = 4\noffline_batch = 5\n"
+#define MAX_MESSAGE	4096	/* chatd's default max_message, bytes */
+
+#define PASSWORD	"it-chat-Pa55"
+#define ALL_SLOTS	((1u << NWORKERS) - 1)
+
+/* Bounds, in milliseconds. */
+#define REQ_MS		5000	/* one request until its reply */
+#define PUSH_MS		5000	/* a frame that must arrive */
+#define QUIET_MS	400	/* waiting for a frame that must not come */
+#define RETRY_MS	10000	/* polling for an asynchronous effect */
+#define RELOGIN_MS	20000	/* logging in again after a worker died */
+#define POLL_MS		50	/* between polls */
+
+#define MAX_PROBES	64	/* connections tried to reach wanted workers */
+#define POOL_MAX	32	/* anonymous connections kept, slot known */
+#define TEST_TIMEOUT_S	60	/* Check's limit for one test */
+
+static struct harness H;
+static int harness_ok;		/* the fixture started everything */
+
+/* Per test process (each test is forked from the runner). */
+static int name_seq;
+static struct presence *pres;
+static long long probe_id;
+static struct {
+	struct chatc *c;
+	int slot;
+} pool[POOL_MAX];
+static int npool;
+
+struct user {
+	long long id;
+	char name[PROTO_NAME_MAX + 1];
+	struct chatc *c;	/* NULL while offline */
+	int slot;		/* worker slot while online */
+};
+
+/* --- fixture ------------------------------------------------------------ */
+
+static void
+setup(void)
+{
+	harness_ok = harness_init(&H) == 0 &&
+	    harness_start_mariadb(&H) == 0 &&
+	    harness_start_redis(&H) == 0 &&
+	    harness_start_chatd(&H, 0, EXTRA_CONF) == 0;
+	if (!harness_ok)
+		fprintf(stderr, "it_chat: starting the servers failed (see "
+		    "above); every test will fail\n");
+}
+
+static void
+teardown(void)
+{
+	harness_stop_all(&H);
+}
+
+/* --- small helpers ------------------------------------------------------ */
+
+static long long
+wall_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts;
+
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* A name no other test (process) uses: tag_pid_n. */
+static void
+unique_name(char *buf, size_t len, const char *tag)
+{
+	int n;
+
+	n = snprintf(buf, len, "%s_%ld_%d", tag, (long)getpid(), name_seq++);
+	ck_assert_msg(n > 0 && (size_t)n < len, "name too long for %s", tag);
+}
+
+static long long
+jnum(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	char *s;
+
+	if (!cJSON_IsNumber(v)) {
+		s = cJSON_PrintUnformatted(o);
+		ck_abort_msg("\"%s\" is not a number in %s", key, s);
+	}
+	return (long long)v->valuedouble;
+}
+
+static const char *
+jstr(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	char *s;
+
+	if (!cJSON_IsString(v)) {
+		s = cJSON_PrintUnformatted(o);
+		ck_abort_msg("\"%s\" is not a string in %s", key, s);
+	}
+	return v->valuestring;
+}
+
+static const cJSON *
+jarr(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	char *s;
+
+	if (!cJSON_IsArray(v)) {
+		s = cJSON_PrintUnformatted(o);
+		ck_abort_msg("\"%s\" is not an array in %s", key, s);
+	}
+	return v;
+}
+
+/* The JSON text of a classic string item, parsed (caller frees). */
+static cJSON *
+jparse_item(const cJSON *item)
+{
+	cJSON *o;
+
+	ck_assert_msg(cJSON_IsString(item), "array item is not a string");
+	o = cJSON_Parse(item->valuestring);
+	ck_assert_msg(cJSON_IsObject(o), "array item is not JSON object "
+	    "text: %s", item->valuestring);
+	return o;
+}
+
+static cJSON *
+req_new(int msgid)
+{
+	cJSON *r = cJSON_CreateObject();
+
+	ck_assert(r != NULL);
+	cJSON_AddNumberToObject(r, "msgid", msgid);
+	return r;
+}
+
+/* chatc_request that frees req and never returns NULL. */
+static cJSON *
+request(struct chatc *c, cJSON *req)
+{
+	cJSON *reply;
+
+	reply = chatc_request(c, req, REQ_MS);
+	cJSON_Delete(req);
+	ck_assert_msg(reply != NULL, "no reply: %s", chatc_error(c));
+	return reply;
+}
+
+/* Assert reply is the ACK (12) of refmsgid with errno 0; returns it. */
+static cJSON *
+ack_ok(struct chatc *c, cJSON *reply, int refmsgid)
+{
+	char *s;
+
+	ck_assert_msg(reply != NULL, "no reply to msgid %d: %s", refmsgid,
+	    chatc_error(c));
+	s = cJSON_PrintUnformatted(reply);
+	ck_assert_msg(jnum(reply, "msgid") == MSG_ACK &&
+	    jnum(reply, "refmsgid") == refmsgid &&
+	    chatc_errno(reply) == 0, "expected ACK of msgid %d, got %s",
+	    refmsgid, s);
+	ck_assert_msg(cJSON_GetObjectItem(reply, "seq") != NULL,
+	    "ACK without seq: %s", s);
+	free(s);
+	return reply;
+}
+
+static void
+ack_ok_free(struct chatc *c, cJSON *reply, int refmsgid)
+{
+	cJSON_Delete(ack_ok(c, reply, refmsgid));
+}
+
+/* ACK of a chat with the given status ("delivered" or "stored"). */
+static void
+ack_status(struct chatc *c, cJSON *reply, int refmsgid, const char *status)
+{
+	ack_ok(c, reply, refmsgid);
+	ck_assert_str_eq(jstr(reply, "status"), status);
+	cJSON_Delete(reply);
+}
+
+/* Assert reply is ERROR (11) errno err for refmsgid, with errmsg; frees. */
+static void
+err_is(struct chatc *c, cJSON *reply, int refmsgid, int err)
+{
+	char *s;
+
+	ck_assert_msg(reply != NULL, "no reply to msgid %d: %s", refmsgid,
+	    chatc_error(c));
+	s = cJSON_PrintUnformatted(reply);
+	ck_assert_msg(jnum(reply, "msgid") == MSG_ERROR &&
+	    chatc_errno(reply) == err, "expected ERROR errno %d for msgid "
+	    "%d, got %s", err, refmsgid, s);
+	ck_assert_msg(jnum(reply, "refmsgid") == refmsgid,
+	    "wrong refmsgid: %s", s);
+	ck_assert_msg(*chatc_errmsg(reply) != '\0', "no errmsg: %s", s);
+	free(s);
+	cJSON_Delete(reply);
+}
+
+/* Number of rows of offlinemessages for uid. */
+static long
+db_offline_count(long long uid)
+{
+	char sql[128], out[64];
+
+	(void)snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM "
+	    "offlinemessages WHERE userid = %lld", uid);
+	ck_assert_msg(harness_sql_value(&H, sql, out, sizeof(out)) == 0,
+	    "query failed: %s", sql);
+	return strtol(out, NULL, 10);
+}
+
+/* Wait (bounded) until uid has `want` offline rows. */
+static void
+db_offline_wait(long long uid, long want)
+{
+	long long deadline = mono_ms() + RETRY_MS;
+	long n;
+
+	while ((n = db_offline_count(uid)) != want && mono_ms() < deadline)
+		sleep_ms(POLL_MS * 2);
+	ck_assert_msg(n == want, "user %lld has %ld offline rows, expected "
+	    "%ld", uid, n, want);
+}
+
+/* --- connections, users, worker slots ----------------------------------- */
+
+static struct chatc *
+xconnect(void)
+{
+	struct chatc *c;
+	char err[256];
+
+	c = chatc_connect("127.0.0.1", H.chatd[0].port, REQ_MS, err,
+	    sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	return c;
+}
+
+/* The worker slot holding uid's session (pid in *pidp), or -1. */
+static int
+slot_of(long long uid, pid_t *pidp)
+{
+	struct presence_entry e;
+
+	if (presence_lookup(pres, (uint32_t)uid, &e) != PRESENCE_OK)
+		return -1;
+	if (pidp != NULL)
+		*pidp = (pid_t)e.pid;
+	return e.slot;
+}
+
+static long long
+register_user(const char *tag, char *name, size_t namelen)
+{
+	struct chatc *c = xconnect();
+	cJSON *r;
+	long long id;
+
+	unique_name(name, namelen, tag);
+	r = chatc_register(c, name, PASSWORD, REQ_MS);
+	ck_assert_msg(r != NULL, "register %s: %s", name, chatc_error(c));
+	ck_assert_msg(jnum(r, "msgid") == MSG_REG_ACK && chatc_errno(r) == 0,
+	    "register %s: errno %d %s", name, chatc_errno(r),
+	    chatc_errmsg(r));
+	id = jnum(r, "id");
+	ck_assert_msg(id > 0, "register %s: id %lld", name, id);
+	cJSON_Delete(r);
+	chatc_close(c);
+	return id;
+}
+
+static void
+user_new(struct user *u, const char *tag)
+{
+	memset(u, 0, sizeof(*u));
+	u->id = register_user(tag, u->name, sizeof(u->name));
+	u->slot = -1;
+}
+
+/* Every test starts here. */
+static void
+begin(void)
+{
+	char err[256], name[PROTO_NAME_MAX + 1];
+
+	ck_assert_msg(harness_ok, "the servers did not start (see stderr)");
+	pres = presence_open(H.chatd[0].shm_name, 1, err, sizeof(err));
+	ck_assert_msg(pres != NULL, "presence_open %s: %s",
+	    H.chatd[0].shm_name, err);
+	probe_id = register_user("probe", name, sizeof(name));
+}
+
+/*
+ * An anonymous connection on a worker whose slot bit is in mask (its slot
+ * in *slotp): from the pool, or a new connection whose slot the probe
+ * user's login reveals.  Connections on other slots go to the pool.
+ */
+static struct chatc *
+conn_on(unsigned mask, int *slotp)
+{
+	struct chatc *c;
+	cJSON *r;
+	int i, slot;
+
+	for (i = 0; i < npool; i++) {
+		if (mask & (1u << pool[i].slot)) {
+			c = pool[i].c;
+			*slotp = pool[i].slot;
+			pool[i] = pool[--npool];
+			return c;
+		}
+	}
+	for (i = 0; i < MAX_PROBES; i++) {
+		c = xconnect();
+		r = chatc_login(c, probe_id, PASSWORD, REQ_MS);
+		ck_assert_msg(r != NULL && chatc_errno(r) == 0,
+		    "probe login: %s %s", r ? chatc_errmsg(r) : "",
+		    chatc_error(c));
+		cJSON_Delete(r);
+		slot = slot_of(probe_id, NULL);
+		ck_assert_msg(slot >= 0 && slot < NWORKERS, "probe user not "
+		    "in the presence table after LOGIN_ACK (slot %d)", slot);
+		ack_ok_free(c, chatc_logout(c, REQ_MS), MSG_LOGINOUT);
+		ck_assert_msg(slot_of(probe_id, NULL) == -1, "probe user "
+		    "still in the presence table after LOGINOUT's ACK");
+		if (mask & (1u << slot)) {
+			*slotp = slot;
+			return c;
+		}
+		if (npool < POOL_MAX) {
+			pool[npool].c = c;
+			pool[npool].slot = slot;
+			npool++;
+		} else
+			chatc_close(c);
+	}
+	ck_abort_msg("no connection reached a worker in mask %#x in %d "
+	    "tries", mask, MAX_PROBES);
+	return NULL;
+}
+
+/* Log u in on a worker in mask; returns the LOGIN_ACK (caller frees). */
+static cJSON *
+user_login(struct user *u, unsigned mask)
+{
+	cJSON *r;
+	int slot;
+
+	ck_assert_msg(u->c == NULL, "user %s is already online", u->name);
+	u->c = conn_on(mask, &slot);
+	r = chatc_login(u->c, u->id, PASSWORD, REQ_MS);
+	ck_assert_msg(r != NULL, "login %s: %s", u->name, chatc_error(u->c));
+	ck_assert_msg(jnum(r, "msgid") == MSG_LOGIN_ACK && chatc_errno(r) ==
+	    0, "login %s: errno %d %s", u->name, chatc_errno(r),
+	    chatc_errmsg(r));
+	ck_assert_int_eq(jnum(r, "id"), u->id);
+	ck_assert_str_eq(jstr(r, "name"), u->name);
+	u->slot = slot_of(u->id, NULL);
+	ck_assert_msg(u->slot == slot, "user %s logged in on a connection of "
+	    "worker %d but presence says %d", u->name, slot, u->slot);
+	return r;
+}
+
+static void
+user_online(struct user *u, unsigned mask)
+{
+	cJSON_Delete(user_login(u, mask));
+}
+
+/*
+ * Log n users in, each on a different worker (n <= NWORKERS): senders
+ * and receivers then never share a worker, so delivery crosses workers.
+ */
+static void
+users_on_distinct_workers(struct user **u, int n)
+{
+	unsigned used = 0;
+	int i;
+
+	ck_assert(n <= NWORKERS);
+	for (i = 0; i < n; i++) {
+		user_online(u[i], ALL_SLOTS & ~used);
+		used |= 1u << u[i]->slot;
+	}
+}
+
+/* LOGINOUT with its ACK, then close: offline for sure when it returns. */
+static void
+user_logout(struct user *u)
+{
+	ack_ok_free(u->c, chatc_logout(u->c, REQ_MS), MSG_LOGINOUT);
+	ck_assert_msg(slot_of(u->id, NULL) == -1, "user %s still present "
+	    "after LOGINOUT", u->name);
+	chatc_close(u->c);
+	u->c = NULL;
+	u->slot = -1;
+}
+
+/* The next frame of msgid for u (others are set aside). */
+static cJSON *
+wait_msgid(struct user *u, int msgid)
+{
+	cJSON *m;
+
+	m = chatc_wait_msgid(u->c, msgid, PUSH_MS);
+	ck_assert_msg(m != NULL, "user %s: no frame with msgid %d within %d "
+	    "ms: %s", u->name, msgid, PUSH_MS, chatc_error(u->c));
+	return m;
+}
+
+/* Assert no frame of msgid (any when msgid < 0) reaches c within ms. */
+static void
+no_msgid(struct chatc *c, int msgid, int ms, const char *who)
+{
+	long long deadline = mono_ms() + ms;
+	long long left;
+	cJSON *m;
+	char *s;
+
+	while ((left = deadline - mono_ms()) >= 0) {
+		if ((m = chatc_recv(c, (int)left)) == NULL)
+			break;
+		if (msgid < 0 || jnum(m, "msgid") == msgid) {
+			s = cJSON_PrintUnformatted(m);
+			ck_abort_msg("%s: unexpected frame %s", who, s);
+		}
+		cJSON_Delete(m);
+	}
+}
+
+/*
+ * Check a forwarded chat frame: {msgid, id, name, <target>, msg, time,
+ * ts} with the session's identity.  time NULL: any "YYYY-MM-DD HH:MM:SS".
+ */
+static void
+check_chat(const cJSON *f, int msgid, const struct user *from,
+    const char *target, long long targetid, const char *msg,
+    const char *time)
+{
+	long long ts, now = wall_ms();
+	char *s = cJSON_PrintUnformatted(f);
+
+	ck_assert_msg(jnum(f, "msgid") == msgid, "msgid in %s", s);
+	ck_assert_msg(jnum(f, "id") == from->id, "sender id in %s (want "
+	    "%lld)", s, from->id);
+	ck_assert_msg(strcmp(jstr(f, "name"), from->name) == 0,
+	    "sender name in %s (want %s)", s, from->name);
+	ck_assert_msg(jnum(f, target) == targetid, "%s in %s (want %lld)",
+	    target, s, targetid);
+	ck_assert_msg(strcmp(jstr(f, "msg"), msg) == 0, "msg in %s", s);
+	if (time != NULL)
+		ck_assert_msg(strcmp(jstr(f, "time"), time) == 0,
+		    "time in %s (want %s)", s, time);
+	else
+		ck_assert_msg(strlen(jstr(f, "time")) == 19,
+		    "time in %s", s);
+	ts = jnum(f, "ts");
+	ck_assert_msg(ts > now - 600000 && ts <= now + 60000,
+	    "ts %lld is not a recent epoch-milliseconds time in %s", ts, s);
+	free(s);
+}
+
+/* A ONE_CHAT request (without seq; chatc_request adds one). */
+static cJSON *
+one_chat_req(long long toid, const char *msg)
+{
+	cJSON *r = req_new(MSG_ONE_CHAT);
+
+	cJSON_AddNumberToObject(r, "toid", (double)toid);
+	if (msg != NULL)
+		cJSON_AddStringToObject(r, "msg", msg);
+	return r;
+}
+
+static cJSON *
+group_chat_req(long long gid, const char *msg)
+{
+	cJSON *r = req_new(MSG_GROUP_CHAT);
+
+	cJSON_AddNumberToObject(r, "groupid", (double)gid);
+	cJSON_AddStringToObject(r, "msg", msg);
+	return r;
+}
+
+/* The offlinemsg of a LOGIN_ACK, parsed; *n set (0 when absent). */
+static cJSON **
+offline_of(const cJSON *ack, int *n)
+{
+	const cJSON *arr, *it;
+	cJSON **v;
+	int i = 0;
+
+	*n = 0;
+	arr = cJSON_GetObjectItemCaseSensitive(ack, "offlinemsg");
+	if (arr == NULL)
+		return NULL;
+	ck_assert_msg(cJSON_IsArray(arr), "offlinemsg is not an array");
+	*n = cJSON_GetArraySize(arr);
+	v = calloc((size_t)*n + 1, sizeof(*v));
+	ck_assert(v != NULL);
+	cJSON_ArrayForEach(it, arr)
+		v[i++] = jparse_item(it);
+	return v;
+}
+
+static void
+free_objs(cJSON **v, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		cJSON_Delete(v[i]);
+	free(v);
+}
+
+/* --- ONE_CHAT ------------------------------------------------------------ */
+
+START_TEST(test_one_chat_online)
+{
+	struct user a, b, *both[2] = { &a, &b };
+	cJSON *r, *f;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	users_on_distinct_workers(both, 2);
+
+	/* Spoofed id and name are ignored; the client's time is kept. */
+	r = one_chat_req(b.id, "hello b");
+	cJSON_AddStringToObject(r, "time", "2001-02-03 04:05:06");
+	cJSON_AddNumberToObject(r, "id", (double)b.id);
+	cJSON_AddStringToObject(r, "name", "mallory");
+	ack_status(a.c, request(a.c, r), MSG_ONE_CHAT, "delivered");
+	f = wait_msgid(&b, MSG_ONE_CHAT);
+	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, "hello b",
+	    "2001-02-03 04:05:06");
+	cJSON_Delete(f);
+
+	/* seq may be any scalar and is echoed as sent. */
+	r = one_chat_req(b.id, "string seq");
+	cJSON_AddStringToObject(r, "seq", "s-1");
+	ck_assert_int_eq(chatc_send(a.c, r), 0);
+	cJSON_Delete(r);
+	r = chatc_recv(a.c, REQ_MS);
+	ck_assert_msg(r != NULL, "%s", chatc_error(a.c));
+	ck_assert_int_eq(jnum(r, "msgid"), MSG_ACK);
+	ck_assert_str_eq(jstr(r, "seq"), "s-1");
+	ck_assert_str_eq(jstr(r, "status"), "delivered");
+	cJSON_Delete(r);
+	f = wait_msgid(&b, MSG_ONE_CHAT);
+	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, "string seq", NULL);
+	cJSON_Delete(f);
+
+	/* Without seq no ACK: the PING sent after is answered first. */
+	r = one_chat_req(b.id, "no seq");
+	ck_assert_int_eq(chatc_send(a.c, r), 0);
+	cJSON_Delete(r);
+	r = req_new(MSG_PING);
+	cJSON_AddStringToObject(r, "seq", "ping-after");
+	ck_assert_int_eq(chatc_send(a.c, r), 0);
+	cJSON_Delete(r);
+	r = chatc_recv(a.c, REQ_MS);
+	ck_assert_msg(r != NULL, "%s", chatc_error(a.c));
+	ck_assert_int_eq(jnum(r, "msgid"), MSG_ACK);
+	ck_assert_int_eq(jnum(r, "refmsgid"), MSG_PING);
+	ck_assert_str_eq(jstr(r, "seq"), "ping-after");
+	cJSON_Delete(r);
+	/* The server filled in "time" for a client that sent none. */
+	f = wait_msgid(&b, MSG_ONE_CHAT);
+	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, "no seq", NULL);
+	cJSON_Delete(f);
+	no_msgid(a.c, -1, QUIET_MS, "sender after a chat without seq");
+	no_msgid(b.c, -1, QUIET_MS, "receiver");
+}
+END_TEST
+
+START_TEST(test_one_chat_errors)
+{
+	struct user a, b, *both[2] = { &a, &b };
+	char big[MAX_MESSAGE + 2];
+	cJSON *r, *f;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	users_on_distinct_workers(both, 2);
+
+	err_is(a.c, request(a.c, one_chat_req(999999999, "x")),
+	    MSG_ONE_CHAT, CERR_NO_USER);
+	err_is(a.c, request(a.c, one_chat_req(0, "x")), MSG_ONE_CHAT,
+	    CERR_NO_USER);
+	err_is(a.c, request(a.c, one_chat_req(-7, "x")), MSG_ONE_CHAT,
+	    CERR_NO_USER);
+	err_is(a.c, request(a.c, one_chat_req(b.id, NULL)), MSG_ONE_CHAT,
+	    CERR_BAD_REQUEST);
+	err_is(a.c, request(a.c, one_chat_req(b.id, "")), MSG_ONE_CHAT,
+	    CERR_BAD_REQUEST);
+	r = req_new(MSG_ONE_CHAT);
+	cJSON_AddStringToObject(r, "msg", "no toid");
+	err_is(a.c, request(a.c, r), MSG_ONE_CHAT, CERR_BAD_REQUEST);
+	r = req_new(MSG_ONE_CHAT);
+	cJSON_AddStringToObject(r, "toid", "1");
+	cJSON_AddStringToObject(r, "msg", "toid is a string");
+	err_is(a.c, request(a.c, r), MSG_ONE_CHAT, CERR_BAD_REQUEST);
+	r = one_chat_req(b.id, "msg is a number");
+	cJSON_ReplaceItemInObject(r, "msg", cJSON_CreateNumber(5));
+	err_is(a.c, request(a.c, r), MSG_ONE_CHAT, CERR_BAD_REQUEST);
+
+	/* max_message bytes pass, one more is refused. */
+	memset(big, 'x', MAX_MESSAGE + 1);
+	big[MAX_MESSAGE + 1] = '\0';
+	err_is(a.c, request(a.c, one_chat_req(b.id, big)), MSG_ONE_CHAT,
+	    CERR_BAD_REQUEST);
+	big[MAX_MESSAGE] = '\0';
+	ack_status(a.c, request(a.c, one_chat_req(b.id, big)), MSG_ONE_CHAT,
+	    "delivered");
+	f = wait_msgid(&b, MSG_ONE_CHAT);
+	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, big, NULL);
+	cJSON_Delete(f);
+
+	/* Errors are sent even without seq (they carry none then). */
+	r = one_chat_req(999999999, "nobody");
+	ck_assert_int_eq(chatc_send(a.c, r), 0);
+	cJSON_Delete(r);
+	r = chatc_recv(a.c, REQ_MS);
+	ck_assert_msg(r != NULL, "no ERROR for a chat without seq to a "
+	    "missing user: %s", chatc_error(a.c));
+	ck_assert_msg(cJSON_GetObjectItem(r, "seq") == NULL, "seq in an "
+	    "ERROR to a request without one");
+	err_is(a.c, r, MSG_ONE_CHAT, CERR_NO_USER);
+
+	/* Nothing refused was forwarded. */
+	no_msgid(b.c, MSG_ONE_CHAT, QUIET_MS, "receiver of refused chats");
+}
+END_TEST
+
+START_TEST(test_one_chat_offline)
+{
+	static const char *const msgs[] = { "first", "second", "third" };
+	struct user a, b;
+	cJSON *ack, **off;
+	int i, n;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_online(&a, ALL_SLOTS);
+
+	for (i = 0; i < 3; i++)
+		ack_status(a.c, request(a.c, one_chat_req(b.id, msgs[i])),
+		    MSG_ONE_CHAT, "stored");
+	ck_assert_int_eq(db_offline_count(b.id), 3);
+
+	ack = user_login(&b, ALL_SLOTS & ~(1u << a.slot));
+	off = offline_of(ack, &n);
+	ck_assert_int_eq(n, 3);
+	for (i = 0; i < 3; i++)
+		check_chat(off[i], MSG_ONE_CHAT, &a, "toid", b.id, msgs[i],
+		    NULL);
+	free_objs(off, n);
+	cJSON_Delete(ack);
+	/* All fitted in LOGIN_ACK: nothing is pushed after it. */
+	no_msgid(b.c, MSG_ONE_CHAT, QUIET_MS, "receiver after LOGIN_ACK");
+	db_offline_wait(b.id, 0);
+
+	/* Delivered once: a later login finds none. */
+	user_logout(&b);
+	ack = user_login(&b, ALL_SLOTS);
+	off = offline_of(ack, &n);
+	ck_assert_msg(n == 0, "%d offline message(s) delivered again", n);
+	free_objs(off, n);
+	cJSON_Delete(ack);
+	no_msgid(b.c, MSG_ONE_CHAT, QUIET_MS, "receiver at second login");
+}
+END_TEST
+
+/*
+ * Receive a user's offline messages: LOGIN_ACK's offlinemsg plus the
+ * msgid frames pushed after it, until the DB holds none for the user and
+ * nothing more arrives.  Returns them in arrival order; *ninack is how
+ * many came in LOGIN_ACK.
+ */
+static cJSON **
+collect_offline(struct user *u, cJSON *ack, int msgid, int want, int *ninack)
+{
+	cJSON **v, **inack, *m;
+	int n, i, got;
+
+	inack = offline_of(ack, &n);
+	*ninack = n;
+	v = calloc((size_t)want + 1, sizeof(*v));
+	ck_assert(v != NULL);
+	ck_assert_msg(n <= want, "%d offline messages in LOGIN_ACK, only %d "
+	    "were sent", n, want);
+	for (i = 0; i < n; i++)
+		v[i] = inack[i];
+	free(inack);
+	for (got = n; got < want; got++) {
+		m = chatc_wait_msgid(u->c, msgid, PUSH_MS);
+		ck_assert_msg(m != NULL, "only %d of %d offline messages "
+		    "arrived (%d in LOGIN_ACK): %s", got, want, n,
+		    chatc_error(u->c));
+		v[got] = m;
+	}
+	return v;
+}
+
+START_TEST(test_offline_batch_paging)
+{
+	enum { NMSG = 13 };	/* pages of 5, 5 and 3 */
+	struct user a, b;
+	char text[NMSG][32];
+	cJSON *ack, **v;
+	int i, ninack;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_online(&a, ALL_SLOTS);
+	for (i = 0; i < NMSG; i++) {
+		(void)snprintf(text[i], sizeof(text[i]), "paged %02d", i);
+		ack_status(a.c, request(a.c, one_chat_req(b.id, text[i])),
+		    MSG_ONE_CHAT, "stored");
+	}
+	ck_assert_int_eq(db_offline_count(b.id), NMSG);
+
+	ack = user_login(&b, ALL_SLOTS & ~(1u << a.slot));
+	v = collect_offline(&b, ack, MSG_ONE_CHAT, NMSG, &ninack);
+	cJSON_Delete(ack);
+	ck_assert_msg(ninack == OFFLINE_BATCH, "LOGIN_ACK carried %d offline "
+	    "messages, offline_batch is %d", ninack, OFFLINE_BATCH);
+	for (i = 0; i < NMSG; i++)
+		check_chat(v[i], MSG_ONE_CHAT, &a, "toid", b.id, text[i],
+		    NULL);
+	free_objs(v, NMSG);
+	no_msgid(b.c, MSG_ONE_CHAT, QUIET_MS, "receiver after the last page");
+	db_offline_wait(b.id, 0);
+}
+END_TEST
+
+/*
+ * A client that does not wait for each reply (the classic client never
+ * does) still gets its offline messages stored in the order it sent them.
+ */
+START_TEST(test_offline_order_pipelined)
+{
+	enum { NMSG = 24 };
+	struct user a, b;
+	char text[NMSG][32];
+	cJSON *r, *ack, **v;
+	int i, ninack, replies = 0;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_online(&a, ALL_SLOTS);
+	for (i = 0; i < NMSG; i++) {
+		(void)snprintf(text[i], sizeof(text[i]), "piped %02d", i);
+		r = one_chat_req(b.id, text[i]);
+		cJSON_AddNumberToObject(r, "seq", 5000 + i);
+		ck_assert_int_eq(chatc_send(a.c, r), 0);
+		cJSON_Delete(r);
+	}
+	while (replies < NMSG) {
+		r = chatc_recv(a.c, REQ_MS);
+		ck_assert_msg(r != NULL, "%d of %d replies: %s", replies, NMSG,
+		    chatc_error(a.c));
+		ck_assert_int_eq(jnum(r, "msgid"), MSG_ACK);
+		ck_assert_str_eq(jstr(r, "status"), "stored");
+		cJSON_Delete(r);
+		replies++;
+	}
+	ack = user_login(&b, ALL_SLOTS);
+	v = collect_offline(&b, ack, MSG_ONE_CHAT, NMSG, &ninack);
+	cJSON_Delete(ack);
+	for (i = 0; i < NMSG; i++)
+		ck_assert_msg(strcmp(jstr(v[i], "msg"), text[i]) == 0,
+		    "offline message %d is \"%s\", sent as \"%s\" (stored out "
+		    "of order)", i, jstr(v[i], "msg"), text[i]);
+	free_objs(v, NMSG);
+	db_offline_wait(b.id, 0);
+}
+END_TEST
+
+START_TEST(test_chinese_text)
+{
+	static const char text[] = "你好，世界 🌏";
+	struct user a, b, c, *both[2] = { &a, &b };
+	char gname[PROTO_GROUPNAME_MAX + 1];
+	cJSON *r, *f, *ack, **off, *g;
+	long long gid;
+	int n;
+
+	begin();
+	user_new(&a, "张三");
+	user_new(&b, "李四");
+	user_new(&c, "王五");
+	users_on_distinct_workers(both, 2);
+
+	/* Online, across workers. */
+	ack_status(a.c, request(a.c, one_chat_req(b.id, text)), MSG_ONE_CHAT,
+	    "delivered");
+	f = wait_msgid(&b, MSG_ONE_CHAT);
+	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, text, NULL);
+	cJSON_Delete(f);
+
+	/* Through the database (utf8mb4: the emoji is 4 bytes). */
+	ack_status(a.c, request(a.c, one_chat_req(c.id, text)), MSG_ONE_CHAT,
+	    "stored");
+	ack = user_login(&c, ALL_SLOTS);
+	off = offline_of(ack, &n);
+	ck_assert_int_eq(n, 1);
+	check_chat(off[0], MSG_ONE_CHAT, &a, "toid", c.id, text, NULL);
+	free_objs(off, n);
+	cJSON_Delete(ack);
+
+	/* A group with a Chinese name and description. */
+	unique_name(gname, sizeof(gname), "群组");
+	r = ack_ok(a.c, chatc_create_group(a.c, gname, "描述 🌏", REQ_MS),
+	    MSG_CREATE_GROUP);
+	gid = jnum(r, "groupid");
+	cJSON_Delete(r);
+	ack_ok_free(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP);
+	r = ack_ok(b.c, chatc_group_list(b.c, REQ_MS), MSG_GROUP_LIST);
+	ck_assert_int_eq(cJSON_GetArraySize(jarr(r, "groups")), 1);
+	g = cJSON_GetArrayItem(jarr(r, "groups"), 0);
+	ck_assert_str_eq(jstr(g, "groupname"), gname);
+	ck_assert_str_eq(jstr(g, "groupdesc"), "描述 🌏");
+	cJSON_Delete(r);
+	ack_status(a.c, request(a.c, group_chat_req(gid, text)),
+	    MSG_GROUP_CHAT, "delivered");
+	f = wait_msgid(&b, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, text, NULL);
+	cJSON_Delete(f);
+}
+END_TEST
+
+/* --- friends and PRESENCE ----------------------------------------------- */
+
+/* FRIEND_LIST of u; asserts it holds exactly the given ids, in id order,
+ * with the given states ("online"/"offline") and the users' names. */
+static void
+check_friend_list(struct user *u, struct user **want, const char **state,
+    int n)
+{
+	cJSON *r, *f;
+	const cJSON *arr;
+	int i;
+
+	r = ack_ok(u->c, chatc_friend_list(u->c, REQ_MS), MSG_FRIEND_LIST);
+	arr = jarr(r, "friends");
+	ck_assert_msg(cJSON_GetArraySize(arr) == n, "%s has %d friends, "
+	    "expected %d", u->name, cJSON_GetArraySize(arr), n);
+	for (i = 0; i < n; i++) {
+		f = cJSON_GetArrayItem(arr, i);
+		ck_assert_msg(cJSON_IsObject(f), "friends[%d] is not an "
+		    "object", i);
+		ck_assert_int_eq(jnum(f, "id"), want[i]->id);
+		ck_assert_str_eq(jstr(f, "name"), want[i]->name);
+		ck_assert_str_eq(jstr(f, "state"), state[i]);
+	}
+	cJSON_Delete(r);
+}
+
+START_TEST(test_friends)
+{
+	struct user a, b, c, *both[2] = { &a, &b };
+	struct user *fa[2];
+	const char *st[2];
+	cJSON *ack, *f;
+	const cJSON *arr;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_new(&c, "c");	/* stays offline */
+	users_on_distinct_workers(both, 2);
+
+	ack_ok_free(a.c, chatc_add_friend(a.c, b.id, REQ_MS), MSG_ADD_FRIEND);
+	fa[0] = &b;
+	st[0] = "online";
+	check_friend_list(&a, fa, st, 1);
+	fa[0] = &a;
+	check_friend_list(&b, fa, st, 1);	/* mutual */
+
+	/* Again, from either side: already friends. */
+	err_is(a.c, chatc_add_friend(a.c, b.id, REQ_MS), MSG_ADD_FRIEND,
+	    CERR_EXISTS);
+	err_is(b.c, chatc_add_friend(b.c, a.id, REQ_MS), MSG_ADD_FRIEND,
+	    CERR_EXISTS);
+	err_is(a.c, chatc_add_friend(a.c, 999999999, REQ_MS), MSG_ADD_FRIEND,
+	    CERR_NO_USER);
+	err_is(a.c, chatc_add_friend(a.c, a.id, REQ_MS), MSG_ADD_FRIEND,
+	    CERR_BAD_REQUEST);
+
+	/* An offline friend shows as offline. */
+	ack_ok_free(a.c, chatc_add_friend(a.c, c.id, REQ_MS), MSG_ADD_FRIEND);
+	fa[0] = &b;
+	fa[1] = &c;
+	st[0] = b.id < c.id ? "online" : "offline";
+	st[1] = b.id < c.id ? "offline" : "online";
+	if (b.id > c.id) {
+		fa[0] = &c;
+		fa[1] = &b;
+	}
+	check_friend_list(&a, fa, st, 2);
+
+	/* LOGIN_ACK friends: classic strings {"id","name","state"}. */
+	ack = user_login(&c, ALL_SLOTS);
+	arr = jarr(ack, "friends");
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+	f = jparse_item(cJSON_GetArrayItem(arr, 0));
+	ck_assert_int_eq(jnum(f, "id"), a.id);
+	ck_assert_str_eq(jstr(f, "name"), a.name);
+	ck_assert_str_eq(jstr(f, "state"), "online");
+	cJSON_Delete(f);
+	cJSON_Delete(ack);
+
+	/* DEL_FRIEND ends it for both sides. */
+	ack_ok_free(a.c, chatc_del_friend(a.c, b.id, REQ_MS), MSG_DEL_FRIEND);
+	fa[0] = &c;
+	st[0] = "online";
+	check_friend_list(&a, fa, st, 1);
+	check_friend_list(&b, fa, st, 0);
+	err_is(a.c, chatc_del_friend(a.c, b.id, REQ_MS), MSG_DEL_FRIEND,
+	    CERR_NO_USER);
+	err_is(b.c, chatc_del_friend(b.c, a.id, REQ_MS), MSG_DEL_FRIEND,
+	    CERR_NO_USER);
+	err_is(a.c, chatc_del_friend(a.c, 999999999, REQ_MS),
+	    MSG_DEL_FRIEND, CERR_NO_USER);
+	ack_ok_free(c.c, chatc_del_friend(c.c, a.id, REQ_MS), MSG_DEL_FRIEND);
+	check_friend_list(&a, fa, st, 0);
+	check_friend_list(&c, fa, st, 0);
+}
+END_TEST
+
+static void
+check_presence(struct user *u, long long id, const char *state)
+{
+	cJSON *m = wait_msgid(u, MSG_PRESENCE);
+
+	ck_assert_int_eq(jnum(m, "id"), id);
+	ck_assert_str_eq(jstr(m, "state"), state);
+	cJSON_Delete(m);
+}
+
+START_TEST(test_presence_push)
+{
+	struct user a, b, c, *both[2] = { &a, &b };
+	unsigned not_a;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_new(&c, "c");	/* online, but not a friend */
+	users_on_distinct_workers(both, 2);
+	not_a = ALL_SLOTS & ~(1u << a.slot);
+	user_online(&c, ALL_SLOTS);
+	ack_ok_free(a.c, chatc_add_friend(a.c, b.id, REQ_MS), MSG_ADD_FRIEND);
+
+	user_logout(&b);
+	check_presence(&a, b.id, "offline");
+	user_online(&b, not_a);
+	check_presence(&a, b.id, "online");
+	/* A dropped connection counts as going offline. */
+	chatc_close(b.c);
+	b.c = NULL;
+	check_presence(&a, b.id, "offline");
+	user_online(&b, not_a);
+	check_presence(&a, b.id, "online");
+	/* And the other way round. */
+	user_logout(&a);
+	check_presence(&b, a.id, "offline");
+	user_online(&a, ALL_SLOTS & ~(1u << b.slot));
+	check_presence(&b, a.id, "online");
+
+	no_msgid(c.c, MSG_PRESENCE, QUIET_MS, "a user who is nobody's friend");
+	no_msgid(a.c, MSG_PRESENCE, QUIET_MS, "a after its friend's pushes");
+}
+END_TEST
+
+/* --- groups -------------------------------------------------------------- */
+
+static long long
+create_group(struct user *u, char *name, size_t namelen, const char *desc)
+{
+	cJSON *r;
+	long long gid;
+
+	unique_name(name, namelen, "g");
+	r = ack_ok(u->c, chatc_create_group(u->c, name, desc, REQ_MS),
+	    MSG_CREATE_GROUP);
+	gid = jnum(r, "groupid");
+	ck_assert_msg(gid > 0, "groupid %lld", gid);
+	cJSON_Delete(r);
+	return gid;
+}
+
+START_TEST(test_groups)
+{
+	struct user a, b, c, *all[3] = { &a, &b, &c };
+	char gname[PROTO_GROUPNAME_MAX + 1];
+	cJSON *r, *g, *req, *ack, *u;
+	const cJSON *arr, *users;
+	long long gid;
+	int i;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_new(&c, "c");
+	users_on_distinct_workers(all, 3);
+
+	gid = create_group(&a, gname, sizeof(gname), "the desc");
+	r = ack_ok(a.c, chatc_group_list(a.c, REQ_MS), MSG_GROUP_LIST);
+	arr = jarr(r, "groups");
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+	g = cJSON_GetArrayItem(arr, 0);
+	ck_assert_int_eq(jnum(g, "id"), gid);
+	ck_assert_str_eq(jstr(g, "groupname"), gname);
+	ck_assert_str_eq(jstr(g, "groupdesc"), "the desc");
+	ck_assert_str_eq(jstr(g, "role"), "creator");
+	cJSON_Delete(r);
+
+	/* CREATE_GROUP errors. */
+	err_is(b.c, chatc_create_group(b.c, gname, "dup", REQ_MS),
+	    MSG_CREATE_GROUP, CERR_EXISTS);
+	err_is(b.c, chatc_create_group(b.c, "", "empty", REQ_MS),
+	    MSG_CREATE_GROUP, CERR_BAD_REQUEST);
+	req = req_new(MSG_CREATE_GROUP);
+	cJSON_AddStringToObject(req, "groupdesc", "no name");
+	err_is(b.c, request(b.c, req), MSG_CREATE_GROUP, CERR_BAD_REQUEST);
+
+	/* ADD_GROUP. */
+	ack_ok_free(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP);
+	err_is(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP,
+	    CERR_EXISTS);
+	err_is(a.c, chatc_add_group(a.c, gid, REQ_MS), MSG_ADD_GROUP,
+	    CERR_EXISTS);
+	err_is(b.c, chatc_add_group(b.c, 999999999, REQ_MS), MSG_ADD_GROUP,
+	    CERR_NO_GROUP);
+	err_is(b.c, chatc_add_group(b.c, 0, REQ_MS), MSG_ADD_GROUP,
+	    CERR_NO_GROUP);
+	r = ack_ok(b.c, chatc_group_list(b.c, REQ_MS), MSG_GROUP_LIST);
+	arr = jarr(r, "groups");
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+	g = cJSON_GetArrayItem(arr, 0);
+	ck_assert_int_eq(jnum(g, "id"), gid);
+	ck_assert_str_eq(jstr(g, "role"), "normal");
+	cJSON_Delete(r);
+
+	/* GROUP_MEMBERS: members in id order with state and role. */
+	r = ack_ok(b.c, chatc_group_members(b.c, gid, REQ_MS),
+	    MSG_GROUP_MEMBERS);
+	users = jarr(r, "users");
+	ck_assert_int_eq(cJSON_GetArraySize(users), 2);
+	for (i = 0; i < 2; i++) {
+		struct user *w = (a.id < b.id) == (i == 0) ? &a : &b;
+
+		u = cJSON_GetArrayItem(users, i);
+		ck_assert_int_eq(jnum(u, "id"), w->id);
+		ck_assert_str_eq(jstr(u, "name"), w->name);
+		ck_assert_str_eq(jstr(u, "state"), "online");
+		ck_assert_str_eq(jstr(u, "role"), w == &a ? "creator" :
+		    "normal");
+	}
+	cJSON_Delete(r);
+	err_is(c.c, chatc_group_members(c.c, gid, REQ_MS), MSG_GROUP_MEMBERS,
+	    CERR_NOT_MEMBER);
+	err_is(c.c, chatc_group_members(c.c, 999999999, REQ_MS),
+	    MSG_GROUP_MEMBERS, CERR_NO_GROUP);
+
+	/* LOGIN_ACK groups: classic strings, users as strings too; b
+	 * logged out shows offline to a. */
+	user_logout(&b);
+	user_logout(&a);
+	ack = user_login(&a, ALL_SLOTS);
+	arr = jarr(ack, "groups");
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+	g = jparse_item(cJSON_GetArrayItem(arr, 0));
+	ck_assert_int_eq(jnum(g, "id"), gid);
+	ck_assert_str_eq(jstr(g, "groupname"), gname);
+	ck_assert_str_eq(jstr(g, "groupdesc"), "the desc");
+	users = jarr(g, "users");
+	ck_assert_int_eq(cJSON_GetArraySize(users), 2);
+	for (i = 0; i < 2; i++) {
+		struct user *w = (a.id < b.id) == (i == 0) ? &a : &b;
+
+		u = jparse_item(cJSON_GetArrayItem(users, i));
+		ck_assert_int_eq(jnum(u, "id"), w->id);
+		ck_assert_str_eq(jstr(u, "name"), w->name);
+		ck_assert_str_eq(jstr(u, "state"), w == &a ? "online" :
+		    "offline");
+		ck_assert_str_eq(jstr(u, "role"), w == &a ? "creator" :
+		    "normal");
+		cJSON_Delete(u);
+	}
+	cJSON_Delete(g);
+	cJSON_Delete(ack);
+
+	/* QUIT_GROUP. */
+	user_online(&b, ALL_SLOTS);
+	ack_ok_free(b.c, chatc_quit_group(b.c, gid, REQ_MS), MSG_QUIT_GROUP);
+	err_is(b.c, chatc_quit_group(b.c, gid, REQ_MS), MSG_QUIT_GROUP,
+	    CERR_NOT_MEMBER);
+	err_is(b.c, chatc_quit_group(b.c, 999999999, REQ_MS), MSG_QUIT_GROUP,
+	    CERR_NO_GROUP);
+	err_is(b.c, chatc_quit_group(b.c, 0, REQ_MS), MSG_QUIT_GROUP,
+	    CERR_NO_GROUP);
+	r = ack_ok(b.c, chatc_group_list(b.c, REQ_MS), MSG_GROUP_LIST);
+	ck_assert_int_eq(cJSON_GetArraySize(jarr(r, "groups")), 0);
+	cJSON_Delete(r);
+	err_is(b.c, chatc_group_members(b.c, gid, REQ_MS), MSG_GROUP_MEMBERS,
+	    CERR_NOT_MEMBER);
+	r = ack_ok(a.c, chatc_group_members(a.c, gid, REQ_MS),
+	    MSG_GROUP_MEMBERS);
+	ck_assert_int_eq(cJSON_GetArraySize(jarr(r, "users")), 1);
+	cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(test_group_chat)
+{
+	struct user a, b, c, d, e, *all[3] = { &a, &b, &c };
+	char gname[PROTO_GROUPNAME_MAX + 1];
+	cJSON *r, *f, *ack, **off;
+	long long gid;
+	int n;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_new(&c, "c");
+	user_new(&d, "d");	/* member, offline for the second message */
+	user_new(&e, "e");	/* not a member */
+	users_on_distinct_workers(all, 3);
+	user_online(&d, ALL_SLOTS);
+	user_online(&e, ALL_SLOTS);
+
+	gid = create_group(&a, gname, sizeof(gname), "");
+	ack_ok_free(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP);
+	ack_ok_free(c.c, chatc_add_group(c.c, gid, REQ_MS), MSG_ADD_GROUP);
+	ack_ok_free(d.c, chatc_add_group(d.c, gid, REQ_MS), MSG_ADD_GROUP);
+
+	/* Everyone online: every other member, on other workers, gets it. */
+	r = group_chat_req(gid, "to all");
+	cJSON_AddStringToObject(r, "time", "2020-01-02 03:04:05");
+	cJSON_AddNumberToObject(r, "id", (double)e.id);
+	cJSON_AddStringToObject(r, "name", "mallory");
+	ack_status(a.c, request(a.c, r), MSG_GROUP_CHAT, "delivered");
+	f = wait_msgid(&b, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
+	    "2020-01-02 03:04:05");
+	cJSON_Delete(f);
+	f = wait_msgid(&c, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
+	    "2020-01-02 03:04:05");
+	cJSON_Delete(f);
+	f = wait_msgid(&d, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
+	    "2020-01-02 03:04:05");
+	cJSON_Delete(f);
+	no_msgid(a.c, MSG_GROUP_CHAT, QUIET_MS, "the sender of a group chat");
+	no_msgid(e.c, MSG_GROUP_CHAT, QUIET_MS, "a non-member");
+
+	/* One member offline: stored for them, delivered to the rest. */
+	user_logout(&d);
+	ack_status(b.c, request(b.c, group_chat_req(gid, "d is away")),
+	    MSG_GROUP_CHAT, "stored");
+	f = wait_msgid(&a, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &b, "groupid", gid, "d is away", NULL);
+	cJSON_Delete(f);
+	f = wait_msgid(&c, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &b, "groupid", gid, "d is away", NULL);
+	cJSON_Delete(f);
+	ack = user_login(&d, ALL_SLOTS);
+	off = offline_of(ack, &n);
+	ck_assert_int_eq(n, 1);
+	check_chat(off[0], MSG_GROUP_CHAT, &b, "groupid", gid, "d is away",
+	    NULL);
+	free_objs(off, n);
+	cJSON_Delete(ack);
+
+	/* Errors. */
+	err_is(e.c, request(e.c, group_chat_req(gid, "let me in")),
+	    MSG_GROUP_CHAT, CERR_NOT_MEMBER);
+	err_is(a.c, request(a.c, group_chat_req(999999999, "nowhere")),
+	    MSG_GROUP_CHAT, CERR_NO_GROUP);
+	err_is(a.c, request(a.c, group_chat_req(0, "nowhere")),
+	    MSG_GROUP_CHAT, CERR_NO_GROUP);
+	err_is(a.c, request(a.c, group_chat_req(gid, "")), MSG_GROUP_CHAT,
+	    CERR_BAD_REQUEST);
+	no_msgid(b.c, MSG_GROUP_CHAT, QUIET_MS, "a member, after refusals");
+	no_msgid(c.c, MSG_GROUP_CHAT, 0, "a member, after refusals");
+}
+END_TEST
+
+/*
+ * The sender's worker caches the group after its first message; a join
+ * or a quit handled by another worker must reach that cache before the
+ * next message.
+ */
+START_TEST(test_group_cache_invalidation)
+{
+	struct user a, b, c, *all[3] = { &a, &b, &c };
+	char gname[PROTO_GROUPNAME_MAX + 1];
+	cJSON *f;
+	long long gid;
+
+	begin();
+	user_new(&a, "a");	/* sender */
+	user_new(&b, "b");	/* member from the start, quits */
+	user_new(&c, "c");	/* joins after the group is cached */
+	users_on_distinct_workers(all, 3);
+
+	gid = create_group(&a, gname, sizeof(gname), "cache");
+	ack_ok_free(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP);
+	ack_status(a.c, request(a.c, group_chat_req(gid, "one")),
+	    MSG_GROUP_CHAT, "delivered");
+	f = wait_msgid(&b, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "one", NULL);
+	cJSON_Delete(f);
+	ack_status(a.c, request(a.c, group_chat_req(gid, "two")),
+	    MSG_GROUP_CHAT, "delivered");
+	f = wait_msgid(&b, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "two", NULL);
+	cJSON_Delete(f);
+
+	/* c joins on its own worker; a's next message reaches c. */
+	ack_ok_free(c.c, chatc_add_group(c.c, gid, REQ_MS), MSG_ADD_GROUP);
+	ack_status(a.c, request(a.c, group_chat_req(gid, "three")),
+	    MSG_GROUP_CHAT, "delivered");
+	f = wait_msgid(&c, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "three", NULL);
+	cJSON_Delete(f);
+	f = wait_msgid(&b, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "three", NULL);
+	cJSON_Delete(f);
+
+	/* b quits on its worker; a's next message no longer reaches b. */
+	ack_ok_free(b.c, chatc_quit_group(b.c, gid, REQ_MS), MSG_QUIT_GROUP);
+	ack_status(a.c, request(a.c, group_chat_req(gid, "four")),
+	    MSG_GROUP_CHAT, "delivered");
+	f = wait_msgid(&c, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "four", NULL);
+	cJSON_Delete(f);
+	no_msgid(b.c, MSG_GROUP_CHAT, QUIET_MS, "a member who quit");
+
+	/* And a quit by the sender's own worker's user is seen as well. */
+	ack_ok_free(a.c, chatc_quit_group(a.c, gid, REQ_MS), MSG_QUIT_GROUP);
+	err_is(a.c, request(a.c, group_chat_req(gid, "five")),
+	    MSG_GROUP_CHAT, CERR_NOT_MEMBER);
+	no_msgid(c.c, MSG_GROUP_CHAT, QUIET_MS, "a member, after refusal");
+}
+END_TEST
+
+/* --- a classic client ---------------------------------------------------- */
+
+/* Send one object the classic way: compact JSON ended by one NUL. */
+static void
+classic_send(struct chatc *c, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	ck_assert(n > 0 && (size_t)n < sizeof(buf) - 1);
+	ck_assert_int_eq(chatc_send_raw(c, buf, (size_t)n + 1), 0);
+}
+
+/* The classic client's next message; it must be one it knows. */
+static cJSON *
+classic_recv(struct chatc *c, int msgid)
+{
+	cJSON *m;
+	char *s;
+
+	m = chatc_recv(c, PUSH_MS);
+	ck_assert_msg(m != NULL, "classic client: no message %d: %s", msgid,
+	    chatc_error(c));
+	s = cJSON_PrintUnformatted(m);
+	ck_assert_msg(jnum(m, "msgid") == msgid, "classic client: expected "
+	    "msgid %d, got %s", msgid, s);
+	ck_assert_msg(cJSON_GetObjectItem(m, "seq") == NULL, "classic "
+	    "client got a seq: %s", s);
+	free(s);
+	return m;
+}
+
+/* Poll until u's FRIEND_LIST holds id (bounded). */
+static void
+wait_friend(struct user *u, long long id)
+{
+	long long deadline = mono_ms() + RETRY_MS;
+	const cJSON *f;
+	cJSON *r;
+	int found = 0;
+
+	while (!found) {
+		r = ack_ok(u->c, chatc_friend_list(u->c, REQ_MS),
+		    MSG_FRIEND_LIST);
+		cJSON_ArrayForEach(f, jarr(r, "friends"))
+			found |= jnum(f, "id") == id;
+		cJSON_Delete(r);
+		if (!found) {
+			ck_assert_msg(mono_ms() < deadline, "%lld never became "
+			    "%s's friend", id, u->name);
+			sleep_ms(POLL_MS);
+		}
+	}
+}
+
+/* Poll until the group holds uid (bounded), asked by member u. */
+static void
+wait_member(struct user *u, long long gid, long long uid)
+{
+	long long deadline = mono_ms() + RETRY_MS;
+	const cJSON *m;
+	cJSON *r;
+	int found = 0;
+
+	while (!found) {
+		r = ack_ok(u->c, chatc_group_members(u->c, gid, REQ_MS),
+		    MSG_GROUP_MEMBERS);
+		cJSON_ArrayForEach(m, jarr(r, "users"))
+			found |= jnum(m, "id") == uid;
+		cJSON_Delete(r);
+		if (!found) {
+			ck_assert_msg(mono_ms() < deadline, "%lld never joined "
+			    "group %lld", uid, gid);
+			sleep_ms(POLL_MS);
+		}
+	}
+}
+
+START_TEST(test_classic_session)
+{
+	struct user k, p;	/* k: the classic client's user; p: a peer */
+	char cgname[PROTO_GROUPNAME_MAX + 1], pgname[PROTO_GROUPNAME_MAX + 1];
+	char sql[256], out[64];
+	long long deadline, cgid = 0, pgid;
+	struct chatc *kc;
+	cJSON *m;
+	int kslot;
+
+	begin();
+	user_new(&p, "peer");
+	user_online(&p, ALL_SLOTS);
+	memset(&k, 0, sizeof(k));
+	unique_name(k.name, sizeof(k.name), "classic");
+	kc = conn_on(ALL_SLOTS & ~(1u << p.slot), &kslot);
+
+	/* REG and LOGIN: the only replies besides forwarded chats. */
+	classic_send(kc, "{\"msgid\":4,\"name\":\"%s\",\"password\":\"%s\"}",
+	    k.name, PASSWORD);
+	m = classic_recv(kc, MSG_REG_ACK);
+	ck_assert_int_eq(chatc_errno(m), 0);
+	k.id = jnum(m, "id");
+	cJSON_Delete(m);
+	classic_send(kc, "{\"msgid\":1,\"id\":%lld,\"password\":\"%s\"}",
+	    k.id, PASSWORD);
+	m = classic_recv(kc, MSG_LOGIN_ACK);
+	ck_assert_int_eq(chatc_errno(m), 0);
+	ck_assert_int_eq(jnum(m, "id"), k.id);
+	ck_assert_str_eq(jstr(m, "name"), k.name);
+	cJSON_Delete(m);
+	ck_assert_int_eq(slot_of(k.id, NULL), kslot);
+
+	/* chat and addfriend back to back in one write, as a burst. */
+	{
+		char buf[1024];
+		int n;
+
+		n = snprintf(buf, sizeof(buf),
+		    "{\"msgid\":6,\"id\":%lld,\"name\":\"%s\",\"toid\":%lld,"
+		    "\"msg\":\"hi from classic\",\"time\":\"2024-05-06 "
+		    "07:08:09\"}%c{\"msgid\":7,\"id\":%lld,\"friendid\":%lld}",
+		    k.id, k.name, p.id, '\0', k.id, p.id);
+		ck_assert(n > 0 && (size_t)n < sizeof(buf) - 1);
+		ck_assert_int_eq(chatc_send_raw(kc, buf, (size_t)n + 1), 0);
+	}
+	m = wait_msgid(&p, MSG_ONE_CHAT);
+	check_chat(m, MSG_ONE_CHAT, &k, "toid", p.id, "hi from classic",
+	    "2024-05-06 07:08:09");
+	cJSON_Delete(m);
+	wait_friend(&p, k.id);
+
+	/* A chat to the classic client arrives as the classic frame. */
+	ack_status(p.c, request(p.c, one_chat_req(k.id, "hi classic")),
+	    MSG_ONE_CHAT, "delivered");
+	m = classic_recv(kc, MSG_ONE_CHAT);
+	check_chat(m, MSG_ONE_CHAT, &p, "toid", k.id, "hi classic", NULL);
+	cJSON_Delete(m);
+
+	/* creategroup: no reply; the database shows it and the role. */
+	unique_name(cgname, sizeof(cgname), "cg");
+	classic_send(kc, "{\"msgid\":8,\"id\":%lld,\"groupname\":\"%s\","
+	    "\"groupdesc\":\"classic group\"}", k.id, cgname);
+	(void)snprintf(sql, sizeof(sql), "SELECT g.id FROM chatgroups g JOIN "
+	    "groupmembers m ON m.groupid = g.id WHERE g.groupname = '%s' AND "
+	    "m.userid = %lld AND m.grouprole = 'creator'", cgname, k.id);
+	deadline = mono_ms() + RETRY_MS;
+	for (;;) {
+		ck_assert(harness_sql_value(&H, sql, out, sizeof(out)) == 0);
+		if ((cgid = strtoll(out, NULL, 10)) > 0)
+			break;
+		ck_assert_msg(mono_ms() < deadline, "classic creategroup %s "
+		    "never appeared", cgname);
+		sleep_ms(POLL_MS);
+	}
+	ack_ok_free(p.c, chatc_add_group(p.c, cgid, REQ_MS), MSG_ADD_GROUP);
+
+	/* addgroup to the peer's group. */
+	pgid = create_group(&p, pgname, sizeof(pgname), "peer group");
+	classic_send(kc, "{\"msgid\":9,\"id\":%lld,\"groupid\":%lld}", k.id,
+	    pgid);
+	wait_member(&p, pgid, k.id);
+
+	/* groupchat both ways, in both groups. */
+	classic_send(kc, "{\"msgid\":10,\"id\":%lld,\"name\":\"%s\","
+	    "\"groupid\":%lld,\"msg\":\"classic to group\",\"time\":"
+	    "\"2024-05-06 07:08:10\"}", k.id, k.name, cgid);
+	m = wait_msgid(&p, MSG_GROUP_CHAT);
+	check_chat(m, MSG_GROUP_CHAT, &k, "groupid", cgid, "classic to group",
+	    "2024-05-06 07:08:10");
+	cJSON_Delete(m);
+	classic_send(kc, "{\"msgid\":10,\"id\":%lld,\"name\":\"%s\","
+	    "\"groupid\":%lld,\"msg\":\"classic to peer group\",\"time\":"
+	    "\"2024-05-06 07:08:11\"}", k.id, k.name, pgid);
+	m = wait_msgid(&p, MSG_GROUP_CHAT);
+	check_chat(m, MSG_GROUP_CHAT, &k, "groupid", pgid,
+	    "classic to peer group", "2024-05-06 07:08:11");
+	cJSON_Delete(m);
+	ack_status(p.c, request(p.c, group_chat_req(pgid, "peer to group")),
+	    MSG_GROUP_CHAT, "delivered");
+	m = classic_recv(kc, MSG_GROUP_CHAT);
+	check_chat(m, MSG_GROUP_CHAT, &p, "groupid", pgid, "peer to group",
+	    NULL);
+	cJSON_Delete(m);
+
+	/* loginout: no reply; the friend sees the classic user leave. */
+	classic_send(kc, "{\"msgid\":3,\"id\":%lld}", k.id);
+	check_presence(&p, k.id, "offline");
+	ck_assert_int_eq(slot_of(k.id, NULL), -1);
+
+	/* Nothing else (no ACK, no ERROR) ever reached the classic client. */
+	no_msgid(kc, -1, QUIET_MS, "classic client");
+	chatc_close(kc);
+}
+END_TEST
+
+/* --- a worker killed under load ------------------------------------------ */
+
+/*
+ * Record the numbered message of frame m ("kill NN") in seen[]; frames
+ * of other kinds are ignored.
+ */
+static void
+note_kill_msg(const cJSON *m, int *seen, int n)
+{
+	const cJSON *t;
+	int i;
+
+	if (!cJSON_IsObject(m) || jnum(m, "msgid") != MSG_ONE_CHAT)
+		return;
+	t = cJSON_GetObjectItemCaseSensitive(m, "msg");
+	if (!cJSON_IsString(t) || sscanf(t->valuestring, "kill %d", &i) != 1)
+		return;
+	ck_assert_msg(i >= 0 && i < n, "unexpected message %s",
+	    t->valuestring);
+	seen[i]++;
+}
+
+/* Read whatever c has until nothing comes for ms (or EOF). */
+static void
+drain_kill_msgs(struct chatc *c, int ms, int *seen, int n)
+{
+	cJSON *m;
+
+	while ((m = chatc_recv(c, ms)) != NULL) {
+		note_kill_msg(m, seen, n);
+		cJSON_Delete(m);
+	}
+}
+
+/*
+ * A receiver on worker X, a sender on another worker sending NMSG
+ * numbered messages with seq, worker X SIGKILLed in the middle.  Every
+ * message the server acknowledged ("delivered" or "stored") must reach
+ * the receiver: before the kill, in LOGIN_ACK's offlinemsg when it logs
+ * in again, or pushed right after.
+ *
+ * slow: the receiver does not read during the burst and has a small
+ * receive buffer, and the messages are large, so frames wait in the
+ * worker's output buffer when it dies.  Otherwise the receiver reads
+ * between sends, like an attentive client.
+ */
+static void
+worker_kill_run(int slow)
+{
+	enum { NMSG = 50, KILL_AT = 25, SEQ0 = 70000 };
+	struct user r, s;
+	int seen[NMSG], acked[NMSG], errs[NMSG], before[NMSG];
+	char status[NMSG][16];
+	char *text;
+	pid_t wpid, pids[64];
+	int i, n, nw, found, replies, ninack, lost = 0, rcvbuf = 4096;
+	size_t textlen = slow ? MAX_MESSAGE : 16;
+	long long deadline, seq;
+	cJSON *m, *ack, **off;
+	struct chatc *c;
+
+	memset(seen, 0, sizeof(seen));
+	memset(acked, 0, sizeof(acked));
+	memset(errs, 0, sizeof(errs));
+	memset(status, 0, sizeof(status));
+	begin();
+	user_new(&r, "recv");
+	user_new(&s, "send");
+	user_online(&r, ALL_SLOTS);
+	user_online(&s, ALL_SLOTS & ~(1u << r.slot));
+	ck_assert_int_eq(slot_of(r.id, &wpid), r.slot);
+	nw = harness_chatd_workers(&H, 0, pids, 64);
+	ck_assert_msg(nw == NWORKERS, "%d workers running", nw);
+	for (i = found = 0; i < nw; i++)
+		found |= pids[i] == wpid;
+	ck_assert_msg(found, "presence says worker pid %ld, not a worker of "
+	    "chatd", (long)wpid);
+	if (slow)
+		ck_assert_int_eq(setsockopt(chatc_fd(r.c), SOL_SOCKET,
+		    SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+
+	text = malloc(textlen + 1);
+	ck_assert(text != NULL);
+	for (i = 0; i < NMSG; i++) {
+		n = snprintf(text, textlen + 1, "kill %02d ", i);
+		if (slow)
+			memset(text + n, 'k', textlen - (size_t)n);
+		text[textlen] = '\0';
+		m = one_chat_req(r.id, text);
+		cJSON_AddNumberToObject(m, "seq", SEQ0 + i);
+		ck_assert_int_eq(chatc_send(s.c, m), 0);
+		cJSON_Delete(m);
+		if (i == KILL_AT)
+			ck_assert_int_eq(kill(wpid, SIGKILL), 0);
+		if (!slow)
+			drain_kill_msgs(r.c, 0, seen, NMSG);
+		sleep_ms(2);
+	}
+	free(text);
+
+	/* Every request is answered: ACK or ERROR. */
+	deadline = mono_ms() + RELOGIN_MS;
+	for (replies = 0; replies < NMSG; ) {
+		long long left = deadline - mono_ms();
+
+		ck_assert_msg(left > 0, "only %d of %d chats answered",
+		    replies, NMSG);
+		if ((m = chatc_recv(s.c, (int)left)) == NULL)
+			ck_abort_msg("sender: %s after %d replies",
+			    chatc_error(s.c), replies);
+		if (jnum(m, "msgid") != MSG_ACK &&
+		    jnum(m, "msgid") != MSG_ERROR) {
+			cJSON_Delete(m);
+			continue;
+		}
+		seq = jnum(m, "seq") - SEQ0;
+		ck_assert(seq >= 0 && seq < NMSG);
+		if (jnum(m, "msgid") == MSG_ACK) {
+			acked[seq] = 1;
+			(void)snprintf(status[seq], sizeof(status[seq]), "%s",
+			    jstr(m, "status"));
+		} else
+			errs[seq] = chatc_errno(m);
+		cJSON_Delete(m);
+		replies++;
+	}
+
+	/* What reached the receiver before its worker died. */
+	drain_kill_msgs(r.c, 1000, seen, NMSG);
+	memcpy(before, seen, sizeof(before));
+	chatc_close(r.c);
+	r.c = NULL;
+
+	/* Log in again: refused (already online) until the master has
+	 * cleaned the dead worker's entries, or delayed by the respawn. */
+	deadline = mono_ms() + RELOGIN_MS;
+	for (;;) {
+		c = xconnect();
+		ack = chatc_login(c, r.id, PASSWORD, 3000);
+		if (ack != NULL && chatc_errno(ack) == 0)
+			break;
+		cJSON_Delete(ack);
+		chatc_close(c);
+		ck_assert_msg(mono_ms() < deadline, "receiver could not log "
+		    "in again within %d ms", RELOGIN_MS);
+		sleep_ms(POLL_MS * 4);
+	}
+	r.c = c;
+	off = offline_of(ack, &ninack);
+	for (i = 0; i < ninack; i++)
+		note_kill_msg(off[i], seen, NMSG);
+	free_objs(off, ninack);
+	cJSON_Delete(ack);
+
+	/* The rest is pushed; wait until nothing is left stored. */
+	deadline = mono_ms() + RETRY_MS;
+	for (;;) {
+		drain_kill_msgs(r.c, 300, seen, NMSG);
+		if (db_offline_count(r.id) == 0)
+			break;
+		ck_assert_msg(mono_ms() < deadline, "offline messages of the "
+		    "receiver never drained");
+	}
+	drain_kill_msgs(r.c, QUIET_MS, seen, NMSG);
+
+	for (i = 0; i < NMSG; i++) {
+		if (acked[i] && seen[i] == 0) {
+			fprintf(stderr, "it_chat: worker kill (%s reader): "
+			    "message %d ACKed \"%s\" but never delivered\n",
+			    slow ? "slow" : "active", i, status[i]);
+			lost++;
+		}
+	}
+	if (lost > 0 || getenv("IT_CHAT_VERBOSE") != NULL) {
+		for (i = 0; i < NMSG; i++)
+			fprintf(stderr, "  msg %02d: ack %-9s errno %2d, "
+			    "before kill %d, total seen %d\n", i,
+			    acked[i] ? status[i] : "-", errs[i], before[i],
+			    seen[i]);
+	}
+	ck_assert_msg(lost == 0, "%d acknowledged message(s) lost when "
+	    "worker %d (pid %ld) was killed (%s reader)", lost, r.slot,
+	    (long)wpid, slow ? "slow" : "active");
+	/* No request may go unanswered or fail for another reason. */
+	for (i = 0; i < NMSG; i++)
+		ck_assert_msg(acked[i] || errs[i] == CERR_UNAVAILABLE,
+		    "message %d: errno %d", i, errs[i]);
+}
+
+START_TEST(test_worker_kill_active_reader)
+{
+	worker_kill_run(0);
+}
+END_TEST
+
+START_TEST(test_worker_kill_slow_reader)
+{
+	worker_kill_run(1);
+}
+END_TEST
+
+/* --- runner -------------------------------------------------------------- */
+
+static Suite *
+chat_suite(void)
+{
+	Suite *s = suite_create("it_chat");
+	TCase *tc = tcase_create("one host");
+
+	tcase_add_unchecked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tcase_add_test(tc, test_one_chat_online);
+	tcase_add_test(tc, test_one_chat_errors);
+	tcase_add_test(tc, test_one_chat_offline);
+	tcase_add_test(tc, test_offline_batch_paging);
+	tcase_add_test(tc, test_offline_order_pipelined);
+	tcase_add_test(tc, test_chinese_text);
+	tcase_add_test(tc, test_friends);
+	tcase_add_test(tc, test_presence_push);
+	tcase_add_test(tc, test_groups);
+	tcase_add_test(tc, test_group_chat);
+	tcase_add_test(tc, test_group_cache_invalidation);
+	tcase_add_test(tc, test_classic_session);
+	/* Last: they kill workers (the master respawns them). */
+	tcase_add_test(tc, test_worker_kill_active_reader);
+	tcase_add_test(tc, test_worker_kill_slow_reader);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(chat_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
