@@ -668,7 +668,9 @@ END_TEST
 START_TEST(test_reg_bad_password)
 {
 	struct chatc *c = xconnect(0);
-	char name[PROTO_NAME_MAX + 1], buf[256];
+	char name[PROTO_NAME_MAX + 1], buf[512];
+	long long id;
+	cJSON *m;
 
 	uname_make(name, sizeof(name), "nopw");
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
@@ -680,8 +682,22 @@ START_TEST(test_reg_bad_password)
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
 	    "\"password\":\"\",\"seq\":9}\n", name);
 	check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG, 9);
-	/* None of these registered the name. */
-	(void)register_ok(c, name);
+	/* 128 bytes of password are allowed, 129 are not. */
+	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
+	    "\"password\":\"%0129d\",\"seq\":10}\n", name, 0);
+	check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG, 10);
+	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
+	    "\"password\":\"%0128d\",\"seq\":11}\n", name, 0);
+	m = send_recv_str(c, buf);
+	ck_assert_msg(msgid_of(m) == MSG_REG_ACK && chatc_errno(m) == 0 &&
+	    num(m, "seq") == 11, "REG with a 128-byte password: %s", dump(m));
+	id = num(m, "id");
+	cJSON_Delete(m);
+	(void)snprintf(buf, sizeof(buf), "%0128d", 0);
+	m = must(c, chatc_login(c, id, buf, T_REPLY), "LOGIN");
+	ck_assert_msg(msgid_of(m) == MSG_LOGIN_ACK && chatc_errno(m) == 0,
+	    "LOGIN with a 128-byte password: %s", dump(m));
+	cJSON_Delete(m);
 	chatc_close(c);
 }
 END_TEST
@@ -779,9 +795,10 @@ END_TEST
 START_TEST(test_login_same_conn)
 {
 	struct chatc *c;
-	char name[PROTO_NAME_MAX + 1];
+	char name[PROTO_NAME_MAX + 1], buf[256];
 	long long id, id2;
 	int64_t seq;
+	cJSON *m;
 
 	c = user_online(0, "again", &id);
 	seq = chatc_next_seq(c);
@@ -795,6 +812,19 @@ START_TEST(test_login_same_conn)
 	/* Still logged in as the first user. */
 	check_ack(must(c, chatc_friend_list(c, T_REPLY), "FRIEND_LIST"),
 	    MSG_FRIEND_LIST, -1);
+	chatc_close(c);
+
+	/* Two LOGINs in one write: the second waits for the first. */
+	c = xconnect(0);
+	(void)snprintf(buf, sizeof(buf), "{\"msgid\":1,\"id\":%lld,"
+	    "\"password\":\"%s\",\"seq\":1}{\"msgid\":1,\"id\":%lld,"
+	    "\"password\":\"%s\",\"seq\":2}", id2, PW, id2, PW);
+	m = send_recv_str(c, buf);
+	ck_assert_msg(msgid_of(m) == MSG_LOGIN_ACK && chatc_errno(m) == 0 &&
+	    num(m, "seq") == 1, "pipelined LOGIN: %s", dump(m));
+	cJSON_Delete(m);
+	check_error(recv_msg(c, "second LOGIN"), CERR_ALREADY_LOGGED_IN,
+	    MSG_LOGIN, 2);
 	chatc_close(c);
 }
 END_TEST
