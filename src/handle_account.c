@@ -427,7 +427,7 @@ handle_reg(struct worker *w, struct conn *c, const struct request *r)
 	conn_ref(c);
 	if (worker_submit(w, &rj->job) == -1) {
 		reqinfo_init(&ri, r);
-		reply_error(w, c, &ri, CERR_UNAVAILABLE,
+		reply_direct_error(w, c, &ri, CERR_UNAVAILABLE,
 		    "server busy (job_queue_max)");
 		reqinfo_free(&ri);
 		conn_unref(w, c);
@@ -631,6 +631,7 @@ login_done(struct job *j, struct worker *w)
 	c->uid = lj->uid;
 	(void)snprintf(c->name, sizeof(c->name), "%s", lj->name);
 	conn_set_state(c, CONN_ONLINE);
+	c->last_active = w->now;
 	worker_list_add(w, c);
 	if (umap_put(&w->online, c->uid, c) == -1)
 		fatalx("%s: out of memory", __func__);
@@ -684,6 +685,8 @@ login_done(struct job *j, struct worker *w)
 	if (lj->off.n > 0)
 		(void)offline_queue(w, c, &lj->off, inack, lj->off.truncated ||
 		    lj->off.n == (size_t)lj->offline_limit);
+	else if (lj->offline_limit == 0)
+		session_pull_offline(w, c);	/* none go in LOGIN_ACK */
 	conn_resume(w, c);
 out:
 	free(fids);
@@ -748,6 +751,7 @@ handle_loginout(struct worker *w, struct conn *c, const struct request *r)
 	c->uid = 0;
 	c->name[0] = '\0';
 	c->pull_again = 0;
+	c->last_active = w->now;	/* auth_timeout starts again */
 	worker_list_add(w, c);
 	reqinfo_init(&ri, r);
 	reply_ok(w, c, &ri, NULL);

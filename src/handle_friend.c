@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "conn.h"
@@ -36,6 +37,14 @@ add_run(struct reqjob *rj, struct store *st)
 static void
 rc_done(struct reqjob *rj, struct worker *w)
 {
+	char msg[96];
+
+	if (rj->rc == STORE_NOTFOUND) {
+		(void)snprintf(msg, sizeof(msg), "user %u is not your friend",
+		    rj->id);
+		reply_error(w, rj->c, &rj->ri, CERR_NO_USER, msg);
+		return;
+	}
 	reply_result(w, rj->c, &rj->ri, friend_rc_errno(rj->rc), NULL);
 }
 

@@ -130,6 +130,28 @@ reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
 }
 
 void
+reply_direct_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    int err, const char *errmsg)
+{
+	cJSON *obj;
+
+	if (ri == NULL || (ri->msgid != MSG_LOGIN && ri->msgid != MSG_REG)) {
+		reply_error(w, c, ri, err, errmsg);
+		return;
+	}
+	if (err >= 0 && err <= CERR_MAX)
+		w->stats.errors[err]++;
+	obj = cJSON_CreateObject();
+	cJSON_AddNumberToObject(obj, "msgid", ri->msgid == MSG_LOGIN ?
+	    MSG_LOGIN_ACK : MSG_REG_ACK);
+	cJSON_AddNumberToObject(obj, "errno", err);
+	cJSON_AddStringToObject(obj, "errmsg",
+	    errmsg != NULL ? errmsg : proto_strerror(err));
+	reply_add_seq(obj, ri);
+	(void)reply_send(w, c, obj);
+}
+
+void
 reply_ok(struct worker *w, struct conn *c, const struct reqinfo *ri,
     cJSON *extra)
 {
@@ -189,7 +211,7 @@ handler_frame(struct worker *w, struct conn *c, const char *buf, size_t len)
 		reqinfo_init(&ri, &r);
 		log_debug("conn %d: request refused, errno %d: %s", c->fd, err,
 		    errmsg);
-		reply_error(w, c, &ri, err, errmsg);
+		reply_direct_error(w, c, &ri, err, errmsg);
 		reqinfo_free(&ri);
 	} else
 		handlers[r.msgid](w, c, &r);

@@ -46,6 +46,11 @@ char *reply_line(const cJSON *obj, size_t *len);
 /* ERROR (11) with errno, errmsg (NULL: the standard text), seq, refmsgid. */
 void reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
     int err, const char *errmsg);
+/* A failed LOGIN or REG is answered with its own reply (LOGIN_ACK,
+ * REG_ACK) carrying errno and errmsg, which is what the classic client
+ * waits for; any other request gets reply_error. */
+void reply_direct_error(struct worker *w, struct conn *c,
+    const struct reqinfo *ri, int err, const char *errmsg);
 /* Success: an ACK (12) carrying extra's fields, sent only when the request
  * had a seq; extra (may be NULL) is freed either way. */
 void reply_ok(struct worker *w, struct conn *c, const struct reqinfo *ri,

@@ -61,5 +61,5 @@ main(int argc, char *argv[])
 	}
 	log_setlevel(debug ? LOG_LEVEL_DEBUG :
 	    log_level_parse(conf.log_level));
-	return master_main(&conf, path);
+	return master_main(&conf, path, debug);
 }

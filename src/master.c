@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -56,6 +58,9 @@ struct master {
 	int stopping;
 	int reloading;
 	int ready_fd;		/* write end handed to starting workers */
+	int debug;		/* -d: debug logging whatever the config */
+	int lock_fd;		/* flock held for the life of this instance */
+	char lock_name[CONF_STR_MAX + 8];
 };
 
 static volatile sig_atomic_t sig_chld, sig_term, sig_hup, sig_alrm;
@@ -263,8 +268,16 @@ master_reload(struct master *m)
 	KEEP_INT(max_frame);
 #undef KEEP_STR
 #undef KEEP_INT
+	/* The rules between keys must hold for what will actually run. */
+	if (conf_finish(&next, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running "
+		    "configuration: %s", err);
+		(void)sd_notify(0, "READY=1");
+		return;
+	}
 	*m->conf = next;
-	log_setlevel(log_level_parse(m->conf->log_level));
+	log_setlevel(m->debug ? LOG_LEVEL_DEBUG :
+	    log_level_parse(m->conf->log_level));
 	log_info("configuration reloaded from %s; replacing workers",
 	    m->conf_path);
 	for (i = 0; i < m->nslots; i++) {
@@ -335,8 +348,31 @@ master_start_workers(struct master *m)
 		log_warnx("only %d of %d workers started", up, m->nslots);
 }
 
+/*
+ * Refuse to run beside another chatd with the same presence_shm: it would
+ * replace that instance's table and, through SO_REUSEPORT, share its
+ * port.  The lock is an flock on a small shm object next to the table.
+ */
+static void
+master_lock_instance(struct master *m)
+{
+	(void)snprintf(m->lock_name, sizeof(m->lock_name), "%s.lock",
+	    m->conf->presence_shm);
+	m->lock_fd = shm_open(m->lock_name, O_RDWR | O_CREAT | O_CLOEXEC,
+	    0600);
+	if (m->lock_fd == -1)
+		fatal("shm_open %s", m->lock_name);
+	if (flock(m->lock_fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			fatalx("another chatd is running with presence_shm "
+			    "%s; give each instance its own presence_shm",
+			    m->conf->presence_shm);
+		fatal("flock %s", m->lock_name);
+	}
+}
+
 int
-master_main(struct conf *conf, const char *conf_path)
+master_main(struct conf *conf, const char *conf_path, int debug)
 {
 	struct master m;
 	struct sigaction sa;
@@ -348,6 +384,7 @@ master_main(struct conf *conf, const char *conf_path)
 
 	memset(&m, 0, sizeof(m));
 	m.ready_fd = -1;
+	m.debug = debug;
 	m.conf = conf;
 	m.conf_path = conf_path;
 	m.nslots = conf->workers;
@@ -355,6 +392,7 @@ master_main(struct conf *conf, const char *conf_path)
 
 	if (mysql_library_init(0, NULL, NULL) != 0)
 		fatalx("mysql_library_init failed");
+	master_lock_instance(&m);
 	master_check_schema(conf);
 	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
 		fatalx("out of memory");
@@ -447,6 +485,8 @@ master_main(struct conf *conf, const char *conf_path)
 		(void)close(m.slots[i].fd);
 	presence_close(m.presence);
 	(void)presence_unlink(conf->presence_shm);
+	(void)shm_unlink(m.lock_name);
+	(void)close(m.lock_fd);
 	inbox_destroy(m.inbox);
 	free(m.slots);
 	mysql_library_end();

@@ -8,6 +8,6 @@
 #include "conf.h"
 
 /* Run until stopped by SIGTERM/SIGINT; returns the exit status. */
-int master_main(struct conf *conf, const char *conf_path);
+int master_main(struct conf *conf, const char *conf_path, int debug);
 
 #endif

@@ -205,6 +205,8 @@ store_fail(struct store *s, unsigned int err, const char *msg)
 	case ER_NO_REFERENCED_ROW:
 	case ER_NO_REFERENCED_ROW_2:
 		return STORE_NOREF;
+	case ER_NO_SUCH_TABLE:
+		return STORE_NOTFOUND;
 	default:
 		break;
 	}
@@ -404,8 +406,13 @@ store_schema_version(struct store *s, int *version)
 	long long v = -1;
 	int rc;
 
-	if ((rc = store_exec(s, ST_SCHEMA_VERSION, NULL, 0, row_first_int, &v,
-	    NULL, NULL)) != STORE_OK)
+	rc = store_exec(s, ST_SCHEMA_VERSION, NULL, 0, row_first_int, &v,
+	    NULL, NULL);
+	if (rc == STORE_NOTFOUND) {
+		*version = 0;	/* no schema_version table: not migrated */
+		return STORE_OK;
+	}
+	if (rc != STORE_OK)
 		return rc;
 	*version = (int)v;
 	return STORE_OK;

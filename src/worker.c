@@ -93,6 +93,10 @@ worker_list_del(struct worker *w, struct conn *c)
 void
 worker_touch(struct worker *w, struct conn *c)
 {
+	/* auth_timeout counts from connect: input before login (a PING,
+	 * say) does not extend it. */
+	if (c->state != CONN_ONLINE)
+		return;
 	c->last_active = w->now;
 	if (c->in_list && worker_list_of(w, c)->tail != c) {
 		worker_list_del(w, c);

@@ -30,7 +30,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1154,7 +1153,7 @@ START_TEST(test_frame_too_large)
 	ck_assert_ptr_nonnull(buf = malloc(len));
 	memset(buf, ' ', len);
 	buf[0] = '{';
-	ck_assert_int_eq(chatc_send_raw(c, buf, len), 0);
+	(void)chatc_send_raw(c, buf, len);
 	free(buf);
 	check_error(recv_msg(c, "open frame too large"), CERR_TOO_LARGE, -1,
 	    -1);
@@ -1412,6 +1411,7 @@ wait_replaced(const pid_t *before, pid_t *after)
 
 START_TEST(test_sighup_reload)
 {
+	static const char junk[] = "this line is not a setting\n";
 	pid_t before[NWORKERS], after[NWORKERS], again[NWORKERS];
 	const char *conf = H.chatd[0].conf_path;
 	struct chatc *c;
@@ -1436,10 +1436,10 @@ START_TEST(test_sighup_reload)
 	 * nothing. */
 	ck_assert(!harness_log_contains(&H, 0, "reload failed"));
 	ck_assert_ptr_nonnull(orig = slurp(conf, &len));
-	ck_assert_ptr_nonnull(bad = malloc(len + 64));
+	ck_assert_ptr_nonnull(bad = malloc(len + sizeof(junk)));
 	memcpy(bad, orig, len);
-	memcpy(bad + len, "this line is not a setting\n", 28);
-	write_file(conf, bad, len + 27);
+	memcpy(bad + len, junk, sizeof(junk));
+	write_file(conf, bad, len + sizeof(junk) - 1);
 	free(bad);
 	ck_assert_int_eq(harness_signal_chatd(&H, 0, SIGHUP, 0), 0);
 	i = log_wait("reload failed", T_RESPAWN);
