@@ -162,6 +162,19 @@ master_running(const struct master *m)
 {
 	int i, n = 0;
 
+	/* A slot whose old worker is still stopping for a reload does not
+	 * count as running. */
+	for (i = 0; i < m->nslots; i++)
+		n += m->slots[i].pid != 0 && !m->slots[i].replacing;
+	return n;
+}
+
+/* Workers alive at all, replaced or not. */
+static int
+master_alive(const struct master *m)
+{
+	int i, n = 0;
+
 	for (i = 0; i < m->nslots; i++)
 		n += m->slots[i].pid != 0;
 	return n;
@@ -461,7 +474,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 			(void)sd_notify(0, "WATCHDOG=1");
 		}
 		if (m.stopping) {
-			if (master_running(&m) == 0)
+			if (master_alive(&m) == 0)
 				break;
 			if (time(NULL) >= stop_deadline) {
 				log_warnx("workers did not stop in time "

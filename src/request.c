@@ -130,6 +130,36 @@ field_check(const struct field_spec *fs, const cJSON *item,
 	return 0;
 }
 
+/*
+ * 1 when a JSON string in buf contains the escape \u0000.  cJSON would
+ * decode it to a NUL byte and every C string after it would be cut short
+ * (a name "a\u0000b" registered as "a"), so such requests are refused.
+ */
+static int
+json_has_nul_escape(const char *buf, size_t len)
+{
+	size_t i;
+	int in_string = 0;
+
+	for (i = 0; i < len; i++) {
+		if (!in_string) {
+			in_string = buf[i] == '"';
+			continue;
+		}
+		if (buf[i] == '"') {
+			in_string = 0;
+			continue;
+		}
+		if (buf[i] != '\\' || i + 1 >= len)
+			continue;
+		i++;
+		if (buf[i] == 'u' && i + 4 < len && buf[i + 1] == '0' &&
+		    buf[i + 2] == '0' && buf[i + 3] == '0' && buf[i + 4] == '0')
+			return 1;
+	}
+	return 0;
+}
+
 int
 request_parse(struct request *r, const char *buf, size_t len,
     const struct request_limits *lim, char *errmsg, size_t errlen)
@@ -154,6 +184,11 @@ request_parse(struct request *r, const char *buf, size_t len,
 	    cJSON_IsArray(r->seq))) {
 		r->seq = NULL;
 		(void)snprintf(errmsg, errlen, "field \"seq\" must be a scalar");
+		return CERR_BAD_REQUEST;
+	}
+	if (json_has_nul_escape(buf, len)) {
+		(void)snprintf(errmsg, errlen, "strings must not contain "
+		    "U+0000");
 		return CERR_BAD_REQUEST;
 	}
 	if (id == NULL) {

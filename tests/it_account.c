@@ -218,10 +218,26 @@ send_recv_str(struct chatc *c, const char *text)
 	return send_recv(c, text, strlen(text));
 }
 
+/* For check_error() and check_ack_error(): a field not checked, and a
+ * field that must be absent. */
+#define ANY	(-1)
+#define ABSENT	(-2)
+
+/* m has key with the number want, or no key at all when want is ABSENT. */
+static void
+check_field(const cJSON *m, const char *key, long long want)
+{
+	if (want == ABSENT)
+		ck_assert_msg(cJSON_GetObjectItemCaseSensitive(m, key) == NULL,
+		    "want no %s in %s", key, dump(m));
+	else if (want != ANY)
+		ck_assert_msg(num(m, key) == want, "want %s %lld in %s", key,
+		    want, dump(m));
+}
+
 /*
- * m must be ERROR (11) with errno err and a non-empty errmsg; and with
- * refmsgid when refmsgid >= 0, and the number seq when seq >= 0.  m is
- * freed.
+ * m must be an ERROR (11) with errno err and a non-empty errmsg, and
+ * with refmsgid and seq as check_field() says.  m is freed.
  */
 static void
 check_error(cJSON *m, int err, int refmsgid, long long seq)
@@ -232,12 +248,29 @@ check_error(cJSON *m, int err, int refmsgid, long long seq)
 	    "want ERROR errno %d, got %s", err, dump(m));
 	ck_assert_msg(errmsg != NULL && *errmsg != '\0', "no errmsg in %s",
 	    dump(m));
-	if (refmsgid >= 0)
-		ck_assert_msg(num(m, "refmsgid") == refmsgid,
-		    "want refmsgid %d in %s", refmsgid, dump(m));
-	if (seq >= 0)
-		ck_assert_msg(num(m, "seq") == seq, "want seq %lld in %s", seq,
-		    dump(m));
+	check_field(m, "refmsgid", refmsgid);
+	check_field(m, "seq", seq);
+	cJSON_Delete(m);
+}
+
+/*
+ * m must be the LOGIN_ACK or REG_ACK (ackid) that reports a failed LOGIN
+ * or REG: errno err, a non-empty errmsg, no id, seq as check_field()
+ * says.  chat-protocol(7) answers even a malformed LOGIN or REG this
+ * way, so a classic client waiting for the ACK always gets one.  m is
+ * freed.
+ */
+static void
+check_ack_error(cJSON *m, int ackid, int err, long long seq)
+{
+	const char *errmsg = str(m, "errmsg");
+
+	ck_assert_msg(msgid_of(m) == ackid && chatc_errno(m) == err,
+	    "want msgid %d errno %d, got %s", ackid, err, dump(m));
+	ck_assert_msg(errmsg != NULL && *errmsg != '\0', "no errmsg in %s",
+	    dump(m));
+	check_field(m, "id", ABSENT);
+	check_field(m, "seq", seq);
 	cJSON_Delete(m);
 }
 
@@ -283,22 +316,15 @@ expect_quiet(struct chatc *c)
 	ck_assert_str_eq(chatc_error(c), "timeout");
 }
 
-/*
- * The server closes c: after at most `allowed` further messages, EOF (or
- * a reset) within T_EOF, not a timeout.
- */
+/* The server closes c with no further message: EOF (or a reset) within
+ * T_EOF, not a timeout. */
 static void
-expect_closed(struct chatc *c, int allowed, const char *what)
+expect_closed(struct chatc *c, const char *what)
 {
-	cJSON *m;
-	int n = 0;
+	cJSON *m = chatc_recv(c, T_EOF);
 
-	while ((m = chatc_recv(c, T_EOF)) != NULL) {
-		ck_assert_msg(n < allowed, "%s: message %s where the server "
-		    "should have closed the connection", what, dump(m));
-		cJSON_Delete(m);
-		n++;
-	}
+	ck_assert_msg(m == NULL, "%s: message %s where the server should "
+	    "have closed the connection", what, dump(m));
 	ck_assert_msg(strcmp(chatc_error(c), "timeout") != 0,
 	    "%s: connection still open after %d ms", what, T_EOF);
 }
@@ -554,14 +580,14 @@ START_TEST(test_reg_duplicate)
 }
 END_TEST
 
-/* REG with name must be refused with ERROR errno 5, refmsgid 4. */
+/* REG with name must be refused: REG_ACK errno 5. */
 static void
 reg_refused(struct chatc *c, const char *name)
 {
 	int64_t seq = chatc_next_seq(c);
 
-	check_error(must(c, chatc_register(c, name, PW, T_REPLY), "REG"),
-	    CERR_BAD_REQUEST, MSG_REG, seq);
+	check_ack_error(must(c, chatc_register(c, name, PW, T_REPLY), "REG"),
+	    MSG_REG_ACK, CERR_BAD_REQUEST, seq);
 }
 
 START_TEST(test_reg_empty_name)
@@ -616,10 +642,12 @@ START_TEST(test_reg_control_char)
 END_TEST
 
 /*
- * "\u0000" inside a JSON string is a control character like the others;
- * a parser that stops the C string there would register "ab" instead.
+ * "\u0000" inside a JSON string is a control character like the others
+ * (chat-protocol(7): names must not contain U+0000 to U+001F, lengths
+ * count after unescaping); a server that stops the C string there
+ * registers the part before it instead.
  */
-START_TEST(test_reg_escaped_nul)
+START_TEST(test_reg_name_with_escaped_nul_refused)
 {
 	struct chatc *c = xconnect(0);
 	char name[PROTO_NAME_MAX + 1], buf[256];
@@ -627,8 +655,36 @@ START_TEST(test_reg_escaped_nul)
 	uname_make(name, sizeof(name), "nul");
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\\u0000"
 	    "evil\",\"password\":\"%s\",\"seq\":41}\n", name, PW);
-	check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG, 41);
+	check_ack_error(send_recv_str(c, buf), MSG_REG_ACK, CERR_BAD_REQUEST,
+	    41);
 	ping_ok(c);
+	chatc_close(c);
+}
+END_TEST
+
+/*
+ * A password may hold U+0000, but then all of it counts: either REG
+ * refuses it (errno 5) or LOGIN with only the part before the NUL fails.
+ */
+START_TEST(test_reg_password_with_escaped_nul_not_truncated)
+{
+	struct chatc *c = xconnect(0);
+	char name[PROTO_NAME_MAX + 1], buf[256];
+	long long id;
+	cJSON *m;
+
+	uname_make(name, sizeof(name), "nulpw");
+	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
+	    "\"password\":\"pw\\u0000rest\",\"seq\":42}\n", name);
+	m = send_recv_str(c, buf);
+	ck_assert_msg(msgid_of(m) == MSG_REG_ACK && num(m, "seq") == 42 &&
+	    (chatc_errno(m) == 0 || chatc_errno(m) == CERR_BAD_REQUEST),
+	    "REG: %s", dump(m));
+	if (chatc_errno(m) == 0) {
+		id = num(m, "id");
+		ck_assert_int_eq(login_errno(c, id, "pw"), CERR_AUTH);
+	}
+	cJSON_Delete(m);
 	chatc_close(c);
 }
 END_TEST
@@ -651,14 +707,15 @@ START_TEST(test_reg_invalid_utf8)
 		(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s%s"
 		    "\",\"password\":\"%s\",\"seq\":%zu}\n", name, bad[i], PW,
 		    100 + i);
-		check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG,
-		    (long long)(100 + i));
+		check_ack_error(send_recv_str(c, buf), MSG_REG_ACK,
+		    CERR_BAD_REQUEST, (long long)(100 + i));
 	}
 	/* And in the password, which is text too. */
 	uname_make(name, sizeof(name), "utf");
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
 	    "\"password\":\"pw\xff\",\"seq\":120}\n", name);
-	check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG, 120);
+	check_ack_error(send_recv_str(c, buf), MSG_REG_ACK, CERR_BAD_REQUEST,
+	    120);
 	ping_ok(c);
 	chatc_close(c);
 }
@@ -674,17 +731,21 @@ START_TEST(test_reg_bad_password)
 	uname_make(name, sizeof(name), "nopw");
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
 	    "\"seq\":7}\n", name);
-	check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG, 7);
+	check_ack_error(send_recv_str(c, buf), MSG_REG_ACK, CERR_BAD_REQUEST,
+	    7);
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
 	    "\"password\":1234,\"seq\":8}\n", name);
-	check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG, 8);
+	check_ack_error(send_recv_str(c, buf), MSG_REG_ACK, CERR_BAD_REQUEST,
+	    8);
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
 	    "\"password\":\"\",\"seq\":9}\n", name);
-	check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG, 9);
+	check_ack_error(send_recv_str(c, buf), MSG_REG_ACK, CERR_BAD_REQUEST,
+	    9);
 	/* 128 bytes of password are allowed, 129 are not. */
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
 	    "\"password\":\"%0129d\",\"seq\":10}\n", name, 0);
-	check_error(send_recv_str(c, buf), CERR_BAD_REQUEST, MSG_REG, 10);
+	check_ack_error(send_recv_str(c, buf), MSG_REG_ACK, CERR_BAD_REQUEST,
+	    10);
 	(void)snprintf(buf, sizeof(buf), "{\"msgid\":4,\"name\":\"%s\","
 	    "\"password\":\"%0128d\",\"seq\":11}\n", name, 0);
 	m = send_recv_str(c, buf);
@@ -751,7 +812,7 @@ END_TEST
 START_TEST(test_login_refused)
 {
 	struct chatc *c = xconnect(0);
-	char name[PROTO_NAME_MAX + 1];
+	char name[PROTO_NAME_MAX + 1], buf[256];
 	long long id;
 
 	uname_make(name, sizeof(name), "badpw");
@@ -762,9 +823,25 @@ START_TEST(test_login_refused)
 	ck_assert_int_eq(login_errno(c, 0, PW), CERR_AUTH);
 	ck_assert_int_eq(login_errno(c, -5, PW), CERR_AUTH);
 	ck_assert_int_eq(login_errno(c, -(long long)id, PW), CERR_AUTH);
+	/* Outside 1..4294967294 is an id that does not exist. */
+	ck_assert_int_eq(login_errno(c, 4294967295LL, PW), CERR_AUTH);
+	ck_assert_int_eq(login_errno(c, 4294967296LL + id, PW), CERR_AUTH);
+	/* A malformed LOGIN is answered in a LOGIN_ACK too. */
+	(void)snprintf(buf, sizeof(buf), "{\"msgid\":1,\"id\":%lld,"
+	    "\"seq\":61}\n", id);
+	check_ack_error(send_recv_str(c, buf), MSG_LOGIN_ACK,
+	    CERR_BAD_REQUEST, 61);
+	(void)snprintf(buf, sizeof(buf), "{\"msgid\":1,\"id\":%lld.5,"
+	    "\"password\":\"%s\",\"seq\":62}\n", id, PW);
+	check_ack_error(send_recv_str(c, buf), MSG_LOGIN_ACK,
+	    CERR_BAD_REQUEST, 62);
+	(void)snprintf(buf, sizeof(buf), "{\"msgid\":1,\"id\":%lld,"
+	    "\"password\":\"\",\"seq\":63}\n", id);
+	check_ack_error(send_recv_str(c, buf), MSG_LOGIN_ACK,
+	    CERR_BAD_REQUEST, 63);
 	/* Still anonymous after the failures... */
 	check_error(must(c, chatc_friend_list(c, T_REPLY), "FRIEND_LIST"),
-	    CERR_NOT_LOGGED_IN, MSG_FRIEND_LIST, -1);
+	    CERR_NOT_LOGGED_IN, MSG_FRIEND_LIST, ANY);
 	/* ...and the connection can still log in properly. */
 	login_ok(c, id);
 	chatc_close(c);
@@ -785,7 +862,7 @@ START_TEST(test_login_duplicate)
 	    MSG_FRIEND_LIST, seq);
 	/* The refused connection is still anonymous. */
 	check_error(must(c2, chatc_friend_list(c2, T_REPLY), "FRIEND_LIST"),
-	    CERR_NOT_LOGGED_IN, MSG_FRIEND_LIST, -1);
+	    CERR_NOT_LOGGED_IN, MSG_FRIEND_LIST, ANY);
 	chatc_close(c1);
 	chatc_close(c2);
 }
@@ -801,13 +878,13 @@ START_TEST(test_login_same_conn)
 
 	c = user_online(0, "again", &id);
 	seq = chatc_next_seq(c);
-	check_error(must(c, chatc_login(c, id, PW, T_REPLY), "LOGIN"),
-	    CERR_ALREADY_LOGGED_IN, MSG_LOGIN, seq);
+	check_ack_error(must(c, chatc_login(c, id, PW, T_REPLY), "LOGIN"),
+	    MSG_LOGIN_ACK, CERR_ALREADY_LOGGED_IN, seq);
 	/* Not even as someone else. */
 	uname_make(name, sizeof(name), "again");
 	id2 = register_ok(c, name);
-	check_error(must(c, chatc_login(c, id2, PW, T_REPLY), "LOGIN"),
-	    CERR_ALREADY_LOGGED_IN, MSG_LOGIN, -1);
+	check_ack_error(must(c, chatc_login(c, id2, PW, T_REPLY), "LOGIN"),
+	    MSG_LOGIN_ACK, CERR_ALREADY_LOGGED_IN, ANY);
 	/* Still logged in as the first user. */
 	check_ack(must(c, chatc_friend_list(c, T_REPLY), "FRIEND_LIST"),
 	    MSG_FRIEND_LIST, -1);
@@ -822,8 +899,8 @@ START_TEST(test_login_same_conn)
 	ck_assert_msg(msgid_of(m) == MSG_LOGIN_ACK && chatc_errno(m) == 0 &&
 	    num(m, "seq") == 1, "pipelined LOGIN: %s", dump(m));
 	cJSON_Delete(m);
-	check_error(recv_msg(c, "second LOGIN"), CERR_ALREADY_LOGGED_IN,
-	    MSG_LOGIN, 2);
+	check_ack_error(recv_msg(c, "second LOGIN"), MSG_LOGIN_ACK,
+	    CERR_ALREADY_LOGGED_IN, 2);
 	chatc_close(c);
 }
 END_TEST
@@ -841,11 +918,16 @@ START_TEST(test_loginout)
 	check_ack(r, MSG_LOGINOUT, seq);
 	/* The session has ended: c1 is anonymous... */
 	check_error(must(c1, chatc_friend_list(c1, T_REPLY), "FRIEND_LIST"),
-	    CERR_NOT_LOGGED_IN, MSG_FRIEND_LIST, -1);
+	    CERR_NOT_LOGGED_IN, MSG_FRIEND_LIST, ANY);
 	/* ...and the user may log in elsewhere at once. */
 	ck_assert_int_eq(login_errno(c2, id, PW), 0);
-	/* Which makes the user online for c1's new attempt. */
+	/* Which makes the user online for c1's new attempt... */
 	ck_assert_int_eq(login_errno(c1, id, PW), CERR_ONLINE);
+	/* ...until c2 logs out too (without seq: no ACK); then c1, still
+	 * open, logs in again. */
+	ck_assert_int_eq(SEND_LIT(c2, "{\"msgid\":3}\n"), 0);
+	expect_quiet(c2);
+	ck_assert_int_eq(login_errno(c1, id, PW), 0);
 	chatc_close(c1);
 	chatc_close(c2);
 }
@@ -903,7 +985,7 @@ START_TEST(test_anon_refused)
 	/* Errors are sent even without seq, as for classic clients. */
 	check_error(send_recv_str(c,
 	    "{\"msgid\":6,\"toid\":1,\"msg\":\"hi\"}\n"), CERR_NOT_LOGGED_IN,
-	    MSG_ONE_CHAT, -1);
+	    MSG_ONE_CHAT, ABSENT);
 	expect_quiet(c);
 	chatc_close(c);
 }
@@ -1076,12 +1158,12 @@ START_TEST(test_frame_invalid_json)
 {
 	struct chatc *c = xconnect(0);
 
-	check_error(send_recv_str(c, "{\"msgid\":1,}"), CERR_BAD_JSON, -1, -1);
+	check_error(send_recv_str(c, "{\"msgid\":1,}"), CERR_BAD_JSON, ANY, ANY);
 	ping_ok(c);
 	check_error(send_recv_str(c, "{\"msgid\":18 \"seq\":1}\n"),
-	    CERR_BAD_JSON, -1, -1);
+	    CERR_BAD_JSON, ANY, ANY);
 	check_error(send_recv_str(c, "{\"msgid\":18,\"seq\":tru}\n"),
-	    CERR_BAD_JSON, -1, -1);
+	    CERR_BAD_JSON, ANY, ANY);
 	ping_ok(c);
 	chatc_close(c);
 }
@@ -1096,34 +1178,36 @@ START_TEST(test_frame_bad_msgid)
 	size_t i;
 
 	check_error(send_recv_str(c, "{\"seq\":31,\"name\":\"x\"}\n"),
-	    CERR_BAD_REQUEST, -1, 31);
-	check_error(send_recv_str(c, "{}\n"), CERR_BAD_REQUEST, -1, -1);
+	    CERR_BAD_REQUEST, ABSENT, 31);
+	check_error(send_recv_str(c, "{}\n"), CERR_BAD_REQUEST, ANY, ANY);
 	check_error(send_recv_str(c, "{\"msgid\":\"18\",\"seq\":32}\n"),
-	    CERR_BAD_REQUEST, -1, 32);
+	    CERR_BAD_REQUEST, ANY, 32);
 	check_error(send_recv_str(c, "{\"msgid\":18.5,\"seq\":33}\n"),
-	    CERR_BAD_REQUEST, -1, 33);
+	    CERR_BAD_REQUEST, ANY, 33);
 	check_error(send_recv_str(c, "{\"msgid\":null,\"seq\":34}\n"),
-	    CERR_BAD_REQUEST, -1, 34);
+	    CERR_BAD_REQUEST, ANY, 34);
 	check_error(send_recv_str(c, "{\"msgid\":99,\"seq\":35}\n"),
-	    CERR_UNKNOWN_MSGID, -1, 35);
+	    CERR_UNKNOWN_MSGID, 99, 35);
+	check_error(send_recv_str(c, "{\"msgid\":1e300,\"seq\":39}\n"),
+	    CERR_BAD_REQUEST, ANY, 39);
 	check_error(send_recv_str(c, "{\"msgid\":0,\"seq\":36}\n"),
-	    CERR_UNKNOWN_MSGID, -1, 36);
+	    CERR_UNKNOWN_MSGID, ANY, 36);
 	check_error(send_recv_str(c, "{\"msgid\":-1,\"seq\":37}\n"),
-	    CERR_UNKNOWN_MSGID, -1, 37);
+	    CERR_UNKNOWN_MSGID, ANY, 37);
 	check_error(send_recv_str(c, "{\"msgid\":1000001,\"seq\":38}\n"),
-	    CERR_UNKNOWN_MSGID, -1, 38);
+	    CERR_UNKNOWN_MSGID, ANY, 38);
 	for (i = 0; i < sizeof(server_only) / sizeof(server_only[0]); i++) {
 		(void)snprintf(buf, sizeof(buf), "{\"msgid\":%d,\"seq\":%zu}\n",
 		    server_only[i], 40 + i);
-		check_error(send_recv_str(c, buf), CERR_UNKNOWN_MSGID, -1,
-		    (long long)(40 + i));
+		check_error(send_recv_str(c, buf), CERR_UNKNOWN_MSGID,
+		    server_only[i], (long long)(40 + i));
 	}
 	/* A field of the wrong type, and a seq that is not a scalar. */
-	check_error(send_recv_str(c, "{\"msgid\":1,\"id\":\"7\","
-	    "\"password\":\"x\",\"seq\":50}\n"), CERR_BAD_REQUEST, MSG_LOGIN,
-	    50);
+	check_ack_error(send_recv_str(c, "{\"msgid\":1,\"id\":\"7\","
+	    "\"password\":\"x\",\"seq\":50}\n"), MSG_LOGIN_ACK,
+	    CERR_BAD_REQUEST, 50);
 	check_error(send_recv_str(c, "{\"msgid\":18,\"seq\":{\"a\":1}}\n"),
-	    CERR_BAD_REQUEST, -1, -1);
+	    CERR_BAD_REQUEST, ANY, ANY);
 	/* The connection stayed open through all of it. */
 	ping_ok(c);
 	chatc_close(c);
@@ -1144,8 +1228,9 @@ START_TEST(test_frame_too_large)
 	 * send proves nothing either way. */
 	(void)chatc_send_raw(c, buf, len);
 	free(buf);
-	check_error(recv_msg(c, "frame too large"), CERR_TOO_LARGE, -1, -1);
-	expect_closed(c, 0, "after frame too large");
+	check_error(recv_msg(c, "frame too large"), CERR_TOO_LARGE, ABSENT,
+	    ABSENT);
+	expect_closed(c, "after frame too large");
 	chatc_close(c);
 
 	/* An unterminated object is caught before it ends, too. */
@@ -1155,9 +1240,9 @@ START_TEST(test_frame_too_large)
 	buf[0] = '{';
 	(void)chatc_send_raw(c, buf, len);
 	free(buf);
-	check_error(recv_msg(c, "open frame too large"), CERR_TOO_LARGE, -1,
-	    -1);
-	expect_closed(c, 0, "after open frame too large");
+	check_error(recv_msg(c, "open frame too large"), CERR_TOO_LARGE,
+	    ABSENT, ABSENT);
+	expect_closed(c, "after open frame too large");
 	chatc_close(c);
 }
 END_TEST
@@ -1166,8 +1251,8 @@ START_TEST(test_frame_stray_bytes)
 {
 	struct chatc *c = xconnect(0);
 
-	check_error(send_recv_str(c, "hello"), CERR_FRAMING, -1, -1);
-	expect_closed(c, 0, "after stray bytes");
+	check_error(send_recv_str(c, "hello"), CERR_FRAMING, ABSENT, ABSENT);
+	expect_closed(c, "after stray bytes");
 	chatc_close(c);
 
 	/* After a good object: it is answered, then the error, then EOF. */
@@ -1175,9 +1260,45 @@ START_TEST(test_frame_stray_bytes)
 	ck_assert_int_eq(SEND_LIT(c, "{\"msgid\":18,\"seq\":1}]x"),
 	    0);
 	check_ack(recv_msg(c, "PING before stray bytes"), MSG_PING, 1);
-	check_error(recv_msg(c, "stray ]"), CERR_FRAMING, -1, -1);
-	expect_closed(c, 0, "after stray ]");
+	check_error(recv_msg(c, "stray ]"), CERR_FRAMING, ABSENT, ABSENT);
+	expect_closed(c, "after stray ]");
 	chatc_close(c);
+}
+END_TEST
+
+/*
+ * A client that shuts down its sending side gets the replies it already
+ * has, then EOF; a session ends with the connection.
+ */
+START_TEST(test_frame_half_close)
+{
+	struct chatc *c = xconnect(0), *c2;
+	long long id;
+	cJSON *m;
+	int err;
+
+	ck_assert_int_eq(SEND_LIT(c, "{\"msgid\":18,\"seq\":1}"
+	    "{\"msgid\":18,\"seq\":2}\n"), 0);
+	ck_assert_int_eq(shutdown(chatc_fd(c), SHUT_WR), 0);
+	check_ack(recv_msg(c, "first PING"), MSG_PING, 1);
+	check_ack(recv_msg(c, "second PING"), MSG_PING, 2);
+	expect_closed(c, "after the client's FIN");
+	chatc_close(c);
+
+	c = user_online(0, "fin", &id);
+	ck_assert_int_eq(SEND_LIT(c, "{\"msgid\":18,\"seq\":\"last\"}"), 0);
+	ck_assert_int_eq(shutdown(chatc_fd(c), SHUT_WR), 0);
+	m = recv_msg(c, "PING before FIN");
+	ck_assert_msg(msgid_of(m) == MSG_ACK, "want ACK, got %s", dump(m));
+	check_str_seq(m, "last");
+	cJSON_Delete(m);
+	expect_closed(c, "logged in, after the client's FIN");
+	chatc_close(c);
+	c2 = xconnect(0);
+	err = login_retry(c2, id, T_LOGOUT);
+	ck_assert_msg(err == 0, "LOGIN after the half-closed session: "
+	    "errno %d", err);
+	chatc_close(c2);
 }
 END_TEST
 
@@ -1285,7 +1406,7 @@ START_TEST(test_sigkill_worker)
 	nvict = nsurv = 0;
 	for (i = 0; i < nc; i++) {
 		if (on[i] == victim) {
-			expect_closed(c[i], 0, "session on the killed worker");
+			expect_closed(c[i], "session on the killed worker");
 			nvict++;
 			continue;
 		}
@@ -1527,8 +1648,8 @@ START_TEST(test_sigterm)
 	ck_assert_msg(status != -1 && WIFEXITED(status) &&
 	    WEXITSTATUS(status) == 0, "chatd-1 after SIGTERM: wait status "
 	    "%#x", (unsigned)status);
-	expect_closed(c, 0, "logged-in client at SIGTERM");
-	expect_closed(anon, 0, "anonymous client at SIGTERM");
+	expect_closed(c, "logged-in client at SIGTERM");
+	expect_closed(anon, "anonymous client at SIGTERM");
 	late = chatc_connect("127.0.0.1", port, 1000, err, sizeof(err));
 	ck_assert_msg(late == NULL, "port %d still accepts after SIGTERM",
 	    port);
@@ -1632,7 +1753,8 @@ account_suite(void)
 	tcase_add_test(tc, test_reg_empty_name);
 	tcase_add_test(tc, test_reg_name_length);
 	tcase_add_test(tc, test_reg_control_char);
-	tcase_add_test(tc, test_reg_escaped_nul);
+	tcase_add_test(tc, test_reg_name_with_escaped_nul_refused);
+	tcase_add_test(tc, test_reg_password_with_escaped_nul_not_truncated);
 	tcase_add_test(tc, test_reg_invalid_utf8);
 	tcase_add_test(tc, test_reg_bad_password);
 
@@ -1658,6 +1780,7 @@ account_suite(void)
 	tcase_add_test(tc, test_frame_bad_msgid);
 	tcase_add_test(tc, test_frame_too_large);
 	tcase_add_test(tc, test_frame_stray_bytes);
+	tcase_add_test(tc, test_frame_half_close);
 	tcase_add_test(tc, test_frame_nul_flood);
 
 	/* After the abuse above, before anything replaces workers. */

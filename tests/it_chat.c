@@ -1621,12 +1621,12 @@ worker_kill_run(const struct kill_plan *kp)
 	enum { SEQ0 = 70000 };
 	const int nmsg = kp->nmsg;
 	struct user r, s;
-	int *seen, *acked, *errs, *before;
+	int *seen, *acked, *errs;
 	char (*status)[16];
 	char *text;
 	pid_t wpid, pids[64];
 	int i, n, nw, found, replies, ninack, lost = 0;
-	int ndeliv = 0, nstored = 0;
+	int ndeliv = 0, nstored = 0, nbefore = 0, ntotal = 0;
 	long long deadline, seq;
 	long sendq = -1;
 	cJSON *m, *ack, **off;
@@ -1635,10 +1635,9 @@ worker_kill_run(const struct kill_plan *kp)
 	seen = calloc((size_t)nmsg, sizeof(int));
 	acked = calloc((size_t)nmsg, sizeof(int));
 	errs = calloc((size_t)nmsg, sizeof(int));
-	before = calloc((size_t)nmsg, sizeof(int));
 	status = calloc((size_t)nmsg, sizeof(*status));
 	text = malloc(kp->textlen + 1);
-	ck_assert(seen && acked && errs && before && status && text);
+	ck_assert(seen && acked && errs && status && text);
 
 	begin();
 	user_new(&r, "recv");
@@ -1706,7 +1705,8 @@ worker_kill_run(const struct kill_plan *kp)
 
 	/* What reached the receiver before its worker died. */
 	drain_kill_msgs(r.c, 1000, seen, nmsg);
-	memcpy(before, seen, (size_t)nmsg * sizeof(int));
+	for (i = 0; i < nmsg; i++)
+		nbefore += seen[i];
 	chatc_close(r.c);
 	r.c = NULL;
 
@@ -1742,14 +1742,18 @@ worker_kill_run(const struct kill_plan *kp)
 	}
 	drain_kill_msgs(r.c, QUIET_MS, seen, nmsg);
 
-	for (i = 0; i < nmsg; i++)
+	for (i = 0; i < nmsg; i++) {
 		lost += acked[i] && seen[i] == 0;
+		ntotal += seen[i];
+	}
 	if (lost > 0 || getenv("IT_CHAT_VERBOSE") != NULL) {
 		fprintf(stderr, "it_chat: worker kill: %d sent (%zu bytes "
 		    "each), killed after #%d with %ld bytes in the server's "
-		    "kernel send queue; %d ACKed delivered, %d stored; %d "
-		    "ACKed but lost:", nmsg, kp->textlen, kp->kill_at, sendq,
-		    ndeliv, nstored, lost);
+		    "kernel send queue; ACKed: %d delivered, %d stored; "
+		    "received: %d before the kill, %d in LOGIN_ACK, %d pushed "
+		    "after; ACKed but lost: %d", nmsg, kp->textlen,
+		    kp->kill_at, sendq, ndeliv, nstored, nbefore, ninack,
+		    ntotal - nbefore - ninack, lost);
 		for (i = 0; i < nmsg; i++)
 			if (acked[i] && seen[i] == 0)
 				fprintf(stderr, " #%d(%s)", i, status[i]);
@@ -1764,7 +1768,6 @@ worker_kill_run(const struct kill_plan *kp)
 	free(seen);
 	free(acked);
 	free(errs);
-	free(before);
 	free(status);
 	free(text);
 }
