@@ -217,7 +217,10 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 		sj->ri.seq = ri->seq ? cJSON_Duplicate(ri->seq, 1) : NULL;
 		conn_ref(sender);
 	}
-	if (worker_submit(w, &sj->job) == -1) {
+	/* Keyed by sender: one sender's messages are stored in the order
+	 * they were sent, whichever job thread is free. */
+	if (worker_submit_keyed(w, &sj->job, sender != NULL ? sender->uid :
+	    uids[0]) == -1) {
 		if (sender != NULL) {
 			reply_error(w, sender, ri, CERR_UNAVAILABLE,
 			    "server busy (job_queue_max)");

@@ -31,6 +31,7 @@ struct jobq {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct jobfifo todo, done;
+	struct jobfifo *own;	/* per thread: keyed jobs */
 	int stopping;
 	int efd;
 	size_t outstanding;	/* submitted, done() not yet run */
@@ -63,23 +64,33 @@ fifo_pop(struct jobfifo *f)
 	return j;
 }
 
+struct jobq_thread_arg {
+	struct jobq *q;
+	int index;
+};
+
 static void *
 jobq_thread(void *arg)
 {
-	struct jobq *q = arg;
+	struct jobq_thread_arg *ta = arg;
+	struct jobq *q = ta->q;
+	struct jobfifo *own = &q->own[ta->index];
 	struct store *st;
 	struct job *j;
 	uint64_t one = 1;
 
+	free(ta);
 	(void)mysql_thread_init();
 	if ((st = store_open(q->conf)) == NULL)
 		fatalx("%s: out of memory", __func__);
 	for (;;) {
 		if (pthread_mutex_lock(&q->lock) != 0)
 			fatalx("%s: mutex", __func__);
-		while (q->todo.head == NULL && !q->stopping)
+		while (own->head == NULL && q->todo.head == NULL &&
+		    !q->stopping)
 			(void)pthread_cond_wait(&q->cond, &q->lock);
-		j = fifo_pop(&q->todo);
+		if ((j = fifo_pop(own)) == NULL)
+			j = fifo_pop(&q->todo);
 		(void)pthread_mutex_unlock(&q->lock);
 		if (j == NULL)
 			break;	/* stopping and nothing left */
@@ -105,8 +116,11 @@ jobq_create(const struct conf *conf, int nthreads, int max_pending,
 
 	if ((q = calloc(1, sizeof(*q))) == NULL ||
 	    (q->threads = calloc((size_t)nthreads, sizeof(pthread_t))) ==
-	    NULL) {
+	    NULL || (q->own = calloc((size_t)nthreads,
+	    sizeof(*q->own))) == NULL) {
 		(void)snprintf(err, errlen, "out of memory");
+		if (q != NULL)
+			free(q->threads);
 		free(q);
 		return NULL;
 	}
@@ -117,12 +131,20 @@ jobq_create(const struct conf *conf, int nthreads, int max_pending,
 	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
 		(void)snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		free(q->threads);
+		free(q->own);
 		free(q);
 		return NULL;
 	}
 	for (i = 0; i < nthreads; i++) {
+		struct jobq_thread_arg *ta;
+
+		if ((ta = malloc(sizeof(*ta))) == NULL)
+			fatalx("%s: out of memory", __func__);
+		ta->q = q;
+		ta->index = i;
 		if ((rc = pthread_create(&q->threads[i], NULL, jobq_thread,
-		    q)) != 0) {
+		    ta)) != 0) {
+			free(ta);
 			(void)snprintf(err, errlen, "pthread_create: %s",
 			    strerror(rc));
 			q->nthreads = i;
@@ -149,6 +171,22 @@ jobq_submit(struct jobq *q, struct job *j)
 	(void)pthread_mutex_lock(&q->lock);
 	fifo_push(&q->todo, j);
 	(void)pthread_cond_signal(&q->cond);
+	(void)pthread_mutex_unlock(&q->lock);
+	return 0;
+}
+
+int
+jobq_submit_keyed(struct jobq *q, struct job *j, uint32_t key)
+{
+	if (key == 0 || q->nthreads <= 1)
+		return jobq_submit(q, j);
+	if (q->outstanding >= q->max_pending)
+		return -1;
+	q->outstanding++;
+	(void)pthread_mutex_lock(&q->lock);
+	fifo_push(&q->own[key % (uint32_t)q->nthreads], j);
+	/* Only that thread may take it: wake them all. */
+	(void)pthread_cond_broadcast(&q->cond);
 	(void)pthread_mutex_unlock(&q->lock);
 	return 0;
 }
@@ -200,5 +238,6 @@ jobq_destroy(struct jobq *q, struct worker *w)
 	(void)pthread_cond_destroy(&q->cond);
 	(void)pthread_mutex_destroy(&q->lock);
 	free(q->threads);
+	free(q->own);
 	free(q);
 }

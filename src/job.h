@@ -12,6 +12,7 @@
 #define CHATD_JOB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conf.h"
 
@@ -39,6 +40,10 @@ int jobq_fd(const struct jobq *q);
 /* Queue j; -1 when max_pending jobs are already waiting (the caller
  * answers errno 13 and logs job_queue_max). */
 int jobq_submit(struct jobq *q, struct job *j);
+/* Like jobq_submit, but every job with the same non-zero key runs on the
+ * same thread, in submission order (offline stores of one sender must be
+ * inserted in the order they were sent). */
+int jobq_submit_keyed(struct jobq *q, struct job *j, uint32_t key);
 /* Run done() of every finished job; returns how many. */
 int jobq_complete(struct jobq *q, struct worker *w);
 /* Jobs submitted and not yet completed. */

@@ -117,7 +117,13 @@ worker_mark_dirty(struct worker *w, struct conn *c)
 int
 worker_submit(struct worker *w, struct job *j)
 {
-	if (jobq_submit(w->jobs, j) == 0)
+	return worker_submit_keyed(w, j, 0);
+}
+
+int
+worker_submit_keyed(struct worker *w, struct job *j, uint32_t key)
+{
+	if (jobq_submit_keyed(w->jobs, j, key) == 0)
 		return 0;
 	log_warnx("job queue full (job_queue_max = %d); refusing request",
 	    w->conf->job_queue_max);

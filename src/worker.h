@@ -75,6 +75,8 @@ void worker_mark_dirty(struct worker *w, struct conn *c);
  * (already logged, naming job_queue_max). */
 struct job;
 int worker_submit(struct worker *w, struct job *j);
+/* The same, in order with every other job of the same key. */
+int worker_submit_keyed(struct worker *w, struct job *j, uint32_t key);
 /* Move c to the tail of the list for its state (activity seen). */
 void worker_touch(struct worker *w, struct conn *c);
 void worker_list_del(struct worker *w, struct conn *c);
