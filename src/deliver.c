@@ -61,10 +61,7 @@ deliver_user(struct worker *w, uint32_t uid, const char *frame, size_t len)
 		    c->state != CONN_ONLINE)
 			return DELIVER_OFFLINE;
 		if (conn_send(w, c, frame, len) == -1) {
-			log_warnx("user %u: output over max_output (%d bytes), "
-			    "disconnecting the slow consumer", uid,
-			    w->conf->max_output);
-			conn_close(w, c, "output over max_output");
+			deliver_drop_slow(w, c);
 			return DELIVER_OFFLINE;
 		}
 		w->stats.deliver_local++;
@@ -234,6 +231,43 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 }
 
 void
+deliver_drop_slow(struct worker *w, struct conn *c)
+{
+	static const char p6[] = "{\"msgid\":6,", p10[] = "{\"msgid\":10,";
+	const char *p, *end, *nl;
+	size_t rescued = 0;
+
+	if (c->state == CONN_CLOSED || c->close_after_flush)
+		return;		/* already on its way out */
+	log_warnx("conn %d (user %u): output over max_output (%d bytes), "
+	    "disconnecting the slow consumer", c->fd, c->uid,
+	    w->conf->max_output);
+	if (c->state == CONN_ONLINE && c->out != NULL) {
+		p = c->out + c->out_off;
+		end = c->out + c->out_len;
+		/* A line already partly written reached the client. */
+		if (c->out_off > 0 && c->out[c->out_off - 1] != '\n' &&
+		    (p = memchr(p, '\n', (size_t)(end - p))) != NULL)
+			p++;
+		/* Our own frames: one object per line, msgid first. */
+		while (p != NULL && p < end &&
+		    (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+			if (strncmp(p, p6, sizeof(p6) - 1) == 0 ||
+			    strncmp(p, p10, sizeof(p10) - 1) == 0) {
+				deliver_store(w, NULL, NULL, &c->uid, 1, p,
+				    (size_t)(nl - p));
+				rescued++;
+			}
+			p = nl + 1;
+		}
+		if (rescued > 0)
+			log_info("user %u: %zu queued message(s) stored "
+			    "offline", c->uid, rescued);
+	}
+	conn_close(w, c, "output over max_output");
+}
+
+void
 deliver_inbox(struct worker *w, const struct inbox_msg *m)
 {
 	struct conn *c;
@@ -246,12 +280,8 @@ deliver_inbox(struct worker *w, const struct inbox_msg *m)
 		    conn_send(w, c, m->data, m->len) == 0)
 			return;
 		if (c != NULL && c->token == m->token &&
-		    c->state == CONN_ONLINE) {
-			log_warnx("user %u: output over max_output (%d bytes), "
-			    "disconnecting the slow consumer", m->id,
-			    w->conf->max_output);
-			conn_close(w, c, "output over max_output");
-		}
+		    c->state == CONN_ONLINE)
+			deliver_drop_slow(w, c);
 		/* The session ended after the sender looked it up. */
 		deliver_store(w, NULL, NULL, &m->id, 1, m->data, m->len);
 		break;

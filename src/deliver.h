@@ -34,6 +34,12 @@ int deliver_user(struct worker *w, uint32_t uid, const char *frame,
 void deliver_store(struct worker *w, struct conn *sender,
     const struct reqinfo *ri, const uint32_t *uids, size_t n,
     const char *frame, size_t len);
+/*
+ * c went over max_output: close it as a slow consumer.  The chat frames
+ * (6, 10) still queued for it are stored offline first, so what it was
+ * sent but could not read reaches it at its next login.
+ */
+void deliver_drop_slow(struct worker *w, struct conn *c);
 /* Tell every other worker of this host that group gid changed. */
 void deliver_group_invalidate(struct worker *w, uint32_t gid);
 /* Handle one datagram from another worker's inbox. */

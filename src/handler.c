@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "conn.h"
+#include "deliver.h"
 #include "handler.h"
 #include "log.h"
 #include "protocol.h"
@@ -93,12 +94,8 @@ reply_send(struct worker *w, struct conn *c, cJSON *obj)
 	if (c->state != CONN_CLOSED && (line = reply_line(obj, &len)) != NULL) {
 		rc = conn_send(w, c, line, len);
 		free(line);
-		if (rc == -1) {
-			log_warnx("conn %d: output over max_output (%d bytes), "
-			    "closing slow consumer", c->fd,
-			    w->conf->max_output);
-			conn_close(w, c, "output over max_output");
-		}
+		if (rc == -1)
+			deliver_drop_slow(w, c);
 	}
 	cJSON_Delete(obj);
 	return rc;

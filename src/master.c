@@ -218,7 +218,10 @@ master_reap(struct master *m)
 			s->fails++;
 		else
 			s->fails = 0;
-		delay = s->fails == 0 ? 0 : 1 << (s->fails < 10 ? s->fails : 10);
+		/* One crash respawns at once (messages wait in its inbox);
+		 * a crash loop backs off 2, 4, 8 ... s. */
+		delay = s->fails <= 1 ? 0 :
+		    1 << (s->fails < 11 ? s->fails - 1 : 10);
 		if (delay > m->conf->respawn_delay_max)
 			delay = m->conf->respawn_delay_max;
 		s->next_start = now + delay;

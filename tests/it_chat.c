@@ -829,12 +829,41 @@ START_TEST(test_offline_batch_paging)
 END_TEST
 
 /*
+ * Close, from the server side, every database connection chatd's job
+ * threads hold (as wait_timeout or a database restart would).  Each
+ * thread reconnects on its next query.
+ */
+static void
+db_kill_chatd_connections(void)
+{
+	char out[1024], sql[64], *p, *end;
+	long id;
+
+	ck_assert(harness_sql_value(&H, "SELECT GROUP_CONCAT(id) FROM "
+	    "information_schema.processlist WHERE user = 'chatd'", out,
+	    sizeof(out)) == 0);
+	for (p = out; *p != '\0'; p = *end == ',' ? end + 1 : end) {
+		id = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		(void)snprintf(sql, sizeof(sql), "KILL CONNECTION %ld", id);
+		(void)harness_sql(&H, sql);	/* may be gone already */
+	}
+}
+
+/*
  * A client that does not wait for each reply (the classic client never
- * does) still gets its offline messages stored in the order it sent them.
+ * does) gets its offline messages stored in the order it sent them.
+ *
+ * The database connections of chatd's job threads are closed first and
+ * one query is made from the sender's worker, so that when the burst
+ * comes one of that worker's job threads still has to reconnect (as
+ * after wait_timeout): the message it picks up must not fall behind the
+ * ones the other thread stores meanwhile.
  */
 START_TEST(test_offline_order_pipelined)
 {
-	enum { NMSG = 40 };
+	enum { NMSG = 24 };
 	struct user a, b;
 	char text[NMSG][32];
 	cJSON *r, *ack, **v;
@@ -844,6 +873,8 @@ START_TEST(test_offline_order_pipelined)
 	user_new(&a, "a");
 	user_new(&b, "b");
 	user_online(&a, ALL_SLOTS);
+	db_kill_chatd_connections();
+	ack_ok_free(a.c, chatc_friend_list(a.c, REQ_MS), MSG_FRIEND_LIST);
 	for (i = 0; i < NMSG; i++) {
 		(void)snprintf(text[i], sizeof(text[i]), "piped %02d", i);
 		r = one_chat_req(b.id, text[i]);
