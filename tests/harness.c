@@ -796,8 +796,14 @@ emergency_stop(void)
 	if (h->mariadb_pid > 0)
 		(void)waitpid(h->mariadb_pid, NULL, 0);
 	for (i = 0; i < HARNESS_MAX_CHATD; i++)
-		if (h->chatd[i].shm_name[0] != '\0')
+		if (h->chatd[i].shm_name[0] != '\0') {
+			char lock[sizeof(h->chatd[i].shm_name) + 8];
+
 			(void)shm_unlink(h->chatd[i].shm_name);
+			(void)snprintf(lock, sizeof(lock), "%s.lock",
+			    h->chatd[i].shm_name);
+			(void)shm_unlink(lock);
+		}
 	if (h->dir[0] == '\0' || hs.keep)
 		return;
 	argv[0] = (char *)"/bin/rm";
@@ -1824,6 +1830,59 @@ harness_log_contains(struct harness *h, int i, const char *needle)
 
 /* --- stop ---------------------------------------------------------------- */
 
+/*
+ * A chatd built with --enable-sanitizers reports into its log and a
+ * worker's exit status that nobody else reads.  After the instances have
+ * stopped, any report fails the test binary: the lines are printed, the
+ * directory is kept for reading, and the exit status becomes 1.
+ */
+static int sanitizer_failed;
+
+static void
+sanitizer_exit(void)
+{
+	if (sanitizer_failed)
+		_exit(1);
+}
+
+static void
+sanitizer_check(struct harness *h)
+{
+	static const char *const markers[] = { "ERROR: AddressSanitizer",
+	    "ERROR: LeakSanitizer", "runtime error:" };
+	char line[1024];
+	FILE *fp;
+	size_t k;
+	int i, hit;
+
+	for (i = 0; i < HARNESS_MAX_CHATD; i++) {
+		if (h->chatd[i].log_path[0] == '\0' ||
+		    (fp = fopen(h->chatd[i].log_path, "r")) == NULL)
+			continue;
+		hit = 0;
+		while (fgets(line, sizeof(line), fp) != NULL) {
+			for (k = 0; k < sizeof(markers) / sizeof(markers[0]);
+			    k++)
+				if (strstr(line, markers[k]) != NULL)
+					break;
+			if (k < sizeof(markers) / sizeof(markers[0]) || hit) {
+				if (!hit)
+					fprintf(stderr, "harness: sanitizer "
+					    "report in %s:\n",
+					    h->chatd[i].log_path);
+				hit = 1;
+				fputs(line, stderr);
+			}
+		}
+		(void)fclose(fp);
+		if (hit && !sanitizer_failed) {
+			sanitizer_failed = 1;
+			hs.keep = 1;
+			(void)atexit(sanitizer_exit);
+		}
+	}
+}
+
 void
 harness_stop_all(struct harness *h)
 {
@@ -1842,11 +1901,18 @@ harness_stop_all(struct harness *h)
 		if (hs.h == h)
 			chatd_reap_stale(i);
 	}
+	sanitizer_check(h);
 	(void)harness_stop_redis(h);
 	(void)harness_stop_mariadb(h);
 	for (i = 0; i < HARNESS_MAX_CHATD; i++)
-		if (h->chatd[i].shm_name[0] != '\0')
+		if (h->chatd[i].shm_name[0] != '\0') {
+			char lock[sizeof(h->chatd[i].shm_name) + 8];
+
 			(void)shm_unlink(h->chatd[i].shm_name);
+			(void)snprintf(lock, sizeof(lock), "%s.lock",
+			    h->chatd[i].shm_name);
+			(void)shm_unlink(lock);
+		}
 	if (h->dir[0] != '\0') {
 		if (hs.keep)
 			fprintf(stderr, "harness: CHATD_TEST_KEEP=1: keeping "
