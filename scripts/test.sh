@@ -1,34 +1,59 @@
 #!/bin/sh
-# README's test command: install what is needed, build, run the whole
+# README's test command: install what is needed, build, and run the whole
 # suite (Check unit tests and integration tests against real mariadbd,
-# redis-server and chatd processes), and print one summary line.
+# redis-server and chatd processes) twice: on the normal build, then on the
+# release tarball built with AddressSanitizer and UBSan.  Ends with one
+# summary line "N passed, N failed".
 set -eu
 cd "$(dirname "$0")/.."
+top=$(pwd)
 sh scripts/deps.sh
-sh scripts/build.sh "$@"
-status=0
+sh scripts/build.sh
+
+passed=0 failed=0 status=0
+
+# Add the Check results in $1/tests/*.log to the totals.
+count() {
+	for log in "$1"/tests/*.log; do
+		[ -f "$log" ] || continue
+		line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$log" | tail -n 1) || true
+		if [ -z "$line" ]; then
+			# A binary that died before Check's summary.
+			failed=$((failed + 1))
+			echo "no Check summary in $log:" >&2
+			tail -n 30 "$log" >&2
+			continue
+		fi
+		checks=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
+		fails=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
+		errs=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
+		passed=$((passed + checks - fails - errs))
+		failed=$((failed + fails + errs))
+		if [ "$fails" -ne 0 ] || [ "$errs" -ne 0 ]; then
+			echo "failures in $log:" >&2
+			grep -E ':[EF]:' "$log" >&2 || true
+		fi
+	done
+}
+
+echo "== suite (normal build)" >&2
 make -j"$(nproc)" check || status=$?
-# Sum the Check results of every test binary into the summary line.
-passed=0 failed=0
-for log in tests/*.log; do
-	[ -f "$log" ] || continue
-	line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$log" | tail -n 1) || true
-	if [ -z "$line" ]; then
-		# A binary that crashed before Check's summary counts as failed.
-		failed=$((failed + 1))
-		echo "no Check summary in $log:" >&2
-		tail -n 20 "$log" >&2
-		continue
-	fi
-	checks=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
-	fails=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
-	errs=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
-	passed=$((passed + checks - fails - errs))
-	failed=$((failed + fails + errs))
-	[ "$fails" -eq 0 ] && [ "$errs" -eq 0 ] || {
-		echo "failures in $log:" >&2
-		grep -E ':[EF]:' "$log" >&2 || true
-	}
-done
+count "$top"
+
+if [ "${CHATD_TEST_SANITIZERS:-1}" = 1 ]; then
+	echo "== suite (release tarball, --enable-sanitizers)" >&2
+	make -s dist >/dev/null
+	san=$(mktemp -d "${TMPDIR:-/tmp}/chatd-san-XXXXXX")
+	tar -xzf chatd-*.tar.gz -C "$san"
+	(
+		cd "$san"/chatd-*/
+		./configure -q --enable-sanitizers
+		make -s -j"$(nproc)"
+		ASAN_OPTIONS=detect_leaks=1 make -j"$(nproc)" check
+	) || status=$?
+	count "$(echo "$san"/chatd-*)"
+	rm -rf "$san"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$status" -eq 0 ] && [ "$failed" -eq 0 ]

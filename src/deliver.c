@@ -245,10 +245,11 @@ deliver_drop_slow(struct worker *w, struct conn *c)
 	if (c->state == CONN_ONLINE && c->out != NULL) {
 		p = c->out + c->out_off;
 		end = c->out + c->out_len;
-		/* A line already partly written reached the client. */
-		if (c->out_off > 0 && c->out[c->out_off - 1] != '\n' &&
-		    (p = memchr(p, '\n', (size_t)(end - p))) != NULL)
-			p++;
+		/* A line partly written is of no use to a client that reads
+		 * lines: store it whole.  Its start is still in the buffer,
+		 * which is only reset once everything in it was written. */
+		while (p > c->out && p[-1] != '\n')
+			p--;
 		/* Our own frames: one object per line, msgid first. */
 		while (p != NULL && p < end &&
 		    (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {

@@ -7,8 +7,9 @@
  * Covered: ONE_CHAT online across workers, offline storage and paging
  * past offline_batch, friends and PRESENCE pushes, groups and GROUP_CHAT
  * (with the per-worker membership cache), UTF-8 text, a classic client
- * that never sends seq, and a worker SIGKILLed while messages are being
- * delivered to its users.
+ * that never sends seq, a worker SIGKILLed while messages are being
+ * delivered to its users, and a receiver that stops reading until chatd
+ * drops it as a slow consumer (on a chatd instance of its own).
  *
  * Which worker serves a user is never left to luck.  The presence table
  * is mapped read-only, and a throwaway "probe" user logs in on each new
@@ -18,7 +19,8 @@
  * that slot.  So a real user's LOGIN_ACK (with its offline messages) is
  * never spent on a connection that turns out to be on the wrong worker.
  *
- * The servers are started once in an unchecked fixture; each test runs
+ * The servers are started once in an unchecked fixture (the slow
+ * consumer's TCase adds its own chatd instance); each test runs
  * in its own forked process with user and group names made unique by pid
  * and a counter, since all tests share one database.  Every wait is
  * bounded.
@@ -39,6 +41,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,6 +83,8 @@
 
 static struct harness H;
 static int harness_ok;		/* the fixture started everything */
+static int harness_tried;	/* setup ran (once for every TCase) */
+static int inst;		/* the chatd instance a test talks to */
 
 /* Per test process (each test is forked from the runner). */
 static int name_seq;
@@ -100,9 +105,16 @@ struct user {
 
 /* --- fixture ------------------------------------------------------------ */
 
+/*
+ * The servers are shared by every TCase: started by the first one's
+ * fixture, stopped at the end of main (or by the harness at exit).
+ */
 static void
 setup(void)
 {
+	if (harness_tried)
+		return;
+	harness_tried = 1;
 	harness_ok = harness_init(&H) == 0 &&
 	    harness_start_mariadb(&H) == 0 &&
 	    harness_start_redis(&H) == 0 &&
@@ -115,7 +127,7 @@ setup(void)
 static void
 teardown(void)
 {
-	harness_stop_all(&H);
+	/* main stops them, after the last TCase */
 }
 
 /* --- small helpers ------------------------------------------------------ */
@@ -320,7 +332,7 @@ xconnect(void)
 	struct chatc *c;
 	char err[256];
 
-	c = chatc_connect("127.0.0.1", H.chatd[0].port, REQ_MS, err,
+	c = chatc_connect("127.0.0.1", H.chatd[inst].port, REQ_MS, err,
 	    sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
 	return c;
@@ -367,17 +379,24 @@ user_new(struct user *u, const char *tag)
 	u->slot = -1;
 }
 
-/* Every test starts here. */
+/* Every test starts here; it talks to chatd instance i from then on. */
 static void
-begin(void)
+begin_on(int i)
 {
 	char err[256], name[PROTO_NAME_MAX + 1];
 
 	ck_assert_msg(harness_ok, "the servers did not start (see stderr)");
-	pres = presence_open(H.chatd[0].shm_name, 1, err, sizeof(err));
+	inst = i;
+	pres = presence_open(H.chatd[inst].shm_name, 1, err, sizeof(err));
 	ck_assert_msg(pres != NULL, "presence_open %s: %s",
-	    H.chatd[0].shm_name, err);
+	    H.chatd[inst].shm_name, err);
 	probe_id = register_user("probe", name, sizeof(name));
+}
+
+static void
+begin(void)
+{
+	begin_on(0);
 }
 
 /*
@@ -429,15 +448,15 @@ conn_on(unsigned mask, int *slotp)
 	return NULL;
 }
 
-/* Log u in on a worker in mask; returns the LOGIN_ACK (caller frees). */
+/* Log u in on c, a connection of worker slot (from conn_on); returns
+ * the LOGIN_ACK (caller frees). */
 static cJSON *
-user_login(struct user *u, unsigned mask)
+user_login_conn(struct user *u, struct chatc *c, int slot)
 {
 	cJSON *r;
-	int slot;
 
 	ck_assert_msg(u->c == NULL, "user %s is already online", u->name);
-	u->c = conn_on(mask, &slot);
+	u->c = c;
 	r = chatc_login(u->c, u->id, PASSWORD, REQ_MS);
 	ck_assert_msg(r != NULL, "login %s: %s", u->name, chatc_error(u->c));
 	ck_assert_msg(jnum(r, "msgid") == MSG_LOGIN_ACK && chatc_errno(r) ==
@@ -449,6 +468,18 @@ user_login(struct user *u, unsigned mask)
 	ck_assert_msg(u->slot == slot, "user %s logged in on a connection of "
 	    "worker %d but presence says %d", u->name, slot, u->slot);
 	return r;
+}
+
+/* Log u in on a worker in mask; returns the LOGIN_ACK (caller frees). */
+static cJSON *
+user_login(struct user *u, unsigned mask)
+{
+	struct chatc *c;
+	int slot;
+
+	ck_assert_msg(u->c == NULL, "user %s is already online", u->name);
+	c = conn_on(mask, &slot);
+	return user_login_conn(u, c, slot);
 }
 
 static void
@@ -1607,10 +1638,10 @@ drain_kill_msgs(struct chatc *c, int ms, int *seen, int n)
 	}
 }
 
-/* Bytes queued in the kernel on the server's side of the connection
- * whose client end is fd (/proc/net/tcp tx_queue), or -1. */
+/* Bytes queued in the kernel on the server's side (port) of the
+ * connection whose client end is fd (/proc/net/tcp tx_queue), or -1. */
 static long
-server_sendq(int fd)
+server_sendq(int fd, int port)
 {
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof(sa);
@@ -1628,7 +1659,7 @@ server_sendq(int fd)
 		    &rport, &st, &tx, &rx) != 5)
 			continue;
 		if (rport == ntohs(sa.sin_port) &&
-		    lport == (unsigned)H.chatd[0].port)
+		    lport == (unsigned)port)
 			q = (long)tx;
 	}
 	(void)fclose(fp);
@@ -1722,7 +1753,7 @@ worker_kill_run(const struct kill_plan *kp)
 		ck_assert_int_eq(chatc_send(s.c, m), 0);
 		cJSON_Delete(m);
 		if (i == kp->kill_at) {
-			sendq = server_sendq(chatc_fd(r.c));
+			sendq = server_sendq(chatc_fd(r.c), H.chatd[0].port);
 			ck_assert_int_eq(kill(wpid, SIGKILL), 0);
 		}
 		if (kp->read_during)
@@ -1869,6 +1900,435 @@ START_TEST(test_worker_kill_receiver_not_reading)
 }
 END_TEST
 
+/* --- a receiver that stops reading --------------------------------------- */
+
+/*
+ * Its own chatd (instance SLOW_INST), started by the fixture of its own
+ * TCase: two workers, the smallest max_output, frames of at most 8 KB,
+ * and every offline message in one page as far as LOGIN_ACK's budget
+ * (max_output / 2) goes.
+ */
+#define SLOW_INST	2
+#define SLOW_WORKERS	2
+#define SLOW_SLOTS	((1u << SLOW_WORKERS) - 1)
+#define SLOW_MAX_OUTPUT	65536
+#define SLOW_CONF	"[server]\nworkers = 2\nmax_output = 65536\n" \
+			"max_frame = 8192\nmax_message = 4096\n" \
+			"offline_batch = 1000\n"
+
+#define SLOW_SEQ0	90000
+#define SLOW_NMAX	3000	/* messages sent at most */
+#define SLOW_TEXTLEN	3000	/* bytes of each */
+#define SLOW_WINDOW	16	/* requests in flight */
+#define SLOW_AFTER	8	/* sent after the disconnect was seen */
+/*
+ * The receiver's SO_RCVBUF (the kernel doubles it).  Not smaller: on
+ * loopback the server's MSS is 32 KB (half the largest window the
+ * receiver offered before it shrank), a window that stays below it is
+ * fed only by the persist timer, ~8 KB per 200 ms, and the server's
+ * kernel holds ~4 MB for the dropped connection (its send buffer
+ * autotunes to tcp_wmem's maximum whatever the receiver does).  With
+ * 4 or 8 KB the drain never finished within SLOW_EOF_MS, with 16 KB it
+ * sometimes did not.
+ */
+#define SLOW_RCVBUF	32768
+#define SLOW_SEND_MS	30000	/* the whole sending phase */
+#define SLOW_EOF_MS	10000	/* the receiver reading until EOF */
+#define SLOW_QUIET_MS	1000	/* nothing more pushed after the login */
+
+static int slow_ok;		/* instance SLOW_INST is running */
+
+static void
+slow_setup(void)
+{
+	setup();
+	slow_ok = harness_ok &&
+	    harness_start_chatd(&H, SLOW_INST, SLOW_CONF) == 0;
+	if (harness_ok && !slow_ok)
+		fprintf(stderr, "it_chat: starting chatd-%d failed (see "
+		    "above)\n", SLOW_INST);
+}
+
+static void
+slow_teardown(void)
+{
+	int status;
+
+	if (H.chatd[SLOW_INST].pid <= 0)
+		return;
+	status = harness_signal_chatd(&H, SLOW_INST, SIGTERM, 1);
+	if (status != 0)
+		fprintf(stderr, "it_chat: chatd-%d did not exit cleanly on "
+		    "SIGTERM (status %#x)\n", SLOW_INST, status);
+}
+
+/* Message i: "slow NNNNN " padded with 's' to SLOW_TEXTLEN bytes. */
+static void
+slow_text(char *buf, int i)
+{
+	int n;
+
+	n = snprintf(buf, SLOW_TEXTLEN + 1, "slow %05d ", i);
+	memset(buf + n, 's', (size_t)(SLOW_TEXTLEN - n));
+	buf[SLOW_TEXTLEN] = '\0';
+}
+
+/*
+ * The number of the message a ONE_CHAT frame m carries, after checking
+ * the frame is exactly what from sent to toid; -1 for other frames.
+ */
+static int
+slow_num(const cJSON *m, const struct user *from, long long toid)
+{
+	char want[SLOW_TEXTLEN + 1];
+	const cJSON *t;
+	int i;
+
+	if (jnum(m, "msgid") != MSG_ONE_CHAT)
+		return -1;
+	t = cJSON_GetObjectItemCaseSensitive(m, "msg");
+	ck_assert_msg(cJSON_IsString(t) &&
+	    sscanf(t->valuestring, "slow %d", &i) == 1 && i >= 0 &&
+	    i < SLOW_NMAX, "unexpected chat frame to the slow consumer");
+	slow_text(want, i);
+	check_chat(m, MSG_ONE_CHAT, from, "toid", toid, want, NULL);
+	return i;
+}
+
+/* Send message i from s to toid, with seq SLOW_SEQ0 + i. */
+static void
+slow_send(struct user *s, long long toid, int i)
+{
+	char text[SLOW_TEXTLEN + 1];
+	cJSON *m;
+
+	slow_text(text, i);
+	m = one_chat_req(toid, text);
+	cJSON_AddNumberToObject(m, "seq", SLOW_SEQ0 + i);
+	ck_assert_msg(chatc_send(s->c, m) == 0, "sender: message %d: %s", i,
+	    chatc_error(s->c));
+	cJSON_Delete(m);
+}
+
+/* What the slow consumer's first connection got before its EOF. */
+struct slow_drain {
+	int frames;		/* complete lines */
+	int reset;		/* ended by a reset, not EOF */
+	size_t partial;		/* bytes of an unterminated last line */
+	int partial_num;	/* the message it began, or -1 */
+};
+
+/*
+ * Read c's socket directly (chatc's own reader has nothing: nothing was
+ * read since LOGIN_ACK) until EOF or a reset, counting the messages in
+ * seen[].  Direct, so a frame cut by the close shows as a partial line.
+ */
+static void
+slow_drain(struct chatc *c, const struct user *from, long long toid,
+    int *seen, struct slow_drain *d)
+{
+	long long deadline = mono_ms() + SLOW_EOF_MS;
+	struct chatc_reader rd;
+	struct pollfd pfd;
+	char buf[16384];
+	const char *line;
+	size_t len;
+	ssize_t n;
+	cJSON *m;
+	int i, rc;
+
+	memset(d, 0, sizeof(*d));
+	chatc_reader_init(&rd, 1 << 20);
+	for (;;) {
+		long long left = deadline - mono_ms();
+
+		ck_assert_msg(left > 0, "slow consumer: no EOF within %d ms "
+		    "(%d frames read; a receive window below the server's "
+		    "MSS? see SLOW_RCVBUF)", SLOW_EOF_MS, d->frames);
+		pfd.fd = chatc_fd(c);
+		pfd.events = POLLIN;
+		rc = poll(&pfd, 1, (int)left);
+		ck_assert_msg(rc >= 0 || errno == EINTR, "poll: %s",
+		    strerror(errno));
+		if (rc <= 0)
+			continue;
+		n = recv(pfd.fd, buf, sizeof(buf), 0);
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n == -1 && errno == ECONNRESET) {
+			d->reset = 1;
+			break;
+		}
+		ck_assert_msg(n >= 0, "slow consumer: recv: %s",
+		    strerror(errno));
+		if (n == 0)
+			break;
+		ck_assert(chatc_reader_feed(&rd, buf, (size_t)n) == 0);
+		while (chatc_reader_next(&rd, &line, &len)) {
+			m = cJSON_ParseWithLength(line, len);
+			ck_assert_msg(cJSON_IsObject(m), "slow consumer: "
+			    "invalid line of %zu bytes", len);
+			if ((i = slow_num(m, from, toid)) >= 0)
+				seen[i]++;
+			cJSON_Delete(m);
+			d->frames++;
+		}
+	}
+	d->partial = rd.len - rd.off;
+	d->partial_num = -1;
+	if (d->partial > 0) {
+		char *p, *tail = strndup(rd.buf + rd.off, d->partial);
+
+		ck_assert(tail != NULL);
+		if ((p = strstr(tail, "\"msg\":\"slow ")) == NULL ||
+		    sscanf(p + 7, "slow %d ", &d->partial_num) != 1)
+			d->partial_num = -1;
+		free(tail);
+	}
+	chatc_reader_free(&rd);
+}
+
+/* N of chatd's "user <uid>: N queued message(s) stored offline", or -1. */
+static int
+slow_rescued(long long uid)
+{
+	char line[512], needle[64];
+	const char *p;
+	FILE *fp;
+	int n = -1;
+
+	(void)snprintf(needle, sizeof(needle), "user %lld: ", uid);
+	if ((fp = fopen(H.chatd[SLOW_INST].log_path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if ((p = strstr(line, needle)) != NULL &&
+		    strstr(p, "queued message(s) stored offline") != NULL)
+			n = atoi(p + strlen(needle));
+	(void)fclose(fp);
+	return n;
+}
+
+/*
+ * A receiver that logged in with a small receive buffer and then reads
+ * nothing; a sender (on the receiver's worker, or on the other one)
+ * pipelines numbered ~3 KB messages with seq until chatd has dropped the
+ * receiver as a slow consumer and ACKed at least one message "stored".
+ * Every message ACKed "delivered" or "stored" must then reach the
+ * receiver: read before the EOF, in LOGIN_ACK's offlinemsg, or pushed
+ * after it.  A message may come twice only where the output was cut.
+ */
+static void
+slow_consumer_run(int same_worker)
+{
+	const char *how = same_worker ? "same worker" : "other worker";
+	struct user r, s;
+	struct chatc *c;
+	struct slow_drain d;
+	char needle[160], (*status)[16];
+	int *seen, *acked, *errs;
+	int i, slot, rc, gone = 0, next = 0, stop_at = SLOW_NMAX;
+	int inflight = 0, ndeliv = 0, nstored = 0, nerr = 0, first_stored = -1;
+	int ninack = 0, npushed = 0, nbefore, lost, ndup, maxseen, rescued;
+	long long t0 = mono_ms(), deadline, left, seq;
+	long sendq = -1;
+	cJSON *m, *ack, **off;
+
+	seen = calloc(SLOW_NMAX, sizeof(int));
+	acked = calloc(SLOW_NMAX, sizeof(int));
+	errs = calloc(SLOW_NMAX, sizeof(int));
+	status = calloc(SLOW_NMAX, sizeof(*status));
+	ck_assert(seen && acked && errs && status);
+
+	ck_assert_msg(slow_ok, "chatd-%d did not start (see stderr)",
+	    SLOW_INST);
+	begin_on(SLOW_INST);
+	user_new(&r, "slowrecv");
+	user_new(&s, "slowsend");
+
+	/* The receiver: small receive buffer before its login. */
+	c = conn_on(SLOW_SLOTS, &slot);
+	rc = SLOW_RCVBUF;
+	ck_assert_int_eq(setsockopt(chatc_fd(c), SOL_SOCKET, SO_RCVBUF, &rc,
+	    sizeof(rc)), 0);
+	cJSON_Delete(user_login_conn(&r, c, slot));
+	user_online(&s, same_worker ? 1u << r.slot :
+	    SLOW_SLOTS & ~(1u << r.slot));
+	ck_assert_int_eq(same_worker, s.slot == r.slot);
+	(void)snprintf(needle, sizeof(needle), "(user %lld): output over "
+	    "max_output (%d bytes), disconnecting the slow consumer", r.id,
+	    SLOW_MAX_OUTPUT);
+
+	/* Send, a window in flight, until the receiver is dropped. */
+	deadline = mono_ms() + SLOW_SEND_MS;
+	while (next < stop_at || inflight > 0) {
+		while (next < stop_at && inflight < SLOW_WINDOW) {
+			slow_send(&s, r.id, next++);
+			inflight++;
+		}
+		left = deadline - mono_ms();
+		ck_assert_msg(left > 0, "%s: after %d ms, %d sent, %d "
+		    "delivered, %d stored, dropped: %s", how, SLOW_SEND_MS,
+		    next, ndeliv, nstored, gone ? "yes" : "no");
+		m = chatc_recv(s.c, (int)left);
+		ck_assert_msg(m != NULL, "sender: %s after %d sent",
+		    chatc_error(s.c), next);
+		if (jnum(m, "msgid") != MSG_ACK &&
+		    jnum(m, "msgid") != MSG_ERROR) {
+			cJSON_Delete(m);
+			continue;
+		}
+		seq = jnum(m, "seq") - SLOW_SEQ0;
+		ck_assert_msg(seq >= 0 && seq < next && !acked[seq] &&
+		    !errs[seq], "reply with unexpected seq %lld",
+		    seq + SLOW_SEQ0);
+		if (jnum(m, "msgid") == MSG_ACK) {
+			acked[seq] = 1;
+			(void)snprintf(status[seq], sizeof(status[seq]), "%s",
+			    jstr(m, "status"));
+			if (strcmp(status[seq], "stored") == 0) {
+				nstored++;
+				if (first_stored < 0 || seq < first_stored)
+					first_stored = (int)seq;
+			} else {
+				ck_assert_str_eq(status[seq], "delivered");
+				ndeliv++;
+			}
+		} else {
+			errs[seq] = chatc_errno(m);
+			ck_assert_msg(errs[seq] != 0, "ERROR without errno");
+			nerr++;
+		}
+		cJSON_Delete(m);
+		inflight--;
+		if (!gone && nstored > 0 &&
+		    harness_log_contains(&H, SLOW_INST, needle)) {
+			gone = 1;
+			sendq = server_sendq(chatc_fd(r.c),
+			    H.chatd[SLOW_INST].port);
+			stop_at = next + SLOW_AFTER < SLOW_NMAX ?
+			    next + SLOW_AFTER : SLOW_NMAX;
+		}
+	}
+	ck_assert_msg(gone, "%s: %d messages sent (%d delivered, %d stored), "
+	    "the receiver was never dropped as a slow consumer", how, next,
+	    ndeliv, nstored);
+	ck_assert_msg(nerr == 0, "%s: %d chat(s) refused, the first errno "
+	    "%d", how, nerr, errs[0]);
+
+	/* The receiver reads what reached it, up to the server's close. */
+	slow_drain(r.c, &s, r.id, seen, &d);
+	for (i = nbefore = 0; i < next; i++)
+		nbefore += seen[i];
+	if (same_worker) {
+		/* The chat that did not fit was stored, not sent, and so
+		 * was every later one: the receiver was offline. */
+		ck_assert_msg(seen[first_stored] == 0, "message %d, ACKed "
+		    "stored, was read before the EOF", first_stored);
+		for (i = first_stored; i < next; i++)
+			ck_assert_msg(strcmp(status[i], "stored") == 0,
+			    "message %d ACKed %s after %d was stored", i,
+			    status[i], first_stored);
+	}
+	chatc_close(r.c);
+	r.c = NULL;
+	ck_assert_int_eq(slot_of(r.id, NULL), -1);
+	rescued = slow_rescued(r.id);
+
+	/* Log in again (any worker) and take everything stored. */
+	deadline = mono_ms() + RETRY_MS;
+	for (;;) {
+		c = xconnect();
+		ack = chatc_login(c, r.id, PASSWORD, REQ_MS);
+		if (ack != NULL && chatc_errno(ack) == 0)
+			break;
+		cJSON_Delete(ack);
+		chatc_close(c);
+		ck_assert_msg(mono_ms() < deadline, "receiver could not log "
+		    "in again within %d ms", RETRY_MS);
+		sleep_ms(POLL_MS * 4);
+	}
+	r.c = c;
+	off = offline_of(ack, &ninack);
+	for (i = 0; i < ninack; i++)
+		if ((rc = slow_num(off[i], &s, r.id)) >= 0)
+			seen[rc]++;
+	free_objs(off, ninack);
+	cJSON_Delete(ack);
+	deadline = mono_ms() + RETRY_MS;
+	for (;;) {
+		while ((m = chatc_recv(r.c, SLOW_QUIET_MS)) != NULL) {
+			if ((rc = slow_num(m, &s, r.id)) >= 0) {
+				seen[rc]++;
+				npushed++;
+			}
+			cJSON_Delete(m);
+		}
+		ck_assert_msg(strcmp(chatc_error(r.c), "timeout") == 0,
+		    "receiver after its new login: %s", chatc_error(r.c));
+		if (db_offline_count(r.id) == 0 || mono_ms() >= deadline)
+			break;
+	}
+
+	for (i = lost = ndup = maxseen = 0; i < next; i++) {
+		lost += acked[i] && seen[i] == 0;
+		ndup += seen[i] > 1 ? seen[i] - 1 : 0;
+		if (seen[i] > maxseen)
+			maxseen = seen[i];
+	}
+	if (lost > 0 || ndup > 0 || getenv("IT_CHAT_VERBOSE") != NULL) {
+		fprintf(stderr, "it_chat: slow consumer (%s): %d sent (%d "
+		    "bytes each), ACKed %d delivered + %d stored (first "
+		    "stored #%d); %ld bytes in the server's kernel send queue "
+		    "at the drop; receiver read %d frames before EOF%s, then "
+		    "a partial line of %zu bytes (message #%d); log: %d "
+		    "rescued; after login: %d in LOGIN_ACK, %d pushed; "
+		    "duplicates %d; lost %d; %lld ms", how, next,
+		    SLOW_TEXTLEN, ndeliv, nstored, first_stored, sendq,
+		    nbefore, d.reset ? " (reset)" : "", d.partial,
+		    d.partial_num, rescued, ninack, npushed, ndup, lost,
+		    mono_ms() - t0);
+		for (i = 0; i < next; i++)
+			if ((acked[i] && seen[i] == 0) || seen[i] > 1)
+				fprintf(stderr, " #%d(%s,seen %d)", i,
+				    status[i], seen[i]);
+		fputc('\n', stderr);
+	}
+	ck_assert_msg(!d.reset, "%s: the slow consumer's connection was "
+	    "reset, not closed", how);
+	ck_assert_msg(lost == 0, "%s: %d acknowledged message(s) lost when "
+	    "the slow consumer was dropped%s (see stderr)", how, lost,
+	    d.partial_num >= 0 && acked[d.partial_num] &&
+	    seen[d.partial_num] == 0 ? ", among them the one whose frame "
+	    "the close cut" : "");
+	ck_assert_msg(maxseen <= 2 && ndup <= 1, "%s: %d duplicate(s), a "
+	    "message %d times (see stderr)", how, ndup, maxseen);
+	ck_assert_msg(nstored > 0 && first_stored >= 0, "no ACK said stored");
+	ck_assert_msg(harness_log_contains(&H, SLOW_INST, "stored offline") &&
+	    rescued > 0, "%s: chatd dropped user %lld without storing the "
+	    "chats queued for it (\"stored offline\" not logged)", how, r.id);
+	db_offline_wait(r.id, 0);
+	free(seen);
+	free(acked);
+	free(errs);
+	free(status);
+}
+
+/* Sender and receiver on one worker: the chat that does not fit is
+ * stored and its ACK says so. */
+START_TEST(test_slow_consumer_same_worker)
+{
+	slow_consumer_run(1);
+}
+END_TEST
+
+/* Across workers: the receiver's worker drops it on an inbox delivery
+ * (that chat was ACKed "delivered" and is stored there). */
+START_TEST(test_slow_consumer_other_worker)
+{
+	slow_consumer_run(0);
+}
+END_TEST
+
 /* --- runner -------------------------------------------------------------- */
 
 /* IT_CHAT_ONLY=name[,name...] runs only those tests (for debugging). */
@@ -1907,16 +2367,36 @@ chat_suite(void)
 		test_worker_kill_active_reader,
 		test_worker_kill_receiver_not_reading,
 	};
+	/* On an instance of their own (SLOW_INST), started for them. */
+	const TTest *slow[] = {
+		test_slow_consumer_same_worker,
+		test_slow_consumer_other_worker,
+	};
 	Suite *s = suite_create("it_chat");
-	TCase *tc = tcase_create("one host");
+	TCase *tc = tcase_create("one host"), *tcs;
 	size_t i;
+	int n;
 
+	/* A TCase without tests would still start its servers. */
 	tcase_add_unchecked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		if (wanted(all[i]->name))
+	for (i = n = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (wanted(all[i]->name)) {
 			tcase_add_test(tc, all[i]);
-	suite_add_tcase(s, tc);
+			n++;
+		}
+	if (n > 0)
+		suite_add_tcase(s, tc);
+	tcs = tcase_create("slow consumer");
+	tcase_add_unchecked_fixture(tcs, slow_setup, slow_teardown);
+	tcase_set_timeout(tcs, TEST_TIMEOUT_S);
+	for (i = n = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
+		if (wanted(slow[i]->name)) {
+			tcase_add_test(tcs, slow[i]);
+			n++;
+		}
+	if (n > 0)
+		suite_add_tcase(s, tcs);
 	return s;
 }
 
@@ -1929,5 +2409,7 @@ main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	if (harness_tried)
+		harness_stop_all(&H);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
