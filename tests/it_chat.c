@@ -326,6 +326,14 @@ db_offline_wait(long long uid, long want)
 
 /* --- connections, users, worker slots ----------------------------------- */
 
+/*
+ * Every connection a test opens is registered, so the checked teardown can
+ * close what a test left open (LeakSanitizer runs in each forked test).
+ */
+#define OPEN_MAX 4096
+static struct chatc *opened[OPEN_MAX];
+static int nopened;
+
 static struct chatc *
 xconnect(void)
 {
@@ -335,7 +343,32 @@ xconnect(void)
 	c = chatc_connect("127.0.0.1", H.chatd[inst].port, REQ_MS, err,
 	    sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_msg(nopened < OPEN_MAX, "more than %d connections", OPEN_MAX);
+	opened[nopened++] = c;
 	return c;
+}
+
+static void
+xclose(struct chatc *c)
+{
+	int i;
+
+	for (i = 0; i < nopened; i++) {
+		if (opened[i] == c) {
+			opened[i] = opened[--nopened];
+			break;
+		}
+	}
+	chatc_close(c);
+}
+
+/* Checked teardown: close what the test left open. */
+static void
+close_all(void)
+{
+	while (nopened > 0)
+		chatc_close(opened[--nopened]);
+	npool = 0;
 }
 
 /* The worker slot holding uid's session (pid in *pidp), or -1. */
@@ -367,7 +400,7 @@ register_user(const char *tag, char *name, size_t namelen)
 	id = jnum(r, "id");
 	ck_assert_msg(id > 0, "register %s: id %lld", name, id);
 	cJSON_Delete(r);
-	chatc_close(c);
+	xclose(c);
 	return id;
 }
 
@@ -441,7 +474,7 @@ conn_on(unsigned mask, int *slotp)
 			pool[npool].slot = slot;
 			npool++;
 		} else
-			chatc_close(c);
+			xclose(c);
 	}
 	ck_abort_msg("no connection reached a worker in mask %#x in %d "
 	    "tries", mask, MAX_PROBES);
@@ -512,7 +545,7 @@ user_logout(struct user *u)
 	ack_ok_free(u->c, chatc_logout(u->c, REQ_MS), MSG_LOGINOUT);
 	ck_assert_msg(slot_of(u->id, NULL) == -1, "user %s still present "
 	    "after LOGINOUT", u->name);
-	chatc_close(u->c);
+	xclose(u->c);
 	u->c = NULL;
 	u->slot = -1;
 }
@@ -1115,7 +1148,7 @@ START_TEST(test_presence_push)
 	user_online(&b, not_a);
 	check_presence(&a, b.id, "online");
 	/* A dropped connection counts as going offline. */
-	chatc_close(b.c);
+	xclose(b.c);
 	b.c = NULL;
 	check_presence(&a, b.id, "offline");
 	user_online(&b, not_a);
@@ -1600,7 +1633,7 @@ START_TEST(test_classic_session)
 
 	/* Nothing else (no ACK, no ERROR) ever reached the classic client. */
 	no_msgid(kc, -1, QUIET_MS, "classic client");
-	chatc_close(kc);
+	xclose(kc);
 }
 END_TEST
 
@@ -1795,7 +1828,7 @@ worker_kill_run(const struct kill_plan *kp)
 	drain_kill_msgs(r.c, 1000, seen, nmsg);
 	for (i = 0; i < nmsg; i++)
 		nbefore += seen[i];
-	chatc_close(r.c);
+	xclose(r.c);
 	r.c = NULL;
 
 	/* Log in again: refused (already online) until the master has
@@ -1807,7 +1840,7 @@ worker_kill_run(const struct kill_plan *kp)
 		if (ack != NULL && chatc_errno(ack) == 0)
 			break;
 		cJSON_Delete(ack);
-		chatc_close(c);
+		xclose(c);
 		ck_assert_msg(mono_ms() < deadline, "receiver could not log "
 		    "in again within %d ms", RELOGIN_MS);
 		sleep_ms(POLL_MS * 4);
@@ -2229,7 +2262,7 @@ slow_consumer_run(int same_worker)
 			    "message %d ACKed %s after %d was stored", i,
 			    status[i], first_stored);
 	}
-	chatc_close(r.c);
+	xclose(r.c);
 	r.c = NULL;
 	ck_assert_int_eq(slot_of(r.id, NULL), -1);
 	rescued = slow_rescued(r.id);
@@ -2242,7 +2275,7 @@ slow_consumer_run(int same_worker)
 		if (ack != NULL && chatc_errno(ack) == 0)
 			break;
 		cJSON_Delete(ack);
-		chatc_close(c);
+		xclose(c);
 		ck_assert_msg(mono_ms() < deadline, "receiver could not log "
 		    "in again within %d ms", RETRY_MS);
 		sleep_ms(POLL_MS * 4);
@@ -2379,6 +2412,7 @@ chat_suite(void)
 
 	/* A TCase without tests would still start its servers. */
 	tcase_add_unchecked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, NULL, close_all);
 	tcase_set_timeout(tc, TEST_TIMEOUT_S);
 	for (i = n = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (wanted(all[i]->name)) {
@@ -2389,6 +2423,7 @@ chat_suite(void)
 		suite_add_tcase(s, tc);
 	tcs = tcase_create("slow consumer");
 	tcase_add_unchecked_fixture(tcs, slow_setup, slow_teardown);
+	tcase_add_checked_fixture(tcs, NULL, close_all);
 	tcase_set_timeout(tcs, TEST_TIMEOUT_S);
 	for (i = n = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
 		if (wanted(slow[i]->name)) {
