@@ -242,10 +242,11 @@ store_exec_once(struct store *s, enum stmt_id id, const struct sval *in,
 		    strlen(store_sql[id])) != 0) {
 			unsigned int e = mysql_stmt_errno(st);
 
-			rc = store_fail(s, e, mysql_stmt_error(st));
 			*lost = store_lost(e);
-			if (!*lost)
-				(void)mysql_stmt_close(st);
+			rc = store_fail(s, e, mysql_stmt_error(st));
+			/* After store_fail: a lost link was closed first, which
+			 * detaches st, so closing it sends nothing. */
+			(void)mysql_stmt_close(st);
 			return rc;
 		}
 		s->stmt[id] = st;
