@@ -457,17 +457,6 @@ struct login_job {
 };
 
 static int
-login_add_friend(void *arg, uint32_t id, const char *name)
-{
-	cJSON *f = cJSON_CreateObject();
-
-	cJSON_AddNumberToObject(f, "id", id);
-	cJSON_AddStringToObject(f, "name", name);
-	cJSON_AddItemToArray(arg, f);
-	return 0;
-}
-
-static int
 login_add_group(void *arg, uint32_t id, const char *name, const char *desc,
     const char *role)
 {
@@ -478,18 +467,6 @@ login_add_group(void *arg, uint32_t id, const char *name, const char *desc,
 	cJSON_AddStringToObject(g, "groupdesc", desc);
 	cJSON_AddItemToObject(g, "users", cJSON_CreateArray());
 	cJSON_AddItemToArray(arg, g);
-	return 0;
-}
-
-static int
-login_add_member(void *arg, uint32_t id, const char *name, const char *role)
-{
-	cJSON *u = cJSON_CreateObject();
-
-	cJSON_AddNumberToObject(u, "id", id);
-	cJSON_AddStringToObject(u, "name", name);
-	cJSON_AddStringToObject(u, "role", role);
-	cJSON_AddItemToArray(arg, u);
 	return 0;
 }
 
@@ -518,7 +495,7 @@ login_run(struct job *j, struct store *st)
 	}
 	lj->friends = cJSON_CreateArray();
 	lj->groups = cJSON_CreateArray();
-	if ((rc = store_friend_list(st, lj->uid, login_add_friend,
+	if ((rc = store_friend_list(st, lj->uid, json_add_user,
 	    lj->friends)) != STORE_OK ||
 	    (rc = store_group_list(st, lj->uid, login_add_group,
 	    lj->groups)) != STORE_OK) {
@@ -527,7 +504,7 @@ login_run(struct job *j, struct store *st)
 	}
 	cJSON_ArrayForEach(g, lj->groups) {
 		rc = store_group_members(st, (uint32_t)cJSON_GetObjectItem(g,
-		    "id")->valuedouble, login_add_member,
+		    "id")->valuedouble, json_add_member,
 		    cJSON_GetObjectItem(g, "users"));
 		if (rc != STORE_OK && rc != STORE_NOTFOUND) {
 			lj->err = CERR_UNAVAILABLE;

@@ -96,22 +96,11 @@ handle_del_friend(struct worker *w, struct conn *c, const struct request *r)
 	reqjob_submit(w, rj);
 }
 
-static int
-list_add(void *arg, uint32_t id, const char *name)
-{
-	cJSON *f = cJSON_CreateObject();
-
-	cJSON_AddNumberToObject(f, "id", id);
-	cJSON_AddStringToObject(f, "name", name);
-	cJSON_AddItemToArray(arg, f);
-	return 0;
-}
-
 static void
 list_run(struct reqjob *rj, struct store *st)
 {
 	rj->result = cJSON_CreateArray();
-	rj->rc = store_friend_list(st, rj->uid, list_add, rj->result);
+	rj->rc = store_friend_list(st, rj->uid, json_add_user, rj->result);
 }
 
 static void

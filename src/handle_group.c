@@ -180,23 +180,11 @@ handle_group_list(struct worker *w, struct conn *c, const struct request *r)
 	reqjob_submit(w, reqjob_new(c, r, list_run, list_done));
 }
 
-static int
-members_add(void *arg, uint32_t id, const char *name, const char *role)
-{
-	cJSON *u = cJSON_CreateObject();
-
-	cJSON_AddNumberToObject(u, "id", id);
-	cJSON_AddStringToObject(u, "name", name);
-	cJSON_AddStringToObject(u, "role", role);
-	cJSON_AddItemToArray(arg, u);
-	return 0;
-}
-
 static void
 members_run(struct reqjob *rj, struct store *st)
 {
 	rj->result = cJSON_CreateArray();
-	rj->rc = store_group_members(st, rj->id, members_add, rj->result);
+	rj->rc = store_group_members(st, rj->id, json_add_member, rj->result);
 }
 
 static void

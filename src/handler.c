@@ -302,3 +302,26 @@ reqjob_submit(struct worker *w, struct reqjob *rj)
 	free(rj->s2);
 	free(rj);
 }
+
+int
+json_add_user(void *arg, uint32_t id, const char *name)
+{
+	cJSON *u = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(u, "id", id);
+	cJSON_AddStringToObject(u, "name", name);
+	cJSON_AddItemToArray(arg, u);
+	return 0;
+}
+
+int
+json_add_member(void *arg, uint32_t id, const char *name, const char *role)
+{
+	cJSON *u = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(u, "id", id);
+	cJSON_AddStringToObject(u, "name", name);
+	cJSON_AddStringToObject(u, "role", role);
+	cJSON_AddItemToArray(arg, u);
+	return 0;
+}

@@ -114,6 +114,12 @@ struct reqjob *reqjob_new(struct conn *c, const struct request *r,
     void (*done)(struct reqjob *, struct worker *));
 void reqjob_submit(struct worker *w, struct reqjob *rj);
 
+/* store_* row callbacks appending {id,name} / {id,name,role} objects to
+ * the cJSON array arg (run on job threads). */
+int json_add_user(void *arg, uint32_t id, const char *name);
+int json_add_member(void *arg, uint32_t id, const char *name,
+    const char *role);
+
 /* Session (handle_account.c): end a logged-in session (logout or close),
  * and fetch a logged-in user's offline messages onto c. */
 void session_end(struct worker *w, struct conn *c);
