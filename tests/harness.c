@@ -104,8 +104,8 @@ static void harness_on_signal(int, siginfo_t *, void *);
 
 /* --- time --------------------------------------------------------------- */
 
-static long long
-now_ms(void)
+long long
+harness_now_ms(void)
 {
 	struct timespec ts;
 
@@ -113,8 +113,8 @@ now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void
-sleep_ms(long ms)
+void
+harness_sleep_ms(long ms)
 {
 	struct timespec ts;
 
@@ -508,7 +508,7 @@ out:
 static int
 wait_child(pid_t pid, int *status, long ms)
 {
-	long long deadline = now_ms() + ms;
+	long long deadline = harness_now_ms() + ms;
 	pid_t r;
 
 	for (;;) {
@@ -517,9 +517,9 @@ wait_child(pid_t pid, int *status, long ms)
 			return 1;
 		if (r == -1 && errno != EINTR)
 			return -1;
-		if (now_ms() >= deadline)
+		if (harness_now_ms() >= deadline)
 			return 0;
-		sleep_ms(10);
+		harness_sleep_ms(10);
 	}
 }
 
@@ -528,12 +528,12 @@ wait_child(pid_t pid, int *status, long ms)
 static int
 wait_gone(pid_t pid, long ms)
 {
-	long long deadline = now_ms() + ms;
+	long long deadline = harness_now_ms() + ms;
 
 	while (proc_alive(pid)) {
-		if (now_ms() >= deadline)
+		if (harness_now_ms() >= deadline)
 			return 0;
-		sleep_ms(10);
+		harness_sleep_ms(10);
 	}
 	return 1;
 }
@@ -542,12 +542,12 @@ wait_gone(pid_t pid, long ms)
 static int
 wait_group_gone(pid_t pgid, long ms)
 {
-	long long deadline = now_ms() + ms;
+	long long deadline = harness_now_ms() + ms;
 
 	while (proc_scan(pgid, 0, NULL, 0) > 0) {
-		if (now_ms() >= deadline)
+		if (harness_now_ms() >= deadline)
 			return 0;
-		sleep_ms(10);
+		harness_sleep_ms(10);
 	}
 	return 1;
 }
@@ -718,11 +718,11 @@ redis_ping(int port)
 	if (send(fd, ping, sizeof(ping) - 1, MSG_NOSIGNAL) !=
 	    (ssize_t)(sizeof(ping) - 1))
 		goto out;
-	deadline = now_ms() + WAIT_CONNECT_MS;
-	while (got < 7 && now_ms() < deadline) {
+	deadline = harness_now_ms() + WAIT_CONNECT_MS;
+	while (got < 7 && harness_now_ms() < deadline) {
 		pfd.fd = fd;
 		pfd.events = POLLIN;
-		if (poll(&pfd, 1, (int)(deadline - now_ms())) != 1)
+		if (poll(&pfd, 1, (int)(deadline - harness_now_ms())) != 1)
 			break;
 		if ((n = read(fd, buf + got, sizeof(buf) - 1 - got)) <= 0)
 			break;
@@ -1151,7 +1151,7 @@ mariadb_launch(struct harness *h, const char *datadir)
 	if ((pid = spawn(argv, NULL, errlog, errlog)) == -1)
 		return -1;
 	h->mariadb_pid = pid;
-	deadline = now_ms() + WAIT_MARIADB_MS;
+	deadline = harness_now_ms() + WAIT_MARIADB_MS;
 	for (;;) {
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			h->mariadb_pid = 0;
@@ -1168,7 +1168,7 @@ mariadb_launch(struct harness *h, const char *datadir)
 		    mariadb_client(h, NULL, "SELECT 1", NULL, sqllog, sqllog,
 		    0) == 0)
 			return 0;
-		if (now_ms() >= deadline) {
+		if (harness_now_ms() >= deadline) {
 			fprintf(stderr, "harness: mariadbd did not answer on "
 			    "%s within %d s\n", h->mariadb_socket,
 			    WAIT_MARIADB_MS / 1000);
@@ -1177,7 +1177,7 @@ mariadb_launch(struct harness *h, const char *datadir)
 			h->mariadb_pid = 0;
 			return -1;
 		}
-		sleep_ms(50);
+		harness_sleep_ms(50);
 	}
 }
 
@@ -1258,12 +1258,12 @@ harness_start_mariadb(struct harness *h)
 		    h->mariadb_socket);
 		return -1;
 	}
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	/* A restart (after harness_stop_mariadb) keeps data and port. */
 	fresh = access(datadir, F_OK) == -1;
 	if (fresh && mariadb_install(h, datadir) == -1)
 		return -1;
-	t1 = now_ms();
+	t1 = harness_now_ms();
 	fixed = h->mariadb_port > 0;
 	for (attempt = 0; attempt < 2; attempt++) {
 		if (!fixed && (h->mariadb_port = harness_free_port()) == -1)
@@ -1273,16 +1273,16 @@ harness_start_mariadb(struct harness *h)
 		fprintf(stderr, "harness: port %d was taken; trying again\n",
 		    h->mariadb_port);
 		if (fixed)
-			sleep_ms(1000);
+			harness_sleep_ms(1000);
 	}
 	if (r != 0)
 		return -1;
-	t2 = now_ms();
+	t2 = harness_now_ms();
 	if (fresh && mariadb_setup(h) == -1) {
 		(void)harness_stop_mariadb(h);
 		return -1;
 	}
-	t3 = now_ms();
+	t3 = harness_now_ms();
 	fprintf(stderr, "harness: mariadbd ready on 127.0.0.1:%d in %.2f s "
 	    "(install %.2f s, start %.2f s, schema %.2f s)\n", h->mariadb_port,
 	    (t3 - t0) / 1000.0, (t1 - t0) / 1000.0, (t2 - t1) / 1000.0,
@@ -1395,7 +1395,7 @@ redis_launch(struct harness *h)
 	if ((pid = spawn(argv, NULL, logpath, logpath)) == -1)
 		return -1;
 	h->redis_pid = pid;
-	deadline = now_ms() + WAIT_REDIS_MS;
+	deadline = harness_now_ms() + WAIT_REDIS_MS;
 	for (;;) {
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			h->redis_pid = 0;
@@ -1410,7 +1410,7 @@ redis_launch(struct harness *h)
 		}
 		if (redis_ping(h->redis_port))
 			return 0;
-		if (now_ms() >= deadline) {
+		if (harness_now_ms() >= deadline) {
 			fprintf(stderr, "harness: redis-server did not answer "
 			    "PING on port %d within %d s\n", h->redis_port,
 			    WAIT_REDIS_MS / 1000);
@@ -1420,7 +1420,7 @@ redis_launch(struct harness *h)
 			h->redis_pid = 0;
 			return -1;
 		}
-		sleep_ms(POLL_MS);
+		harness_sleep_ms(POLL_MS);
 	}
 }
 
@@ -1452,7 +1452,7 @@ harness_start_redis(struct harness *h)
 		fprintf(stderr, "harness: port %d was taken; trying again\n",
 		    h->redis_port);
 		if (fixed)
-			sleep_ms(1000);
+			harness_sleep_ms(1000);
 	}
 	return r == 0 ? 0 : -1;
 }
@@ -1640,7 +1640,7 @@ chatd_launch(struct harness *h, int i)
 		hs.shared->pgid[i] = pid;
 		hs.shared->owner[i] = getpid();
 	}
-	deadline = now_ms() + WAIT_CHATD_MS;
+	deadline = harness_now_ms() + WAIT_CHATD_MS;
 	for (;;) {
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			fprintf(stderr, "harness: chatd-%d %s during startup "
@@ -1671,7 +1671,7 @@ chatd_launch(struct harness *h, int i)
 			if (ready)
 				return 0;
 		}
-		if (now_ms() >= deadline) {
+		if (harness_now_ms() >= deadline) {
 			if (connected)
 				fprintf(stderr, "harness: chatd-%d: port %d "
 				    "accepts connections but no \"ready\" "
@@ -1685,7 +1685,7 @@ chatd_launch(struct harness *h, int i)
 			chatd_stop(h, i, 1);
 			return -1;
 		}
-		sleep_ms(POLL_MS);
+		harness_sleep_ms(POLL_MS);
 	}
 }
 

@@ -39,6 +39,10 @@ struct harness {
 	struct harness_chatd chatd[HARNESS_MAX_CHATD];
 };
 
+/* Monotonic milliseconds, and a sleep that resumes after signals. */
+long long harness_now_ms(void);
+void harness_sleep_ms(long ms);
+
 /* A TCP port on 127.0.0.1 free at the time of the call. */
 int harness_free_port(void);
 

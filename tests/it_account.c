@@ -104,26 +104,6 @@ servers_teardown(void)
 
 /* --- helpers ---------------------------------------------------------- */
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts;
-
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
 /* A user name no other test (process) uses. */
 static void
 uname_make(char *buf, size_t len, const char *tag)
@@ -391,12 +371,12 @@ user_online(int inst, const char *tag, long long *idp)
 static int
 login_retry(struct chatc *c, long long id, long ms)
 {
-	long long deadline = now_ms() + ms;
+	long long deadline = harness_now_ms() + ms;
 	int err;
 
 	while ((err = login_errno(c, id, PW)) == CERR_ONLINE &&
-	    now_ms() < deadline)
-		sleep_ms(50);
+	    harness_now_ms() < deadline)
+		harness_sleep_ms(50);
 	return err;
 }
 
@@ -1134,7 +1114,7 @@ START_TEST(test_frame_split)
 		if (step > len - off)
 			step = len - off;
 		ck_assert_int_eq(chatc_send_raw(c, text + off, step), 0);
-		sleep_ms(20);
+		harness_sleep_ms(20);
 		if (off + step < len)
 			ck_assert_ptr_null(chatc_poll(c));
 	}
@@ -1420,14 +1400,14 @@ START_TEST(test_sigkill_worker)
 	ck_assert_int_gt(nsurv, 0);
 
 	/* The master replaces the worker. */
-	deadline = now_ms() + T_RESPAWN;
+	deadline = harness_now_ms() + T_RESPAWN;
 	for (;;) {
 		n = workers_now(after);
 		if (n == NWORKERS && !pid_in(dead, after, n))
 			break;
-		ck_assert_msg(now_ms() < deadline, "no new worker %d ms after "
+		ck_assert_msg(harness_now_ms() < deadline, "no new worker %d ms after "
 		    "SIGKILL (%d workers)", T_RESPAWN, n);
-		sleep_ms(50);
+		harness_sleep_ms(50);
 	}
 	n = 0;
 	for (i = 0; i < NWORKERS; i++)
@@ -1499,12 +1479,12 @@ write_file(const char *path, const char *data, size_t len)
 static int
 log_wait(const char *needle, long ms)
 {
-	long long deadline = now_ms() + ms;
+	long long deadline = harness_now_ms() + ms;
 
 	while (!harness_log_contains(&H, 0, needle)) {
-		if (now_ms() >= deadline)
+		if (harness_now_ms() >= deadline)
 			return 0;
-		sleep_ms(50);
+		harness_sleep_ms(50);
 	}
 	return 1;
 }
@@ -1514,7 +1494,7 @@ log_wait(const char *needle, long ms)
 static void
 wait_replaced(const pid_t *before, pid_t *after)
 {
-	long long deadline = now_ms() + T_RESPAWN;
+	long long deadline = harness_now_ms() + T_RESPAWN;
 	int n, i;
 
 	for (;;) {
@@ -1524,9 +1504,9 @@ wait_replaced(const pid_t *before, pid_t *after)
 				break;
 		if (n == NWORKERS && i == n)
 			return;
-		ck_assert_msg(now_ms() < deadline, "workers not replaced %d ms "
+		ck_assert_msg(harness_now_ms() < deadline, "workers not replaced %d ms "
 		    "after SIGHUP", T_RESPAWN);
-		sleep_ms(50);
+		harness_sleep_ms(50);
 	}
 }
 
@@ -1568,7 +1548,7 @@ START_TEST(test_sighup_reload)
 	free(orig);
 	ck_assert_msg(i, "no \"reload failed\" in the log after SIGHUP with "
 	    "a bad config");
-	sleep_ms(500);	/* time enough for a wrong replacement to start */
+	harness_sleep_ms(500);	/* time enough for a wrong replacement to start */
 	ck_assert_int_eq(kill(H.chatd[0].pid, 0), 0);
 	n = workers_now(again);
 	ck_assert_int_eq(n, NWORKERS);
@@ -1601,16 +1581,16 @@ START_TEST(test_sighup_complete_after_new_workers)
 	free(text);
 	ck_assert_int_eq(harness_signal_chatd(&H, 0, SIGHUP, 0), 0);
 	wait_replaced(before, after);
-	deadline = now_ms() + T_RESPAWN;
+	deadline = harness_now_ms() + T_RESPAWN;
 	for (;;) {
 		ck_assert_ptr_nonnull(text = slurp(log, &len));
 		ck_assert_uint_ge(len, off);
 		if ((complete = strstr(text + off, "reload complete")) != NULL)
 			break;
 		free(text);
-		ck_assert_msg(now_ms() < deadline, "no \"reload complete\" "
+		ck_assert_msg(harness_now_ms() < deadline, "no \"reload complete\" "
 		    "%d ms after SIGHUP", T_RESPAWN);
-		sleep_ms(50);
+		harness_sleep_ms(50);
 	}
 	for (i = 0; i < NWORKERS; i++) {
 		(void)snprintf(needle, sizeof(needle), "started, pid %ld\n",
@@ -1678,7 +1658,7 @@ START_TEST(test_database_down)
 	 * so the result of the stop says nothing; errno 13 below does. */
 	(void)harness_stop_mariadb(&H);
 
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	uname_make(name, sizeof(name), "db");
 	seq = chatc_next_seq(c);
 	r = must(c, chatc_register(c, name, PW, T_DB_DOWN), "REG, db down");
@@ -1692,8 +1672,8 @@ START_TEST(test_database_down)
 	    chatc_errno(r) == CERR_UNAVAILABLE,
 	    "LOGIN with the database down: %s", dump(r));
 	cJSON_Delete(r);
-	ck_assert_msg(now_ms() - t0 < T_DB_DOWN, "errno 13 took %lld ms",
-	    now_ms() - t0);
+	ck_assert_msg(harness_now_ms() - t0 < T_DB_DOWN, "errno 13 took %lld ms",
+	    harness_now_ms() - t0);
 	/* chatd itself is fine. */
 	ping_ok(c);
 	ping_ok(c2);
@@ -1701,7 +1681,7 @@ START_TEST(test_database_down)
 
 	ck_assert_msg(harness_start_mariadb(&H) == 0,
 	    "mariadbd did not restart");
-	deadline = now_ms() + T_DB_BACK;
+	deadline = harness_now_ms() + T_DB_BACK;
 	for (;;) {
 		uname_make(name, sizeof(name), "db");
 		r = must(c, chatc_register(c, name, PW, T_DB_BACK), "REG");
@@ -1711,13 +1691,13 @@ START_TEST(test_database_down)
 		if (err == 0)
 			break;
 		ck_assert_msg(err == CERR_UNAVAILABLE, "REG: errno %d", err);
-		ck_assert_msg(now_ms() < deadline, "REG still errno 13 %d ms "
+		ck_assert_msg(harness_now_ms() < deadline, "REG still errno 13 %d ms "
 		    "after mariadbd restarted", T_DB_BACK);
-		sleep_ms(200);
+		harness_sleep_ms(200);
 	}
 	while ((err = login_errno(c2, id, PW)) == CERR_UNAVAILABLE &&
-	    now_ms() < deadline)
-		sleep_ms(200);
+	    harness_now_ms() < deadline)
+		harness_sleep_ms(200);
 	ck_assert_msg(err == 0, "LOGIN after mariadbd restarted: errno %d",
 	    err);
 	chatc_close(c);

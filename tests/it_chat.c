@@ -141,26 +141,6 @@ wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static long long
-mono_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts;
-
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
 /* A name no other test (process) uses: tag_pid_n. */
 static void
 unique_name(char *buf, size_t len, const char *tag)
@@ -315,11 +295,11 @@ db_offline_count(long long uid)
 static void
 db_offline_wait(long long uid, long want)
 {
-	long long deadline = mono_ms() + RETRY_MS;
+	long long deadline = harness_now_ms() + RETRY_MS;
 	long n;
 
-	while ((n = db_offline_count(uid)) != want && mono_ms() < deadline)
-		sleep_ms(POLL_MS * 2);
+	while ((n = db_offline_count(uid)) != want && harness_now_ms() < deadline)
+		harness_sleep_ms(POLL_MS * 2);
 	ck_assert_msg(n == want, "user %lld has %ld offline rows, expected "
 	    "%ld", uid, n, want);
 }
@@ -566,12 +546,12 @@ wait_msgid(struct user *u, int msgid)
 static void
 no_msgid(struct chatc *c, int msgid, int ms, const char *who)
 {
-	long long deadline = mono_ms() + ms;
+	long long deadline = harness_now_ms() + ms;
 	long long left;
 	cJSON *m;
 	char *s;
 
-	while ((left = deadline - mono_ms()) >= 0) {
+	while ((left = deadline - harness_now_ms()) >= 0) {
 		if ((m = chatc_recv(c, (int)left)) == NULL)
 			break;
 		if (msgid < 0 || jnum(m, "msgid") == msgid) {
@@ -1479,7 +1459,7 @@ classic_recv(struct chatc *c, int msgid)
 static void
 wait_friend(struct user *u, long long id)
 {
-	long long deadline = mono_ms() + RETRY_MS;
+	long long deadline = harness_now_ms() + RETRY_MS;
 	const cJSON *f;
 	cJSON *r;
 	int found = 0;
@@ -1491,9 +1471,9 @@ wait_friend(struct user *u, long long id)
 			found |= jnum(f, "id") == id;
 		cJSON_Delete(r);
 		if (!found) {
-			ck_assert_msg(mono_ms() < deadline, "%lld never became "
+			ck_assert_msg(harness_now_ms() < deadline, "%lld never became "
 			    "%s's friend", id, u->name);
-			sleep_ms(POLL_MS);
+			harness_sleep_ms(POLL_MS);
 		}
 	}
 }
@@ -1502,7 +1482,7 @@ wait_friend(struct user *u, long long id)
 static void
 wait_member(struct user *u, long long gid, long long uid)
 {
-	long long deadline = mono_ms() + RETRY_MS;
+	long long deadline = harness_now_ms() + RETRY_MS;
 	const cJSON *m;
 	cJSON *r;
 	int found = 0;
@@ -1514,9 +1494,9 @@ wait_member(struct user *u, long long gid, long long uid)
 			found |= jnum(m, "id") == uid;
 		cJSON_Delete(r);
 		if (!found) {
-			ck_assert_msg(mono_ms() < deadline, "%lld never joined "
+			ck_assert_msg(harness_now_ms() < deadline, "%lld never joined "
 			    "group %lld", uid, gid);
-			sleep_ms(POLL_MS);
+			harness_sleep_ms(POLL_MS);
 		}
 	}
 }
@@ -1587,14 +1567,14 @@ START_TEST(test_classic_session)
 	(void)snprintf(sql, sizeof(sql), "SELECT g.id FROM chatgroups g JOIN "
 	    "groupmembers m ON m.groupid = g.id WHERE g.groupname = '%s' AND "
 	    "m.userid = %lld AND m.grouprole = 'creator'", cgname, k.id);
-	deadline = mono_ms() + RETRY_MS;
+	deadline = harness_now_ms() + RETRY_MS;
 	for (;;) {
 		ck_assert(harness_sql_value(&H, sql, out, sizeof(out)) == 0);
 		if ((cgid = strtoll(out, NULL, 10)) > 0)
 			break;
-		ck_assert_msg(mono_ms() < deadline, "classic creategroup %s "
+		ck_assert_msg(harness_now_ms() < deadline, "classic creategroup %s "
 		    "never appeared", cgname);
-		sleep_ms(POLL_MS);
+		harness_sleep_ms(POLL_MS);
 	}
 	ack_ok_free(p.c, chatc_add_group(p.c, cgid, REQ_MS), MSG_ADD_GROUP);
 
@@ -1703,7 +1683,7 @@ server_sendq(int fd, int port)
 static void
 wait_respawn(pid_t dead)
 {
-	long long deadline = mono_ms() + RESPAWN_MS;
+	long long deadline = harness_now_ms() + RESPAWN_MS;
 	pid_t pids[64];
 	int i, n, gone;
 
@@ -1713,10 +1693,10 @@ wait_respawn(pid_t dead)
 			gone &= pids[i] != dead;
 		if (n == NWORKERS && gone)
 			return;
-		ck_assert_msg(mono_ms() < deadline, "worker pid %ld not "
+		ck_assert_msg(harness_now_ms() < deadline, "worker pid %ld not "
 		    "replaced within %d ms (%d workers)", (long)dead,
 		    RESPAWN_MS, n);
-		sleep_ms(POLL_MS);
+		harness_sleep_ms(POLL_MS);
 	}
 }
 
@@ -1792,13 +1772,13 @@ worker_kill_run(const struct kill_plan *kp)
 		if (kp->read_during)
 			drain_kill_msgs(r.c, 0, seen, nmsg);
 		if (kp->pace_ms > 0)
-			sleep_ms(kp->pace_ms);
+			harness_sleep_ms(kp->pace_ms);
 	}
 
 	/* Every request is answered: ACK or ERROR. */
-	deadline = mono_ms() + RELOGIN_MS;
+	deadline = harness_now_ms() + RELOGIN_MS;
 	for (replies = 0; replies < nmsg; ) {
-		long long left = deadline - mono_ms();
+		long long left = deadline - harness_now_ms();
 
 		ck_assert_msg(left > 0, "only %d of %d chats answered",
 		    replies, nmsg);
@@ -1833,7 +1813,7 @@ worker_kill_run(const struct kill_plan *kp)
 
 	/* Log in again: refused (already online) until the master has
 	 * cleaned the dead worker's entries, or delayed by the respawn. */
-	deadline = mono_ms() + RELOGIN_MS;
+	deadline = harness_now_ms() + RELOGIN_MS;
 	for (;;) {
 		c = xconnect();
 		ack = chatc_login(c, r.id, PASSWORD, 3000);
@@ -1841,9 +1821,9 @@ worker_kill_run(const struct kill_plan *kp)
 			break;
 		cJSON_Delete(ack);
 		xclose(c);
-		ck_assert_msg(mono_ms() < deadline, "receiver could not log "
+		ck_assert_msg(harness_now_ms() < deadline, "receiver could not log "
 		    "in again within %d ms", RELOGIN_MS);
-		sleep_ms(POLL_MS * 4);
+		harness_sleep_ms(POLL_MS * 4);
 	}
 	r.c = c;
 	off = offline_of(ack, &ninack);
@@ -1860,11 +1840,11 @@ worker_kill_run(const struct kill_plan *kp)
 	 * ACKed message, then for the offline table to empty.
 	 */
 	wait_respawn(wpid);
-	deadline = mono_ms() + RETRY_MS;
+	deadline = harness_now_ms() + RETRY_MS;
 	for (;;) {
 		for (i = lost = 0; i < nmsg; i++)
 			lost += acked[i] && seen[i] == 0;
-		if (lost == 0 || mono_ms() >= deadline)
+		if (lost == 0 || harness_now_ms() >= deadline)
 			break;
 		drain_kill_msgs(r.c, 200, seen, nmsg);
 	}
@@ -2060,7 +2040,7 @@ static void
 slow_drain(struct chatc *c, const struct user *from, long long toid,
     int *seen, struct slow_drain *d)
 {
-	long long deadline = mono_ms() + SLOW_EOF_MS;
+	long long deadline = harness_now_ms() + SLOW_EOF_MS;
 	struct chatc_reader rd;
 	struct pollfd pfd;
 	char buf[16384];
@@ -2073,7 +2053,7 @@ slow_drain(struct chatc *c, const struct user *from, long long toid,
 	memset(d, 0, sizeof(*d));
 	chatc_reader_init(&rd, 1 << 20);
 	for (;;) {
-		long long left = deadline - mono_ms();
+		long long left = deadline - harness_now_ms();
 
 		ck_assert_msg(left > 0, "slow consumer: no EOF within %d ms "
 		    "(%d frames read; a receive window below the server's "
@@ -2162,7 +2142,7 @@ slow_consumer_run(int same_worker)
 	int i, slot, rc, gone = 0, next = 0, stop_at = SLOW_NMAX;
 	int inflight = 0, ndeliv = 0, nstored = 0, nerr = 0, first_stored = -1;
 	int ninack = 0, npushed = 0, nbefore, lost, ndup, maxseen, rescued;
-	long long t0 = mono_ms(), deadline, left, seq;
+	long long t0 = harness_now_ms(), deadline, left, seq;
 	long sendq = -1;
 	cJSON *m, *ack, **off;
 
@@ -2192,13 +2172,13 @@ slow_consumer_run(int same_worker)
 	    SLOW_MAX_OUTPUT);
 
 	/* Send, a window in flight, until the receiver is dropped. */
-	deadline = mono_ms() + SLOW_SEND_MS;
+	deadline = harness_now_ms() + SLOW_SEND_MS;
 	while (next < stop_at || inflight > 0) {
 		while (next < stop_at && inflight < SLOW_WINDOW) {
 			slow_send(&s, r.id, next++);
 			inflight++;
 		}
-		left = deadline - mono_ms();
+		left = deadline - harness_now_ms();
 		ck_assert_msg(left > 0, "%s: after %d ms, %d sent, %d "
 		    "delivered, %d stored, dropped: %s", how, SLOW_SEND_MS,
 		    next, ndeliv, nstored, gone ? "yes" : "no");
@@ -2268,7 +2248,7 @@ slow_consumer_run(int same_worker)
 	rescued = slow_rescued(r.id);
 
 	/* Log in again (any worker) and take everything stored. */
-	deadline = mono_ms() + RETRY_MS;
+	deadline = harness_now_ms() + RETRY_MS;
 	for (;;) {
 		c = xconnect();
 		ack = chatc_login(c, r.id, PASSWORD, REQ_MS);
@@ -2276,9 +2256,9 @@ slow_consumer_run(int same_worker)
 			break;
 		cJSON_Delete(ack);
 		xclose(c);
-		ck_assert_msg(mono_ms() < deadline, "receiver could not log "
+		ck_assert_msg(harness_now_ms() < deadline, "receiver could not log "
 		    "in again within %d ms", RETRY_MS);
-		sleep_ms(POLL_MS * 4);
+		harness_sleep_ms(POLL_MS * 4);
 	}
 	r.c = c;
 	off = offline_of(ack, &ninack);
@@ -2287,7 +2267,7 @@ slow_consumer_run(int same_worker)
 			seen[rc]++;
 	free_objs(off, ninack);
 	cJSON_Delete(ack);
-	deadline = mono_ms() + RETRY_MS;
+	deadline = harness_now_ms() + RETRY_MS;
 	for (;;) {
 		while ((m = chatc_recv(r.c, SLOW_QUIET_MS)) != NULL) {
 			if ((rc = slow_num(m, &s, r.id)) >= 0) {
@@ -2298,7 +2278,7 @@ slow_consumer_run(int same_worker)
 		}
 		ck_assert_msg(strcmp(chatc_error(r.c), "timeout") == 0,
 		    "receiver after its new login: %s", chatc_error(r.c));
-		if (db_offline_count(r.id) == 0 || mono_ms() >= deadline)
+		if (db_offline_count(r.id) == 0 || harness_now_ms() >= deadline)
 			break;
 	}
 
@@ -2319,7 +2299,7 @@ slow_consumer_run(int same_worker)
 		    SLOW_TEXTLEN, ndeliv, nstored, first_stored, sendq,
 		    nbefore, d.reset ? " (reset)" : "", d.partial,
 		    d.partial_num, rescued, ninack, npushed, ndup, lost,
-		    mono_ms() - t0);
+		    harness_now_ms() - t0);
 		for (i = 0; i < next; i++)
 			if ((acked[i] && seen[i] == 0) || seen[i] > 1)
 				fprintf(stderr, " #%d(%s,seen %d)", i,
