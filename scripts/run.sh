@@ -48,6 +48,12 @@ trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
 i=0
+until redis-cli -s "$state/redis.sock" ping >/dev/null 2>&1; do
+	i=$((i + 1))
+	[ $i -lt 60 ] || { echo "run: Redis did not start, see $state/redis.log" >&2; exit 1; }
+	sleep 0.5
+done
+i=0
 until mariadb --no-defaults -uroot --socket="$mysock" -e 'SELECT 1' >/dev/null 2>&1; do
 	i=$((i + 1))
 	[ $i -lt 120 ] || { echo "run: MariaDB did not start, see $state/mariadb.err" >&2; exit 1; }
@@ -75,6 +81,8 @@ cat >"$conf" <<CONF
 [server]
 listen = 127.0.0.1:$port
 presence_shm = /chatd-run-$(id -u)
+[redis]
+redis_socket = $state/redis.sock
 [database]
 db_socket = $mysock
 db_name = chat

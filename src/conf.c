@@ -68,6 +68,13 @@ static const struct conf_key conf_keys[] = {
 	KSTR("database", db_password, ""),
 	KINT("database", db_connect_timeout, 1, 300, 5),
 	KINT("database", db_retry_interval, 1, 300, 2),
+	KSTR("redis", redis_host, "127.0.0.1"),
+	KINT("redis", redis_port, 1, 65535, 6379),
+	KSTR("redis", redis_socket, ""),
+	KSTR("redis", redis_prefix, "chat:"),
+	KINT("redis", presence_ttl, 3, 3600, 30),
+	KINT("redis", redis_retry_max, 1, 300, 5),
+	KINT("redis", redis_timeout, 1, 60, 2),
 };
 
 struct conf_parse {
@@ -257,6 +264,11 @@ conf_finish(struct conf *c, char *err, size_t errlen)
 		    "max_frame (%d)", c->max_output, c->max_frame);
 		return -1;
 	}
+	if (strpbrk(c->redis_prefix, " \t\r\n") != NULL) {
+		(void)snprintf(err, errlen, "redis_prefix: \"%s\" must not "
+		    "contain white space", c->redis_prefix);
+		return -1;
+	}
 	if (c->workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -265,4 +277,10 @@ conf_finish(struct conf *c, char *err, size_t errlen)
 	if (c->node_id[0] == '\0')
 		(void)snprintf(c->node_id, sizeof(c->node_id), "%s", c->listen);
 	return 0;
+}
+
+int
+conf_redis_enabled(const struct conf *c)
+{
+	return c->redis_host[0] != '\0' || c->redis_socket[0] != '\0';
 }

@@ -41,6 +41,14 @@ struct conf {
 	char db_password[CONF_STR_MAX];
 	int db_connect_timeout;		/* seconds */
 	int db_retry_interval;		/* seconds between reconnects */
+	/* [redis] */
+	char redis_host[CONF_STR_MAX];	/* empty and no socket: one host */
+	int redis_port;
+	char redis_socket[CONF_STR_MAX];
+	char redis_prefix[CONF_STR_MAX];	/* key and channel prefix */
+	int presence_ttl;		/* seconds a node's claim lives */
+	int redis_retry_max;		/* seconds, cap of reconnect backoff */
+	int redis_timeout;		/* seconds, blocking calls */
 };
 
 /* Fill c with every default. */
@@ -51,6 +59,8 @@ void conf_defaults(struct conf *c);
  * when reloading).
  */
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+/* 1 when a Redis server is configured (cluster mode), 0 for one host. */
+int conf_redis_enabled(const struct conf *c);
 /* Resolve derived values (workers=0, empty node_id).  0 or -1 with err. */
 int conf_finish(struct conf *c, char *err, size_t errlen);
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 
+#include "bus.h"
 #include "conn.h"
 #include "deliver.h"
 #include "handler.h"
@@ -266,6 +267,114 @@ deliver_drop_slow(struct worker *w, struct conn *c)
 			    "offline", c->uid, rescued);
 	}
 	conn_close(w, c, "output over max_output");
+}
+
+/* A fan-out waiting for the PUBLISH replies of its remote recipients. */
+struct fanout {
+	struct conn *sender;	/* referenced, may be NULL */
+	struct reqinfo ri;
+	size_t pending;
+	size_t noff;
+	uint32_t *offline;	/* recipients nobody subscribed to */
+	size_t len;
+	char frame[];
+};
+
+struct fanout_pub {
+	struct fanout *f;
+	uint32_t uid;
+};
+
+static void
+fanout_ack(struct worker *w, struct conn *c, const struct reqinfo *ri)
+{
+	cJSON *extra;
+
+	if (c == NULL || c->state != CONN_ONLINE)
+		return;
+	extra = cJSON_CreateObject();
+	cJSON_AddStringToObject(extra, "status", "delivered");
+	reply_ok(w, c, ri, extra);
+}
+
+static void
+fanout_finish(struct worker *w, struct fanout *f)
+{
+	if (f->noff > 0)
+		deliver_store(w, f->sender, &f->ri, f->offline, f->noff,
+		    f->frame, f->len);
+	else
+		fanout_ack(w, f->sender, &f->ri);
+	if (f->sender != NULL)
+		conn_unref(w, f->sender);
+	reqinfo_free(&f->ri);
+	free(f->offline);
+	free(f);
+}
+
+static void
+fanout_published(struct worker *w, void *arg, long receivers)
+{
+	struct fanout_pub *fp = arg;
+	struct fanout *f = fp->f;
+
+	if (receivers > 0)
+		w->stats.deliver_host++;
+	else
+		f->offline[f->noff++] = fp->uid;
+	free(fp);
+	if (--f->pending == 0)
+		fanout_finish(w, f);
+}
+
+void
+deliver_route(struct worker *w, struct conn *sender, const struct reqinfo *ri,
+    const uint32_t *uids, size_t n, const char *frame, size_t len)
+{
+	struct fanout *f;
+	struct fanout_pub *fp;
+	size_t i;
+
+	if ((f = calloc(1, sizeof(*f) + len)) == NULL ||
+	    (f->offline = calloc(n + 1, sizeof(uint32_t))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	memcpy(f->frame, frame, len);
+	f->len = len;
+	f->sender = sender;
+	if (sender != NULL) {
+		conn_ref(sender);
+		f->ri.msgid = ri->msgid;
+		f->ri.seq = ri->seq != NULL ? cJSON_Duplicate(ri->seq, 1) : NULL;
+	}
+	f->pending = 1;		/* held until every publish is sent */
+	for (i = 0; i < n; i++) {
+		if (deliver_user(w, uids[i], frame, len) == DELIVER_DONE)
+			continue;
+		/* Not on this host: maybe on another one. */
+		if ((fp = malloc(sizeof(*fp))) == NULL)
+			fatalx("%s: out of memory", __func__);
+		fp->f = f;
+		fp->uid = uids[i];
+		f->pending++;
+		if (bus_publish(w, uids[i], frame, len, fanout_published,
+		    fp) == -1) {
+			f->pending--;
+			f->offline[f->noff++] = uids[i];
+			free(fp);
+		}
+	}
+	if (--f->pending == 0)
+		fanout_finish(w, f);
+}
+
+void
+deliver_from_bus(struct worker *w, uint32_t uid, const char *frame,
+    size_t len)
+{
+	if (deliver_user(w, uid, frame, len) == DELIVER_DONE)
+		return;
+	/* The session ended after the sender's PUBLISH was counted. */
+	deliver_store(w, NULL, NULL, &uid, 1, frame, len);
 }
 
 void

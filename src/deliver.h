@@ -22,6 +22,20 @@ enum {
 	DELIVER_OFFLINE = 1,	/* not online on this host: store it */
 };
 
+/*
+ * Route frame (one line ending in '\n') to each of uids wherever they are:
+ * their connection on this worker, another worker of this host, another
+ * host (Redis PUBLISH), or the offline store.  When sender is non-NULL it
+ * gets the answer for ri: ACK status "delivered" when every recipient got
+ * it live, "stored" when any was stored, or an error (6 for a single
+ * recipient that does not exist, 13 when it could not be stored).
+ */
+void deliver_route(struct worker *w, struct conn *sender,
+    const struct reqinfo *ri, const uint32_t *uids, size_t n,
+    const char *frame, size_t len);
+/* A frame for uid arrived on this worker's Redis subscription. */
+void deliver_from_bus(struct worker *w, uint32_t uid, const char *frame,
+    size_t len);
 /* Route frame[0..len) (one line ending in '\n') to uid on this host. */
 int deliver_user(struct worker *w, uint32_t uid, const char *frame,
     size_t len);

@@ -14,6 +14,8 @@
 
 #include <sodium.h>
 
+#include "bus.h"
+#include "cluster.h"
 #include "conn.h"
 #include "deliver.h"
 #include "handler.h"
@@ -250,9 +252,15 @@ session_pull_offline(struct worker *w, struct conn *c)
 
 /* --- PRESENCE pushes -------------------------------------------------- */
 
+/*
+ * Tell uid's friends that uid is now `state`: those on this host directly,
+ * the others through Redis when they are online elsewhere (online[i] from
+ * the cluster lookup; NULL: publish to every friend not found here).
+ * A notice for someone offline is not worth storing.
+ */
 static void
 presence_push(struct worker *w, uint32_t uid, const uint32_t *friends,
-    size_t n, const char *state)
+    const unsigned char *online, size_t n, const char *state)
 {
 	cJSON *obj;
 	char *line;
@@ -268,9 +276,10 @@ presence_push(struct worker *w, uint32_t uid, const uint32_t *friends,
 	cJSON_Delete(obj);
 	if (line == NULL)
 		return;
-	/* A notice for someone offline is not worth storing. */
 	for (i = 0; i < n; i++)
-		(void)deliver_user(w, friends[i], line, len);
+		if (deliver_user(w, friends[i], line, len) != DELIVER_DONE &&
+		    (online == NULL || online[i]))
+			(void)bus_publish(w, friends[i], line, len, NULL, NULL);
 	free(line);
 }
 
@@ -298,7 +307,9 @@ struct logout_job {
 	struct job job;
 	uint32_t uid;
 	int rc;
+	int online_known;
 	struct ids friends;
+	unsigned char *online;
 };
 
 static void
@@ -307,6 +318,12 @@ logout_run(struct job *j, struct store *st)
 	struct logout_job *lj = (struct logout_job *)j;
 
 	lj->rc = store_friend_list(st, lj->uid, ids_add_user, &lj->friends);
+	if (lj->rc != STORE_OK)
+		return;
+	if ((lj->online = calloc(lj->friends.n + 1, 1)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	lj->online_known = cluster_online(store_cluster(st), lj->friends.v,
+	    lj->friends.n, lj->online) == 0;
 }
 
 static void
@@ -315,9 +332,10 @@ logout_done(struct job *j, struct worker *w)
 	struct logout_job *lj = (struct logout_job *)j;
 
 	if (lj->rc == STORE_OK)
-		presence_push(w, lj->uid, lj->friends.v, lj->friends.n,
-		    "offline");
+		presence_push(w, lj->uid, lj->friends.v, lj->online_known ?
+		    lj->online : NULL, lj->friends.n, "offline");
 	free(lj->friends.v);
+	free(lj->online);
 	free(lj);
 }
 
@@ -328,6 +346,7 @@ session_end(struct worker *w, struct conn *c)
 
 	if (presence_remove(w->presence, c->uid, c->token) != PRESENCE_OK)
 		log_warnx("user %u: presence entry was already gone", c->uid);
+	bus_release(w, c->uid, c->token);
 	if (umap_get(&w->online, c->uid) == c)
 		(void)umap_del(&w->online, c->uid);
 	log_info("user %u (%s) logged out", c->uid, c->name);
@@ -511,6 +530,9 @@ login_run(struct job *j, struct store *st)
 			goto out;
 		}
 	}
+	json_cluster_states(st, lj->friends);
+	cJSON_ArrayForEach(g, lj->groups)
+		json_cluster_states(st, cJSON_GetObjectItem(g, "users"));
 	if (lj->offline_limit > 0 && store_offline_fetch(st, lj->uid,
 	    lj->offline_limit, offline_collect, &lj->off) != STORE_OK) {
 		lj->err = CERR_UNAVAILABLE;
@@ -521,7 +543,7 @@ out:
 	sodium_memzero(lj->password, sizeof(lj->password));
 }
 
-/* Add "state" to each {id,...} of arr and turn the objects into the
+/* Set each {id,...} of arr's "state" and turn the objects into the
  * classic array of JSON strings. */
 static cJSON *
 login_stringify(struct worker *w, cJSON *arr, int with_state)
@@ -531,9 +553,7 @@ login_stringify(struct worker *w, cJSON *arr, int with_state)
 
 	cJSON_ArrayForEach(item, arr) {
 		if (with_state)
-			cJSON_AddStringToObject(item, "state", session_state(w,
-			    (uint32_t)cJSON_GetObjectItem(item,
-			    "id")->valuedouble));
+			json_set_state(w, item);
 		if ((s = cJSON_PrintUnformatted(item)) == NULL)
 			fatalx("%s: out of memory", __func__);
 		cJSON_AddItemToArray(out, cJSON_CreateString(s));
@@ -560,50 +580,40 @@ login_reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
 }
 
 static void
-login_done(struct job *j, struct worker *w)
+login_free(struct worker *w, struct login_job *lj)
 {
-	struct login_job *lj = (struct login_job *)j;
-	struct conn *c = lj->c;
-	struct presence_entry e, holder;
-	cJSON *obj, *g, *friends, *groups, *off;
-	uint32_t *fids = NULL;
-	size_t nf = 0, i, inack, len;
-	char *line;
-	char msg[128];
-	int rc;
+	cJSON_Delete(lj->friends);
+	cJSON_Delete(lj->groups);
+	offline_batch_free(&lj->off);
+	reqinfo_free(&lj->ri);
+	conn_unref(w, lj->c);
+	free(lj);
+}
 
-	if (c->state == CONN_CLOSED)
-		goto out;
+/* The login did not happen: back to anonymous, answer, free. */
+static void
+login_fail(struct worker *w, struct login_job *lj, int err, const char *msg)
+{
+	struct conn *c = lj->c;
+
 	worker_list_del(w, c);
 	conn_set_state(c, CONN_ANON);
 	worker_list_add(w, c);
-	if (lj->err != 0) {
-		login_reply_error(w, c, &lj->ri, lj->err, lj->err == CERR_AUTH ?
-		    LOGIN_BAD_TEXT : proto_strerror(lj->err));
-		goto out;
-	}
-	memset(&e, 0, sizeof(e));
-	e.uid = lj->uid;
-	e.slot = (uint16_t)w->slot;
-	e.pid = (int32_t)getpid();
-	e.token = c->token;
-	e.since = (int64_t)w->now;
-	(void)snprintf(e.name, sizeof(e.name), "%s", lj->name);
-	rc = presence_insert(w->presence, &e, &holder);
-	if (rc == PRESENCE_EXISTS) {
-		(void)snprintf(msg, sizeof(msg), "user %u is already online",
-		    lj->uid);
-		login_reply_error(w, c, &lj->ri, CERR_ONLINE, msg);
-		goto out;
-	}
-	if (rc != PRESENCE_OK) {
-		log_warnx("login of user %u refused: presence table full "
-		    "(presence_capacity = %d)", lj->uid,
-		    w->conf->presence_capacity);
-		login_reply_error(w, c, &lj->ri, CERR_UNAVAILABLE,
-		    "server full: no room for another online user");
-		goto out;
-	}
+	login_reply_error(w, c, &lj->ri, err, msg);
+	login_free(w, lj);
+}
+
+/* The session exists: LOGIN_ACK, PRESENCE to friends, offline paging. */
+static void
+login_finish(struct worker *w, struct login_job *lj)
+{
+	struct conn *c = lj->c;
+	cJSON *obj, *g, *friends, *groups, *off;
+	uint32_t *fids = NULL;
+	unsigned char *fonline = NULL;
+	size_t nf, i, inack, len;
+	char *line;
+
 	worker_list_del(w, c);
 	c->uid = lj->uid;
 	(void)snprintf(c->name, sizeof(c->name), "%s", lj->name);
@@ -612,16 +622,20 @@ login_done(struct job *j, struct worker *w)
 	worker_list_add(w, c);
 	if (umap_put(&w->online, c->uid, c) == -1)
 		fatalx("%s: out of memory", __func__);
+	bus_subscribe(w, c->uid);
 	w->stats.logins_ok++;
 	log_info("user %u (%s) logged in", c->uid, c->name);
 
-	/* Friend ids, for PRESENCE pushes, before stringifying. */
+	/* Friend ids and their states, for PRESENCE pushes. */
 	nf = (size_t)cJSON_GetArraySize(lj->friends);
-	if (nf > 0 && (fids = calloc(nf, sizeof(*fids))) == NULL)
+	if ((fids = calloc(nf + 1, sizeof(*fids))) == NULL ||
+	    (fonline = calloc(nf + 1, 1)) == NULL)
 		fatalx("%s: out of memory", __func__);
 	i = 0;
-	cJSON_ArrayForEach(g, lj->friends)
-		fids[i++] = (uint32_t)cJSON_GetObjectItem(g, "id")->valuedouble;
+	cJSON_ArrayForEach(g, lj->friends) {
+		fids[i] = (uint32_t)cJSON_GetObjectItem(g, "id")->valuedouble;
+		fonline[i++] = json_state_online(g);
+	}
 
 	obj = cJSON_CreateObject();
 	cJSON_AddNumberToObject(obj, "msgid", MSG_LOGIN_ACK);
@@ -658,7 +672,7 @@ login_done(struct job *j, struct worker *w)
 	}
 	free(line);
 	w->stats.offline_delivered += inack;
-	presence_push(w, c->uid, fids, nf, "online");
+	presence_push(w, c->uid, fids, fonline, nf, "online");
 	if (lj->off.n > 0)
 		(void)offline_queue(w, c, &lj->off, inack, lj->off.truncated ||
 		    lj->off.n == (size_t)lj->offline_limit);
@@ -667,12 +681,84 @@ login_done(struct job *j, struct worker *w)
 	conn_resume(w, c);
 out:
 	free(fids);
-	cJSON_Delete(lj->friends);
-	cJSON_Delete(lj->groups);
-	offline_batch_free(&lj->off);
-	reqinfo_free(&lj->ri);
-	conn_unref(w, c);
-	free(lj);
+	free(fonline);
+	login_free(w, lj);
+}
+
+/* The cluster-wide claim (Redis SET NX) answered. */
+static void
+login_claimed(struct worker *w, void *arg, int result)
+{
+	struct login_job *lj = arg;
+	struct conn *c = lj->c;
+	char msg[128];
+
+	if (result == BUS_CLAIMED && c->state != CONN_CLOSED) {
+		login_finish(w, lj);
+		return;
+	}
+	(void)presence_remove(w->presence, lj->uid, c->token);
+	if (result == BUS_CLAIMED)	/* the client left meanwhile */
+		bus_release(w, lj->uid, c->token);
+	if (c->state == CONN_CLOSED) {
+		login_free(w, lj);
+		return;
+	}
+	if (result == BUS_TAKEN) {
+		(void)snprintf(msg, sizeof(msg), "user %u is already online",
+		    lj->uid);
+		login_fail(w, lj, CERR_ONLINE, msg);
+	} else
+		login_fail(w, lj, CERR_UNAVAILABLE, "cluster presence "
+		    "(Redis) unavailable; try again shortly");
+}
+
+static void
+login_done(struct job *j, struct worker *w)
+{
+	struct login_job *lj = (struct login_job *)j;
+	struct conn *c = lj->c;
+	struct presence_entry e, holder;
+	char msg[128];
+	int rc;
+
+	if (c->state == CONN_CLOSED) {
+		login_free(w, lj);
+		return;
+	}
+	if (lj->err != 0) {
+		login_fail(w, lj, lj->err, lj->err == CERR_AUTH ?
+		    LOGIN_BAD_TEXT : proto_strerror(lj->err));
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.uid = lj->uid;
+	e.slot = (uint16_t)w->slot;
+	e.pid = (int32_t)getpid();
+	e.token = c->token;
+	e.since = (int64_t)w->now;
+	(void)snprintf(e.name, sizeof(e.name), "%s", lj->name);
+	rc = presence_insert(w->presence, &e, &holder);
+	if (rc == PRESENCE_EXISTS) {
+		(void)snprintf(msg, sizeof(msg), "user %u is already online",
+		    lj->uid);
+		login_fail(w, lj, CERR_ONLINE, msg);
+		return;
+	}
+	if (rc != PRESENCE_OK) {
+		log_warnx("login of user %u refused: presence table full "
+		    "(presence_capacity = %d)", lj->uid,
+		    w->conf->presence_capacity);
+		login_fail(w, lj, CERR_UNAVAILABLE,
+		    "server full: no room for another online user");
+		return;
+	}
+	/* One host: the presence table decided.  A cluster: Redis decides
+	 * atomically across hosts; the connection stays LOGGING_IN. */
+	if (w->bus != NULL)
+		bus_claim(w, lj->uid, c->token, login_claimed, lj);
+	else
+		login_finish(w, lj);
 }
 
 void

@@ -55,15 +55,6 @@ chat_frame(struct worker *w, struct conn *c, const struct request *r,
 	return line;
 }
 
-static void
-chat_ack_delivered(struct worker *w, struct conn *c, const struct reqinfo *ri)
-{
-	cJSON *extra = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(extra, "status", "delivered");
-	reply_ok(w, c, ri, extra);
-}
-
 void
 handle_one_chat(struct worker *w, struct conn *c, const struct request *r)
 {
@@ -79,11 +70,8 @@ handle_one_chat(struct worker *w, struct conn *c, const struct request *r)
 		return;
 	}
 	line = chat_frame(w, c, r, "toid", toid, &len);
-	if (deliver_user(w, toid, line, len) == DELIVER_DONE)
-		chat_ack_delivered(w, c, &ri);
-	else
-		/* Offline here: the insert also proves the user exists. */
-		deliver_store(w, c, &ri, &toid, 1, line, len);
+	/* Stored when offline: the insert also proves the user exists. */
+	deliver_route(w, c, &ri, &toid, 1, line, len);
 	free(line);
 	reqinfo_free(&ri);
 }
@@ -93,28 +81,21 @@ static void
 group_fanout(struct worker *w, struct conn *c, const struct reqinfo *ri,
     const struct group_entry *g, const char *line, size_t len)
 {
-	uint32_t *offline = NULL;
-	size_t i, noff = 0;
+	uint32_t *to;
+	size_t i, n = 0;
 
 	if (!group_entry_has(g, c->uid)) {
 		reply_error(w, c, ri, CERR_NOT_MEMBER, "you are not a member "
 		    "of this group");
 		return;
 	}
-	for (i = 0; i < g->n; i++) {
-		if (g->members[i] == c->uid ||
-		    deliver_user(w, g->members[i], line, len) == DELIVER_DONE)
-			continue;
-		if (offline == NULL &&
-		    (offline = calloc(g->n, sizeof(*offline))) == NULL)
-			fatalx("%s: out of memory", __func__);
-		offline[noff++] = g->members[i];
-	}
-	if (noff > 0)
-		deliver_store(w, c, ri, offline, noff, line, len);
-	else
-		chat_ack_delivered(w, c, ri);
-	free(offline);
+	if ((to = calloc(g->n + 1, sizeof(*to))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	for (i = 0; i < g->n; i++)
+		if (g->members[i] != c->uid)
+			to[n++] = g->members[i];
+	deliver_route(w, c, ri, to, n, line, len);
+	free(to);
 }
 
 static int

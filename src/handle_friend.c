@@ -101,6 +101,8 @@ list_run(struct reqjob *rj, struct store *st)
 {
 	rj->result = cJSON_CreateArray();
 	rj->rc = store_friend_list(st, rj->uid, json_add_user, rj->result);
+	if (rj->rc == STORE_OK)
+		json_cluster_states(st, rj->result);
 }
 
 static void
@@ -113,8 +115,7 @@ list_done(struct reqjob *rj, struct worker *w)
 		return;
 	}
 	cJSON_ArrayForEach(f, rj->result)
-		cJSON_AddStringToObject(f, "state", session_state(w,
-		    (uint32_t)cJSON_GetObjectItem(f, "id")->valuedouble));
+		json_set_state(w, f);
 	extra = cJSON_CreateObject();
 	cJSON_AddItemToObject(extra, "friends", rj->result);
 	rj->result = NULL;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
 #include "conn.h"
 #include "deliver.h"
 #include "groupcache.h"
@@ -22,6 +23,7 @@ group_changed(struct worker *w, uint32_t gid)
 {
 	groupcache_invalidate(&w->groups, gid);
 	deliver_group_invalidate(w, gid);
+	bus_group_changed(w, gid);
 }
 
 /* The group id of r, or 0 after answering errno 7. */
@@ -185,6 +187,8 @@ members_run(struct reqjob *rj, struct store *st)
 {
 	rj->result = cJSON_CreateArray();
 	rj->rc = store_group_members(st, rj->id, json_add_member, rj->result);
+	if (rj->rc == STORE_OK)
+		json_cluster_states(st, rj->result);
 }
 
 static void
@@ -203,7 +207,7 @@ members_done(struct reqjob *rj, struct worker *w)
 		    "id")->valuedouble;
 
 		member |= id == rj->uid;
-		cJSON_AddStringToObject(u, "state", session_state(w, id));
+		json_set_state(w, u);
 	}
 	if (!member) {
 		reply_error(w, rj->c, &rj->ri, CERR_NOT_MEMBER,

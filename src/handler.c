@@ -9,11 +9,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "deliver.h"
 #include "handler.h"
 #include "log.h"
 #include "protocol.h"
+#include "store.h"
 #include "worker.h"
 
 typedef void (*handler_fn)(struct worker *, struct conn *,
@@ -324,4 +326,51 @@ json_add_member(void *arg, uint32_t id, const char *name, const char *role)
 	cJSON_AddStringToObject(u, "role", role);
 	cJSON_AddItemToArray(arg, u);
 	return 0;
+}
+
+void
+json_cluster_states(struct store *st, cJSON *arr)
+{
+	unsigned char *online;
+	uint32_t *ids;
+	size_t n, i = 0;
+	cJSON *item;
+
+	n = (size_t)cJSON_GetArraySize(arr);
+	if (n == 0 || store_cluster(st) == NULL)
+		return;
+	if ((ids = calloc(n, sizeof(*ids))) == NULL ||
+	    (online = calloc(n, 1)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	cJSON_ArrayForEach(item, arr)
+		ids[i++] = (uint32_t)cJSON_GetObjectItem(item,
+		    "id")->valuedouble;
+	if (cluster_online(store_cluster(st), ids, n, online) == 0) {
+		i = 0;
+		cJSON_ArrayForEach(item, arr)
+			cJSON_AddStringToObject(item, "state", online[i++] ?
+			    "online" : "offline");
+	}
+	free(ids);
+	free(online);
+}
+
+int
+json_state_online(const cJSON *item)
+{
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(item, "state");
+
+	return cJSON_IsString(st) && strcmp(st->valuestring, "online") == 0;
+}
+
+void
+json_set_state(struct worker *w, cJSON *item)
+{
+	uint32_t id = (uint32_t)cJSON_GetObjectItem(item, "id")->valuedouble;
+
+	if (strcmp(session_state(w, id), "online") == 0) {
+		cJSON_DeleteItemFromObjectCaseSensitive(item, "state");
+		cJSON_AddStringToObject(item, "state", "online");
+	} else if (cJSON_GetObjectItemCaseSensitive(item, "state") == NULL)
+		cJSON_AddStringToObject(item, "state", "offline");
 }

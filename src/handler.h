@@ -120,6 +120,15 @@ int json_add_user(void *arg, uint32_t id, const char *name);
 int json_add_member(void *arg, uint32_t id, const char *name,
     const char *role);
 
+/* Job thread: give each {id,...} of arr a "state" from the cluster's
+ * claims (nothing when Redis cannot be asked). */
+void json_cluster_states(struct store *st, cJSON *arr);
+/* Loop: settle item's "state": online when on this host, else what the
+ * cluster said, else offline. */
+void json_set_state(struct worker *w, cJSON *item);
+/* 1 when item's "state" (as set by json_cluster_states) is online. */
+int json_state_online(const cJSON *item);
+
 /* Session (handle_account.c): end a logged-in session (logout or close),
  * and fetch a logged-in user's offline messages onto c. */
 void session_end(struct worker *w, struct conn *c);

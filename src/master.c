@@ -29,6 +29,7 @@
 #include <mysql.h>
 #include <systemd/sd-daemon.h>
 
+#include "cluster.h"
 #include "inbox.h"
 #include "log.h"
 #include "master.h"
@@ -59,6 +60,8 @@ struct master {
 	int reloading;
 	int ready_fd;		/* write end handed to starting workers */
 	int debug;		/* -d: debug logging whatever the config */
+	struct cluster *cluster;	/* Redis, to release a dead worker's
+					 * claims; NULL on one host */
 	int lock_fd;		/* flock held for the life of this instance */
 	char lock_name[CONF_STR_MAX + 8];
 };
@@ -180,6 +183,42 @@ master_alive(const struct master *m)
 	return n;
 }
 
+struct release_arg {
+	struct master *m;
+	int slot;
+	pid_t pid;
+	size_t n;
+};
+
+static int
+release_one(const struct presence_entry *e, void *arg)
+{
+	struct release_arg *ra = arg;
+	char val[CLUSTER_KEY_MAX];
+
+	if (e->slot != ra->slot || e->pid != ra->pid)
+		return 0;
+	cluster_claim_value(ra->m->conf, e->token, val, sizeof(val));
+	if (cluster_release(ra->m->cluster, e->uid, val) == 0)
+		ra->n++;
+	return 0;
+}
+
+/* Blocking, bounded by redis_timeout: the master has nothing else to do
+ * while a worker is being replaced. */
+static void
+master_release_claims(struct master *m, int slot, pid_t pid)
+{
+	struct release_arg ra = { m, slot, pid, 0 };
+
+	if (m->cluster == NULL)
+		return;
+	(void)presence_foreach(m->presence, release_one, &ra);
+	if (ra.n > 0)
+		log_info("worker %d: released %zu cluster claim(s)", slot,
+		    ra.n);
+}
+
 static void
 master_reap(struct master *m)
 {
@@ -197,8 +236,10 @@ master_reap(struct master *m)
 			continue;
 		s = &m->slots[i];
 		s->pid = 0;
-		/* Its sessions are gone: clear them before anyone else
-		 * routes to the dead worker. */
+		/* Its sessions are gone: release their cluster claims so the
+		 * users can log in again at once, then clear them before
+		 * anyone else routes to the dead worker. */
+		master_release_claims(m, i, pid);
 		n = presence_remove_slot(m->presence, (uint16_t)i, pid);
 		if (m->stopping || s->replacing) {
 			if (n > 0)
@@ -410,6 +451,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		fatalx("mysql_library_init failed");
 	master_lock_instance(&m);
 	master_check_schema(conf);
+	m.cluster = cluster_open(conf);
 	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
 		fatalx("out of memory");
 	for (i = 0; i < m.nslots; i++)
@@ -504,6 +546,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	(void)shm_unlink(m.lock_name);
 	(void)close(m.lock_fd);
 	inbox_destroy(m.inbox);
+	cluster_close(m.cluster);
 	free(m.slots);
 	mysql_library_end();
 	log_info("stopped");

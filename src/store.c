@@ -18,6 +18,7 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "store.h"
 
@@ -81,6 +82,7 @@ struct store {
 	time_t next_attempt;	/* no reconnect before this time */
 	int down_logged;
 	int in_tx;		/* inside START TRANSACTION */
+	struct cluster *cluster;	/* this thread's Redis client */
 	char err[768];
 };
 
@@ -108,6 +110,7 @@ store_open(const struct conf *conf)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
 	s->conf = conf;
+	s->cluster = cluster_open(conf);
 	return s;
 }
 
@@ -132,7 +135,14 @@ store_close(struct store *s)
 	if (s == NULL)
 		return;
 	store_disconnect(s);
+	cluster_close(s->cluster);
 	free(s);
+}
+
+struct cluster *
+store_cluster(struct store *s)
+{
+	return s->cluster;
 }
 
 const char *

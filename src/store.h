@@ -32,6 +32,8 @@ struct store;
 /* Never fails for a reachable config; the connection opens lazily. */
 struct store *store_open(const struct conf *conf);
 void store_close(struct store *s);
+/* The job thread's blocking Redis client (cluster.h), NULL on one host. */
+struct cluster *store_cluster(struct store *s);
 /* Last database error text (for logs). */
 const char *store_error(const struct store *s);
 

@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "bus.h"
 #include "conn.h"
 #include "deliver.h"
 #include "handler.h"
@@ -40,6 +41,8 @@ enum {
 	TAG_TIMER,
 	TAG_JOBS,
 	TAG_INBOX,
+	TAG_BUS,		/* + BUS_SUB / BUS_PUB */
+	TAG_BUS_END = TAG_BUS + 2,
 };
 #define TAG_INBOX_TX 0x100000000ULL	/* | slot: EPOLLOUT on a tx end */
 
@@ -47,6 +50,12 @@ enum {
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_INBOX_PER_EVENT 256
 #define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
+
+uint64_t
+worker_bus_tag(int id)
+{
+	return TAG_BUS + (uint64_t)id;
+}
 
 static struct conn_list *
 worker_list_of(struct worker *w, struct conn *c)
@@ -317,6 +326,8 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	worker_epoll_add(w, w->timer_fd, TAG_TIMER, EPOLLIN);
 	worker_epoll_add(w, jobq_fd(w->jobs), TAG_JOBS, EPOLLIN);
 	worker_epoll_add(w, inbox_rx_fd(inbox, slot), TAG_INBOX, EPOLLIN);
+	if ((w->bus = bus_create(w)) != NULL)
+		bus_tick(w);	/* connect now, not a second from now */
 }
 
 static void
@@ -336,12 +347,17 @@ worker_event(struct worker *w, struct epoll_event *ev)
 	case TAG_TIMER:
 		(void)!read(w->timer_fd, &n, sizeof(n));
 		worker_timeouts(w);
+		bus_tick(w);
 		return;
 	case TAG_JOBS:
 		(void)jobq_complete(w->jobs, w);
 		return;
 	case TAG_INBOX:
 		worker_inbox(w);
+		return;
+	case TAG_BUS + BUS_SUB:
+	case TAG_BUS + BUS_PUB:
+		bus_event(w, (int)(tag - TAG_BUS), ev->events);
 		return;
 	default:
 		break;
@@ -407,6 +423,8 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 		    "(shutdown_timeout = %d s)", jobq_pending(w.jobs),
 		    conf->shutdown_timeout);
 	jobq_destroy(w.jobs, &w);
+	bus_destroy(w.bus);
+	w.bus = NULL;
 	worker_flush(&w);
 	conn_reap(&w);
 	groupcache_free(&w.groups);

@@ -21,13 +21,14 @@ struct conn;
 struct jobq;
 struct presence;
 struct inbox;
+struct bus;
 
 /* Counters of one worker (chatctl stats will read them from shm). */
 struct worker_stats {
 	uint64_t accepted, closed;
 	uint64_t logins_ok, logins_failed, registrations;
 	uint64_t msgs_in, msgs_out;
-	uint64_t deliver_local, deliver_worker, offline_stored;
+	uint64_t deliver_local, deliver_worker, deliver_host, offline_stored;
 	uint64_t offline_delivered;
 	uint64_t errors[CERR_MAX + 1];
 };
@@ -45,6 +46,7 @@ struct worker {
 	int sig_fd;
 	int timer_fd;
 	struct inbox *inbox;
+	struct bus *bus;		/* NULL on one host (no Redis) */
 	struct jobq *jobs;
 	struct presence *presence;
 	struct umap online;		/* uid -> conn logged in here */
@@ -69,6 +71,8 @@ void worker_main(const struct conf *conf, int slot, int nslots,
     int listen_fd, struct presence *presence, struct inbox *inbox,
     int ready_fd) __attribute__((noreturn));
 
+/* The epoll tag of Redis link id (bus.h). */
+uint64_t worker_bus_tag(int id);
 /* Mark c as needing a flush at the end of this loop iteration. */
 void worker_mark_dirty(struct worker *w, struct conn *c);
 /* Submit a job on behalf of c (c may be NULL); -1 when the queue is full

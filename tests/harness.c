@@ -1546,6 +1546,15 @@ chatd_write_conf(struct harness *h, int i, const char *extra)
 	    "db_password = %s\n",
 	    c->port, c->shm_name, dbport, h->db_name, h->db_user,
 	    h->db_password);
+	/* Redis when the harness runs one (cluster mode), else none; every
+	 * instance is its own node, all share the key prefix. */
+	if (h->redis_port > 0)
+		fprintf(fp, "[redis]\nredis_host = 127.0.0.1\n"
+		    "redis_port = %d\nredis_prefix = chatd-test-%ld:\n"
+		    "[server]\nnode_id = node%d\n", h->redis_port,
+		    (long)hs.creator, i);
+	else
+		fprintf(fp, "[redis]\nredis_host =\n");
 	if (extra != NULL && *extra != '\0') {
 		fputs(extra, fp);
 		if (extra[strlen(extra) - 1] != '\n')

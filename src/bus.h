@@ -1,0 +1,54 @@
+/*
+ * bus.h - a worker's asynchronous Redis connections, on its own epoll loop:
+ * a subscriber (the channels of the users logged in on this worker, and
+ * the group-change channel) and a publisher (claims, publishes).
+ *
+ * Everything here is optional: with no Redis configured w->bus is NULL and
+ * chatd serves one host.  While Redis is down the bus reconnects with
+ * backoff; meanwhile publishes fail at once (callers store offline) and
+ * claims fail (logins answer errno 13: without Redis a second login on
+ * another host could not be refused).
+ */
+#ifndef CHATD_BUS_H
+#define CHATD_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct worker;
+struct bus;
+
+enum bus_link_id { BUS_SUB = 0, BUS_PUB = 1 };
+
+/* Result of a claim. */
+enum { BUS_CLAIMED = 0, BUS_TAKEN = 1, BUS_DOWN = 2 };
+
+typedef void (*bus_claim_fn)(struct worker *w, void *arg, int result);
+/* receivers: how many subscribers got it, -1 when Redis failed. */
+typedef void (*bus_publish_fn)(struct worker *w, void *arg, long receivers);
+
+/* NULL when Redis is not configured.  Connects from bus_tick. */
+struct bus *bus_create(struct worker *w);
+void bus_destroy(struct bus *b);
+/* 1 when the publisher is connected. */
+int bus_up(const struct bus *b);
+/* Every second: reconnect what is down, renew this worker's claims. */
+void bus_tick(struct worker *w);
+/* An epoll event on link `id`. */
+void bus_event(struct worker *w, int id, uint32_t events);
+
+/* Claim uid for this session (SET NX EX); fn is always called later. */
+void bus_claim(struct worker *w, uint32_t uid, uint64_t token,
+    bus_claim_fn fn, void *arg);
+/* Subscribe uid's channel (after a successful claim). */
+void bus_subscribe(struct worker *w, uint32_t uid);
+/* End of session: unsubscribe and delete the claim if still ours. */
+void bus_release(struct worker *w, uint32_t uid, uint64_t token);
+/* PUBLISH frame on uid's channel.  -1 when Redis is down (fn is not
+ * called), else 0 and fn (when not NULL) is called with the result. */
+int bus_publish(struct worker *w, uint32_t uid, const char *frame,
+    size_t len, bus_publish_fn fn, void *arg);
+/* Tell every node that group gid's membership changed. */
+void bus_group_changed(struct worker *w, uint32_t gid);
+
+#endif

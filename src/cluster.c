@@ -1,0 +1,194 @@
+/*
+ * cluster.c - names, and the blocking Redis client of cluster.h.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cluster.h"
+#include "log.h"
+
+struct cluster {
+	const struct conf *conf;
+	redisContext *rc;
+	time_t next_attempt;
+	int down_logged;
+};
+
+void
+cluster_key_online(const struct conf *c, uint32_t uid, char *buf, size_t len)
+{
+	(void)snprintf(buf, len, "%sonline:%u", c->redis_prefix, uid);
+}
+
+void
+cluster_channel_user(const struct conf *c, uint32_t uid, char *buf,
+    size_t len)
+{
+	(void)snprintf(buf, len, "%suser:%u", c->redis_prefix, uid);
+}
+
+void
+cluster_channel_groups(const struct conf *c, char *buf, size_t len)
+{
+	(void)snprintf(buf, len, "%sgroups", c->redis_prefix);
+}
+
+void
+cluster_claim_value(const struct conf *c, uint64_t token, char *buf,
+    size_t len)
+{
+	(void)snprintf(buf, len, "%s|%016llx", c->node_id,
+	    (unsigned long long)token);
+}
+
+uint32_t
+cluster_channel_uid(const struct conf *c, const char *channel, size_t len)
+{
+	size_t plen = strlen(c->redis_prefix);
+	char num[16];
+	unsigned long v;
+	char *end;
+
+	if (len <= plen + 5 || len - plen - 5 >= sizeof(num) ||
+	    memcmp(channel, c->redis_prefix, plen) != 0 ||
+	    memcmp(channel + plen, "user:", 5) != 0)
+		return 0;
+	memcpy(num, channel + plen + 5, len - plen - 5);
+	num[len - plen - 5] = '\0';
+	v = strtoul(num, &end, 10);
+	return *end == '\0' && v > 0 && v < UINT32_MAX ? (uint32_t)v : 0;
+}
+
+struct cluster *
+cluster_open(const struct conf *conf)
+{
+	struct cluster *cl;
+
+	if (!conf_redis_enabled(conf))
+		return NULL;
+	if ((cl = calloc(1, sizeof(*cl))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	cl->conf = conf;
+	return cl;
+}
+
+void
+cluster_close(struct cluster *cl)
+{
+	if (cl == NULL)
+		return;
+	if (cl->rc != NULL)
+		redisFree(cl->rc);
+	free(cl);
+}
+
+static int
+cluster_connect(struct cluster *cl)
+{
+	const struct conf *c = cl->conf;
+	struct timeval tv = { c->redis_timeout, 0 };
+	time_t now = time(NULL);
+
+	if (cl->rc != NULL)
+		return 0;
+	if (now < cl->next_attempt)
+		return -1;
+	cl->rc = c->redis_socket[0] != '\0' ?
+	    redisConnectUnixWithTimeout(c->redis_socket, tv) :
+	    redisConnectWithTimeout(c->redis_host, c->redis_port, tv);
+	if (cl->rc == NULL || cl->rc->err) {
+		if (!cl->down_logged)
+			log_warnx("redis %s:%d unavailable: %s",
+			    c->redis_socket[0] ? c->redis_socket :
+			    c->redis_host, c->redis_port,
+			    cl->rc ? cl->rc->errstr : "out of memory");
+		cl->down_logged = 1;
+		if (cl->rc != NULL)
+			redisFree(cl->rc);
+		cl->rc = NULL;
+		cl->next_attempt = now + 1;
+		return -1;
+	}
+	(void)redisSetTimeout(cl->rc, tv);
+	cl->down_logged = 0;
+	return 0;
+}
+
+/* Drop the connection after an I/O error so the next call reconnects. */
+static void
+cluster_fail(struct cluster *cl)
+{
+	if (cl->rc != NULL && cl->rc->err) {
+		log_warnx("redis: %s", cl->rc->errstr);
+		redisFree(cl->rc);
+		cl->rc = NULL;
+	}
+}
+
+int
+cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
+    unsigned char *online)
+{
+	const char **argv;
+	size_t *argvlen, i;
+	char (*keys)[CLUSTER_KEY_MAX];
+	redisReply *r;
+	int rc = -1;
+
+	memset(online, 0, n);
+	if (n == 0)
+		return 0;
+	if (cl == NULL || cluster_connect(cl) == -1)
+		return -1;
+	argv = calloc(n + 1, sizeof(*argv));
+	argvlen = calloc(n + 1, sizeof(*argvlen));
+	keys = calloc(n, sizeof(*keys));
+	if (argv == NULL || argvlen == NULL || keys == NULL)
+		fatalx("%s: out of memory", __func__);
+	argv[0] = "MGET";
+	argvlen[0] = 4;
+	for (i = 0; i < n; i++) {
+		cluster_key_online(cl->conf, ids[i], keys[i], sizeof(keys[i]));
+		argv[i + 1] = keys[i];
+		argvlen[i + 1] = strlen(keys[i]);
+	}
+	r = redisCommandArgv(cl->rc, (int)n + 1, argv, argvlen);
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == n) {
+		for (i = 0; i < n; i++)
+			online[i] = r->element[i]->type == REDIS_REPLY_STRING;
+		rc = 0;
+	}
+	if (r != NULL)
+		freeReplyObject(r);
+	else
+		cluster_fail(cl);
+	free(argv);
+	free(argvlen);
+	free(keys);
+	return rc;
+}
+
+int
+cluster_release(struct cluster *cl, uint32_t uid, const char *value)
+{
+	char key[CLUSTER_KEY_MAX];
+	redisReply *r;
+
+	if (cl == NULL || cluster_connect(cl) == -1)
+		return -1;
+	cluster_key_online(cl->conf, uid, key, sizeof(key));
+	r = redisCommand(cl->rc, "EVAL %s 1 %s %s", CLUSTER_LUA_RELEASE, key,
+	    value);
+	if (r == NULL) {
+		cluster_fail(cl);
+		return -1;
+	}
+	freeReplyObject(r);
+	return 0;
+}

@@ -1,0 +1,60 @@
+/*
+ * cluster.h - what a chatd node shares with the other nodes through Redis:
+ * the names of keys and channels, the claim scripts, and a blocking
+ * client for the callers that may block (job threads, the master).
+ *
+ * Keys and channels, under redis_prefix P:
+ *   P online:UID   string "NODE_ID|TOKEN", with expiry presence_ttl: the
+ *                  node holding UID's session (the claim).  Set with NX at
+ *                  login, refreshed by its owner, deleted at logout.
+ *   P user:UID     channel: frames for UID, subscribed by its worker.
+ *   P groups       channel: a group id whose membership changed.
+ */
+#ifndef CHATD_CLUSTER_H
+#define CHATD_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+
+#define CLUSTER_KEY_MAX 320
+
+/* Delete KEYS[1] only when it still holds ARGV[1]. */
+#define CLUSTER_LUA_RELEASE \
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then " \
+	"return redis.call('DEL', KEYS[1]) end return 0"
+/* Renew KEYS[1] = ARGV[1] for ARGV[2] s unless another node holds it;
+ * 1 renewed or re-created, 0 taken by someone else. */
+#define CLUSTER_LUA_REFRESH \
+	"local v = redis.call('GET', KEYS[1]) " \
+	"if v == false or v == ARGV[1] then " \
+	"redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end " \
+	"return 0"
+
+void cluster_key_online(const struct conf *c, uint32_t uid, char *buf,
+    size_t len);
+void cluster_channel_user(const struct conf *c, uint32_t uid, char *buf,
+    size_t len);
+void cluster_channel_groups(const struct conf *c, char *buf, size_t len);
+/* The claim value of a session: node id and connection token. */
+void cluster_claim_value(const struct conf *c, uint64_t token, char *buf,
+    size_t len);
+/* uid from a channel name "P user:UID", 0 when it is not one. */
+uint32_t cluster_channel_uid(const struct conf *c, const char *channel,
+    size_t len);
+
+struct cluster;
+
+/* A blocking client with redis_timeout; connects lazily.  NULL when Redis
+ * is not configured. */
+struct cluster *cluster_open(const struct conf *conf);
+void cluster_close(struct cluster *cl);
+/* online[i] = 1 when ids[i] has a claim anywhere.  0, or -1 when Redis
+ * cannot be asked (callers then know only their own host). */
+int cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
+    unsigned char *online);
+/* Delete uid's claim if it is still `value`.  0 or -1. */
+int cluster_release(struct cluster *cl, uint32_t uid, const char *value);
+
+#endif
