@@ -192,3 +192,54 @@ cluster_release(struct cluster *cl, uint32_t uid, const char *value)
 	freeReplyObject(r);
 	return 0;
 }
+
+long
+cluster_release_node(struct cluster *cl)
+{
+	char pattern[CLUSTER_KEY_MAX], mine[CLUSTER_KEY_MAX];
+	char cursor[32] = "0";
+	redisReply *r, *v;
+	size_t i, mlen;
+	long n = 0;
+
+	if (cl == NULL || cluster_connect(cl) == -1)
+		return -1;
+	(void)snprintf(pattern, sizeof(pattern), "%sonline:*",
+	    cl->conf->redis_prefix);
+	(void)snprintf(mine, sizeof(mine), "%s|", cl->conf->node_id);
+	mlen = strlen(mine);
+	do {
+		r = redisCommand(cl->rc, "SCAN %s MATCH %s COUNT 1000", cursor,
+		    pattern);
+		if (r == NULL || r->type != REDIS_REPLY_ARRAY ||
+		    r->elements != 2) {
+			if (r != NULL)
+				freeReplyObject(r);
+			cluster_fail(cl);
+			return -1;
+		}
+		(void)snprintf(cursor, sizeof(cursor), "%s",
+		    r->element[0]->str);
+		for (i = 0; i < r->element[1]->elements; i++) {
+			const char *key = r->element[1]->element[i]->str;
+
+			v = redisCommand(cl->rc, "GET %s", key);
+			if (v != NULL && v->type == REDIS_REPLY_STRING &&
+			    v->len > mlen && memcmp(v->str, mine, mlen) == 0) {
+				redisReply *d = redisCommand(cl->rc,
+				    "EVAL %s 1 %s %b", CLUSTER_LUA_RELEASE, key,
+				    v->str, v->len);
+
+				if (d != NULL) {
+					n += d->type == REDIS_REPLY_INTEGER &&
+					    d->integer > 0;
+					freeReplyObject(d);
+				}
+			}
+			if (v != NULL)
+				freeReplyObject(v);
+		}
+		freeReplyObject(r);
+	} while (strcmp(cursor, "0") != 0);
+	return n;
+}

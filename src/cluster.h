@@ -54,6 +54,10 @@ void cluster_close(struct cluster *cl);
  * cannot be asked (callers then know only their own host). */
 int cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
     unsigned char *online);
+/* Delete every claim this node (node_id) left behind in an earlier life,
+ * so its users need not wait presence_ttl after a restart.  Returns the
+ * number deleted, or -1 when Redis cannot be asked. */
+long cluster_release_node(struct cluster *cl);
 /* Delete uid's claim if it is still `value`.  0 or -1. */
 int cluster_release(struct cluster *cl, uint32_t uid, const char *value);
 

@@ -451,7 +451,16 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		fatalx("mysql_library_init failed");
 	master_lock_instance(&m);
 	master_check_schema(conf);
-	m.cluster = cluster_open(conf);
+	if ((m.cluster = cluster_open(conf)) != NULL) {
+		long n = cluster_release_node(m.cluster);
+
+		if (n > 0)
+			log_info("released %ld cluster claim(s) of node %s left "
+			    "by an earlier run", n, conf->node_id);
+		else if (n < 0)
+			log_warnx("redis unreachable at start; logins answer "
+			    "errno 13 until it is");
+	}
 	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
 		fatalx("out of memory");
 	for (i = 0; i < m.nslots; i++)
