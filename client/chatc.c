@@ -431,27 +431,39 @@ chatc_write(struct chatc *c, const void *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
-static int
-chatc_write_obj(struct chatc *c, const cJSON *obj, int64_t deadline)
+char *
+chatc_line(const cJSON *obj, size_t *len)
 {
 	char *text, *line;
 	size_t n;
-	int rc;
 
-	if ((text = cJSON_PrintUnformatted(obj)) == NULL) {
-		chatc_seterr(c, "cannot serialise message");
-		return -1;
-	}
+	if ((text = cJSON_PrintUnformatted(obj)) == NULL)
+		return NULL;
 	n = strlen(text);
-	if ((line = malloc(n + 1)) == NULL) {
+	if ((line = malloc(n + 2)) == NULL) {
 		cJSON_free(text);
-		chatc_seterr(c, "out of memory");
-		return -1;
+		return NULL;
 	}
 	memcpy(line, text, n);
 	line[n] = '\n';
+	line[n + 1] = '\0';
 	cJSON_free(text);
-	rc = chatc_write(c, line, n + 1, deadline);
+	*len = n + 1;
+	return line;
+}
+
+static int
+chatc_write_obj(struct chatc *c, const cJSON *obj, int64_t deadline)
+{
+	char *line;
+	size_t n;
+	int rc;
+
+	if ((line = chatc_line(obj, &n)) == NULL) {
+		chatc_seterr(c, "cannot serialise message: out of memory");
+		return -1;
+	}
+	rc = chatc_write(c, line, n, deadline);
 	free(line);
 	return rc;
 }
@@ -534,8 +546,8 @@ chatc_fill(struct chatc *c, int64_t deadline)
  * objects on one line, say) make the line invalid, as the server promises
  * exactly one object per line.
  */
-static cJSON *
-chatc_parse(struct chatc *c, const char *line, size_t len)
+cJSON *
+chatc_parse_line(const char *line, size_t len)
 {
 	const char *end = NULL, *p;
 	cJSON *obj;
@@ -549,8 +561,17 @@ chatc_parse(struct chatc *c, const char *line, size_t len)
 	return obj;
 bad:
 	cJSON_Delete(obj);
-	chatc_seterr(c, "invalid JSON from server");
 	return NULL;
+}
+
+static cJSON *
+chatc_parse(struct chatc *c, const char *line, size_t len)
+{
+	cJSON *obj;
+
+	if ((obj = chatc_parse_line(line, len)) == NULL)
+		chatc_seterr(c, "invalid JSON from server");
+	return obj;
 }
 
 /* The next message from the socket (not the queue) before the deadline. */
@@ -795,28 +816,94 @@ chatc_call(struct chatc *c, cJSON *req, int ok, int timeout_ms)
 	return reply;
 }
 
+/*
+ * Builders: each returns the request its typed helper sends, or NULL (the
+ * partly built object freed) when an argument is NULL or memory runs out.
+ */
+static cJSON *
+chatc_built(cJSON *req, int ok)
+{
+	if (ok)
+		return req;
+	cJSON_Delete(req);
+	return NULL;
+}
+
+cJSON *
+chatc_build(int msgid)
+{
+	return chatc_req(msgid);
+}
+
+cJSON *
+chatc_build_register(const char *name, const char *password)
+{
+	cJSON *req = chatc_req(MSG_REG);
+
+	return chatc_built(req, chatc_add_str(req, "name", name) &&
+	    chatc_add_str(req, "password", password));
+}
+
+cJSON *
+chatc_build_login(long long id, const char *password)
+{
+	cJSON *req = chatc_req(MSG_LOGIN);
+
+	return chatc_built(req, chatc_add_num(req, "id", id) &&
+	    chatc_add_str(req, "password", password));
+}
+
+cJSON *
+chatc_build_one_chat(long long toid, const char *msg)
+{
+	cJSON *req = chatc_req(MSG_ONE_CHAT);
+
+	return chatc_built(req, chatc_add_num(req, "toid", toid) &&
+	    chatc_add_str(req, "msg", msg) && chatc_add_time(req));
+}
+
+cJSON *
+chatc_build_group_chat(long long groupid, const char *msg)
+{
+	cJSON *req = chatc_req(MSG_GROUP_CHAT);
+
+	return chatc_built(req, chatc_add_num(req, "groupid", groupid) &&
+	    chatc_add_str(req, "msg", msg) && chatc_add_time(req));
+}
+
+cJSON *
+chatc_build_create_group(const char *groupname, const char *groupdesc)
+{
+	cJSON *req = chatc_req(MSG_CREATE_GROUP);
+
+	return chatc_built(req, chatc_add_str(req, "groupname", groupname) &&
+	    chatc_add_str(req, "groupdesc", groupdesc));
+}
+
+cJSON *
+chatc_build_add_group(long long groupid)
+{
+	cJSON *req = chatc_req(MSG_ADD_GROUP);
+
+	return chatc_built(req, chatc_add_num(req, "groupid", groupid));
+}
+
 cJSON *
 chatc_register(struct chatc *c, const char *name, const char *password,
     int timeout_ms)
 {
-	cJSON *req = chatc_req(MSG_REG);
-	int ok;
+	cJSON *req = chatc_build_register(name, password);
 
-	ok = chatc_add_str(req, "name", name) &&
-	    chatc_add_str(req, "password", password);
-	return chatc_call(c, req, ok, timeout_ms);
+	return chatc_call(c, req, req != NULL, timeout_ms);
 }
 
 cJSON *
 chatc_login(struct chatc *c, long long id, const char *password,
     int timeout_ms)
 {
-	cJSON *req = chatc_req(MSG_LOGIN);
-	int ok;
+	cJSON *req = chatc_build_login(id, password);
 
-	ok = chatc_add_num(req, "id", id) &&
-	    chatc_add_str(req, "password", password);
-	return chatc_call(c, req, ok, timeout_ms);
+	return chatc_call(c, req, req != NULL, timeout_ms);
 }
 
 cJSON *
@@ -839,12 +926,9 @@ cJSON *
 chatc_one_chat(struct chatc *c, long long toid, const char *msg,
     int timeout_ms)
 {
-	cJSON *req = chatc_req(MSG_ONE_CHAT);
-	int ok;
+	cJSON *req = chatc_build_one_chat(toid, msg);
 
-	ok = chatc_add_num(req, "toid", toid) &&
-	    chatc_add_str(req, "msg", msg) && chatc_add_time(req);
-	return chatc_call(c, req, ok, timeout_ms);
+	return chatc_call(c, req, req != NULL, timeout_ms);
 }
 
 cJSON *
@@ -879,22 +963,17 @@ cJSON *
 chatc_create_group(struct chatc *c, const char *groupname,
     const char *groupdesc, int timeout_ms)
 {
-	cJSON *req = chatc_req(MSG_CREATE_GROUP);
-	int ok;
+	cJSON *req = chatc_build_create_group(groupname, groupdesc);
 
-	ok = chatc_add_str(req, "groupname", groupname) &&
-	    chatc_add_str(req, "groupdesc", groupdesc);
-	return chatc_call(c, req, ok, timeout_ms);
+	return chatc_call(c, req, req != NULL, timeout_ms);
 }
 
 cJSON *
 chatc_add_group(struct chatc *c, long long groupid, int timeout_ms)
 {
-	cJSON *req = chatc_req(MSG_ADD_GROUP);
-	int ok;
+	cJSON *req = chatc_build_add_group(groupid);
 
-	ok = chatc_add_num(req, "groupid", groupid);
-	return chatc_call(c, req, ok, timeout_ms);
+	return chatc_call(c, req, req != NULL, timeout_ms);
 }
 
 cJSON *
@@ -929,10 +1008,7 @@ cJSON *
 chatc_group_chat(struct chatc *c, long long groupid, const char *msg,
     int timeout_ms)
 {
-	cJSON *req = chatc_req(MSG_GROUP_CHAT);
-	int ok;
+	cJSON *req = chatc_build_group_chat(groupid, msg);
 
-	ok = chatc_add_num(req, "groupid", groupid) &&
-	    chatc_add_str(req, "msg", msg) && chatc_add_time(req);
-	return chatc_call(c, req, ok, timeout_ms);
+	return chatc_call(c, req, req != NULL, timeout_ms);
 }

@@ -101,6 +101,27 @@ cJSON *chatc_group_members(struct chatc *c, long long groupid,
 cJSON *chatc_group_chat(struct chatc *c, long long groupid, const char *msg,
     int timeout_ms);
 
+/*
+ * For callers that run their own I/O loop (chat-bench): the request
+ * objects the typed helpers above send, without "seq" (add one with cJSON
+ * when a reply is wanted), and the helpers' own serialiser and parser.
+ * Builders return NULL when an argument is NULL or memory runs out.
+ */
+cJSON *chatc_build(int msgid);		/* just {"msgid":N} */
+cJSON *chatc_build_register(const char *name, const char *password);
+cJSON *chatc_build_login(long long id, const char *password);
+cJSON *chatc_build_one_chat(long long toid, const char *msg);
+cJSON *chatc_build_group_chat(long long groupid, const char *msg);
+cJSON *chatc_build_create_group(const char *groupname,
+    const char *groupdesc);
+cJSON *chatc_build_add_group(long long groupid);
+/* obj as one request line: compact JSON, '\n', then a NUL not counted in
+ * *len.  malloc'd (caller frees), NULL when out of memory. */
+char *chatc_line(const cJSON *obj, size_t *len);
+/* One line from the server as chatc_recv() accepts it: a JSON object with
+ * nothing but blanks after it.  NULL otherwise. */
+cJSON *chatc_parse_line(const char *line, size_t len);
+
 /* Wait up to timeout_ms for the next message with the given msgid (others
  * are queued in order for chatc_recv).  NULL on timeout/EOF. */
 cJSON *chatc_wait_msgid(struct chatc *c, int msgid, int timeout_ms);
