@@ -81,6 +81,7 @@ cat >"$conf" <<CONF
 [server]
 listen = 127.0.0.1:$port
 presence_shm = /chatd-run-$(id -u)
+control_socket = $state/chatd.sock
 [redis]
 redis_socket = $state/redis.sock
 [database]

@@ -60,6 +60,8 @@ static const struct conf_key conf_keys[] = {
 	KSTR("server", log_level, "info"),
 	KSTR("server", presence_shm, "/chatd-presence"),
 	KINT("server", presence_capacity, 16, 16777216, 65536),
+	KSTR("server", control_socket, "/run/chatd/chatd.sock"),
+	KSTR("server", control_mode, "0660"),
 	KSTR("database", db_host, "127.0.0.1"),
 	KINT("database", db_port, 1, 65535, 3306),
 	KSTR("database", db_socket, ""),
@@ -263,6 +265,18 @@ conf_finish(struct conf *c, char *err, size_t errlen)
 		(void)snprintf(err, errlen, "max_output (%d) must be at least "
 		    "max_frame (%d)", c->max_output, c->max_frame);
 		return -1;
+	}
+	{
+		char *end;
+		unsigned long m = strtoul(c->control_mode, &end, 8);
+
+		if (c->control_mode[0] == '\0' || *end != '\0' || m > 0777 ||
+		    (m & 0007) != 0) {
+			(void)snprintf(err, errlen, "control_mode: \"%s\" must "
+			    "be an octal mode without rights for others, "
+			    "e.g. 0660", c->control_mode);
+			return -1;
+		}
 	}
 	if (strpbrk(c->redis_prefix, " \t\r\n") != NULL) {
 		(void)snprintf(err, errlen, "redis_prefix: \"%s\" must not "

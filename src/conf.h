@@ -32,6 +32,8 @@ struct conf {
 	char log_level[16];
 	char presence_shm[CONF_STR_MAX];
 	int presence_capacity;
+	char control_socket[CONF_STR_MAX];	/* empty: none */
+	char control_mode[8];			/* octal */
 	/* [database] */
 	char db_host[CONF_STR_MAX];
 	int db_port;

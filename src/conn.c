@@ -72,6 +72,7 @@ conn_new(struct worker *w, int fd)
 	}
 	worker_list_add(w, c);
 	w->nconns++;
+	w->stats->conns_open = w->nconns;
 	return c;
 }
 
@@ -113,7 +114,7 @@ conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
 		c->out_off = c->out_len = 0;
 	if (buf_append(&c->out, &c->out_len, &c->out_cap, data, len) == -1)
 		return -1;
-	w->stats.msgs_out++;
+	w->stats->msgs_out++;
 	worker_mark_dirty(w, c);
 	return 0;
 }
@@ -142,6 +143,7 @@ conn_flush(struct worker *w, struct conn *c)
 		n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
 		if (n > 0) {
 			c->out_off += (uint32_t)n;
+			w->stats->bytes_out += (uint64_t)n;
 			continue;
 		}
 		if (n == -1 && errno == EINTR)
@@ -211,7 +213,7 @@ conn_frames(struct worker *w, struct conn *c, const char *buf, size_t len)
 			    CERR_TOO_LARGE : CERR_FRAMING);
 			return len;
 		}
-		w->stats.msgs_in++;
+		w->stats->msgs_in++;
 		handler_frame(w, c, buf + start, flen);
 	}
 	return frame_consumable(&c->fr);
@@ -314,6 +316,7 @@ conn_readable(struct worker *w, struct conn *c)
 			return;
 		}
 		worker_touch(w, c);
+		w->stats->bytes_in += (uint64_t)n;
 		used = conn_frames(w, c, buf, len);
 		if (c->state == CONN_CLOSED || c->close_after_flush)
 			return;
@@ -339,7 +342,8 @@ conn_close(struct worker *w, struct conn *c, const char *reason)
 	(void)close(c->fd);
 	c->fd = -1;
 	w->nconns--;
-	w->stats.closed++;
+	w->stats->conns_open = w->nconns;
+	w->stats->closed++;
 	free(c->in);
 	free(c->out);
 	c->in = c->out = NULL;

@@ -65,7 +65,7 @@ deliver_user(struct worker *w, uint32_t uid, const char *frame, size_t len)
 			deliver_drop_slow(w, c);
 			return DELIVER_OFFLINE;
 		}
-		w->stats.deliver_local++;
+		w->stats->deliver_local++;
 		return DELIVER_DONE;
 	}
 	memset(&m, 0, sizeof(m));
@@ -76,7 +76,7 @@ deliver_user(struct worker *w, uint32_t uid, const char *frame, size_t len)
 	m.len = len;
 	if (deliver_inbox_send(w, e.slot, &m) == -1)
 		return DELIVER_OFFLINE;
-	w->stats.deliver_worker++;
+	w->stats->deliver_worker++;
 	return DELIVER_DONE;
 }
 
@@ -154,7 +154,7 @@ store_job_done(struct job *j, struct worker *w)
 		else
 			failed++;
 	}
-	w->stats.offline_stored += stored;
+	w->stats->offline_stored += stored;
 	if (failed > 0)
 		log_warnx("could not store %zu offline message(s): database "
 		    "unavailable", failed);
@@ -243,6 +243,7 @@ deliver_drop_slow(struct worker *w, struct conn *c)
 	log_warnx("conn %d (user %u): output over max_output (%d bytes), "
 	    "disconnecting the slow consumer", c->fd, c->uid,
 	    w->conf->max_output);
+	w->stats->slow_consumers++;
 	if (c->state == CONN_ONLINE && c->out != NULL) {
 		p = c->out + c->out_off;
 		end = c->out + c->out_len;
@@ -319,7 +320,7 @@ fanout_published(struct worker *w, void *arg, long receivers)
 	struct fanout *f = fp->f;
 
 	if (receivers > 0)
-		w->stats.deliver_host++;
+		w->stats->deliver_host++;
 	else
 		f->offline[f->noff++] = fp->uid;
 	free(fp);

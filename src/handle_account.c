@@ -155,7 +155,7 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 		}
 		sent++;
 	}
-	w->stats.offline_delivered += sent;
+	w->stats->offline_delivered += sent;
 	if (b->n == 0)
 		return 0;
 	if ((dj = malloc(sizeof(*dj) + b->n * sizeof(uint64_t))) == NULL)
@@ -349,6 +349,7 @@ session_end(struct worker *w, struct conn *c)
 	bus_release(w, c->uid, c->token);
 	if (umap_get(&w->online, c->uid) == c)
 		(void)umap_del(&w->online, c->uid);
+	w->stats->online = w->online.live;
 	log_info("user %u (%s) logged out", c->uid, c->name);
 	if ((lj = calloc(1, sizeof(*lj))) == NULL)
 		return;
@@ -405,12 +406,12 @@ reg_done(struct job *j, struct worker *w)
 		cJSON_AddNumberToObject(obj, "msgid", MSG_REG_ACK);
 		cJSON_AddNumberToObject(obj, "errno", rj->err);
 		if (rj->err != 0) {
-			w->stats.errors[rj->err]++;
+			w->stats->errors[rj->err]++;
 			cJSON_AddStringToObject(obj, "errmsg",
 			    rj->err == CERR_NAME_TAKEN ? "name is already "
 			    "taken" : proto_strerror(rj->err));
 		} else {
-			w->stats.registrations++;
+			w->stats->registrations++;
 			cJSON_AddNumberToObject(obj, "id", rj->id);
 			log_info("registered user %u (%s)", rj->id, rj->name);
 		}
@@ -568,8 +569,8 @@ login_reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
 {
 	cJSON *obj = cJSON_CreateObject();
 
-	w->stats.logins_failed++;
-	w->stats.errors[err]++;
+	w->stats->logins_failed++;
+	w->stats->errors[err]++;
 	cJSON_AddNumberToObject(obj, "msgid", MSG_LOGIN_ACK);
 	cJSON_AddNumberToObject(obj, "errno", err);
 	cJSON_AddStringToObject(obj, "errmsg", errmsg);
@@ -622,8 +623,9 @@ login_finish(struct worker *w, struct login_job *lj)
 	worker_list_add(w, c);
 	if (umap_put(&w->online, c->uid, c) == -1)
 		fatalx("%s: out of memory", __func__);
+	w->stats->online = w->online.live;
 	bus_subscribe(w, c->uid);
-	w->stats.logins_ok++;
+	w->stats->logins_ok++;
 	log_info("user %u (%s) logged in", c->uid, c->name);
 
 	/* Friend ids and their states, for PRESENCE pushes. */
@@ -671,7 +673,7 @@ login_finish(struct worker *w, struct login_job *lj)
 		goto out;	/* the offline rows stay stored */
 	}
 	free(line);
-	w->stats.offline_delivered += inack;
+	w->stats->offline_delivered += inack;
 	presence_push(w, c->uid, fids, fonline, nf, "online");
 	if (lj->off.n > 0)
 		(void)offline_queue(w, c, &lj->off, inack, lj->off.truncated ||

@@ -117,7 +117,7 @@ reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
 	cJSON *obj = cJSON_CreateObject();
 
 	if (err >= 0 && err <= CERR_MAX)
-		w->stats.errors[err]++;
+		w->stats->errors[err]++;
 	cJSON_AddNumberToObject(obj, "msgid", MSG_ERROR);
 	cJSON_AddNumberToObject(obj, "errno", err);
 	cJSON_AddStringToObject(obj, "errmsg",
@@ -139,7 +139,7 @@ reply_direct_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
 		return;
 	}
 	if (err >= 0 && err <= CERR_MAX)
-		w->stats.errors[err]++;
+		w->stats->errors[err]++;
 	obj = cJSON_CreateObject();
 	cJSON_AddNumberToObject(obj, "msgid", ri->msgid == MSG_LOGIN ?
 	    MSG_LOGIN_ACK : MSG_REG_ACK);

@@ -5,7 +5,8 @@
  * its whole life, so a respawned or reloaded worker inherits its slot's
  * socket and connections queued on it while the slot had no worker are
  * accepted, not refused.  Signal handlers only set flags; the loop sleeps
- * in sigsuspend and acts on them.  A one-second interval timer drives
+ * in ppoll (signals unblocked only there, like sigsuspend) and acts on
+ * them, serving the control socket in between.  A one-second timer drives
  * respawn backoff and the systemd watchdog.
  */
 #include "config.h"
@@ -30,6 +31,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "cluster.h"
+#include "control.h"
 #include "inbox.h"
 #include "log.h"
 #include "master.h"
@@ -60,6 +62,9 @@ struct master {
 	int reloading;
 	int ready_fd;		/* write end handed to starting workers */
 	int debug;		/* -d: debug logging whatever the config */
+	struct worker_stats *stats;	/* per slot, shared with workers */
+	struct control *control;	/* NULL when control_socket is empty */
+	time_t started;
 	struct cluster *cluster;	/* Redis, to release a dead worker's
 					 * claims; NULL on one host */
 	int lock_fd;		/* flock held for the life of this instance */
@@ -152,7 +157,7 @@ master_spawn(struct master *m, int i)
 			if (j != i)
 				(void)close(m->slots[j].fd);
 		worker_main(m->conf, i, m->nslots, s->fd, m->presence,
-		    m->inbox, m->ready_fd);
+		    m->inbox, &m->stats[i], m->ready_fd);
 	}
 	s->pid = pid;
 	s->started = time(NULL);
@@ -405,6 +410,135 @@ master_start_workers(struct master *m)
 		log_warnx("only %d of %d workers started", up, m->nslots);
 }
 
+/* --- control socket commands (chatctl) -------------------------------- */
+
+static cJSON *
+stats_json(const struct worker_stats *st, int slot)
+{
+	static const char *const names[] = { "ok", "auth", "online",
+	    "name_taken", "not_logged_in", "bad_request", "no_user",
+	    "no_group", "not_member", "exists", "too_large", "bad_json",
+	    "rate_limited", "unavailable", "unknown_msgid", "framing",
+	    "already_logged_in" };
+	cJSON *o = cJSON_CreateObject(), *e;
+	int i;
+
+	cJSON_AddNumberToObject(o, "worker", slot);
+	cJSON_AddNumberToObject(o, "pid", st->pid);
+	cJSON_AddNumberToObject(o, "started", (double)st->started);
+#define N(f) cJSON_AddNumberToObject(o, #f, (double)st->f)
+	N(conns_open); N(online); N(accepted); N(closed);
+	N(logins_ok); N(logins_failed); N(registrations);
+	N(msgs_in); N(msgs_out); N(bytes_in); N(bytes_out);
+	N(deliver_local); N(deliver_worker); N(deliver_host);
+	N(offline_stored); N(offline_delivered); N(slow_consumers);
+	N(limit_refusals);
+#undef N
+	e = cJSON_AddObjectToObject(o, "errors");
+	for (i = 1; i <= CERR_MAX; i++)
+		cJSON_AddNumberToObject(e, names[i], (double)st->errors[i]);
+	return o;
+}
+
+struct who_arg {
+	cJSON *users;
+	int worker;		/* -1: all */
+};
+
+static int
+who_one(const struct presence_entry *e, void *arg)
+{
+	struct who_arg *wa = arg;
+	cJSON *u;
+
+	if (wa->worker >= 0 && e->slot != wa->worker)
+		return 0;
+	u = cJSON_CreateObject();
+	cJSON_AddNumberToObject(u, "id", e->uid);
+	cJSON_AddStringToObject(u, "name", e->name);
+	cJSON_AddNumberToObject(u, "worker", e->slot);
+	cJSON_AddNumberToObject(u, "since", (double)e->since);
+	cJSON_AddItemToArray(wa->users, u);
+	return 0;
+}
+
+static const char *
+master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
+    int privileged)
+{
+	struct master *m = arg;
+	const cJSON *v;
+	int i;
+
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "stats") == 0) {
+		cJSON *ws = cJSON_AddArrayToObject(reply, "workers");
+
+		cJSON_AddStringToObject(reply, "node_id", m->conf->node_id);
+		cJSON_AddStringToObject(reply, "chatd_version",
+		    PACKAGE_VERSION);
+		cJSON_AddNumberToObject(reply, "pid", getpid());
+		cJSON_AddNumberToObject(reply, "uptime",
+		    (double)(time(NULL) - m->started));
+		cJSON_AddStringToObject(reply, "config", m->conf_path);
+		cJSON_AddStringToObject(reply, "listen", m->conf->listen);
+		cJSON_AddNumberToObject(reply, "online",
+		    presence_count(m->presence));
+		for (i = 0; i < m->nslots; i++) {
+			cJSON *w = stats_json(&m->stats[i], i);
+
+			cJSON_AddBoolToObject(w, "running",
+			    m->slots[i].pid != 0);
+			cJSON_AddItemToArray(ws, w);
+		}
+		return NULL;
+	}
+	if (strcmp(cmd, "who") == 0) {
+		struct who_arg wa;
+
+		v = cJSON_GetObjectItem(req, "worker");
+		wa.worker = cJSON_IsNumber(v) ? v->valueint : -1;
+		if (wa.worker >= m->nslots)
+			return "no such worker";
+		wa.users = cJSON_AddArrayToObject(reply, "users");
+		(void)presence_foreach(m->presence, who_one, &wa);
+		return NULL;
+	}
+	if (!privileged)
+		return "permission denied: run as root or as chatd's user";
+	if (strcmp(cmd, "kick") == 0) {
+		struct presence_entry e;
+		struct inbox_msg msg;
+		int want_out;
+
+		v = cJSON_GetObjectItem(req, "id");
+		if (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
+		    v->valuedouble > 4294967294.0)
+			return "kick needs a user id";
+		if (presence_lookup(m->presence, (uint32_t)v->valuedouble,
+		    &e) != PRESENCE_OK)
+			return "user is not online on this host";
+		memset(&msg, 0, sizeof(msg));
+		msg.type = INBOX_KICK;
+		msg.id = e.uid;
+		msg.token = e.token;
+		if (inbox_send(m->inbox, e.slot, &msg, &want_out) == -1 ||
+		    want_out)
+			return "the worker's inbox is full; try again";
+		cJSON_AddNumberToObject(reply, "id", e.uid);
+		cJSON_AddNumberToObject(reply, "worker", e.slot);
+		return NULL;
+	}
+	if (strcmp(cmd, "reload") == 0) {
+		sig_hup = 1;
+		return NULL;
+	}
+	if (strcmp(cmd, "stop") == 0) {
+		sig_term = 1;
+		return NULL;
+	}
+	return "unknown command";
+}
+
 /*
  * Refuse to run beside another chatd with the same presence_shm: it would
  * replace that instance's table and, through SO_REUSEPORT, share its
@@ -470,6 +604,11 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	if ((m.presence = presence_create(conf->presence_shm,
 	    (uint32_t)conf->presence_capacity, err, sizeof(err))) == NULL)
 		fatalx("presence table %s: %s", conf->presence_shm, err);
+	m.stats = mmap(NULL, (size_t)m.nslots * sizeof(*m.stats),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m.stats == MAP_FAILED)
+		fatal("mmap worker counters");
+	m.started = time(NULL);
 	if ((m.inbox = inbox_create(m.nslots, (size_t)conf->max_frame + 512,
 	    err, sizeof(err))) == NULL)
 		fatalx("worker inboxes: %s", err);
@@ -497,13 +636,24 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	it.it_value.tv_sec = 1;
 	(void)setitimer(ITIMER_REAL, &it, NULL);
 
+	if ((m.control = control_open(conf, err, sizeof(err))) == NULL &&
+	    err[0] != '\0')
+		fatalx("%s", err);
 	master_start_workers(&m);
 	log_info("ready: %d workers on %s, node %s", m.nslots, conf->listen,
 	    conf->node_id);
 	(void)sd_notify(0, "READY=1");
 
 	for (;;) {
-		(void)sigsuspend(&empty);	/* handlers run here */
+		/* Signal handlers run only inside ppoll. */
+		if (m.control != NULL) {
+			struct pollfd pfd = { control_fd(m.control), POLLIN, 0 };
+
+			if (ppoll(&pfd, 1, NULL, &empty) == 1 &&
+			    (pfd.revents & POLLIN))
+				control_serve(m.control, master_control, &m);
+		} else
+			(void)sigsuspend(&empty);
 		if (sig_chld) {
 			sig_chld = 0;
 			master_reap(&m);
@@ -554,6 +704,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	(void)presence_unlink(conf->presence_shm);
 	(void)shm_unlink(m.lock_name);
 	(void)close(m.lock_fd);
+	control_close(m.control);
 	inbox_destroy(m.inbox);
 	cluster_close(m.cluster);
 	free(m.slots);

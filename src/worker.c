@@ -177,7 +177,7 @@ worker_accept(struct worker *w)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
 		if (conn_new(w, fd) != NULL)
-			w->stats.accepted++;
+			w->stats->accepted++;
 	}
 }
 
@@ -385,7 +385,8 @@ worker_event(struct worker *w, struct epoll_event *ev)
 
 void
 worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
-    struct presence *presence, struct inbox *inbox, int ready_fd)
+    struct presence *presence, struct inbox *inbox,
+    struct worker_stats *stats, int ready_fd)
 {
 	struct epoll_event evs[WORKER_EVENTS];
 	struct worker w;
@@ -396,6 +397,10 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	(void)snprintf(name, sizeof(name), "worker %d", slot);
 	log_setproc(name);
 	worker_init(&w, conf, slot, nslots, listen_fd, presence, inbox);
+	w.stats = stats;
+	w.stats->pid = (int32_t)getpid();
+	w.stats->started = (int64_t)w.now;
+	w.stats->conns_open = w.stats->online = 0;
 	log_info("started, listening");
 	if (ready_fd != -1) {
 		(void)!write(ready_fd, "", 1);

@@ -23,13 +23,23 @@ struct presence;
 struct inbox;
 struct bus;
 
-/* Counters of one worker (chatctl stats will read them from shm). */
+/*
+ * Counters of one worker, in memory shared with the master (which serves
+ * them to chatctl).  Each worker is the only writer of its own slot's
+ * counters; readers may see a value one update old, never a torn one
+ * (aligned 64-bit stores).  They survive a worker's restart.
+ */
 struct worker_stats {
+	int32_t pid;			/* of the worker now in the slot */
+	int32_t pad;
+	int64_t started;		/* its start time, epoch seconds */
+	uint64_t conns_open, online;	/* gauges */
 	uint64_t accepted, closed;
 	uint64_t logins_ok, logins_failed, registrations;
-	uint64_t msgs_in, msgs_out;
+	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t deliver_local, deliver_worker, deliver_host, offline_stored;
 	uint64_t offline_delivered;
+	uint64_t slow_consumers, limit_refusals;
 	uint64_t errors[CERR_MAX + 1];
 };
 
@@ -62,14 +72,14 @@ struct worker {
 	char *rbuf;			/* scratch read buffer */
 	size_t rbuf_size;
 	struct request_limits lim;
-	struct worker_stats stats;
+	struct worker_stats *stats;	/* this slot's, in shared memory */
 };
 
 /* Run worker `slot` on listen_fd until told to stop; never returns.
  * Once set up it writes one byte to ready_fd (when not -1) and closes it. */
 void worker_main(const struct conf *conf, int slot, int nslots,
     int listen_fd, struct presence *presence, struct inbox *inbox,
-    int ready_fd) __attribute__((noreturn));
+    struct worker_stats *stats, int ready_fd) __attribute__((noreturn));
 
 /* The epoll tag of Redis link id (bus.h). */
 uint64_t worker_bus_tag(int id);

@@ -777,9 +777,14 @@ emergency_stop(void)
 		if (hs.shared->pgid[i] > 0 &&
 		    (me == hs.creator || hs.shared->owner[i] == me))
 			(void)kill(-hs.shared->pgid[i], SIGKILL);
+	/* nginx's workers outlive a killed master: kill the group. */
+	if (h != NULL && h->nginx_pid > 0 && h->nginx_owner == me)
+		(void)kill(-h->nginx_pid, SIGKILL);
 	if (h == NULL || me != hs.creator)
 		return;
 	hs.h = NULL;
+	if (h->nginx_pid > 0)
+		(void)waitpid(h->nginx_pid, NULL, 0);
 	for (i = 0; i < HARNESS_MAX_CHATD; i++)
 		if (h->chatd[i].pid > 0)
 			(void)kill(-h->chatd[i].pid, SIGKILL);
@@ -909,6 +914,8 @@ harness_atexit(void)
 		return;
 	}
 	/* A forked test: only what it started itself is its to stop. */
+	if (h->nginx_pid > 0 && h->nginx_owner == getpid())
+		(void)harness_stop_nginx(h);
 	for (i = 0; i < HARNESS_MAX_CHATD; i++)
 		if (h->chatd[i].pid > 0 && hs.shared != NULL &&
 		    hs.shared->owner[i] == getpid())
@@ -1538,13 +1545,14 @@ chatd_write_conf(struct harness *h, int i, const char *extra)
 	    "presence_shm = %s\n"
 	    "hash_opslimit = 1\n"
 	    "hash_memlimit_kib = 8192\n"
+	    "control_socket = %s/chatd-%d.sock\n"
 	    "[database]\n"
 	    "db_host = 127.0.0.1\n"
 	    "db_port = %d\n"
 	    "db_name = %s\n"
 	    "db_user = %s\n"
 	    "db_password = %s\n",
-	    c->port, c->shm_name, dbport, h->db_name, h->db_user,
+	    c->port, c->shm_name, h->dir, i, dbport, h->db_name, h->db_user,
 	    h->db_password);
 	/* Redis when the harness runs one (cluster mode), else none; every
 	 * instance is its own node, all share the key prefix. */
@@ -1837,6 +1845,268 @@ harness_log_contains(struct harness *h, int i, const char *needle)
 	return found;
 }
 
+/* --- nginx --------------------------------------------------------------- */
+
+/*
+ * The shipped etc/nginx-chatd.conf is what the tests run.  Rendering
+ * rewrites only what must differ per run, line by line (the file keeps
+ * one directive per line for this): every upstream "server ADDR params;"
+ * line (the first becomes one line per chatd instance with the same
+ * params, the others go), the "listen ADDR params;" address, and the
+ * "pid" and "error_log" paths.  nginx runs in the foreground under -p
+ * h->dir with its log there.  Its workers do not die with a SIGKILLed
+ * master (no PDEATHSIG in nginx), so every stop also kills its process
+ * group.
+ */
+#define WAIT_NGINX_MS		20000	/* nginx until its pid file */
+#define NGINX_TEMPLATE		TOP_SRCDIR "/etc/nginx-chatd.conf"
+
+/* Start of the first word of line, and its length in *lenp. */
+static const char *
+conf_word(const char *line, size_t *lenp)
+{
+	const char *p = line, *q;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	for (q = p; *q != '\0' && !isspace((unsigned char)*q) && *q != ';' &&
+	    *q != '{'; q++)
+		;
+	*lenp = (size_t)(q - p);
+	return p;
+}
+
+/* After the word at p (length len) and the blanks behind it: the next
+ * token's start; its end (at a blank, ';' or end of line) in *endp. */
+static const char *
+conf_arg(const char *p, size_t len, const char **endp)
+{
+	const char *a = p + len, *e;
+
+	while (*a == ' ' || *a == '\t')
+		a++;
+	for (e = a; *e != '\0' && !isspace((unsigned char)*e) && *e != ';';
+	    e++)
+		;
+	*endp = e;
+	return a;
+}
+
+static int
+nginx_render(struct harness *h, const int *inst, int n)
+{
+	char line[1024], pidpath[PATH_MAX];
+	const char *w, *arg, *end;
+	int nserver = 0, nlisten = 0, npid = 0, nlog = 0, i, bad;
+	FILE *in, *out;
+	size_t wl;
+
+	(void)fmt(pidpath, sizeof(pidpath), "%s/nginx.pid", h->dir);
+	if ((in = fopen(NGINX_TEMPLATE, "r")) == NULL) {
+		fprintf(stderr, "harness: open %s: %s\n", NGINX_TEMPLATE,
+		    strerror(errno));
+		return -1;
+	}
+	if ((out = fopen(h->nginx_conf, "w")) == NULL) {
+		fprintf(stderr, "harness: create %s: %s\n", h->nginx_conf,
+		    strerror(errno));
+		(void)fclose(in);
+		return -1;
+	}
+	fprintf(out, "# Rendered by tests/harness.c from %s\n",
+	    NGINX_TEMPLATE);
+	while (fgets(line, sizeof(line), in) != NULL) {
+		w = conf_word(line, &wl);
+		if (*w == '#' || wl == 0) {
+			fputs(line, out);
+			continue;
+		}
+		arg = conf_arg(w, wl, &end);
+		if (wl == 6 && strncmp(w, "server", 6) == 0 && *arg != '{') {
+			/* An upstream server: ours instead. */
+			if (nserver++ > 0)
+				continue;
+			for (i = 0; i < n; i++)
+				fprintf(out, "%.*sserver 127.0.0.1:%d%s",
+				    (int)(w - line), line,
+				    h->chatd[inst[i]].port, end);
+		} else if (wl == 6 && strncmp(w, "listen", 6) == 0) {
+			nlisten++;
+			fprintf(out, "%.*slisten 127.0.0.1:%d%s",
+			    (int)(w - line), line, h->nginx_port, end);
+		} else if (wl == 3 && strncmp(w, "pid", 3) == 0) {
+			npid++;
+			fprintf(out, "%.*spid %s%s", (int)(w - line), line,
+			    pidpath, end);
+		} else if (wl == 9 && strncmp(w, "error_log", 9) == 0) {
+			nlog++;
+			fprintf(out, "%.*serror_log %s%s", (int)(w - line),
+			    line, h->nginx_log, end);
+		} else
+			fputs(line, out);
+	}
+	bad = ferror(in) || ferror(out);
+	(void)fclose(in);
+	if (fclose(out) == EOF || bad) {
+		fprintf(stderr, "harness: render %s: %s\n", h->nginx_conf,
+		    strerror(errno));
+		return -1;
+	}
+	if (nserver == 0 || nlisten != 1 || npid != 1) {
+		fprintf(stderr, "harness: %s: expected upstream \"server\" "
+		    "lines, one \"listen\" and one \"pid\" (found %d, %d, %d)"
+		    "\n", NGINX_TEMPLATE, nserver, nlisten, npid);
+		return -1;
+	}
+	(void)nlog;
+	return 0;
+}
+
+/* The pid in path, or 0. */
+static pid_t
+read_pidfile(const char *path)
+{
+	char *buf;
+	long v;
+
+	if ((buf = read_from(path, 0, NULL)) == NULL)
+		return 0;
+	v = strtol(buf, NULL, 10);
+	free(buf);
+	return v > 0 ? (pid_t)v : 0;
+}
+
+/* Start nginx once.  0, -1, or -2 when its port was taken. */
+static int
+nginx_launch(struct harness *h)
+{
+	char *argv[11], prefix[PATH_MAX], pidpath[PATH_MAX], st[64];
+	long long deadline;
+	int status;
+	off_t off;
+	pid_t pid;
+
+	(void)fmt(prefix, sizeof(prefix), "%s/", h->dir);
+	(void)fmt(pidpath, sizeof(pidpath), "%s/nginx.pid", h->dir);
+	(void)unlink(pidpath);
+	argv[0] = (char *)NGINX;
+	argv[1] = (char *)"-p";
+	argv[2] = prefix;
+	argv[3] = (char *)"-c";
+	argv[4] = h->nginx_conf;
+	argv[5] = (char *)"-e";
+	argv[6] = h->nginx_log;
+	argv[7] = (char *)"-g";
+	argv[8] = (char *)"daemon off; master_process on;";
+	argv[9] = NULL;
+	off = file_size(h->nginx_log);
+	if ((pid = spawn(argv, NULL, h->nginx_log, h->nginx_log)) == -1)
+		return -1;
+	h->nginx_pid = pid;
+	h->nginx_owner = getpid();
+	deadline = harness_now_ms() + WAIT_NGINX_MS;
+	for (;;) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			h->nginx_pid = 0;
+			fprintf(stderr, "harness: nginx %s during startup "
+			    "(port %d, config %s)\n",
+			    status_str(status, st, sizeof(st)), h->nginx_port,
+			    h->nginx_conf);
+			log_tail(h->nginx_log, off);
+			(void)kill(-pid, SIGKILL);
+			if (file_contains(h->nginx_log, off,
+			    "Address already in use", 0))
+				return -2;
+			return -1;
+		}
+		/* nginx writes its pid file once its sockets listen. */
+		if (read_pidfile(pidpath) == pid)
+			return 0;
+		if (harness_now_ms() >= deadline) {
+			fprintf(stderr, "harness: nginx wrote no pid file %s "
+			    "within %d s\n", pidpath, WAIT_NGINX_MS / 1000);
+			log_tail(h->nginx_log, off);
+			(void)harness_stop_nginx(h);
+			return -1;
+		}
+		harness_sleep_ms(POLL_MS);
+	}
+}
+
+int
+harness_start_nginx(struct harness *h, const int *inst, int n)
+{
+	int attempt, i, r = -1;
+
+	if (h->dir[0] == '\0') {
+		fprintf(stderr, "harness: start_nginx before harness_init\n");
+		return -1;
+	}
+	if (NGINX[0] == '\0') {
+		fprintf(stderr, "harness: configure found no nginx (Debian: "
+		    "apt install nginx libnginx-mod-stream)\n");
+		return -1;
+	}
+	if (n < 1 || n > HARNESS_MAX_CHATD) {
+		fprintf(stderr, "harness: start_nginx: %d instances\n", n);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (inst[i] < 0 || inst[i] >= HARNESS_MAX_CHATD ||
+		    h->chatd[inst[i]].port <= 0) {
+			fprintf(stderr, "harness: start_nginx: chatd-%d was "
+			    "never started\n", inst[i]);
+			return -1;
+		}
+	if (h->nginx_pid > 0) {
+		if (proc_alive(h->nginx_pid)) {
+			fprintf(stderr, "harness: nginx is already running "
+			    "(pid %d)\n", (int)h->nginx_pid);
+			return -1;
+		}
+		(void)harness_stop_nginx(h);
+	}
+	(void)fmt(h->nginx_conf, sizeof(h->nginx_conf), "%s/nginx.conf",
+	    h->dir);
+	(void)fmt(h->nginx_log, sizeof(h->nginx_log), "%s/nginx.log", h->dir);
+	for (attempt = 0; attempt < 2; attempt++) {
+		if ((h->nginx_port = harness_free_port()) == -1)
+			return -1;
+		if (nginx_render(h, inst, n) == -1)
+			return -1;
+		if ((r = nginx_launch(h)) != -2)
+			break;
+		fprintf(stderr, "harness: port %d was taken; trying again\n",
+		    h->nginx_port);
+	}
+	return r == 0 ? 0 : -1;
+}
+
+int
+harness_stop_nginx(struct harness *h)
+{
+	char st[64];
+	pid_t pid = h->nginx_pid;
+	int status;
+
+	if (pid <= 0)
+		return 0;
+	/* SIGTERM is nginx's fast shutdown; SIGQUIT would wait for every
+	 * client connection to end. */
+	status = stop_pid("nginx", pid, SIGTERM, WAIT_STOP_MS);
+	if (proc_scan(pid, 0, NULL, 0) > 0) {
+		(void)kill(-pid, SIGKILL);
+		(void)wait_group_gone(pid, WAIT_KILL_MS);
+	}
+	h->nginx_pid = 0;
+	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (status != -1)
+		fprintf(stderr, "harness: nginx %s\n",
+		    status_str(status, st, sizeof(st)));
+	return status == -1 && !proc_alive(pid) ? 0 : -1;
+}
+
 /* --- stop ---------------------------------------------------------------- */
 
 /*
@@ -1899,12 +2169,16 @@ harness_stop_all(struct harness *h)
 
 	if (getpid() != hs.creator && hs.h == h) {
 		/* A forked test: the shared servers are the creator's. */
+		if (h->nginx_pid > 0 && h->nginx_owner == getpid())
+			(void)harness_stop_nginx(h);
 		for (i = 0; i < HARNESS_MAX_CHATD; i++)
 			if (hs.shared != NULL &&
 			    hs.shared->owner[i] == getpid())
 				chatd_stop(h, i, 0);
 		return;
 	}
+	/* The balancer first: no new connections reach a stopping chatd. */
+	(void)harness_stop_nginx(h);
 	for (i = 0; i < HARNESS_MAX_CHATD; i++) {
 		chatd_stop(h, i, 0);
 		if (hs.h == h)
@@ -1936,4 +2210,10 @@ harness_stop_all(struct harness *h)
 		hs.h = NULL;
 		restore_handlers();
 	}
+}
+
+void
+harness_control_path(struct harness *h, int i, char *buf, size_t len)
+{
+	(void)snprintf(buf, len, "%s/chatd-%d.sock", h->dir, i);
 }

@@ -1,13 +1,14 @@
 /*
  * harness.h - starts the real servers the integration tests talk to:
  * a private mariadbd (mariadb-install-db into a temporary directory),
- * redis-server and chatd, each on a free loopback port, and stops them
- * whatever happens (atexit, fatal signals, and PR_SET_PDEATHSIG in every
- * child so nothing outlives the test runner).
+ * redis-server, chatd and nginx, each on a free loopback port, and stops
+ * them whatever happens (atexit, fatal signals, and PR_SET_PDEATHSIG in
+ * every child so nothing outlives the test runner).
  *
  * Paths of the programs come from configure (MARIADBD, ...); the chatd
- * binary and the sql/ directory from the build tree (TOP_BUILDDIR,
- * TOP_SRCDIR, passed as -D by tests/Makefile rules).
+ * binary, the sql/ directory and etc/nginx-chatd.conf from the build and
+ * source trees (TOP_BUILDDIR, TOP_SRCDIR, passed as -D by tests/Makefile
+ * rules).
  */
 #ifndef CHATD_HARNESS_H
 #define CHATD_HARNESS_H
@@ -37,6 +38,11 @@ struct harness {
 	pid_t redis_pid;
 	int redis_port;
 	struct harness_chatd chatd[HARNESS_MAX_CHATD];
+	pid_t nginx_pid;		/* nginx master, 0 when not running */
+	pid_t nginx_owner;		/* the process that started it */
+	int nginx_port;			/* its listen port on 127.0.0.1 */
+	char nginx_conf[PATH_MAX];	/* the rendered configuration */
+	char nginx_log[PATH_MAX];	/* its error log, stderr and stdout */
 };
 
 /* Monotonic milliseconds, and a sleep that resumes after signals. */
@@ -77,6 +83,21 @@ int harness_start_chatd(struct harness *h, int i, const char *extra);
 /* Send sig to instance i's master; when wait is set, wait for it to exit
  * and return its exit status (as from waitpid), else 0. */
 int harness_signal_chatd(struct harness *h, int i, int sig, int wait);
+/* The control socket of instance i (for chatctl -s). */
+void harness_control_path(struct harness *h, int i, char *buf, size_t len);
+/*
+ * nginx (stream) in front of chatd instances inst[0..n): the shipped
+ * etc/nginx-chatd.conf rendered into h->dir with its upstream "server"
+ * lines replaced by one per instance (same parameters), its "listen"
+ * address by 127.0.0.1 and a free port (h->nginx_port), and its "pid" and
+ * "error_log" paths by files in h->dir; everything else verbatim.  Runs
+ * in the foreground (daemon off, master_process on) with -p h->dir.
+ * Waits until it listens.  0 or -1 (reason on stderr).
+ */
+int harness_start_nginx(struct harness *h, const int *inst, int n);
+/* SIGTERM nginx (fast shutdown), wait bounded, SIGKILL its group past
+ * that.  0 when it exited cleanly or was not running. */
+int harness_stop_nginx(struct harness *h);
 /* Worker pids of instance i (children of its master), up to max. */
 int harness_chatd_workers(struct harness *h, int i, pid_t *pids, int max);
 /* 1 when the instance's log contains needle. */

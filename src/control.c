@@ -1,0 +1,183 @@
+/*
+ * control.c - the control socket of control.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "control.h"
+#include "log.h"
+
+#define CONTROL_REQUEST_MAX 4096	/* bytes of one request */
+#define CONTROL_TIMEOUT_MS 2000		/* per read and per write */
+
+struct control {
+	int fd;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct control *
+control_open(const struct conf *c, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	struct control *ctl;
+	unsigned long mode;
+	char *end;
+	int fd;
+
+	err[0] = '\0';
+	if (c->control_socket[0] == '\0')
+		return NULL;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(c->control_socket) >= sizeof(sun.sun_path)) {
+		(void)snprintf(err, errlen, "control_socket: path longer than "
+		    "%zu bytes", sizeof(sun.sun_path) - 1);
+		return NULL;
+	}
+	mode = strtoul(c->control_mode, &end, 8);
+	(void)strcpy(sun.sun_path, c->control_socket);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1) {
+		(void)snprintf(err, errlen, "socket: %s", strerror(errno));
+		return NULL;
+	}
+	/* A socket file left by a chatd that died: the instance lock
+	 * (presence_shm.lock) already proved none is running with it. */
+	(void)unlink(sun.sun_path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+	    chmod(sun.sun_path, (mode_t)mode) == -1 || listen(fd, 16) == -1) {
+		(void)snprintf(err, errlen, "control_socket %s: %s",
+		    c->control_socket, strerror(errno));
+		(void)close(fd);
+		return NULL;
+	}
+	if ((ctl = calloc(1, sizeof(*ctl))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	ctl->fd = fd;
+	(void)snprintf(ctl->path, sizeof(ctl->path), "%s", sun.sun_path);
+	return ctl;
+}
+
+int
+control_fd(const struct control *ctl)
+{
+	return ctl->fd;
+}
+
+/* Read one line (bounded); returns its length or -1. */
+static ssize_t
+control_read(int fd, char *buf, size_t size)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	size_t len = 0;
+	ssize_t n;
+
+	while (len < size - 1) {
+		if (poll(&pfd, 1, CONTROL_TIMEOUT_MS) <= 0)
+			return -1;
+		n = read(fd, buf + len, size - 1 - len);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -1;
+		}
+		len += (size_t)n;
+		if (memchr(buf, '\n', len) != NULL)
+			break;
+	}
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
+static void
+control_write(int fd, const char *s, size_t len)
+{
+	struct pollfd pfd = { fd, POLLOUT, 0 };
+	ssize_t n;
+
+	while (len > 0) {
+		if (poll(&pfd, 1, CONTROL_TIMEOUT_MS) <= 0)
+			return;
+		n = send(fd, s, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return;
+		}
+		s += n;
+		len -= (size_t)n;
+	}
+}
+
+void
+control_serve(struct control *ctl, control_fn fn, void *arg)
+{
+	char buf[CONTROL_REQUEST_MAX];
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
+	cJSON *req = NULL, *reply, *cmd, *ver;
+	const char *error = NULL;
+	char *out;
+	int fd, privileged;
+
+	fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1)
+		return;
+	/* Who is asking decides what they may change. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == -1) {
+		(void)close(fd);
+		return;
+	}
+	privileged = cred.uid == 0 || cred.uid == geteuid();
+	reply = cJSON_CreateObject();
+	if (control_read(fd, buf, sizeof(buf)) <= 0 ||
+	    (req = cJSON_Parse(buf)) == NULL || !cJSON_IsObject(req))
+		error = "request is not one JSON object on one line";
+	else if (!cJSON_IsNumber(ver = cJSON_GetObjectItem(req, "version")) ||
+	    ver->valueint != CONTROL_VERSION)
+		error = "unsupported control protocol version (chatctl and "
+		    "chatd differ)";
+	else if (!cJSON_IsString(cmd = cJSON_GetObjectItem(req, "cmd")))
+		error = "missing \"cmd\"";
+	else {
+		error = fn(arg, cmd->valuestring, req, reply, privileged);
+		log_info("control: \"%s\" from uid %u%s", cmd->valuestring,
+		    (unsigned)cred.uid, error ? " refused" : "");
+	}
+	if (error != NULL) {
+		cJSON_Delete(reply);
+		reply = cJSON_CreateObject();
+		cJSON_AddStringToObject(reply, "error", error);
+	}
+	cJSON_AddNumberToObject(reply, "version", CONTROL_VERSION);
+	cJSON_AddBoolToObject(reply, "ok", error == NULL);
+	if ((out = cJSON_PrintUnformatted(reply)) != NULL) {
+		control_write(fd, out, strlen(out));
+		control_write(fd, "\n", 1);
+		free(out);
+	}
+	cJSON_Delete(reply);
+	cJSON_Delete(req);
+	(void)close(fd);
+}
+
+void
+control_close(struct control *ctl)
+{
+	if (ctl == NULL)
+		return;
+	(void)close(ctl->fd);
+	(void)unlink(ctl->path);
+	free(ctl);
+}
