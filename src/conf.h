@@ -32,6 +32,15 @@ struct conf {
 	char log_level[16];
 	char presence_shm[CONF_STR_MAX];
 	int presence_capacity;
+	int rate_limit;			/* requests per second, 0 = off */
+	int rate_burst;			/* requests at once */
+	int login_fail_max;		/* per user before delays, 0 = off */
+	int login_fail_max_addr;	/* per source address, 0 = off */
+	int login_fail_window;		/* seconds failures are remembered */
+	int login_delay_max;		/* seconds, cap of the delay */
+	int max_conns_per_addr;		/* per worker, 0 = unlimited */
+	char user[CONF_STR_MAX];	/* drop to this user (root only) */
+	char group[CONF_STR_MAX];
 	char control_socket[CONF_STR_MAX];	/* empty: none */
 	char control_mode[8];			/* octal */
 	/* [database] */

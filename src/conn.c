@@ -17,6 +17,7 @@
 
 #include "conn.h"
 #include "handler.h"
+#include "abuse.h"
 #include "log.h"
 #include "worker.h"
 
@@ -50,7 +51,7 @@ conn_epoll(struct worker *w, struct conn *c, int op)
 }
 
 struct conn *
-conn_new(struct worker *w, int fd)
+conn_new(struct worker *w, int fd, uint32_t addr)
 {
 	struct conn *c;
 
@@ -60,6 +61,9 @@ conn_new(struct worker *w, int fd)
 		return NULL;
 	}
 	c->fd = fd;
+	c->addr = addr;
+	c->rate_tokens = (uint32_t)w->conf->rate_burst * 1000;
+	c->rate_ms = (uint32_t)worker_now_ms(w);
 	c->state = CONN_ANON;
 	c->token = ((uint64_t)(uint32_t)getpid() << 32) | ++w->next_token;
 	c->last_active = w->now;
@@ -343,6 +347,7 @@ conn_close(struct worker *w, struct conn *c, const char *reason)
 	c->fd = -1;
 	w->nconns--;
 	w->stats->conns_open = w->nconns;
+	limit_conn_close(w, c->addr);
 	w->stats->closed++;
 	free(c->in);
 	free(c->out);

@@ -40,13 +40,16 @@ struct conn {
 	char *out;			/* pending output, NULL when none */
 	uint32_t out_off, out_len, out_cap;
 	uint32_t pending_jobs;		/* jobs that point at this conn */
+	uint32_t addr;			/* source address key, 0 unknown */
+	uint32_t rate_tokens;		/* request bucket, thousandths */
+	uint32_t rate_ms;		/* its last refill, worker ms */
 	unsigned dirty:1, want_out:1, paused:1, close_after_flush:1,
 	    in_list:1, pulling:1, pull_again:1;
 	char name[PROTO_NAME_MAX + 1];	/* when ONLINE */
 };
 
 /* Wrap an accepted socket; NULL when out of memory (fd then closed). */
-struct conn *conn_new(struct worker *w, int fd);
+struct conn *conn_new(struct worker *w, int fd, uint32_t addr);
 /* EPOLLIN: read a bounded amount and hand complete frames up. */
 void conn_readable(struct worker *w, struct conn *c);
 /* EPOLLOUT or end of loop iteration: write what is queued. */

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "deliver.h"
 #include "handler.h"
+#include "abuse.h"
 #include "job.h"
 #include "log.h"
 #include "presence.h"
@@ -724,6 +725,8 @@ login_done(struct job *j, struct worker *w)
 	char msg[128];
 	int rc;
 
+	if (lj->err == CERR_AUTH || lj->err == 0)
+		limit_login_result(w, c, lj->uid, lj->err == 0);
 	if (c->state == CONN_CLOSED) {
 		login_free(w, lj);
 		return;
@@ -769,10 +772,19 @@ handle_login(struct worker *w, struct conn *c, const struct request *r)
 	struct login_job *lj;
 	uint32_t uid = handler_id(request_int(r, "id"));
 	struct reqinfo ri;
+	char msg[128];
+	int wait;
 
 	reqinfo_init(&ri, r);
 	if (uid == 0) {
 		login_reply_error(w, c, &ri, CERR_AUTH, LOGIN_BAD_TEXT);
+		reqinfo_free(&ri);
+		return;
+	}
+	if (limit_login_check(w, c, uid, &wait) == -1) {
+		(void)snprintf(msg, sizeof(msg), "too many failed logins "
+		    "(login_fail_max); try again in %d s", wait);
+		login_reply_error(w, c, &ri, CERR_RATE, msg);
 		reqinfo_free(&ri);
 		return;
 	}

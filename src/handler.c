@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "deliver.h"
 #include "handler.h"
+#include "abuse.h"
 #include "log.h"
 #include "protocol.h"
 #include "store.h"
@@ -205,6 +206,12 @@ handler_frame(struct worker *w, struct conn *c, const char *buf, size_t len)
 		err = CERR_ALREADY_LOGGED_IN;
 		(void)snprintf(errmsg, sizeof(errmsg), "already logged in on "
 		    "this connection as %u; log out first", c->uid);
+	}
+	if (err == 0 && limit_request(w, c) == -1) {
+		err = CERR_RATE;
+		(void)snprintf(errmsg, sizeof(errmsg), "too many requests "
+		    "(rate_limit = %d per second); this one was not served",
+		    w->conf->rate_limit);
 	}
 	if (err != 0) {
 		reqinfo_init(&ri, &r);

@@ -12,6 +12,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <netdb.h>
@@ -540,6 +542,60 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 }
 
 /*
+ * Give up root once everything that needs it exists (the listening sockets
+ * may be on a privileged port; the shared objects and the control socket
+ * are created by root): they are handed to the configured user, then the
+ * master switches to it for good, so no worker ever runs as root.
+ */
+static void
+master_drop_privileges(struct master *m)
+{
+	const struct conf *c = m->conf;
+	struct passwd *pw;
+	struct group *gr;
+	char path[CONF_STR_MAX + 32];
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() != 0) {
+		if (c->user[0] != '\0')
+			log_info("not root: ignoring user = %s", c->user);
+		return;
+	}
+	if (c->user[0] == '\0') {
+		log_warnx("running as root: set user (and group) in the "
+		    "configuration so workers do not");
+		return;
+	}
+	if ((pw = getpwnam(c->user)) == NULL)
+		fatalx("user %s: no such user", c->user);
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	if (c->group[0] != '\0') {
+		if ((gr = getgrnam(c->group)) == NULL)
+			fatalx("group %s: no such group", c->group);
+		gid = gr->gr_gid;
+	}
+	/* POSIX shm objects live in /dev/shm, owned by their creator. */
+	(void)snprintf(path, sizeof(path), "/dev/shm%s", c->presence_shm);
+	if (chown(path, uid, gid) == -1)
+		fatal("chown %s", path);
+	(void)snprintf(path, sizeof(path), "/dev/shm%s", m->lock_name);
+	if (chown(path, uid, gid) == -1)
+		fatal("chown %s", path);
+	if (c->control_socket[0] != '\0' && chown(c->control_socket, uid,
+	    gid) == -1)
+		fatal("chown %s", c->control_socket);
+	if (setgroups(1, &gid) == -1 || setresgid(gid, gid, gid) == -1 ||
+	    setresuid(uid, uid, uid) == -1)
+		fatal("dropping privileges to %s", c->user);
+	if (setuid(0) != -1)
+		fatalx("could still regain root after dropping privileges");
+	log_info("running as %s (uid %ld, gid %ld)", c->user, (long)uid,
+	    (long)gid);
+}
+
+/*
  * Refuse to run beside another chatd with the same presence_shm: it would
  * replace that instance's table and, through SO_REUSEPORT, share its
  * port.  The lock is an flock on a small shm object next to the table.
@@ -639,6 +695,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	if ((m.control = control_open(conf, err, sizeof(err))) == NULL &&
 	    err[0] != '\0')
 		fatalx("%s", err);
+	master_drop_privileges(&m);
 	master_start_workers(&m);
 	log_info("ready: %d workers on %s, node %s", m.nslots, conf->listen,
 	    conf->node_id);

@@ -21,6 +21,8 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <time.h>
+#include <netinet/in.h>
 
 #include <sodium.h>
 
@@ -50,6 +52,36 @@ enum {
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_INBOX_PER_EVENT 256
 #define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
+
+uint64_t
+worker_now_ms(const struct worker *w)
+{
+	struct timespec ts;
+
+	(void)w;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A 32-bit key for a peer address (IPv4 as is, IPv6 hashed), never 0. */
+static uint32_t
+worker_addr_key(const struct sockaddr_storage *ss)
+{
+	const unsigned char *p;
+	uint32_t h = 2166136261U;
+	size_t i;
+
+	if (ss->ss_family == AF_INET) {
+		h = ((const struct sockaddr_in *)ss)->sin_addr.s_addr;
+		return h != 0 ? h : 1;
+	}
+	if (ss->ss_family != AF_INET6)
+		return 0;
+	p = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+	for (i = 0; i < 16; i++)
+		h = (h ^ p[i]) * 16777619U;
+	return h != 0 ? h : 1;
+}
 
 uint64_t
 worker_bus_tag(int id)
@@ -154,10 +186,14 @@ worker_epoll_add(struct worker *w, int fd, uint64_t tag, uint32_t events)
 static void
 worker_accept(struct worker *w)
 {
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	uint32_t addr;
 	int i, fd, one = 1;
 
 	for (i = 0; i < WORKER_ACCEPTS_PER_EVENT; i++) {
-		fd = accept4(w->listen_fd, NULL, NULL,
+		sslen = sizeof(ss);
+		fd = accept4(w->listen_fd, (struct sockaddr *)&ss, &sslen,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EMFILE || errno == ENFILE)
@@ -174,10 +210,20 @@ worker_accept(struct worker *w)
 			(void)close(fd);
 			continue;
 		}
+		addr = worker_addr_key(&ss);
+		if (limit_conn_open(w, addr) == -1) {
+			log_debug("max_conns_per_addr (%d) reached for a source "
+			    "address, refusing a connection",
+			    w->conf->max_conns_per_addr);
+			(void)close(fd);
+			continue;
+		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
-		if (conn_new(w, fd) != NULL)
+		if (conn_new(w, fd, addr) != NULL)
 			w->stats->accepted++;
+		else
+			limit_conn_close(w, addr);
 	}
 }
 
@@ -281,6 +327,7 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	w->now = time(NULL);
 	w->lim.max_message = (size_t)conf->max_message;
 	umap_init(&w->online);
+	limits_init(&w->limits);
 	groupcache_init(&w->groups, WORKER_GROUP_CACHE);
 	/* Big enough for one inbox datagram, i.e. one frame plus header. */
 	w->rbuf_size = (size_t)conf->max_frame + 4096;
@@ -347,6 +394,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 	case TAG_TIMER:
 		(void)!read(w->timer_fd, &n, sizeof(n));
 		worker_timeouts(w);
+		limits_sweep(w);
 		bus_tick(w);
 		return;
 	case TAG_JOBS:
@@ -433,6 +481,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	worker_flush(&w);
 	conn_reap(&w);
 	groupcache_free(&w.groups);
+	limits_free(&w.limits);
 	umap_free(&w.online);
 	free(w.rbuf);
 	log_info("stopped");

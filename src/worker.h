@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "groupcache.h"
+#include "abuse.h"
 #include "protocol.h"
 #include "request.h"
 #include "umap.h"
@@ -72,6 +73,7 @@ struct worker {
 	char *rbuf;			/* scratch read buffer */
 	size_t rbuf_size;
 	struct request_limits lim;
+	struct limits limits;		/* abuse limits (abuse.h) */
 	struct worker_stats *stats;	/* this slot's, in shared memory */
 };
 
@@ -81,6 +83,8 @@ void worker_main(const struct conf *conf, int slot, int nslots,
     int listen_fd, struct presence *presence, struct inbox *inbox,
     struct worker_stats *stats, int ready_fd) __attribute__((noreturn));
 
+/* Milliseconds on a monotonic clock (wraps; for differences). */
+uint64_t worker_now_ms(const struct worker *w);
 /* The epoll tag of Redis link id (bus.h). */
 uint64_t worker_bus_tag(int id);
 /* Mark c as needing a flush at the end of this loop iteration. */

@@ -1546,6 +1546,11 @@ chatd_write_conf(struct harness *h, int i, const char *extra)
 	    "hash_opslimit = 1\n"
 	    "hash_memlimit_kib = 8192\n"
 	    "control_socket = %s/chatd-%d.sock\n"
+	    /* Every test client comes from 127.0.0.1 and many pipeline:
+	     * the abuse limits are off unless a test turns them on. */
+	    "rate_limit = 0\n"
+	    "login_fail_max = 0\n"
+	    "login_fail_max_addr = 0\n"
 	    "[database]\n"
 	    "db_host = 127.0.0.1\n"
 	    "db_port = %d\n"
