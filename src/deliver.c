@@ -332,26 +332,31 @@ void
 deliver_route(struct worker *w, struct conn *sender, const struct reqinfo *ri,
     const uint32_t *uids, size_t n, const char *frame, size_t len)
 {
-	struct fanout *f;
+	struct fanout *f = NULL;
 	struct fanout_pub *fp;
 	size_t i;
 
-	if ((f = calloc(1, sizeof(*f) + len)) == NULL ||
-	    (f->offline = calloc(n + 1, sizeof(uint32_t))) == NULL)
-		fatalx("%s: out of memory", __func__);
-	memcpy(f->frame, frame, len);
-	f->len = len;
-	f->sender = sender;
-	if (sender != NULL) {
-		conn_ref(sender);
-		f->ri.msgid = ri->msgid;
-		f->ri.seq = ri->seq != NULL ? cJSON_Duplicate(ri->seq, 1) : NULL;
-	}
-	f->pending = 1;		/* held until every publish is sent */
 	for (i = 0; i < n; i++) {
 		if (deliver_user(w, uids[i], frame, len) == DELIVER_DONE)
 			continue;
-		/* Not on this host: maybe on another one. */
+		/* Not on this host: the first such recipient starts the
+		 * fan-out (most messages never get here). */
+		if (f == NULL) {
+			if ((f = calloc(1, sizeof(*f) + len)) == NULL ||
+			    (f->offline = calloc(n - i, sizeof(uint32_t))) ==
+			    NULL)
+				fatalx("%s: out of memory", __func__);
+			memcpy(f->frame, frame, len);
+			f->len = len;
+			f->sender = sender;
+			if (sender != NULL) {
+				conn_ref(sender);
+				f->ri.msgid = ri->msgid;
+				f->ri.seq = ri->seq != NULL ?
+				    cJSON_Duplicate(ri->seq, 1) : NULL;
+			}
+			f->pending = 1;	/* held until every publish is sent */
+		}
 		if ((fp = malloc(sizeof(*fp))) == NULL)
 			fatalx("%s: out of memory", __func__);
 		fp->f = f;
@@ -364,7 +369,9 @@ deliver_route(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 			free(fp);
 		}
 	}
-	if (--f->pending == 0)
+	if (f == NULL)
+		fanout_ack(w, sender, ri);	/* all delivered on this host */
+	else if (--f->pending == 0)
 		fanout_finish(w, f);
 }
 
