@@ -2,8 +2,9 @@
 # README's test command: install what is needed, build, and run the whole
 # suite (Check unit tests and integration tests against real mariadbd,
 # redis-server and chatd processes) twice: on the normal build, then on the
-# release tarball built with AddressSanitizer and UBSan.  Ends with one
-# summary line "N passed, N failed".
+# release tarball built with AddressSanitizer and UBSan; under CI (or with
+# CHATD_FUZZ_SECONDS) also each libFuzzer target.  Ends with one summary
+# line "N passed, N failed".
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -53,6 +54,23 @@ if [ "${CHATD_TEST_SANITIZERS:-1}" = 1 ]; then
 	) || status=$?
 	count "$(echo "$san"/chatd-*)"
 	rm -rf "$san"
+fi
+
+# The libFuzzer targets, one test each: 60 s each under CI, or as long as
+# CHATD_FUZZ_SECONDS says (0 skips them).
+fuzz_seconds=${CHATD_FUZZ_SECONDS:-}
+if [ -z "$fuzz_seconds" ] && [ "${CI:-}" = true ]; then
+	fuzz_seconds=60
+fi
+if [ -n "$fuzz_seconds" ] && [ "$fuzz_seconds" != 0 ]; then
+	echo "== fuzzing ($fuzz_seconds s per target)" >&2
+	for t in $(sh scripts/fuzz.sh -l); do
+		if sh scripts/fuzz.sh -t "$fuzz_seconds" "$t"; then
+			passed=$((passed + 1))
+		else
+			failed=$((failed + 1))
+		fi
+	done
 fi
 
 echo "$passed passed, $failed failed"
