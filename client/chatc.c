@@ -376,6 +376,18 @@ chatc_error(const struct chatc *c)
 	return c->err;
 }
 
+int
+chatc_closed(const struct chatc *c)
+{
+	return c->rclosed || c->wclosed;
+}
+
+int
+chatc_pending(const struct chatc *c)
+{
+	return !STAILQ_EMPTY(&c->queue) || c->rd.off < c->rd.tail;
+}
+
 int64_t
 chatc_next_seq(const struct chatc *c)
 {

@@ -49,6 +49,15 @@ int chatc_fd(const struct chatc *c);
  * closed by server", strerror text, ...). */
 const char *chatc_error(const struct chatc *c);
 
+/* 1 once the connection can carry nothing more: the server closed it,
+ * a read or write failed, or a partial write left the stream misframed
+ * (chatc_error says why); 0 while it is usable.  Messages that arrived
+ * before the end are still returned by chatc_recv/chatc_poll. */
+int chatc_closed(const struct chatc *c);
+/* 1 when chatc_poll would return a message without reading the socket
+ * (one is queued, or a whole line is buffered), else 0. */
+int chatc_pending(const struct chatc *c);
+
 /* Send raw bytes exactly as given (for classic NUL framing, malformed
  * input tests...).  0 or -1. */
 int chatc_send_raw(struct chatc *c, const void *buf, size_t len);

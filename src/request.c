@@ -131,31 +131,37 @@ field_check(const struct field_spec *fs, const cJSON *item,
 }
 
 /*
- * 1 when a JSON string in buf contains the escape \u0000.  cJSON would
- * decode it to a NUL byte and every C string after it would be cut short
- * (a name "a\u0000b" registered as "a"), so such requests are refused.
+ * Checks cJSON does not make on strings: 11 (invalid JSON) for a raw
+ * control byte inside a string, which JSON forbids and cJSON would keep
+ * (a raw NUL cuts every C string after it short), and 5 for the escape
+ * \u0000, valid JSON but equally cut short ("a\u0000b" registered as
+ * "a").  0 when the strings are clean.
  */
 static int
-json_has_nul_escape(const char *buf, size_t len)
+json_string_check(const char *buf, size_t len)
 {
 	size_t i;
 	int in_string = 0;
 
 	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+
 		if (!in_string) {
-			in_string = buf[i] == '"';
+			in_string = ch == '"';
 			continue;
 		}
-		if (buf[i] == '"') {
+		if (ch < 0x20)
+			return CERR_BAD_JSON;
+		if (ch == '"') {
 			in_string = 0;
 			continue;
 		}
-		if (buf[i] != '\\' || i + 1 >= len)
+		if (ch != '\\' || i + 1 >= len)
 			continue;
 		i++;
 		if (buf[i] == 'u' && i + 4 < len && buf[i + 1] == '0' &&
 		    buf[i + 2] == '0' && buf[i + 3] == '0' && buf[i + 4] == '0')
-			return 1;
+			return CERR_BAD_REQUEST;
 	}
 	return 0;
 }
@@ -186,10 +192,11 @@ request_parse(struct request *r, const char *buf, size_t len,
 		(void)snprintf(errmsg, errlen, "field \"seq\" must be a scalar");
 		return CERR_BAD_REQUEST;
 	}
-	if (json_has_nul_escape(buf, len)) {
-		(void)snprintf(errmsg, errlen, "strings must not contain "
-		    "U+0000");
-		return CERR_BAD_REQUEST;
+	if ((rc = json_string_check(buf, len)) != 0) {
+		(void)snprintf(errmsg, errlen, rc == CERR_BAD_JSON ?
+		    "invalid JSON: control character inside a string" :
+		    "strings must not contain U+0000");
+		return rc;
 	}
 	if (id == NULL) {
 		(void)snprintf(errmsg, errlen, "missing field \"msgid\"");

@@ -551,8 +551,10 @@ START_TEST(test_name_control_chars)
 	ck_assert_int_eq(parse_reg_name("a\\u007fb"), CERR_BAD_REQUEST);
 	ck_assert_int_eq(parse_reg_name("a\\u0085b"), CERR_BAD_REQUEST);
 	ck_assert_int_eq(parse_reg_name("a\\u009fb"), CERR_BAD_REQUEST);
-	/* A raw control byte inside the JSON string, too. */
-	ck_assert_int_eq(parse_reg_name("a\x01" "b"), CERR_BAD_REQUEST);
+	/* A raw control byte inside a JSON string is not JSON at all (and
+	 * a raw NUL would cut the name short): invalid JSON.  DEL is not a
+	 * JSON control character but not printable either. */
+	ck_assert_int_eq(parse_reg_name("a\x01" "b"), CERR_BAD_JSON);
 	ck_assert_int_eq(parse_reg_name("a\x7f" "b"), CERR_BAD_REQUEST);
 	/* Group names as well. */
 	parse_fails("{\"msgid\":8,\"groupname\":\"g\\u0002\"}",
@@ -569,9 +571,28 @@ START_TEST(test_message_may_hold_controls)
 	/* Only names are restricted to printable text. */
 	parse_ok("{\"msgid\":6,\"toid\":1,\"msg\":\"line1\\nline2\\t\\u0001\"}");
 	ck_assert_str_eq(request_str(&r, "msg"), "line1\nline2\t\x01");
-	/* A raw control byte in a message: the splitter does not care and
-	 * neither does the validator. */
+	/* DEL raw in a message is fine (it is not a JSON control byte). */
 	parse_ok("{\"msgid\":6,\"toid\":1,\"msg\":\"a\x7f" "b\"}");
+}
+END_TEST
+
+/*
+ * Regression (found by fuzz_request, tests/fuzz/regressions): a raw NUL
+ * inside a string was accepted and cut the field short, so a name
+ * "ab<NUL>cd" registered as "ab" and a message lost its tail.
+ */
+START_TEST(test_raw_nul_in_string_refused)
+{
+	static const char reg[] = "{\"msgid\":4,\"name\":\"ab\0cd\","
+	    "\"password\":\"p\"}";
+	static const char chat[] = "{\"msgid\":6,\"toid\":1,\"msg\":\"x\0y\"}";
+
+	ck_assert_int_eq(request_parse(&r, reg, sizeof(reg) - 1, &lim, errmsg,
+	    sizeof(errmsg)), CERR_BAD_JSON);
+	request_free(&r);
+	ck_assert_int_eq(request_parse(&r, chat, sizeof(chat) - 1, &lim,
+	    errmsg, sizeof(errmsg)), CERR_BAD_JSON);
+	ck_assert_int_eq(r.msgid, MSG_ONE_CHAT);
 }
 END_TEST
 
@@ -1060,6 +1081,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_other_length_limits);
 	tcase_add_test(tc, test_name_control_chars);
 	tcase_add_test(tc, test_message_may_hold_controls);
+	tcase_add_test(tc, test_raw_nul_in_string_refused);
 	tcase_add_test(tc, test_message_length);
 	tcase_add_test(tc, test_invalid_utf8);
 	tcase_add_test(tc, test_chinese_text);
