@@ -481,6 +481,22 @@ sess_stale(struct session *s, cJSON *reply)
 
 /* --- login, register, logout ------------------------------------------ */
 
+/* One friend {id, name, state}: indented columns, or tab-separated
+ * fields in one-shot mode. */
+static void
+show_friend_row(struct session *s, const cJSON *o)
+{
+	struct chat_fmt *f = out_begin(s);
+	const char *sep = s->oneshot ? "\t" : "  ";
+
+	chat_fmt_add(f, "%s%lld%s", s->oneshot ? "" : "  ",
+	    chat_fmt_num(o, "id", -1), sep);
+	chat_fmt_add_clean(f, chat_fmt_strfield(o, "name", "?"));
+	chat_fmt_add(f, "%s", sep);
+	chat_fmt_add_clean(f, chat_fmt_strfield(o, "state", "?"));
+	out_end(s);
+}
+
 static void
 show_login(struct session *s, const cJSON *ack)
 {
@@ -507,12 +523,7 @@ show_login(struct session *s, const cJSON *ack)
 		if (!s->oneshot) {
 			if (n++ == 0)
 				say(s, "friends:");
-			f = out_begin(s);
-			chat_fmt_add(f, "  %lld  ", id);
-			chat_fmt_add_clean(f, chat_fmt_strfield(o, "name", "?"));
-			chat_fmt_add(f, "  ");
-			chat_fmt_add_clean(f, chat_fmt_strfield(o, "state", "?"));
-			out_end(s);
+			show_friend_row(s, o);
 		}
 		cJSON_Delete(o);
 	}
@@ -749,7 +760,6 @@ static void
 show_friends(struct session *s, const cJSON *ack)
 {
 	const cJSON *list, *o;
-	struct chat_fmt *f;
 	int n = 0;
 
 	list = cJSON_GetObjectItemCaseSensitive(ack, "friends");
@@ -758,13 +768,7 @@ show_friends(struct session *s, const cJSON *ack)
 		    chat_fmt_strfield(o, "name", NULL));
 		if (n++ == 0 && !s->oneshot)
 			say(s, "friends:");
-		f = out_begin(s);
-		chat_fmt_add(f, s->oneshot ? "%lld\t" : "  %lld  ",
-		    chat_fmt_num(o, "id", -1));
-		chat_fmt_add_clean(f, chat_fmt_strfield(o, "name", "?"));
-		chat_fmt_add(f, s->oneshot ? "\t" : "  ");
-		chat_fmt_add_clean(f, chat_fmt_strfield(o, "state", "?"));
-		out_end(s);
+		show_friend_row(s, o);
 	}
 	if (n == 0 && !s->oneshot)
 		say(s, "friends: none yet (add one with addfriend:id)");

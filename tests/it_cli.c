@@ -80,7 +80,7 @@ static int harness_ok;
 static int harness_tried;
 static int name_seq;
 
-/* --- fixture -------------------------------------------------------------- */
+/* --- fixture ------------------------------------------------------------- */
 
 static void
 setup(void)
@@ -104,7 +104,7 @@ teardown(void)
 	/* main stops the servers after the last TCase */
 }
 
-/* --- a chat client on a pseudo-terminal ------------------------------------ */
+/* --- a chat client on a pseudo-terminal ---------------------------------- */
 
 struct cli {
 	pid_t	 pid;		/* 0 once reaped */
@@ -392,7 +392,7 @@ cli_cleanup(void)
 	}
 }
 
-/* --- the other party: the client library ------------------------------------ */
+/* --- the other party: the client library --------------------------------- */
 
 struct peer {
 	long long id;
@@ -502,7 +502,7 @@ peer_ok(struct peer *p, cJSON *r, const char *what)
 	cJSON_Delete(r);
 }
 
-/* --- helpers on top of both ------------------------------------------------ */
+/* --- helpers on top of both ---------------------------------------------- */
 
 /* Log the client in through the menu as id; waits for the prompt. */
 static void
@@ -541,7 +541,7 @@ cli_as(const char *tag, int inst, const struct peer *p)
 	return t;
 }
 
-/* --- tests: the command parser (no servers) --------------------------------- */
+/* --- tests: the command parser (no servers) ------------------------------ */
 
 static void
 parse_ok(const char *line, enum chat_cmd_kind kind, long long id,
@@ -628,7 +628,7 @@ START_TEST(test_parse)
 }
 END_TEST
 
-/* --- tests: interactive sessions -------------------------------------------- */
+/* --- tests: interactive sessions ----------------------------------------- */
 
 START_TEST(test_menu_register_login)
 {
@@ -1108,8 +1108,9 @@ START_TEST(test_oneshot_script)
 	int st;
 
 	ck_assert_msg(harness_ok, "the servers did not start (see stderr)");
-	(void)snprintf(cmd, sizeof(cmd), "CHAT_BIN='%s/chat' CHAT_HOST=127.0.0.1 "
-	    "CHAT_PORT=%d timeout %d sh '%s/tests/cli_oneshot.sh' 1>&2",
+	(void)snprintf(cmd, sizeof(cmd), "CHAT_BIN='%s/chat' "
+	    "CHAT_HOST=127.0.0.1 CHAT_PORT=%d timeout %d "
+	    "sh '%s/tests/cli_oneshot.sh' 1>&2",
 	    TOP_BUILDDIR, H.chatd[MAIN_INST].port, SCRIPT_S, TOP_SRCDIR);
 	st = system(cmd);
 	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
@@ -1118,7 +1119,7 @@ START_TEST(test_oneshot_script)
 }
 END_TEST
 
-/* --- runner ------------------------------------------------------------------ */
+/* --- runner -------------------------------------------------------------- */
 
 static void
 checked_teardown(void)
