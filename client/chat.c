@@ -407,11 +407,13 @@ sess_connect(struct session *s)
  * connects again.
  */
 static void
-sess_lost(struct session *s, const char *why)
+sess_lost(struct session *s, const char *reason)
 {
-	char prompt[CHAT_PROMPT_MAX + 32];
+	char prompt[CHAT_PROMPT_MAX + 32], why[256];
 	struct chat_fmt f;
 
+	/* reason may be chatc_error(s->c), freed with s->c. */
+	(void)snprintf(why, sizeof(why), "%s", reason);
 	chatc_close(s->c);
 	s->c = NULL;
 	if (s->state != ST_CHAT)
