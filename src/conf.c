@@ -91,6 +91,8 @@ static const struct conf_key conf_keys[] = {
 struct conf_parse {
 	struct conf *c;
 	FILE *fp;
+	char *buf;		/* getline's buffer */
+	size_t bufsize;
 	int line;		/* lines read so far */
 	int err_line;		/* line of the first error, 0 when none */
 	char reason[256];	/* first error, empty when none */
@@ -191,21 +193,26 @@ static char *
 conf_reader(char *str, int num, void *stream)
 {
 	struct conf_parse *cp = stream;
-	int ch;
+	const char *bad = NULL;
+	ssize_t len;
 
-	if (fgets(str, num, cp->fp) == NULL)
+	if ((len = getline(&cp->buf, &cp->bufsize, cp->fp)) == -1)
 		return NULL;
 	cp->line++;
-	if (strchr(str, '\n') == NULL && !feof(cp->fp)) {
+	if (memchr(cp->buf, '\0', (size_t)len) != NULL)
+		bad = "line contains a NUL byte";
+	else if (len > num - 1)
+		bad = "line too long";
+	if (bad != NULL) {
 		if (cp->err_line == 0) {
 			(void)snprintf(cp->reason, sizeof(cp->reason),
-			    "line longer than %d bytes", num - 2);
+			    "%s (at most %d bytes)", bad, num - 2);
 			cp->err_line = cp->line;
 		}
-		while ((ch = fgetc(cp->fp)) != EOF && ch != '\n')
-			;
 		str[0] = '\0';
+		return str;
 	}
+	memcpy(str, cp->buf, (size_t)len + 1);
 	return str;
 }
 
@@ -224,6 +231,7 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	line = ini_parse_stream(conf_reader, &cp, conf_handler, &cp);
 	rerr = ferror(cp.fp) ? errno : 0;
 	(void)fclose(cp.fp);
+	free(cp.buf);
 	if (rerr != 0 || line < 0) {
 		(void)snprintf(err, errlen, "%s: cannot read: %s", path,
 		    strerror(rerr != 0 ? rerr : EIO));

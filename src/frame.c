@@ -73,9 +73,9 @@ frame_next(struct frame *f, const char *buf, size_t len, size_t max,
 			break;
 		}
 	}
+	/* An open object longer than max was refused inside the loop, at
+	 * its (max + 1)th byte. */
 	f->scan = len;
-	if (f->depth > 0 && len - f->start > max)
-		return FRAME_TOO_LARGE;
 	return FRAME_NONE;
 }
 

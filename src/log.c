@@ -58,7 +58,7 @@ log_level_parse(const char *s)
 	return -1;
 }
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vwrite(int pri, int with_errno, const char *fmt, va_list ap)
 {
 	char msg[1024];

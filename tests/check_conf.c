@@ -602,6 +602,28 @@ START_TEST(test_syntax_error_then_key_error)
 }
 END_TEST
 
+/*
+ * Regression (found by fuzz_conf): a NUL byte in a line was reported as
+ * an over-long line and the next line was silently skipped.
+ */
+START_TEST(test_nul_byte_in_line)
+{
+	static const char text[] = "[server]\nwork\0ers = 2\nworkers = 3\n";
+	char path[] = "/tmp/check_conf.XXXXXX";
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, sizeof(text) - 1),
+	    (ssize_t)(sizeof(text) - 1));
+	(void)close(fd);
+	conf_defaults(&c);
+	ck_assert_int_eq(conf_load(&c, path, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, ":2: line contains a NUL byte") != NULL,
+	    "%s", err);
+	(void)unlink(path);
+}
+END_TEST
+
 START_TEST(test_directory_is_an_error)
 {
 	/* Regression, bug 3. */
@@ -679,6 +701,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_long_line_shifts_line_numbers);
 	tcase_add_test(tc, test_syntax_error_then_key_error);
 	tcase_add_test(tc, test_directory_is_an_error);
+	tcase_add_test(tc, test_nul_byte_in_line);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("example");
