@@ -52,6 +52,8 @@
 #define CHAT_MAX_COMMANDS	16	/* -c options */
 #define CHAT_WAIT_MAX_S		86400	/* -w */
 #define CHAT_PROMPT_MAX		128	/* bytes of the logged-in prompt */
+#define CHAT_NAMES_MAX		4096	/* users (and groups) whose names are
+					 * remembered; more are shown by id */
 
 /* Exit statuses (chat(1) EXIT STATUS). */
 #define CHAT_EXIT_OK		0
@@ -181,6 +183,10 @@ names_set(struct chat_names *ns, long long id, const char *name)
 			ns->v[i].name = dup;
 			return;
 		}
+	if (ns->n >= CHAT_NAMES_MAX) {
+		free(dup);
+		return;
+	}
 	if (ns->n == ns->cap) {
 		nv = reallocarray(ns->v, ns->cap == 0 ? 16 : ns->cap * 2,
 		    sizeof(*nv));
@@ -871,7 +877,12 @@ sess_exec(struct session *s, const struct chat_cmd *cmd)
 			return;
 		}
 		say(s, "connecting to %s:%d...", s->host, s->port);
-		(void)sess_login(s, s->id, s->password);
+		if (sess_login(s, s->id, s->password) == -1 && s->c != NULL) {
+			/* Refused (already online, say): stay disconnected
+			 * rather than connected but logged out. */
+			chatc_close(s->c);
+			s->c = NULL;
+		}
 		return;
 	default:
 		break;

@@ -84,12 +84,6 @@ chat_tty_init(int editing, chat_tty_line_fn *fn, void *arg)
 	stifle_history(CHAT_TTY_HISTORY);
 }
 
-int
-chat_tty_editing(void)
-{
-	return tty.editing;
-}
-
 void
 chat_tty_close(void)
 {

@@ -28,7 +28,6 @@ typedef int chat_tty_line_fn(void *arg, char *line);
 void chat_tty_init(int editing, chat_tty_line_fn *fn, void *arg);
 /* Restore the terminal.  Safe to call twice. */
 void chat_tty_close(void);
-int chat_tty_editing(void);
 
 /*
  * Set the prompt shown while waiting for a line (only with editing;
