@@ -1080,12 +1080,15 @@ mariadb_client(struct harness *h, const char *db, const char *sql,
 static int
 mariadb_install(struct harness *h, const char *datadir)
 {
-	char dd[PATH_MAX + 16], logpath[PATH_MAX];
+	char dd[PATH_MAX + 16], logpath[PATH_MAX], td[PATH_MAX + 16];
 	char *argv[24];
 	size_t i;
 	int n = 0, r;
 
 	(void)fmt(dd, sizeof(dd), "--datadir=%s", datadir);
+	/* Its bootstrap server's temporary tables stay in our directory:
+	 * parallel test binaries sharing /tmp collided there. */
+	(void)fmt(td, sizeof(td), "--tmpdir=%s", h->dir);
 	(void)fmt(logpath, sizeof(logpath), "%s/mariadb-install.log",
 	    h->dir);
 	argv[n++] = (char *)MARIADB_INSTALL_DB;
@@ -1097,6 +1100,7 @@ mariadb_install(struct harness *h, const char *datadir)
 	argv[n++] = (char *)"--auth-root-authentication-method=normal";
 	argv[n++] = (char *)"--skip-test-db";
 	argv[n++] = (char *)"--skip-name-resolve";
+	argv[n++] = td;
 	if (geteuid() == 0)
 		argv[n++] = (char *)"--user=root";
 	for (i = 0; i < NTUNING; i++)
