@@ -31,7 +31,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -1368,50 +1367,16 @@ ops_suite(void)
 	return s;
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)(flag == FTW_DP ? rmdir(path) : unlink(path));
-	return 0;
-}
-
 int
 main(void)
 {
-	const char *tmp = getenv("TMPDIR");
-	char priv[PATH_MAX];
-	SRunner *sr;
+	SRunner *sr = srunner_create(ops_suite());
 	int failed;
 
-	/*
-	 * mariadb-install-db's bootstrap server keeps temporary tables in
-	 * $TMPDIR (default /tmp), and bootstraps that share it lose each
-	 * other's tables ("Unknown table 'mysql.tmp_user_sys'") when test
-	 * programs start their servers at once (make -j check), since the
-	 * harness gives it no --tmpdir.  A private TMPDIR keeps this suite
-	 * out of that race.  Others may search it (0711): test_unprivileged
-	 * reaches the control socket as nobody.
-	 */
-	if (tmp == NULL || *tmp == '\0')
-		tmp = "/tmp";
-	(void)snprintf(priv, sizeof(priv), "%s/chatd-ops-XXXXXX", tmp);
-	if (strlen(priv) > 40 || mkdtemp(priv) == NULL) {
-		(void)snprintf(priv, sizeof(priv), "/tmp/chatd-ops-XXXXXX");
-		if (mkdtemp(priv) == NULL) {
-			fprintf(stderr, "it_ops: mkdtemp %s: %s\n", priv,
-			    strerror(errno));
-			return EXIT_FAILURE;
-		}
-	}
-	(void)chmod(priv, 0711);
-	(void)setenv("TMPDIR", priv, 1);
-
-	sr = srunner_create(ops_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	if (servers_state != 0)
 		harness_stop_all(&H);
-	(void)nftw(priv, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
