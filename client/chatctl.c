@@ -265,11 +265,16 @@ cmd_who(int argc, char **argv)
 
 	optind = 1;
 	while ((ch = getopt(argc, argv, "w:")) != -1) {
+		char *end;
+		long v;
+
 		if (ch != 'w')
 			usage();
-		worker = atoi(optarg);
-		if (worker < 0)
-			usage();
+		v = strtol(optarg, &end, 10);
+		if (*end != '\0' || end == optarg || v < 0 || v > 1000)
+			errx(2, "who -w: \"%s\" is not a worker number",
+			    optarg);
+		worker = (int)v;
 	}
 	if (optind != argc)
 		usage();

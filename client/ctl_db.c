@@ -184,6 +184,7 @@ db_init(const struct conf *c, const char *admin, const char *socket)
 {
 	const char *pw = getenv("CHATCTL_DB_ADMIN_PASSWORD");
 	const char *hosts[] = { "localhost", "127.0.0.1", "%" };
+	size_t nhosts;
 	char sql[2048], esc[2 * CONF_STR_MAX + 1];
 	MYSQL *db;
 	size_t i;
@@ -197,7 +198,9 @@ db_init(const struct conf *c, const char *admin, const char *socket)
 	    "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", c->db_name);
 	db_exec(db, "create the database", sql);
 	/* Local connections, and remote ones when db_host is another host. */
-	for (i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+	nhosts = c->db_socket[0] != '\0' || strcmp(c->db_host, "127.0.0.1") ==
+	    0 || strcmp(c->db_host, "localhost") == 0 ? 2 : 3;
+	for (i = 0; i < nhosts; i++) {
 		(void)snprintf(sql, sizeof(sql), "CREATE USER IF NOT EXISTS "
 		    "'%s'@'%s' IDENTIFIED BY '%s'; GRANT ALL ON `%s`.* TO "
 		    "'%s'@'%s'", c->db_user, hosts[i], esc, c->db_name,

@@ -46,6 +46,8 @@ struct bus {
 	int closing;
 	struct bus_link link[2];
 	time_t next_refresh;
+	struct umap hints;	/* uids owed a pull hint while the publisher
+				 * was down */
 	char groups_channel[CLUSTER_KEY_MAX];
 };
 
@@ -189,15 +191,19 @@ link_on_connect(const redisAsyncContext *ac, int status)
 	l->backoff = 0;
 	log_info("redis %s connected", link_names[l->id]);
 	if (l->id == BUS_PUB) {
-		/* Re-create this worker's claims (Redis may have restarted). */
+		/* Re-create this worker's claims (Redis may have restarted),
+		 * and send the pull hints owed since it went down. */
 		bus_refresh(b);
+		while (umap_next(&b->hints, &it, &uid, &val))
+			bus_hint_pull(w, uid);
+		umap_free(&b->hints);
 		return;
 	}
-	/* The subscriber was not reading meanwhile: what was published to
-	 * our users then was stored offline.  Pull it. */
+	/* Group changes announced while we were not subscribed are lost to
+	 * us: forget every cached group.  (Each user's pull of what was
+	 * stored meanwhile follows its SUBSCRIBE confirmation.) */
 	if (again)
-		while (umap_next(&w->online, &it, &uid, &val))
-			session_pull_offline(w, val);
+		groupcache_clear(&w->groups);
 }
 
 static void
@@ -262,6 +268,7 @@ bus_create(struct worker *w)
 	}
 	cluster_channel_groups(w->conf, b->groups_channel,
 	    sizeof(b->groups_channel));
+	umap_init(&b->hints);
 	return b;
 }
 
@@ -280,6 +287,7 @@ bus_destroy(struct bus *b)
 			redisAsyncFree(b->link[i].ac);
 		}
 	}
+	umap_free(&b->hints);
 	free(b);
 }
 
@@ -461,7 +469,7 @@ bus_publish(struct worker *w, uint32_t uid, const char *frame, size_t len,
     bus_publish_fn fn, void *arg)
 {
 	struct bus *b = w->bus;
-	char ch[CLUSTER_KEY_MAX];
+	char ch[CLUSTER_KEY_MAX], key[CLUSTER_KEY_MAX];
 	struct pub_req *pr = NULL;
 
 	if (!bus_up(b))
@@ -473,8 +481,10 @@ bus_publish(struct worker *w, uint32_t uid, const char *frame, size_t len,
 		pr->arg = arg;
 	}
 	cluster_channel_user(w->conf, uid, ch, sizeof(ch));
+	cluster_key_online(w->conf, uid, key, sizeof(key));
 	if (redisAsyncCommand(b->link[BUS_PUB].ac, fn ? publish_reply : NULL,
-	    pr, "PUBLISH %s %b", ch, frame, len) != REDIS_OK) {
+	    pr, "EVAL %s 1 %s %s %b", CLUSTER_LUA_PUBLISH, key, ch, frame,
+	    len) != REDIS_OK) {
 		free(pr);
 		return -1;
 	}
@@ -482,15 +492,38 @@ bus_publish(struct worker *w, uint32_t uid, const char *frame, size_t len,
 }
 
 void
-bus_group_changed(struct worker *w, uint32_t gid)
+bus_hint_pull(struct worker *w, uint32_t uid)
 {
+	struct bus *b = w->bus;
+
+	if (b == NULL)
+		return;
+	if (bus_publish(w, uid, CLUSTER_PULL_HINT, strlen(CLUSTER_PULL_HINT),
+	    NULL, NULL) == -1)
+		(void)umap_put(&b->hints, uid, (void *)1);
+}
+
+void
+bus_group_changed(struct worker *w, uint32_t gid, bus_publish_fn fn,
+    void *arg)
+{
+	struct pub_req *pr;
 	char num[16];
 
-	if (!bus_up(w->bus))
+	if (!bus_up(w->bus)) {
+		fn(w, arg, -1);
 		return;
+	}
+	if ((pr = malloc(sizeof(*pr))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	pr->fn = fn;
+	pr->arg = arg;
 	(void)snprintf(num, sizeof(num), "%u", gid);
-	(void)redisAsyncCommand(w->bus->link[BUS_PUB].ac, NULL, NULL,
-	    "PUBLISH %s %s", w->bus->groups_channel, num);
+	if (redisAsyncCommand(w->bus->link[BUS_PUB].ac, publish_reply, pr,
+	    "PUBLISH %s %s", w->bus->groups_channel, num) != REDIS_OK) {
+		free(pr);
+		fn(w, arg, -1);
+	}
 }
 
 /* Every reply on the subscriber: confirmations and messages. */
@@ -500,22 +533,41 @@ bus_on_message(redisAsyncContext *ac, void *r, void *privdata)
 	struct bus *b = ac->data;
 	redisReply *reply = r;
 	const redisReply *ch, *msg;
+	struct conn *c;
 	uint32_t uid;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 	    reply->elements != 3 ||
 	    reply->element[0]->type != REDIS_REPLY_STRING ||
-	    strcmp(reply->element[0]->str, "message") != 0)
+	    reply->element[1]->type != REDIS_REPLY_STRING)
 		return;
 	ch = reply->element[1];
 	msg = reply->element[2];
-	if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
+	if (strcmp(reply->element[0]->str, "subscribe") == 0) {
+		/* From now on PUBLISH reaches us; what was stored for this
+		 * user before (a sender that found no subscriber) is pulled
+		 * now, anything stored later comes with a pull hint. */
+		if ((uid = cluster_channel_uid(b->w->conf, ch->str,
+		    ch->len)) != 0 && (c = umap_get(&b->w->online, uid)) !=
+		    NULL)
+			session_pull_offline(b->w, c);
+		return;
+	}
+	if (strcmp(reply->element[0]->str, "message") != 0 ||
+	    msg->type != REDIS_REPLY_STRING)
 		return;
 	if (strcmp(ch->str, b->groups_channel) == 0) {
 		groupcache_invalidate(&b->w->groups,
 		    (uint32_t)strtoul(msg->str, NULL, 10));
 		return;
 	}
-	if ((uid = cluster_channel_uid(b->w->conf, ch->str, ch->len)) != 0)
-		deliver_from_bus(b->w, uid, msg->str, msg->len);
+	if ((uid = cluster_channel_uid(b->w->conf, ch->str, ch->len)) == 0)
+		return;
+	if (msg->len == strlen(CLUSTER_PULL_HINT) &&
+	    memcmp(msg->str, CLUSTER_PULL_HINT, msg->len) == 0) {
+		if ((c = umap_get(&b->w->online, uid)) != NULL)
+			session_pull_offline(b->w, c);
+		return;
+	}
+	deliver_from_bus(b->w, uid, msg->str, msg->len);
 }

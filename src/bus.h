@@ -48,7 +48,13 @@ void bus_release(struct worker *w, uint32_t uid, uint64_t token);
  * called), else 0 and fn (when not NULL) is called with the result. */
 int bus_publish(struct worker *w, uint32_t uid, const char *frame,
     size_t len, bus_publish_fn fn, void *arg);
-/* Tell every node that group gid's membership changed. */
-void bus_group_changed(struct worker *w, uint32_t gid);
+/* Tell every node that group gid's membership changed; fn is called
+ * once Redis has passed it on (or at once, receivers -1, when down). */
+void bus_group_changed(struct worker *w, uint32_t gid, bus_publish_fn fn,
+    void *arg);
+/* Tell whichever host holds uid to pull its offline messages now (a
+ * message was stored for it while it may be online elsewhere); kept and
+ * sent when the publisher is back if Redis is down. */
+void bus_hint_pull(struct worker *w, uint32_t uid);
 
 #endif

@@ -159,6 +159,14 @@ cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
 		argvlen[i + 1] = strlen(keys[i]);
 	}
 	r = redisCommandArgv(cl->rc, (int)n + 1, argv, argvlen);
+	if (r == NULL) {
+		/* A connection left from before a Redis restart fails on
+		 * first use: reconnect and ask once more. */
+		cluster_fail(cl);
+		cl->next_attempt = 0;
+		if (cluster_connect(cl) == 0)
+			r = redisCommandArgv(cl->rc, (int)n + 1, argv, argvlen);
+	}
 	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == n) {
 		for (i = 0; i < n; i++)
 			online[i] = r->element[i]->type == REDIS_REPLY_STRING;
@@ -185,6 +193,13 @@ cluster_release(struct cluster *cl, uint32_t uid, const char *value)
 	cluster_key_online(cl->conf, uid, key, sizeof(key));
 	r = redisCommand(cl->rc, "EVAL %s 1 %s %s", CLUSTER_LUA_RELEASE, key,
 	    value);
+	if (r == NULL) {
+		cluster_fail(cl);
+		cl->next_attempt = 0;
+		if (cluster_connect(cl) == 0)
+			r = redisCommand(cl->rc, "EVAL %s 1 %s %s",
+			    CLUSTER_LUA_RELEASE, key, value);
+	}
 	if (r == NULL) {
 		cluster_fail(cl);
 		return -1;

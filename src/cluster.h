@@ -32,6 +32,17 @@
 	"redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end " \
 	"return 0"
 
+/* PUBLISH ARGV[2] on channel ARGV[1] only while KEYS[1] (the user's claim)
+ * exists: a host that stopped renewing its claims (frozen, cut off) may
+ * still hold a subscription, and a message it would swallow must be
+ * stored instead.  Returns the receivers, 0 when unclaimed. */
+#define CLUSTER_LUA_PUBLISH \
+	"if redis.call('EXISTS', KEYS[1]) == 1 then " \
+	"return redis.call('PUBLISH', ARGV[1], ARGV[2]) end return 0"
+/* The payload of a "pull your offline messages" hint on a user channel
+ * (frames always start with '{'). */
+#define CLUSTER_PULL_HINT "pull"
+
 void cluster_key_online(const struct conf *c, uint32_t uid, char *buf,
     size_t len);
 void cluster_channel_user(const struct conf *c, uint32_t uid, char *buf,

@@ -17,7 +17,8 @@
 #include "log.h"
 
 #define CONTROL_REQUEST_MAX 4096	/* bytes of one request */
-#define CONTROL_TIMEOUT_MS 2000		/* per read and per write */
+#define CONTROL_TIMEOUT_MS 500		/* per read and per write: the
+					 * master serves nothing else meanwhile */
 
 struct control {
 	int fd;
@@ -50,8 +51,21 @@ control_open(const struct conf *c, char *err, size_t errlen)
 		(void)snprintf(err, errlen, "socket: %s", strerror(errno));
 		return NULL;
 	}
-	/* A socket file left by a chatd that died: the instance lock
-	 * (presence_shm.lock) already proved none is running with it. */
+	/* A socket file left by a chatd that died is replaced; one that
+	 * answers belongs to a running chatd (with another presence_shm). */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+	    errno == EAGAIN) {
+		(void)snprintf(err, errlen, "control_socket %s: another chatd "
+		    "is answering on it", c->control_socket);
+		(void)close(fd);
+		return NULL;
+	}
+	(void)close(fd);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1) {
+		(void)snprintf(err, errlen, "socket: %s", strerror(errno));
+		return NULL;
+	}
 	(void)unlink(sun.sun_path);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
 	    chmod(sun.sun_path, (mode_t)mode) == -1 || listen(fd, 16) == -1) {

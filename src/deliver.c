@@ -103,8 +103,12 @@ deliver_offline_ready(struct worker *w, uint32_t uid)
 	struct inbox_msg m;
 	struct conn *c;
 
-	if (presence_lookup(w->presence, uid, &e) != PRESENCE_OK)
+	if (presence_lookup(w->presence, uid, &e) != PRESENCE_OK) {
+		/* Perhaps online on another host, which found no subscriber
+		 * in time (it was still subscribing, or Redis was away). */
+		bus_hint_pull(w, uid);
 		return;
+	}
 	if (e.slot == w->slot) {
 		if ((c = umap_get(&w->online, uid)) != NULL)
 			session_pull_offline(w, c);
@@ -412,8 +416,11 @@ deliver_inbox(struct worker *w, const struct inbox_msg *m)
 		break;
 	case INBOX_KICK:
 		c = umap_get(&w->online, m->id);
-		if (c != NULL && (m->token == 0 || c->token == m->token))
+		if (c != NULL && (m->token == 0 || c->token == m->token)) {
+			log_info("user %u (%s) kicked by an operator", c->uid,
+			    c->name);
 			conn_close(w, c, "kicked");
+		}
 		break;
 	default:
 		fatalx("%s: unknown datagram type %u", __func__, m->type);

@@ -17,7 +17,7 @@ groupcache_init(struct groupcache *gc, size_t max_entries)
 	gc->hits = gc->misses = 0;
 }
 
-static void
+void
 groupcache_clear(struct groupcache *gc)
 {
 	size_t it = 0;
@@ -27,6 +27,7 @@ groupcache_clear(struct groupcache *gc)
 	while (umap_next(&gc->map, &it, &key, &val))
 		free(val);
 	umap_free(&gc->map);
+	gc->gen++;
 }
 
 void

@@ -33,6 +33,8 @@ const struct group_entry *groupcache_get(struct groupcache *gc, uint32_t gid);
 void groupcache_put(struct groupcache *gc, uint32_t gid, uint64_t gen,
     const uint32_t *members, size_t n);
 void groupcache_invalidate(struct groupcache *gc, uint32_t gid);
+/* Forget every group (changes may have been missed). */
+void groupcache_clear(struct groupcache *gc);
 /* Sort g's members (for an entry built outside the cache). */
 void groupcache_sort(struct group_entry *g);
 int group_entry_has(const struct group_entry *g, uint32_t uid);

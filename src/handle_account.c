@@ -472,6 +472,7 @@ struct login_job {
 	int offline_limit;
 	int err;
 	char name[PROTO_NAME_MAX + 1];
+	int states_known;	/* friends' states came from Redis */
 	cJSON *friends;		/* [{id,name}] */
 	cJSON *groups;		/* [{id,groupname,groupdesc,users:[...]}] */
 	struct offline_batch off;
@@ -532,7 +533,7 @@ login_run(struct job *j, struct store *st)
 			goto out;
 		}
 	}
-	json_cluster_states(st, lj->friends);
+	lj->states_known = json_cluster_states(st, lj->friends) == 0;
 	cJSON_ArrayForEach(g, lj->groups)
 		json_cluster_states(st, cJSON_GetObjectItem(g, "users"));
 	if (lj->offline_limit > 0 && store_offline_fetch(st, lj->uid,
@@ -675,7 +676,8 @@ login_finish(struct worker *w, struct login_job *lj)
 	}
 	free(line);
 	w->stats->offline_delivered += inack;
-	presence_push(w, c->uid, fids, fonline, nf, "online");
+	presence_push(w, c->uid, fids, lj->states_known ? fonline : NULL, nf,
+	    "online");
 	if (lj->off.n > 0)
 		(void)offline_queue(w, c, &lj->off, inack, lj->off.truncated ||
 		    lj->off.n == (size_t)lj->offline_limit);

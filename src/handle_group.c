@@ -18,12 +18,50 @@
 #include "store.h"
 #include "worker.h"
 
+/* An answer held until the change has been announced to every host. */
+struct group_ack {
+	struct conn *c;
+	struct reqinfo ri;
+	cJSON *extra;
+};
+
 static void
-group_changed(struct worker *w, uint32_t gid)
+group_announced(struct worker *w, void *arg, long receivers)
 {
+	struct group_ack *ga = arg;
+
+	if (ga->c->state == CONN_ONLINE)
+		reply_ok(w, ga->c, &ga->ri, ga->extra);
+	else
+		cJSON_Delete(ga->extra);
+	conn_unref(w, ga->c);
+	reqinfo_free(&ga->ri);
+	free(ga);
+}
+
+/*
+ * Drop gid from every membership cache (this worker's, this host's other
+ * workers' through their inboxes, other hosts' through Redis), then
+ * answer the request: once the client has its ACK, a message sent to the
+ * group from any host sees the new membership.
+ */
+static void
+group_changed(struct worker *w, struct reqjob *rj, uint32_t gid,
+    cJSON *extra)
+{
+	struct group_ack *ga;
+
 	groupcache_invalidate(&w->groups, gid);
 	deliver_group_invalidate(w, gid);
-	bus_group_changed(w, gid);
+	if ((ga = calloc(1, sizeof(*ga))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	ga->c = rj->c;
+	conn_ref(ga->c);
+	ga->ri.msgid = rj->ri.msgid;
+	ga->ri.seq = rj->ri.seq != NULL ? cJSON_Duplicate(rj->ri.seq, 1) :
+	    NULL;
+	ga->extra = extra;
+	bus_group_changed(w, gid, group_announced, ga);
 }
 
 /* The group id of r, or 0 after answering errno 7. */
@@ -58,10 +96,9 @@ create_done(struct reqjob *rj, struct worker *w)
 		    "a group with that name already exists" : NULL);
 		return;
 	}
-	group_changed(w, rj->id);
 	extra = cJSON_CreateObject();
 	cJSON_AddNumberToObject(extra, "groupid", rj->id);
-	reply_ok(w, rj->c, &rj->ri, extra);
+	group_changed(w, rj, rj->id, extra);
 }
 
 void
@@ -95,9 +132,8 @@ member_done(struct reqjob *rj, struct worker *w)
 
 	switch (rj->rc) {
 	case STORE_OK:
-		err = 0;
-		group_changed(w, rj->id);
-		break;
+		group_changed(w, rj, rj->id, NULL);
+		return;
 	case STORE_NOTFOUND:
 		err = CERR_NO_GROUP;
 		break;

@@ -335,24 +335,27 @@ json_add_member(void *arg, uint32_t id, const char *name, const char *role)
 	return 0;
 }
 
-void
+int
 json_cluster_states(struct store *st, cJSON *arr)
 {
 	unsigned char *online;
 	uint32_t *ids;
 	size_t n, i = 0;
 	cJSON *item;
+	int rc;
 
 	n = (size_t)cJSON_GetArraySize(arr);
-	if (n == 0 || store_cluster(st) == NULL)
-		return;
+	if (n == 0)
+		return 0;
+	if (store_cluster(st) == NULL)
+		return -1;
 	if ((ids = calloc(n, sizeof(*ids))) == NULL ||
 	    (online = calloc(n, 1)) == NULL)
 		fatalx("%s: out of memory", __func__);
 	cJSON_ArrayForEach(item, arr)
 		ids[i++] = (uint32_t)cJSON_GetObjectItem(item,
 		    "id")->valuedouble;
-	if (cluster_online(store_cluster(st), ids, n, online) == 0) {
+	if ((rc = cluster_online(store_cluster(st), ids, n, online)) == 0) {
 		i = 0;
 		cJSON_ArrayForEach(item, arr)
 			cJSON_AddStringToObject(item, "state", online[i++] ?
@@ -360,6 +363,7 @@ json_cluster_states(struct store *st, cJSON *arr)
 	}
 	free(ids);
 	free(online);
+	return rc;
 }
 
 int

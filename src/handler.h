@@ -122,7 +122,7 @@ int json_add_member(void *arg, uint32_t id, const char *name,
 
 /* Job thread: give each {id,...} of arr a "state" from the cluster's
  * claims (nothing when Redis cannot be asked). */
-void json_cluster_states(struct store *st, cJSON *arr);
+int json_cluster_states(struct store *st, cJSON *arr);
 /* Loop: settle item's "state": online when on this host, else what the
  * cluster said, else offline. */
 void json_set_state(struct worker *w, cJSON *item);

@@ -327,6 +327,10 @@ master_reload(struct master *m)
 } while (0)
 	KEEP_STR(listen);
 	KEEP_STR(presence_shm);
+	KEEP_STR(control_socket);
+	KEEP_STR(control_mode);
+	KEEP_STR(user);
+	KEEP_STR(group);
 	KEEP_INT(workers);
 	KEEP_INT(presence_capacity);
 	KEEP_INT(max_frame);
@@ -528,6 +532,8 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 			return "the worker's inbox is full; try again";
 		cJSON_AddNumberToObject(reply, "id", e.uid);
 		cJSON_AddNumberToObject(reply, "worker", e.slot);
+		log_info("control: kicking user %u (%s) on worker %u", e.uid,
+		    e.name, e.slot);
 		return NULL;
 	}
 	if (strcmp(cmd, "reload") == 0) {
