@@ -76,6 +76,8 @@ conn_new(struct worker *w, int fd, uint32_t addr)
 	}
 	worker_list_add(w, c);
 	w->nconns++;
+	if (w->nconns > w->nconns_peak)
+		w->nconns_peak = w->nconns;
 	w->stats->conns_open = w->nconns;
 	return c;
 }

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <netinet/in.h>
 
+#include <malloc.h>
+
 #include <sodium.h>
 
 #include "bus.h"
@@ -267,6 +269,20 @@ worker_timeouts(struct worker *w)
 		conn_close(w, c, "idle_timeout");
 }
 
+/*
+ * After many connections have gone (a storm, a mass timeout), give the
+ * heap's free memory back to the kernel: glibc keeps it otherwise, and
+ * an idle worker should cost what its connections cost.
+ */
+static void
+worker_trim(struct worker *w)
+{
+	if (w->nconns_peak < 1024 || w->nconns > w->nconns_peak / 2)
+		return;
+	(void)malloc_trim(0);
+	w->nconns_peak = w->nconns;
+}
+
 static void
 worker_flush(struct worker *w)
 {
@@ -464,6 +480,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 			worker_event(&w, &evs[i]);
 		worker_flush(&w);
 		conn_reap(&w);
+		worker_trim(&w);
 		if (!w.stopping)
 			continue;
 		if (stop_deadline == 0)

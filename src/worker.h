@@ -67,6 +67,7 @@ struct worker {
 	struct conn *dirty;		/* output to flush this iteration */
 	struct conn *dead;		/* to free this iteration */
 	size_t nconns;
+	size_t nconns_peak;		/* since the last malloc_trim */
 	uint64_t next_token;
 	int stopping;
 	time_t now;
