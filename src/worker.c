@@ -393,6 +393,14 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 		bus_tick(w);	/* connect now, not a second from now */
 }
 
+static int
+worker_event_is_peer(const struct epoll_event *ev)
+{
+	uint64_t tag = ev->data.u64;
+
+	return tag == TAG_INBOX || tag == TAG_BUS + BUS_SUB;
+}
+
 static void
 worker_event(struct worker *w, struct epoll_event *ev)
 {
@@ -476,8 +484,14 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now = time(NULL);
+		/* Messages from other workers and hosts first: a group change
+		 * announced before a client's request must be seen by it. */
 		for (i = 0; i < n; i++)
-			worker_event(&w, &evs[i]);
+			if (worker_event_is_peer(&evs[i]))
+				worker_event(&w, &evs[i]);
+		for (i = 0; i < n; i++)
+			if (!worker_event_is_peer(&evs[i]))
+				worker_event(&w, &evs[i]);
 		worker_flush(&w);
 		conn_reap(&w);
 		worker_trim(&w);
