@@ -366,7 +366,11 @@ us(uint64_t ns)
 static void
 add_lat(cJSON *obj, const char *key, const struct hist *h)
 {
-	cJSON *l = cJSON_AddObjectToObject(obj, key);
+	static const double qs[] = { 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975,
+	    0.99, 0.995, 0.999, 0.9999 };
+	cJSON *l = cJSON_AddObjectToObject(obj, key), *ladder;
+	char q[16];
+	size_t i;
 
 	cJSON_AddNumberToObject(l, "count", (double)h->n);
 	if (h->n == 0)
@@ -380,6 +384,13 @@ add_lat(cJSON *obj, const char *key, const struct hist *h)
 	cJSON_AddNumberToObject(l, "p99_99_us",
 	    us(hist_quantile(h, 0.9999)));
 	cJSON_AddNumberToObject(l, "max_us", us(h->max));
+	/* The shape of the tail, for plots and for finding where it starts. */
+	ladder = cJSON_AddObjectToObject(l, "ladder_us");
+	for (i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+		(void)snprintf(q, sizeof(q), "%g", qs[i] * 100);
+		cJSON_AddNumberToObject(ladder, q, us(hist_quantile(h,
+		    qs[i])));
+	}
 }
 
 /* A latency in the unit that reads best. */
@@ -432,9 +443,9 @@ struct report {
 	int have_usage;
 };
 
-/* Cores busy in the window with neither the server nor the bench
- * (kernel work on their behalf included in neither is counted here too,
- * so a little is normal; without --server-pid the server is in it). */
+/* Cores busy in the window with neither the server, the bench nor the
+ * kernel's interrupt work (the loopback network stack runs in softirq,
+ * charged to no process); without --server-pid the server is in it. */
 static double
 other_cores(const struct report *rp)
 {
@@ -443,7 +454,8 @@ other_cores(const struct report *rp)
 	if (w <= 0)
 		return 0;
 	busy = rp->u1.host_busy_s - rp->u0.host_busy_s;
-	mine = (rp->u1.cpu_s - rp->u0.cpu_s) + (double)rp->r->cpu_ns / 1e9;
+	mine = (rp->u1.cpu_s - rp->u0.cpu_s) + (double)rp->r->cpu_ns / 1e9 +
+	    (rp->u1.host_irq_s - rp->u0.host_irq_s);
 	return busy > mine ? (busy - mine) / w : 0;
 }
 
@@ -537,6 +549,8 @@ report_json(const struct report *rp)
 	cJSON_AddNumberToObject(s, "cores", host_cores());
 	cJSON_AddNumberToObject(s, "busy_cores", rp->window_s > 0 ?
 	    (rp->u1.host_busy_s - rp->u0.host_busy_s) / rp->window_s : 0);
+	cJSON_AddNumberToObject(s, "softirq_cores", rp->window_s > 0 ?
+	    (rp->u1.host_irq_s - rp->u0.host_irq_s) / rp->window_s : 0);
 	cJSON_AddNumberToObject(s, "other_cores", other_cores(rp));
 	if (rp->have_usage) {
 		s = cJSON_AddObjectToObject(j, "server_usage");
@@ -677,10 +691,11 @@ report_table(const struct report *rp)
 	}
 	(void)printf("  %-10s CPU %.2f s in the measured window\n", "bench",
 	    (double)r->cpu_ns / 1e9);
-	(void)printf("  %-10s %d cores, %.2f busy; %.2f used by neither the "
-	    "server nor the bench%s\n", "host", host_cores(), w > 0 ?
-	    (rp->u1.host_busy_s - rp->u0.host_busy_s) / w : 0.0,
-	    other_cores(rp), other_cores(rp) > 0.2 ? " (figures disturbed)" :
+	(void)printf("  %-10s %d cores, %.2f busy: %.2f in softirq (network "
+	    "stack), %.2f by other processes%s\n", "host", host_cores(),
+	    w > 0 ? (rp->u1.host_busy_s - rp->u0.host_busy_s) / w : 0.0,
+	    w > 0 ? (rp->u1.host_irq_s - rp->u0.host_irq_s) / w : 0.0,
+	    other_cores(rp), other_cores(rp) > 0.15 ? " (figures disturbed)" :
 	    "");
 }
 

@@ -134,6 +134,8 @@ void bench_sleep_until(int64_t t);
 struct bench_usage {
 	double host_busy_s;	/* /proc/stat: all CPUs, not idle */
 	double host_all_s;	/* /proc/stat: all CPUs, all time */
+	double host_irq_s;	/* /proc/stat: irq + softirq (the loopback
+				 * network stack), charged to no process */
 	double cpu_s;		/* utime + stime of the processes, seconds */
 	long pss_kib;		/* sum of Pss of the processes */
 	int nproc;		/* processes found */

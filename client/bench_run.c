@@ -65,6 +65,7 @@
 #define RUN_TICK_NS		100000000LL	/* timeouts checked this often */
 #define RUN_MIN_WAIT_NS		50000LL	/* fixed rate: shortest sleep */
 #define RUN_GROUP_DESC		"chat-bench group"
+#define RUN_RETRY_NS		200000000LL	/* LOGIN again after errno 2 */
 
 enum cstate {
 	CS_NONE,		/* not started / between storm operations */
@@ -93,6 +94,7 @@ struct bconn {
 	int64_t t_op;		/* start of the request in flight */
 	int64_t owed;		/* copies sent and not yet received */
 	int64_t next_ping;
+	int64_t retry_at;	/* setup: LOGIN again at this time */
 	struct chatc_reader rd;
 	char *out;
 	uint32_t out_off, out_len, out_cap;
@@ -136,6 +138,8 @@ struct bthread {
 	uint32_t rr;		/* fixed rate: next sender to try */
 	uint64_t max_sends;	/* count cap (0: none) */
 	int64_t last_op;	/* storm: last completion */
+	uint32_t *retry;	/* setup: conns to LOGIN again */
+	size_t nretry, retry_cap;
 	int64_t cpu0;		/* thread CPU at m0 */
 	int ufd;		/* users file (register) */
 	char *rbuf;
@@ -714,6 +718,50 @@ run_storm_done(struct bthread *t, struct bconn *c, int64_t now)
 	run_storm_next(t, c, now);
 }
 
+/*
+ * "Already online": the session of an earlier run (this user's, a moment
+ * ago) is still being torn down, here or in the cluster's claims.  Try
+ * again shortly, within the setup time.  0, or -1 out of memory.
+ */
+static int
+run_retry_later(struct bthread *t, struct bconn *c, int64_t now)
+{
+	uint32_t *nr;
+	size_t cap;
+
+	if (t->nretry == t->retry_cap) {
+		cap = t->retry_cap ? t->retry_cap * 2 : 64;
+		if ((nr = realloc(t->retry, cap * sizeof(*nr))) == NULL)
+			return -1;
+		t->retry = nr;
+		t->retry_cap = cap;
+	}
+	t->retry[t->nretry++] = c->local;
+	c->retry_at = now + RUN_RETRY_NS;
+	return 0;
+}
+
+/* Send LOGIN again on the connections whose retry time came. */
+static void
+run_retry_due(struct bthread *t, int64_t now)
+{
+	struct bconn *c;
+	size_t i, keep = 0;
+
+	for (i = 0; i < t->nretry; i++) {
+		c = &t->conns[t->retry[i]];
+		if (now < c->retry_at) {
+			t->retry[keep++] = t->retry[i];
+			continue;
+		}
+		c->retry_at = 0;
+		if (c->fd != -1 && run_request(t, c, chatc_build_login(c->uid,
+		    t->o->password), c->t_op) == -1)
+			run_fail(t, "out of memory");
+	}
+	t->nretry = keep;
+}
+
 /* A reply (LOGIN_ACK, REG_ACK, ACK or ERROR) for c's request. */
 static void
 run_reply(struct bthread *t, struct bconn *c, const cJSON *m, int msgid,
@@ -773,6 +821,9 @@ run_reply(struct bthread *t, struct bconn *c, const cJSON *m, int msgid,
 			run_storm_done(t, c, now);
 			return;
 		}
+		if (err == CERR_ONLINE && now < t->setup_deadline &&
+		    run_retry_later(t, c, now) == 0)
+			return;
 		if (err != 0) {
 			run_fail(t, "LOGIN %s%ld (id %u): errno %d: %s",
 			    o->prefix, c->idx, c->uid, err, chatc_errmsg(m));
@@ -1092,6 +1143,7 @@ run_tick(struct bthread *t, int64_t now)
 
 	switch (t->phase) {
 	case P_SETUP:
+		run_retry_due(t, now);
 		run_setup_more(t, now);
 		if (t->ready == t->nconns) {
 			t->r.setup_ns = now - t->setup_start;
@@ -1339,6 +1391,7 @@ run_thread_free(struct bthread *t)
 	}
 	free(t->conns);
 	free(t->groups);
+	free(t->retry);
 	free(t->rbuf);
 	if (t->ep != -1)
 		(void)close(t->ep);

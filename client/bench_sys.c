@@ -127,6 +127,8 @@ host_cpu(struct bench_usage *u)
 		u->host_all_s = (double)all / (double)(hz > 0 ? hz : 100);
 		u->host_busy_s = (double)(all - v[3] - v[4]) /
 		    (double)(hz > 0 ? hz : 100);
+		u->host_irq_s = (double)(v[5] + v[6]) /
+		    (double)(hz > 0 ? hz : 100);
 	}
 	(void)fclose(fp);
 }
