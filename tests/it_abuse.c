@@ -1,0 +1,1660 @@
+/*
+ * it_abuse.c - black-box tests of the hardening of issue 7 against real
+ * processes (tests/harness.c): the abuse limits answered with errno 12
+ * (rate_limit and rate_burst, failed logins per user and per source
+ * address with a growing delay, max_conns_per_addr), auth_timeout and
+ * idle_timeout, 10,000 silent connections and chatd's memory once they
+ * are freed, mariadbd stopped and restarted under chat traffic, the drop
+ * to user and group, and a grep of the logs for secrets.
+ *
+ * Each test case runs a chatd of its own (instance INST) with the limits
+ * under test turned on in its configuration; the harness turns the abuse
+ * limits off by default.  It is started and stopped by an unchecked
+ * fixture in the runner, so the harness checks its log for sanitizer
+ * reports like any other.  Every instance appends to the same log file,
+ * which the last test case greps: every password used in the run starts
+ * with a random stem chosen in main, so one search covers them all.
+ * mariadbd is shared; the database test stops it and restarts it (as a
+ * child of the forked test, which stops it again), and the next fixture
+ * starts it in the runner once more.
+ *
+ * chatd counts timeouts and login delays in whole seconds on a
+ * one-second timer, so the bounds below allow a second either way.
+ * Every wait is bounded.
+ *
+ * For debugging: IT_ABUSE_ONLY=test_a,test_b runs only those tests.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <cjson/cJSON.h>
+
+#include "chatc.h"
+#include "harness.h"
+#include "protocol.h"
+
+#define INST		0	/* the chatd instance of every test case */
+
+/* Bounds, in milliseconds. */
+#define REQ_MS		5000	/* one request until its reply */
+#define EOF_MS		3000	/* a refused connection until EOF */
+#define DB_DOWN_MS	15000	/* a request until errno 13, db down */
+#define DB_BACK_MS	20000	/* chatd using a restarted mariadbd */
+#define POLL_MS		50
+
+#define TEST_TIMEOUT_S	40	/* Check's limit for one test */
+
+/* rate limit */
+#define RATE_LIMIT	10
+#define RATE_BURST	20
+#define RATE_PINGS	100
+
+/* failed logins */
+#define FAIL_MAX	3
+#define FAIL_MAX_ADDR	5
+#define DELAY_MAX	4
+
+/* timeouts, seconds */
+#define AUTH_TIMEOUT	2
+#define IDLE_TIMEOUT	3
+
+/* silent connections */
+#define SILENT_N	10000
+#define SILENT_AUTH	3	/* auth_timeout of that instance */
+#define SILENT_CLOSE_MS	15000	/* all connected until all closed */
+#define MEM_SLACK_KB	(8 * 1024)	/* after may exceed baseline by */
+
+/*
+ * AddressSanitizer keeps freed memory in quarantine, so under it chatd's
+ * memory cannot go back down: only the absolute bound applies.  Without
+ * it, at most half of what the connections took may stay.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+#define CONF_RATE	"[server]\nworkers = 1\nrate_limit = 10\n" \
+			"rate_burst = 20\n"
+#define CONF_LOGIN_USER	"[server]\nworkers = 1\nlogin_fail_max = 3\n" \
+			"login_delay_max = 4\n"
+#define CONF_LOGIN_ADDR	"[server]\nworkers = 1\nlogin_fail_max = 3\n" \
+			"login_fail_max_addr = 5\nlogin_delay_max = 4\n"
+#define CONF_CONNS	"[server]\nworkers = 1\nmax_conns_per_addr = 5\n"
+#define CONF_TIMEOUTS	"[server]\nauth_timeout = 2\nidle_timeout = 3\n"
+#define CONF_SILENT	"[server]\nworkers = 2\nauth_timeout = 3\n" \
+			"max_connections = 20000\n"
+#define CONF_DB		"[server]\nworkers = 2\n"
+#define CONF_SECRETS	"[server]\nworkers = 2\nlog_level = debug\n"
+
+static struct harness H;
+static int servers_state;	/* harness and mariadbd: 0 not yet, 1 up,
+				 * -1 failed */
+static int inst_ok;		/* the current test case's chatd is up */
+static char stem[32];		/* every password of the run starts so */
+static char priv_conf[256];	/* CONF for the privilege test case */
+
+/* --- fixture (runs in the runner) ------------------------------------ */
+
+/* The harness and mariadbd, started once; mariadbd again after the
+ * database test stopped it.  0 or -1. */
+static int
+servers_up(void)
+{
+	int st;
+
+	if (servers_state == 0) {
+		servers_state = -1;
+		if (harness_init(&H) == -1 || harness_start_mariadb(&H) == -1)
+			return -1;
+		servers_state = 1;
+	}
+	if (servers_state != 1)
+		return -1;
+	if (H.mariadb_pid > 0 &&
+	    waitpid(H.mariadb_pid, &st, WNOHANG) == H.mariadb_pid &&
+	    harness_start_mariadb(&H) == -1) {
+		servers_state = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+inst_stop(void)
+{
+	int st;
+
+	if (H.chatd[INST].pid <= 0)
+		return;
+	st = harness_signal_chatd(&H, INST, SIGTERM, 1);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fprintf(stderr, "it_abuse: chatd did not stop cleanly (wait "
+		    "status %#x)\n", (unsigned)st);
+}
+
+static void
+inst_start(const char *extra)
+{
+	inst_ok = 0;
+	if (servers_up() == -1) {
+		fprintf(stderr, "it_abuse: mariadbd is not running; every "
+		    "test will fail\n");
+		return;
+	}
+	inst_stop();
+	inst_ok = harness_start_chatd(&H, INST, extra) == 0;
+	if (!inst_ok)
+		fprintf(stderr, "it_abuse: chatd did not start with:\n%s",
+		    extra);
+}
+
+static void setup_rate(void) { inst_start(CONF_RATE); }
+static void setup_login_user(void) { inst_start(CONF_LOGIN_USER); }
+static void setup_login_addr(void) { inst_start(CONF_LOGIN_ADDR); }
+static void setup_conns(void) { inst_start(CONF_CONNS); }
+static void setup_timeouts(void) { inst_start(CONF_TIMEOUTS); }
+static void setup_silent(void) { inst_start(CONF_SILENT); }
+static void setup_db(void) { inst_start(CONF_DB); }
+static void setup_secrets(void) { inst_start(CONF_SECRETS); }
+
+/*
+ * As root: nobody and nogroup (or the group nobody where there is no
+ * nogroup).  Not root: no user, and the test says it was skipped.
+ */
+static void
+setup_priv(void)
+{
+	const char *group = getgrnam("nogroup") != NULL ? "nogroup" :
+	    "nobody";
+
+	if (geteuid() == 0)
+		(void)snprintf(priv_conf, sizeof(priv_conf), "[server]\n"
+		    "workers = 2\nuser = nobody\ngroup = %s\n", group);
+	else
+		(void)snprintf(priv_conf, sizeof(priv_conf), "[server]\n"
+		    "workers = 2\n");
+	inst_start(priv_conf);
+}
+
+static void
+teardown_inst(void)
+{
+	inst_stop();
+	inst_ok = 0;
+}
+
+/* --- helpers (in the forked test) ------------------------------------ */
+
+#define OPEN_MAX 64
+static struct chatc *opened[OPEN_MAX];
+static int nopened;
+static int name_seq;
+
+static void
+begin(void)
+{
+	ck_assert_msg(inst_ok, "chatd for this test case did not start (see "
+	    "stderr)");
+}
+
+static struct chatc *
+xconnect(void)
+{
+	struct chatc *c;
+	char err[256];
+
+	c = chatc_connect("127.0.0.1", H.chatd[INST].port, REQ_MS, err,
+	    sizeof(err));
+	ck_assert_msg(c != NULL, "connect: %s", err);
+	ck_assert_msg(nopened < OPEN_MAX, "more than %d connections",
+	    OPEN_MAX);
+	opened[nopened++] = c;
+	return c;
+}
+
+static void
+xclose(struct chatc *c)
+{
+	int i;
+
+	for (i = 0; i < nopened; i++)
+		if (opened[i] == c) {
+			opened[i] = opened[--nopened];
+			break;
+		}
+	chatc_close(c);
+}
+
+/* Checked teardown: close what a test left open (clean under LSan). */
+static void
+close_all(void)
+{
+	while (nopened > 0)
+		chatc_close(opened[--nopened]);
+}
+
+/* tag_pid_n: unique across the tests sharing the database. */
+static void
+uniq(char *buf, size_t len, const char *tag)
+{
+	(void)snprintf(buf, len, "%s_%ld_%d", tag, (long)getpid(),
+	    name_seq++);
+}
+
+/* A password that the secrets test will look for in the logs. */
+static void
+secret(char *buf, size_t len, const char *tag)
+{
+	(void)snprintf(buf, len, "%s-%s-%ld-%d", stem, tag, (long)getpid(),
+	    name_seq++);
+}
+
+static long long
+jnum(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsNumber(v) ? (long long)v->valuedouble : -1;
+}
+
+static const char *
+jstr(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* o as text for a failure message (static buffer). */
+static const char *
+dump(const cJSON *o)
+{
+	static char buf[512];
+	char *s = o != NULL ? cJSON_PrintUnformatted(o) : NULL;
+
+	(void)snprintf(buf, sizeof(buf), "%s", s != NULL ? s : "(none)");
+	cJSON_free(s);
+	return buf;
+}
+
+/* Assert r is msgid with errno err (and seq when seq >= 0); frees r. */
+static void
+expect(cJSON *r, int msgid, int err, long long seq, const char *what)
+{
+	ck_assert_msg(r != NULL, "%s: no reply", what);
+	ck_assert_msg(jnum(r, "msgid") == msgid && chatc_errno(r) == err &&
+	    (seq < 0 || jnum(r, "seq") == seq), "%s: expected msgid %d errno "
+	    "%d, got %s", what, msgid, err, dump(r));
+	cJSON_Delete(r);
+}
+
+static long long
+register_user(const char *tag, const char *pw, char *name, size_t namelen)
+{
+	struct chatc *c = xconnect();
+	long long id;
+	cJSON *r;
+
+	uniq(name, namelen, tag);
+	r = chatc_register(c, name, pw, REQ_MS);
+	ck_assert_msg(r != NULL, "REG %s: %s", name, chatc_error(c));
+	ck_assert_msg(jnum(r, "msgid") == MSG_REG_ACK && chatc_errno(r) == 0,
+	    "REG %s: %s", name, dump(r));
+	id = jnum(r, "id");
+	ck_assert_msg(id > 0, "REG %s: %s", name, dump(r));
+	cJSON_Delete(r);
+	xclose(c);
+	return id;
+}
+
+static int
+login_errno(struct chatc *c, long long id, const char *pw, char *errmsg,
+    size_t len)
+{
+	cJSON *r = chatc_login(c, id, pw, REQ_MS);
+	int err;
+
+	ck_assert_msg(r != NULL, "LOGIN %lld: %s", id, chatc_error(c));
+	ck_assert_msg(jnum(r, "msgid") == MSG_LOGIN_ACK, "LOGIN %lld: %s", id,
+	    dump(r));
+	err = chatc_errno(r);
+	if (errmsg != NULL)
+		(void)snprintf(errmsg, len, "%s", chatc_errmsg(r));
+	cJSON_Delete(r);
+	return err;
+}
+
+/* A new connection with id logged in. */
+static struct chatc *
+online(long long id, const char *pw)
+{
+	struct chatc *c = xconnect();
+	char msg[256];
+	int err;
+
+	err = login_errno(c, id, pw, msg, sizeof(msg));
+	ck_assert_msg(err == 0, "LOGIN %lld: errno %d %s", id, err, msg);
+	return c;
+}
+
+static void
+ping_ok(struct chatc *c, const char *who)
+{
+	cJSON *r = chatc_ping(c, REQ_MS);
+
+	ck_assert_msg(r != NULL, "%s: PING: %s", who, chatc_error(c));
+	ck_assert_msg(jnum(r, "msgid") == MSG_ACK && chatc_errno(r) == 0,
+	    "%s: PING: %s", who, dump(r));
+	cJSON_Delete(r);
+}
+
+/* A request as one line with a seq of our choosing (req is freed). */
+static void
+append_line(char **buf, size_t *len, cJSON *req, long long seq)
+{
+	size_t n;
+	char *line, *nb;
+
+	ck_assert(req != NULL);
+	cJSON_AddNumberToObject(req, "seq", (double)seq);
+	line = chatc_line(req, &n);
+	cJSON_Delete(req);
+	ck_assert(line != NULL);
+	nb = realloc(*buf, *len + n + 1);
+	ck_assert(nb != NULL);
+	memcpy(nb + *len, line, n + 1);
+	*buf = nb;
+	*len += n;
+	free(line);
+}
+
+static void
+send_buf(struct chatc *c, char *buf, size_t len)
+{
+	ck_assert_msg(chatc_send_raw(c, buf, len) == 0, "send: %s",
+	    chatc_error(c));
+	free(buf);
+}
+
+/* 1 when the last failure on c means the server closed it. */
+static int
+closed_by_server(const struct chatc *c)
+{
+	const char *e = chatc_error(c);
+
+	return strstr(e, "closed by server") != NULL ||
+	    strstr(e, "reset") != NULL || strstr(e, "send:") != NULL;
+}
+
+/* Wait up to ms for the server to close c, reading (and dropping) what
+ * it sends.  Milliseconds it took, or -1 when c is still open. */
+static long long
+wait_closed(struct chatc *c, long ms)
+{
+	long long t0 = harness_now_ms(), left;
+	cJSON *m;
+
+	while ((left = t0 + ms - harness_now_ms()) > 0) {
+		if ((m = chatc_recv(c, (int)left)) != NULL) {
+			cJSON_Delete(m);
+			continue;
+		}
+		if (closed_by_server(c))
+			return harness_now_ms() - t0;
+	}
+	return -1;
+}
+
+/* Count of users named name. */
+static long
+users_named(const char *name)
+{
+	char sql[256], out[32];
+
+	(void)snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM users WHERE "
+	    "name = '%s'", name);
+	ck_assert_msg(harness_sql_value(&H, sql, out, sizeof(out)) == 0,
+	    "query failed: %s", sql);
+	return strtol(out, NULL, 10);
+}
+
+/* --- rate limit ------------------------------------------------------- */
+
+/* Send n pipelined PINGs (seq first..first+n-1) in one write and count
+ * the answers: ACKs and ERROR errno 12.  With a full bucket (full set)
+ * the first rate_burst are the ones served. */
+static void
+ping_burst(struct chatc *c, int n, long long first, int full, int *acks,
+    int *refused)
+{
+	char *buf = NULL, seen[RATE_PINGS];
+	size_t len = 0;
+	long long seq;
+	cJSON *m;
+	int i;
+
+	ck_assert(n <= RATE_PINGS);
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < n; i++)
+		append_line(&buf, &len, chatc_build(MSG_PING), first + i);
+	send_buf(c, buf, len);
+	*acks = *refused = 0;
+	for (i = 0; i < n; i++) {
+		m = chatc_recv(c, REQ_MS);
+		ck_assert_msg(m != NULL, "reply %d of %d: %s", i + 1, n,
+		    chatc_error(c));
+		seq = jnum(m, "seq");
+		ck_assert_msg(seq >= first && seq < first + n &&
+		    !seen[seq - first], "bad or repeated seq: %s", dump(m));
+		if (jnum(m, "msgid") == MSG_ACK && chatc_errno(m) == 0 &&
+		    jnum(m, "refmsgid") == MSG_PING) {
+			(*acks)++;
+			seen[seq - first] = 'a';
+		} else {
+			ck_assert_msg(jnum(m, "msgid") == MSG_ERROR &&
+			    chatc_errno(m) == CERR_RATE &&
+			    jnum(m, "refmsgid") == MSG_PING &&
+			    strstr(chatc_errmsg(m), "rate_limit") != NULL,
+			    "expected ACK or ERROR errno 12, got %s", dump(m));
+			(*refused)++;
+			seen[seq - first] = 'r';
+		}
+		cJSON_Delete(m);
+	}
+	for (i = 0; full && i < RATE_BURST && i < n; i++)
+		ck_assert_msg(seen[i] == 'a', "PING %lld of a full bucket was "
+		    "refused", first + i);
+}
+
+START_TEST(test_rate_limit)
+{
+	struct chatc *c;
+	char name[PROTO_NAME_MAX + 1], pw[96], *buf = NULL;
+	long long t_end1, t_end2;
+	size_t len = 0;
+	int acks, refused, acks2, refused2;
+	double secs;
+
+	begin();
+	c = xconnect();
+	ping_burst(c, RATE_PINGS, 1, 1, &acks, &refused);
+	t_end1 = harness_now_ms();
+	fprintf(stderr, "it_abuse: rate: %d PINGs pipelined: %d ACK, %d "
+	    "ERROR errno 12\n", RATE_PINGS, acks, refused);
+	ck_assert_int_eq(acks + refused, RATE_PINGS);
+	/* rate_burst, plus what rate_limit refilled while they were read */
+	ck_assert_msg(acks >= RATE_BURST && acks <= RATE_BURST + 2,
+	    "%d ACKs, expected %d (rate_burst) to %d", acks, RATE_BURST,
+	    RATE_BURST + 2);
+
+	/* A refused request is not served: this REG creates no user. */
+	uniq(name, sizeof(name), "rated");
+	secret(pw, sizeof(pw), "rated");
+	append_line(&buf, &len, chatc_build_register(name, pw), 1000);
+	send_buf(c, buf, len);
+	expect(chatc_recv(c, REQ_MS), MSG_REG_ACK, CERR_RATE, 1000,
+	    "REG over the rate");
+
+	/* Open still; a second later rate_limit more are served. */
+	harness_sleep_ms(1000);
+	ping_burst(c, 30, 2000, 0, &acks2, &refused2);
+	t_end2 = harness_now_ms();
+	secs = (double)(t_end2 - t_end1) / 1000.0;
+	fprintf(stderr, "it_abuse: rate: %.2f s later, 30 PINGs: %d ACK, %d "
+	    "ERROR errno 12\n", secs, acks2, refused2);
+	ck_assert_msg(acks2 >= RATE_LIMIT - 1 &&
+	    acks2 <= (int)(RATE_LIMIT * secs) + 2, "%d ACKs %.2f s after "
+	    "the bucket was empty (rate_limit = %d)", acks2, secs, RATE_LIMIT);
+	harness_sleep_ms(1000 / RATE_LIMIT * 2);
+	ping_ok(c, "after the bursts");
+	ck_assert_msg(users_named(name) == 0, "the refused REG created %s",
+	    name);
+	ck_assert_msg(harness_log_contains(&H, INST, "rate_limit = 10 per "
+	    "second"), "no log line naming rate_limit");
+	xclose(c);
+}
+END_TEST
+
+/* --- failed logins ---------------------------------------------------- */
+
+/*
+ * On c, pipelined in one write: LOGIN id with the wrong password, then
+ * LOGIN id2 with pw2.  chatd answers the second right after recording
+ * the first failure (within the same second), so whether the second is
+ * blocked does not depend on timing.  Returns the second's errno and
+ * errmsg.
+ */
+static int
+fail_then_login(struct chatc *c, long long id, const char *wrong,
+    long long id2, const char *pw2, char *errmsg, size_t len)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	cJSON *r;
+	int err;
+
+	append_line(&buf, &n, chatc_build_login(id, wrong), 501);
+	append_line(&buf, &n, chatc_build_login(id2, pw2), 502);
+	send_buf(c, buf, n);
+	expect(chatc_recv(c, REQ_MS), MSG_LOGIN_ACK, CERR_AUTH, 501,
+	    "wrong password");
+	r = chatc_recv(c, REQ_MS);
+	ck_assert_msg(r != NULL && jnum(r, "msgid") == MSG_LOGIN_ACK &&
+	    jnum(r, "seq") == 502, "second LOGIN: %s (%s)", dump(r),
+	    chatc_error(c));
+	err = chatc_errno(r);
+	(void)snprintf(errmsg, len, "%s", chatc_errmsg(r));
+	cJSON_Delete(r);
+	return err;
+}
+
+/* Assert a refusal with errno 12 that says to wait `secs` seconds. */
+static void
+blocked_for(int err, const char *errmsg, int secs, const char *what)
+{
+	char want[32];
+
+	(void)snprintf(want, sizeof(want), "try again in %d s", secs);
+	ck_assert_msg(err == CERR_RATE && strstr(errmsg, want) != NULL,
+	    "%s: expected errno 12 \"... %s\", got errno %d \"%s\"", what,
+	    want, err, errmsg);
+}
+
+START_TEST(test_login_fail_user)
+{
+	struct chatc *c, *o;
+	char name[PROTO_NAME_MAX + 1], name2[PROTO_NAME_MAX + 1];
+	char pw[96], pw2[96], wrong[96], msg[256];
+	long long id, id2;
+	int i, err;
+
+	begin();
+	secret(pw, sizeof(pw), "user");
+	secret(pw2, sizeof(pw2), "other");
+	secret(wrong, sizeof(wrong), "wrong");
+	id = register_user("fail", pw, name, sizeof(name));
+	id2 = register_user("fail2", pw2, name2, sizeof(name2));
+	c = xconnect();
+
+	/* login_fail_max wrong passwords: errno 1 each; the attempt right
+	 * after, even with the right password: errno 12. */
+	for (i = 0; i < FAIL_MAX - 1; i++)
+		ck_assert_int_eq(login_errno(c, id, wrong, NULL, 0), CERR_AUTH);
+	err = fail_then_login(c, id, wrong, id, pw, msg, sizeof(msg));
+	blocked_for(err, msg, 1, "attempt after 3 failures");
+
+	/* Per user: another user from the same address is not held up. */
+	o = online(id2, pw2);
+	xclose(o);
+
+	/* Each further failure doubles the delay, up to login_delay_max. */
+	harness_sleep_ms(1100);
+	err = fail_then_login(c, id, wrong, id, pw, msg, sizeof(msg));
+	blocked_for(err, msg, 2, "attempt after 4 failures");
+	harness_sleep_ms(2100);
+	err = fail_then_login(c, id, wrong, id, pw, msg, sizeof(msg));
+	blocked_for(err, msg, 4, "attempt after 5 failures");
+	harness_sleep_ms(4100);
+	err = fail_then_login(c, id, wrong, id, pw, msg, sizeof(msg));
+	blocked_for(err, msg, DELAY_MAX, "attempt after 6 failures "
+	    "(login_delay_max)");
+
+	/* After the delay the right password works, and a success clears
+	 * the user's count. */
+	harness_sleep_ms(DELAY_MAX * 1000 + 100);
+	err = login_errno(c, id, pw, msg, sizeof(msg));
+	ck_assert_msg(err == 0, "right password after the delay: errno %d %s",
+	    err, msg);
+	expect(chatc_logout(c, REQ_MS), MSG_ACK, 0, -1, "LOGINOUT");
+	err = fail_then_login(c, id, wrong, id, pw, msg, sizeof(msg));
+	ck_assert_msg(err == 0, "one failure after a success: errno %d %s",
+	    err, msg);
+	xclose(c);
+}
+END_TEST
+
+START_TEST(test_login_fail_addr)
+{
+	char names[FAIL_MAX_ADDR + 1][PROTO_NAME_MAX + 1], pw[96], wrong[96];
+	char *buf = NULL, msg[256];
+	long long ids[FAIL_MAX_ADDR + 1];
+	struct chatc *c;
+	size_t len = 0;
+	cJSON *r;
+	int i, err;
+
+	begin();
+	secret(pw, sizeof(pw), "addr");
+	secret(wrong, sizeof(wrong), "addr-wrong");
+	for (i = 0; i <= FAIL_MAX_ADDR; i++)
+		ids[i] = register_user("addr", pw, names[i], sizeof(names[i]));
+
+	/* One wrong password for each of login_fail_max_addr users (each
+	 * below login_fail_max), then the right one for another user. */
+	c = xconnect();
+	for (i = 0; i < FAIL_MAX_ADDR; i++)
+		append_line(&buf, &len, chatc_build_login(ids[i], wrong),
+		    600 + i);
+	append_line(&buf, &len, chatc_build_login(ids[FAIL_MAX_ADDR], pw),
+	    700);
+	send_buf(c, buf, len);
+	for (i = 0; i < FAIL_MAX_ADDR; i++)
+		expect(chatc_recv(c, REQ_MS), MSG_LOGIN_ACK, CERR_AUTH, 600 + i,
+		    "wrong password");
+	r = chatc_recv(c, REQ_MS);
+	ck_assert_msg(r != NULL && jnum(r, "seq") == 700, "LOGIN after the "
+	    "address's failures: %s (%s)", dump(r), chatc_error(c));
+	blocked_for(chatc_errno(r), chatc_errmsg(r), 1, "another user from "
+	    "the same address");
+	cJSON_Delete(r);
+
+	harness_sleep_ms(1100);
+	err = login_errno(c, ids[FAIL_MAX_ADDR], pw, msg, sizeof(msg));
+	ck_assert_msg(err == 0, "right password after the delay: errno %d %s",
+	    err, msg);
+	xclose(c);
+}
+END_TEST
+
+/* --- connections per address ----------------------------------------- */
+
+START_TEST(test_max_conns_per_addr)
+{
+	struct chatc *c[5], *extra, *again = NULL;
+	long long ms, deadline;
+	cJSON *r;
+	int i;
+
+	begin();
+	for (i = 0; i < 5; i++) {
+		c[i] = xconnect();
+		ping_ok(c[i], "one of the first 5");
+	}
+	/* The kernel completes the handshake; chatd accepts and closes. */
+	extra = xconnect();
+	ms = wait_closed(extra, EOF_MS);
+	ck_assert_msg(ms >= 0, "the 6th connection is still open after %d "
+	    "ms: %s", EOF_MS, chatc_error(extra));
+	fprintf(stderr, "it_abuse: conns: the 6th connection was closed "
+	    "after %lld ms\n", ms);
+	xclose(extra);
+	for (i = 0; i < 5; i++)
+		ping_ok(c[i], "one of the first 5, after the 6th");
+
+	/* Closing one makes room (once chatd has seen the close). */
+	xclose(c[0]);
+	deadline = harness_now_ms() + EOF_MS;
+	while (again == NULL && harness_now_ms() < deadline) {
+		again = xconnect();
+		r = chatc_ping(again, 1000);
+		if (r != NULL && jnum(r, "msgid") == MSG_ACK) {
+			cJSON_Delete(r);
+			break;
+		}
+		cJSON_Delete(r);
+		xclose(again);
+		again = NULL;
+		harness_sleep_ms(POLL_MS);
+	}
+	ck_assert_msg(again != NULL, "no new connection served within %d ms "
+	    "of closing one", EOF_MS);
+	ck_assert_msg(harness_log_contains(&H, INST, "max_conns_per_addr (5) "
+	    "reached"), "no log line naming max_conns_per_addr");
+	close_all();
+}
+END_TEST
+
+/* --- auth_timeout and idle_timeout ------------------------------------ */
+
+struct watched {
+	const char *what;
+	struct chatc *c;
+	int ping_ms;		/* 0: silent */
+	long long since;	/* connect or LOGIN_ACK */
+	long long next_ping;
+	long long closed;	/* ms after since, -1 while open */
+	int pings, acks;
+	long long seq;
+};
+
+static void
+watch_init(struct watched *w, const char *what, struct chatc *c,
+    int ping_ms, long long since)
+{
+	memset(w, 0, sizeof(*w));
+	w->what = what;
+	w->c = c;
+	w->ping_ms = ping_ms;
+	w->since = since;
+	w->next_ping = since + ping_ms;
+	w->closed = -1;
+	w->seq = 900;
+}
+
+/* Watch n connections for ms: PING those that should, note when the
+ * server closes any. */
+static void
+watch(struct watched *w, int n, long ms)
+{
+	long long end = harness_now_ms() + ms, now;
+	cJSON *m;
+	char *buf;
+	size_t len;
+	int i;
+
+	while ((now = harness_now_ms()) < end) {
+		for (i = 0; i < n; i++) {
+			if (w[i].closed >= 0)
+				continue;
+			if (w[i].ping_ms > 0 && now >= w[i].next_ping) {
+				buf = NULL;
+				len = 0;
+				append_line(&buf, &len, chatc_build(MSG_PING),
+				    ++w[i].seq);
+				w[i].pings++;
+				w[i].next_ping += w[i].ping_ms;
+				if (chatc_send_raw(w[i].c, buf, len) == -1 &&
+				    closed_by_server(w[i].c))
+					w[i].closed = now - w[i].since;
+				free(buf);
+			}
+			while (w[i].closed < 0 &&
+			    (m = chatc_recv(w[i].c, 0)) != NULL) {
+				if (jnum(m, "msgid") == MSG_ACK)
+					w[i].acks++;
+				cJSON_Delete(m);
+			}
+			if (w[i].closed < 0 && closed_by_server(w[i].c))
+				w[i].closed = now - w[i].since;
+		}
+		harness_sleep_ms(20);
+	}
+	/* The answers to the last PINGs of the ones still open. */
+	for (i = 0; i < n; i++)
+		while (w[i].closed < 0 && w[i].acks < w[i].pings &&
+		    (m = chatc_recv(w[i].c, REQ_MS)) != NULL) {
+			if (jnum(m, "msgid") == MSG_ACK)
+				w[i].acks++;
+			cJSON_Delete(m);
+		}
+}
+
+START_TEST(test_auth_timeout)
+{
+	struct watched w[3];
+	char name[PROTO_NAME_MAX + 1], pw[96];
+	struct chatc *silent, *pinging, *user;
+	long long id, t;
+	int i;
+
+	begin();
+	secret(pw, sizeof(pw), "auth");
+	id = register_user("auth", pw, name, sizeof(name));
+	t = harness_now_ms();
+	silent = xconnect();
+	pinging = xconnect();
+	user = online(id, pw);
+	watch_init(&w[0], "silent anonymous", silent, 0, t);
+	watch_init(&w[1], "anonymous sending PING every 500 ms", pinging,
+	    500, t);
+	watch_init(&w[2], "logged in, PING every s", user, 1000, t);
+	watch(w, 3, (AUTH_TIMEOUT + 3) * 1000);
+	for (i = 0; i < 3; i++)
+		fprintf(stderr, "it_abuse: auth_timeout = %d: %s: %s%lld ms "
+		    "(%d PINGs, %d ACKs)\n", AUTH_TIMEOUT, w[i].what,
+		    w[i].closed >= 0 ? "closed after " : "open after ",
+		    w[i].closed >= 0 ? w[i].closed : harness_now_ms() - t,
+		    w[i].pings, w[i].acks);
+	/* Whole seconds on a one-second timer: (auth_timeout - 1,
+	 * auth_timeout + 1] s, with room for a slow machine. */
+	for (i = 0; i < 2; i++)
+		ck_assert_msg(w[i].closed >= (AUTH_TIMEOUT - 1) * 1000 - 100 &&
+		    w[i].closed <= (AUTH_TIMEOUT + 1) * 1000 + 1000,
+		    "%s: closed after %lld ms (auth_timeout = %d s)",
+		    w[i].what, w[i].closed, AUTH_TIMEOUT);
+	/* PINGs were answered but did not extend the timeout. */
+	ck_assert_msg(w[1].acks >= 1, "anonymous PINGs were not answered");
+	ck_assert_msg(w[2].closed < 0, "the logged-in connection was closed "
+	    "after %lld ms", w[2].closed);
+	ck_assert_msg(w[2].acks >= AUTH_TIMEOUT + 1, "logged-in PINGs: %d "
+	    "ACKs", w[2].acks);
+	ping_ok(user, "logged in");
+	ck_assert(harness_log_contains(&H, INST, "close: auth_timeout"));
+	close_all();
+}
+END_TEST
+
+START_TEST(test_idle_timeout)
+{
+	char n1[PROTO_NAME_MAX + 1], n2[PROTO_NAME_MAX + 1], pw[96];
+	struct chatc *quiet, *alive;
+	struct watched w[2];
+	long long id1, id2, t;
+	cJSON *r;
+	int i;
+
+	begin();
+	secret(pw, sizeof(pw), "idle");
+	id1 = register_user("idle", pw, n1, sizeof(n1));
+	id2 = register_user("alive", pw, n2, sizeof(n2));
+	t = harness_now_ms();
+	quiet = online(id1, pw);
+	alive = online(id2, pw);
+	watch_init(&w[0], "logged in, silent", quiet, 0, t);
+	watch_init(&w[1], "logged in, PING every s", alive, 1000, t);
+	watch(w, 2, (2 * IDLE_TIMEOUT + 1) * 1000);
+	for (i = 0; i < 2; i++)
+		fprintf(stderr, "it_abuse: idle_timeout = %d: %s: %s%lld ms "
+		    "(%d PINGs, %d ACKs)\n", IDLE_TIMEOUT, w[i].what,
+		    w[i].closed >= 0 ? "closed after " : "open after ",
+		    w[i].closed >= 0 ? w[i].closed : harness_now_ms() - t,
+		    w[i].pings, w[i].acks);
+	ck_assert_msg(w[0].closed >= (IDLE_TIMEOUT - 1) * 1000 - 100 &&
+	    w[0].closed <= (IDLE_TIMEOUT + 1) * 1000 + 1000, "silent session "
+	    "closed after %lld ms (idle_timeout = %d s)", w[0].closed,
+	    IDLE_TIMEOUT);
+	ck_assert_msg(w[1].closed < 0, "the PINGing session was closed after "
+	    "%lld ms", w[1].closed);
+	ck_assert_int_eq(w[1].acks, w[1].pings);
+	/* The closed session ended: a chat to it is stored offline. */
+	r = chatc_one_chat(alive, id1, "are you there?", REQ_MS);
+	ck_assert_msg(r != NULL && jnum(r, "msgid") == MSG_ACK &&
+	    strcmp(jstr(r, "status"), "stored") == 0, "chat to the timed-out "
+	    "user: %s", dump(r));
+	cJSON_Delete(r);
+	ck_assert(harness_log_contains(&H, INST, "close: idle_timeout"));
+	close_all();
+}
+END_TEST
+
+/* --- 10,000 silent connections ---------------------------------------- */
+
+/* Sum of Pss of chatd's master and workers, KiB; workers' open
+ * descriptors in *fds. */
+static long
+chatd_pss_kb(int *fds)
+{
+	pid_t pids[1 + 64];
+	char path[64], line[256];
+	struct dirent *de;
+	long total = 0, v;
+	int n, i;
+	FILE *fp;
+	DIR *d;
+
+	pids[0] = H.chatd[INST].pid;
+	n = harness_chatd_workers(&H, INST, pids + 1, 64);
+	ck_assert_msg(n > 0, "no workers");
+	*fds = 0;
+	for (i = 0; i <= n; i++) {
+		(void)snprintf(path, sizeof(path), "/proc/%d/smaps_rollup",
+		    (int)pids[i]);
+		ck_assert_msg((fp = fopen(path, "r")) != NULL, "%s: %s", path,
+		    strerror(errno));
+		while (fgets(line, sizeof(line), fp) != NULL)
+			if (sscanf(line, "Pss: %ld kB", &v) == 1)
+				total += v;
+		(void)fclose(fp);
+		if (i == 0)
+			continue;
+		(void)snprintf(path, sizeof(path), "/proc/%d/fd", (int)pids[i]);
+		if ((d = opendir(path)) == NULL)
+			continue;
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.')
+				(*fds)++;
+		(void)closedir(d);
+	}
+	return total;
+}
+
+/* What a holder process tells the test, over a pipe (atomic writes). */
+struct holder_msg {
+	int holder;
+	int phase;		/* 1: connected, 2: done */
+	int n;			/* connected (1) or closed by chatd (2) */
+	int data;		/* connections that received bytes */
+	int retries;		/* connects opened again (1) */
+	long long ms;		/* connecting took (1); last close after
+				 * the last connect (2) */
+	char why[96];		/* a failure, or "" */
+};
+
+static void
+holder_send(int wfd, struct holder_msg *m)
+{
+	(void)!write(wfd, m, sizeof(*m));
+}
+
+/* Nonblocking connect to 127.0.0.1:port; -1 on failure. */
+static int
+connect_nb(int port)
+{
+	struct sockaddr_in sin;
+	int fd;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 &&
+	    errno != EINPROGRESS) {
+		(void)close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * A child process that opens n connections, says so, then waits for
+ * chatd to close every one of them (reading EOF) and reports.  It leaves
+ * with _exit: nothing of the test's is its to clean up.
+ *
+ * Connections go in batches.  A worker's accept queue holds 511; when a
+ * busy machine keeps the workers from draining it, the kernel drops the
+ * SYN and the client would retry only a second later, so a connection
+ * not established after HOLDER_STALL_MS is opened again instead.
+ */
+#define HOLDER_BATCH	200
+#define HOLDER_STALL_MS	100
+static void __attribute__((noreturn))
+holder_run(int idx, int port, int n, int wfd)
+{
+	struct pollfd pfd[HOLDER_BATCH];
+	long long started[HOLDER_BATCH];
+	struct epoll_event ev, evs[256];
+	struct holder_msg m;
+	long long t0, t_up, deadline, now;
+	int *fds, done = 0, i, k, nb, ep, err, closed = 0;
+	socklen_t sl;
+	char buf[256];
+	ssize_t r;
+
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	memset(&m, 0, sizeof(m));
+	m.holder = idx;
+	if ((fds = calloc((size_t)n, sizeof(*fds))) == NULL ||
+	    (ep = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+		(void)snprintf(m.why, sizeof(m.why), "out of memory");
+		holder_send(wfd, &m);
+		_exit(1);
+	}
+	t0 = harness_now_ms();
+	while (done < n) {
+		nb = n - done < HOLDER_BATCH ? n - done : HOLDER_BATCH;
+		for (i = 0; i < nb; i++) {
+			pfd[i].fd = -2;		/* to be opened */
+			pfd[i].events = POLLOUT;
+			pfd[i].revents = 0;
+		}
+		deadline = harness_now_ms() + 10000;
+		for (;;) {
+			now = harness_now_ms();
+			for (i = 0, k = 0; i < nb; i++) {
+				if (pfd[i].fd >= 0 && pfd[i].revents == 0 &&
+				    now - started[i] >= HOLDER_STALL_MS) {
+					(void)close(pfd[i].fd);
+					pfd[i].fd = -2;
+					m.retries++;
+				}
+				if (pfd[i].fd == -2) {
+					if ((pfd[i].fd = connect_nb(port)) ==
+					    -1) {
+						(void)snprintf(m.why,
+						    sizeof(m.why), "connect "
+						    "%d: %s", done + i,
+						    strerror(errno));
+						holder_send(wfd, &m);
+						_exit(1);
+					}
+					started[i] = now;
+					fds[done + i] = pfd[i].fd;
+				}
+				if (pfd[i].fd < 0 || pfd[i].revents == 0)
+					continue;
+				sl = sizeof(err);
+				if (getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR,
+				    &err, &sl) == -1 || err != 0) {
+					(void)snprintf(m.why, sizeof(m.why),
+					    "connect %d: %s", done + i,
+					    strerror(err));
+					holder_send(wfd, &m);
+					_exit(1);
+				}
+				pfd[i].fd = -1;	/* established */
+			}
+			for (i = 0, k = 0; i < nb; i++)
+				k += pfd[i].fd == -1;
+			if (k == nb)
+				break;
+			if (now > deadline || poll(pfd, (nfds_t)nb, 20) == -1) {
+				(void)snprintf(m.why, sizeof(m.why),
+				    "connections %d.. did not complete", done);
+				holder_send(wfd, &m);
+				_exit(1);
+			}
+		}
+		done += nb;
+	}
+	t_up = harness_now_ms();
+	m.phase = 1;
+	m.n = n;
+	m.ms = t_up - t0;
+	holder_send(wfd, &m);
+
+	for (i = 0; i < n; i++) {
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLIN | EPOLLRDHUP;
+		ev.data.u32 = (uint32_t)i;
+		(void)epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+	}
+	deadline = t_up + SILENT_CLOSE_MS;
+	m.ms = 0;
+	while (closed < n && harness_now_ms() < deadline) {
+		k = epoll_wait(ep, evs, 256, 100);
+		for (i = 0; i < k; i++) {
+			int fd = fds[evs[i].data.u32];
+
+			if (fd < 0)
+				continue;
+			r = read(fd, buf, sizeof(buf));
+			if (r > 0) {
+				m.data++;	/* chatd sent something */
+				continue;
+			}
+			if (r == -1 && errno == EAGAIN)
+				continue;
+			(void)close(fd);
+			fds[evs[i].data.u32] = -1;
+			closed++;
+			m.ms = harness_now_ms() - t_up;
+		}
+	}
+	m.phase = 2;
+	m.n = closed;
+	if (closed < n)
+		(void)snprintf(m.why, sizeof(m.why), "%d of %d still open %d "
+		    "ms after the last connect", n - closed, n,
+		    SILENT_CLOSE_MS);
+	holder_send(wfd, &m);
+	_exit(0);
+}
+
+START_TEST(test_silent_connections)
+{
+	struct holder_msg m;
+	struct rlimit rl;
+	struct chatc *c;
+	pid_t holders[8];
+	long base, peak, after, pss;
+	long long t0, deadline, connect_ms = 0, close_ms = 0;
+	int p[2], per, nh, i, up = 0, closed = 0, done = 0, fds, base_fds;
+	int peak_fds = 0, data = 0, retries = 0, st;
+	ssize_t r;
+
+	begin();
+	/* Room for the connections: several holders if one cannot. */
+	ck_assert(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	rl.rlim_cur = rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	per = rl.rlim_cur > SILENT_N + 64 ? SILENT_N : (int)rl.rlim_cur - 64;
+	ck_assert_msg(per >= 1000, "open file limit %ld is too low",
+	    (long)rl.rlim_cur);
+	nh = (SILENT_N + per - 1) / per;
+	ck_assert(nh <= 8);
+
+	/* Baseline after a first client came and went. */
+	c = xconnect();
+	ping_ok(c, "warm-up");
+	xclose(c);
+	harness_sleep_ms(300);
+	base = chatd_pss_kb(&base_fds);
+
+	ck_assert(pipe2(p, O_CLOEXEC) == 0);
+	t0 = harness_now_ms();
+	for (i = 0; i < nh; i++) {
+		int n = i < nh - 1 ? per : SILENT_N - per * (nh - 1);
+
+		holders[i] = fork();
+		ck_assert_msg(holders[i] != -1, "fork: %s", strerror(errno));
+		if (holders[i] == 0) {
+			(void)close(p[0]);
+			holder_run(i, H.chatd[INST].port, n, p[1]);
+		}
+	}
+	(void)close(p[1]);
+	peak = base;
+	deadline = t0 + 20000 + SILENT_CLOSE_MS;
+	while (done < nh && harness_now_ms() < deadline) {
+		struct pollfd pfd = { p[0], POLLIN, 0 };
+
+		if (poll(&pfd, 1, 100) == 1) {
+			r = read(p[0], &m, sizeof(m));
+			if (r == 0)
+				break;	/* every holder is gone */
+			ck_assert_int_eq(r, sizeof(m));
+			ck_assert_msg(m.why[0] == '\0', "holder %d: %s",
+			    m.holder, m.why);
+			if (m.phase == 1) {
+				up += m.n;
+				retries += m.retries;
+				if (m.ms > connect_ms)
+					connect_ms = m.ms;
+			} else {
+				closed += m.n;
+				data += m.data;
+				if (m.ms > close_ms)
+					close_ms = m.ms;
+				done++;
+			}
+		}
+		pss = chatd_pss_kb(&fds);
+		if (pss > peak)
+			peak = pss;
+		if (fds > peak_fds)
+			peak_fds = fds;
+	}
+	(void)close(p[0]);
+	for (i = 0; i < nh; i++) {
+		if (done < nh)
+			(void)kill(holders[i], SIGKILL);
+		(void)waitpid(holders[i], &st, 0);
+	}
+	/* Freed memory may take a moment to reach the kernel. */
+	deadline = harness_now_ms() + 5000;
+	do {
+		harness_sleep_ms(200);
+		after = chatd_pss_kb(&fds);
+	} while (after > base + MEM_SLACK_KB && harness_now_ms() < deadline);
+
+	fprintf(stderr, "it_abuse: %d silent connections: connected in %lld "
+	    "ms (%d connects stalled and opened again), at most %d held by "
+	    "chatd at once, %d closed, the last %lld ms after the last connect "
+	    "(auth_timeout = %d s)\n", SILENT_N, connect_ms, retries,
+	    peak_fds - base_fds, closed, close_ms, SILENT_AUTH);
+	fprintf(stderr, "it_abuse: chatd memory (PSS, master + workers): "
+	    "baseline %ld KiB, peak %ld KiB, after %ld KiB (%+ld KiB)\n",
+	    base, peak, after, after - base);
+	ck_assert_msg(done == nh, "holders did not finish in time");
+	ck_assert_int_eq(up, SILENT_N);
+	ck_assert_int_eq(closed, SILENT_N);
+	ck_assert_msg(data == 0, "chatd sent bytes on %d silent connections",
+	    data);
+	/* They were all there together: connecting is much faster than
+	 * auth_timeout. */
+	ck_assert_msg(peak_fds - base_fds >= SILENT_N * 9 / 10, "at most %d "
+	    "connections were held at once", peak_fds - base_fds);
+	ck_assert_msg(close_ms <= (SILENT_AUTH + 2) * 1000 + 3000, "the last "
+	    "was closed %lld ms after the last connect (auth_timeout = %d s)",
+	    close_ms, SILENT_AUTH);
+	ck_assert_msg(after <= base + MEM_SLACK_KB, "chatd's memory did not "
+	    "return near its baseline: %ld KiB after, %ld KiB before",
+	    after, base);
+	ck_assert_msg(UNDER_ASAN || after - base <= (peak - base) / 2 + 512,
+	    "chatd kept %ld of the %ld KiB the connections took", after - base,
+	    peak - base);
+	ck_assert_int_eq(fds, base_fds);
+	/* And chatd still serves. */
+	c = xconnect();
+	ping_ok(c, "after the silent connections");
+	xclose(c);
+}
+END_TEST
+
+/* --- mariadbd stopped and restarted under chat traffic ----------------- */
+
+/* Send one chat a -> b; expect ACK "delivered" and b to get it. */
+static void
+chat_delivered(struct chatc *a, long long aid, struct chatc *b,
+    long long bid, const char *text)
+{
+	cJSON *r, *f;
+
+	r = chatc_one_chat(a, bid, text, REQ_MS);
+	ck_assert_msg(r != NULL && jnum(r, "msgid") == MSG_ACK &&
+	    chatc_errno(r) == 0 && strcmp(jstr(r, "status"), "delivered") ==
+	    0, "chat \"%s\": %s (%s)", text, dump(r), chatc_error(a));
+	cJSON_Delete(r);
+	f = chatc_wait_msgid(b, MSG_ONE_CHAT, REQ_MS);
+	ck_assert_msg(f != NULL, "chat \"%s\" not delivered: %s", text,
+	    chatc_error(b));
+	ck_assert_msg(jnum(f, "id") == aid && jnum(f, "toid") == bid &&
+	    strcmp(jstr(f, "msg"), text) == 0, "delivered %s, sent \"%s\"",
+	    dump(f), text);
+	cJSON_Delete(f);
+}
+
+START_TEST(test_database_down)
+{
+	char na[PROTO_NAME_MAX + 1], nb[PROTO_NAME_MAX + 1];
+	char nc[PROTO_NAME_MAX + 1], nd[PROTO_NAME_MAX + 1];
+	char pw[96], text[64], stored[64];
+	struct chatc *a, *b, *anon;
+	long long ida, idb, idc, t0, deadline, down_ms;
+	int sent = 0, err, n;
+	const cJSON *off;
+	pid_t stopper;
+	cJSON *r, *f;
+
+	begin();
+	secret(pw, sizeof(pw), "db");
+	ida = register_user("dba", pw, na, sizeof(na));
+	idb = register_user("dbb", pw, nb, sizeof(nb));
+	idc = register_user("dbc", pw, nc, sizeof(nc));
+	a = online(ida, pw);
+	b = online(idb, pw);
+	chat_delivered(a, ida, b, idb, "before");
+
+	/* Stop mariadbd from another process while a and b chat on. */
+	t0 = harness_now_ms();
+	stopper = fork();
+	ck_assert_msg(stopper != -1, "fork: %s", strerror(errno));
+	if (stopper == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* The runner's mariadbd: its exit status is not ours. */
+		(void)harness_stop_mariadb(&H);
+		_exit(0);
+	}
+	down_ms = -1;
+	while (down_ms < 0 || harness_now_ms() - t0 < 1000) {
+		ck_assert_msg(harness_now_ms() - t0 < 40000, "mariadbd did not "
+		    "stop within 40 s");
+		if (down_ms < 0 && waitpid(stopper, NULL, WNOHANG) == stopper)
+			down_ms = harness_now_ms() - t0;
+		(void)snprintf(text, sizeof(text), "during stop %d", sent);
+		if (sent % 2 == 0)
+			chat_delivered(a, ida, b, idb, text);
+		else
+			chat_delivered(b, idb, a, ida, text);
+		sent++;
+		harness_sleep_ms(2);
+	}
+	fprintf(stderr, "it_abuse: db: mariadbd stopped in %lld ms; %d chats "
+	    "delivered in the %lld ms from the stop on\n", down_ms, sent,
+	    harness_now_ms() - t0);
+
+	/* Down: online chat goes on; what needs the database gets 13. */
+	chat_delivered(a, ida, b, idb, "while down");
+	chat_delivered(b, idb, a, ida, "while down, back");
+	t0 = harness_now_ms();
+	r = chatc_one_chat(a, idc, "to an offline user, db down", DB_DOWN_MS);
+	ck_assert_msg(r != NULL && jnum(r, "msgid") == MSG_ERROR &&
+	    chatc_errno(r) == CERR_UNAVAILABLE && jnum(r, "refmsgid") ==
+	    MSG_ONE_CHAT, "chat to an offline user, db down: %s (%s)",
+	    dump(r), chatc_error(a));
+	cJSON_Delete(r);
+	anon = xconnect();
+	uniq(nd, sizeof(nd), "dbd");
+	r = chatc_register(anon, nd, pw, DB_DOWN_MS);
+	expect(r, MSG_REG_ACK, CERR_UNAVAILABLE, -1, "REG, db down");
+	r = chatc_login(anon, idc, pw, DB_DOWN_MS);
+	expect(r, MSG_LOGIN_ACK, CERR_UNAVAILABLE, -1, "LOGIN, db down");
+	fprintf(stderr, "it_abuse: db: errno 13 for the offline chat, REG "
+	    "and LOGIN within %lld ms\n", harness_now_ms() - t0);
+	ping_ok(anon, "anonymous, db down");
+	chat_delivered(a, ida, b, idb, "still while down");
+
+	/* Back (same port, same data): chatd recovers by itself. */
+	ck_assert_msg(harness_start_mariadb(&H) == 0, "mariadbd did not "
+	    "restart");
+	t0 = harness_now_ms();
+	deadline = t0 + DB_BACK_MS;
+	for (n = 0;; n++) {
+		(void)snprintf(stored, sizeof(stored), "stored %d", n);
+		r = chatc_one_chat(a, idc, stored, DB_BACK_MS);
+		ck_assert_msg(r != NULL, "chat to offline user: %s",
+		    chatc_error(a));
+		if (jnum(r, "msgid") == MSG_ACK && chatc_errno(r) == 0) {
+			ck_assert_str_eq(jstr(r, "status"), "stored");
+			cJSON_Delete(r);
+			break;
+		}
+		ck_assert_msg(chatc_errno(r) == CERR_UNAVAILABLE, "chat to an "
+		    "offline user while the db comes back: %s", dump(r));
+		cJSON_Delete(r);
+		ck_assert_msg(harness_now_ms() < deadline, "offline store still "
+		    "errno 13 %d ms after mariadbd restarted", DB_BACK_MS);
+		chat_delivered(b, idb, a, ida, "meanwhile");
+		harness_sleep_ms(200);
+	}
+	fprintf(stderr, "it_abuse: db: offline store works again %lld ms "
+	    "after mariadbd restarted\n", harness_now_ms() - t0);
+
+	/* LOGIN works, and brings the stored message only: none of those
+	 * answered errno 13 was kept. */
+	for (;;) {
+		r = chatc_login(anon, idc, pw, DB_BACK_MS);
+		ck_assert_msg(r != NULL && jnum(r, "msgid") == MSG_LOGIN_ACK,
+		    "LOGIN after the restart: %s (%s)", dump(r),
+		    chatc_error(anon));
+		if ((err = chatc_errno(r)) == 0)
+			break;
+		cJSON_Delete(r);
+		ck_assert_msg(err == CERR_UNAVAILABLE && harness_now_ms() <
+		    deadline, "LOGIN after mariadbd restarted: errno %d", err);
+		harness_sleep_ms(200);
+	}
+	off = cJSON_GetObjectItemCaseSensitive(r, "offlinemsg");
+	ck_assert_msg(cJSON_IsArray(off) && cJSON_GetArraySize(off) == 1 &&
+	    cJSON_IsString(off->child), "offline messages of %s: %s", nc,
+	    dump(r));
+	f = cJSON_Parse(off->child->valuestring);
+	ck_assert_msg(f != NULL && jnum(f, "id") == ida &&
+	    strcmp(jstr(f, "msg"), stored) == 0, "offline message %s, want "
+	    "\"%s\"", off->child->valuestring, stored);
+	cJSON_Delete(f);
+	cJSON_Delete(r);
+	(void)register_user("dbe", pw, nd, sizeof(nd));
+	chat_delivered(a, ida, b, idb, "after");
+	close_all();
+	/* Ours now (a child of this test): stop it cleanly; the next
+	 * fixture starts the runner's again. */
+	(void)harness_stop_mariadb(&H);
+}
+END_TEST
+
+/* --- privileges -------------------------------------------------------- */
+
+/* The real, effective, saved and file-system uid (or gid, key "Gid:")
+ * of pid must all be want. */
+static void
+ids_are(pid_t pid, const char *key, long want, const char *who)
+{
+	char path[64], line[256];
+	long v[4];
+	FILE *fp;
+	int found = 0, i;
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	ck_assert_msg((fp = fopen(path, "r")) != NULL, "%s: %s", path,
+	    strerror(errno));
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		if (strncmp(line, key, strlen(key)) != 0)
+			continue;
+		found = sscanf(line + strlen(key), "%ld %ld %ld %ld", &v[0],
+		    &v[1], &v[2], &v[3]) == 4;
+		break;
+	}
+	(void)fclose(fp);
+	ck_assert_msg(found, "%s: no %s line", path, key);
+	for (i = 0; i < 4; i++)
+		ck_assert_msg(v[i] == want, "%s (pid %d): %s %ld %ld %ld %ld, "
+		    "want %ld", who, (int)pid, key, v[0], v[1], v[2], v[3],
+		    want);
+}
+
+static void
+shm_owned(const char *name, uid_t uid)
+{
+	char path[128];
+	struct stat st;
+
+	(void)snprintf(path, sizeof(path), "/dev/shm%s", name);
+	ck_assert_msg(stat(path, &st) == 0, "%s: %s", path, strerror(errno));
+	ck_assert_msg((st.st_mode & 07777) == 0600 && st.st_uid == uid,
+	    "%s: mode %04o owner %ld, want 0600 and %ld", path,
+	    (unsigned)(st.st_mode & 07777), (long)st.st_uid, (long)uid);
+}
+
+START_TEST(test_privileges)
+{
+	char name[PROTO_NAME_MAX + 1], pw[96], lock[80], sock[PATH_MAX];
+	pid_t workers[8], again[8], master = H.chatd[INST].pid;
+	long long deadline, id;
+	struct passwd *pwd;
+	struct group *gr;
+	struct chatc *c;
+	struct stat st;
+	uid_t uid;
+	gid_t gid;
+	int n, m, i, j, fresh;
+
+	begin();
+	if (geteuid() != 0) {
+		fprintf(stderr, "it_abuse: not root: privilege drop not "
+		    "tested\n");
+		return;
+	}
+	ck_assert((pwd = getpwnam("nobody")) != NULL);
+	ck_assert((gr = getgrnam(getgrnam("nogroup") ? "nogroup" :
+	    "nobody")) != NULL);
+	uid = pwd->pw_uid;
+	gid = gr->gr_gid;
+	n = harness_chatd_workers(&H, INST, workers, 8);
+	ck_assert_int_eq(n, 2);
+	ids_are(master, "Uid:", (long)uid, "master");
+	ids_are(master, "Gid:", (long)gid, "master");
+	for (i = 0; i < n; i++) {
+		ids_are(workers[i], "Uid:", (long)uid, "worker");
+		ids_are(workers[i], "Gid:", (long)gid, "worker");
+	}
+	shm_owned(H.chatd[INST].shm_name, uid);
+	(void)snprintf(lock, sizeof(lock), "%s.lock", H.chatd[INST].shm_name);
+	shm_owned(lock, uid);
+	harness_control_path(&H, INST, sock, sizeof(sock));
+	ck_assert_msg(stat(sock, &st) == 0, "%s: %s", sock, strerror(errno));
+	ck_assert_msg(S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0660 &&
+	    st.st_uid == uid, "%s: mode %04o owner %ld", sock,
+	    (unsigned)(st.st_mode & 07777), (long)st.st_uid);
+	ck_assert(harness_log_contains(&H, INST, "running as nobody"));
+
+	/* It still serves: the database is reached over TCP. */
+	secret(pw, sizeof(pw), "nobody");
+	id = register_user("nobody", pw, name, sizeof(name));
+	c = online(id, pw);
+	xclose(c);
+
+	/* A respawned worker is not root either. */
+	ck_assert_int_eq(kill(workers[0], SIGKILL), 0);
+	deadline = harness_now_ms() + 10000;
+	for (fresh = -1; fresh < 0 && harness_now_ms() < deadline;) {
+		harness_sleep_ms(POLL_MS);
+		m = harness_chatd_workers(&H, INST, again, 8);
+		for (i = 0; i < m && fresh < 0; i++) {
+			for (j = 0; j < n && again[i] != workers[j]; j++)
+				;
+			if (j == n)
+				fresh = i;
+		}
+	}
+	ck_assert_msg(fresh >= 0, "the killed worker was not respawned");
+	ids_are(again[fresh], "Uid:", (long)uid, "respawned worker");
+	fprintf(stderr, "it_abuse: privileges: master, %d workers and a "
+	    "respawned one run as uid %ld gid %ld; %s and its lock 0600, the "
+	    "control socket 0660, owned by that uid\n", n, (long)uid,
+	    (long)gid, H.chatd[INST].shm_name);
+}
+END_TEST
+
+/* --- secrets never in logs -------------------------------------------- */
+
+START_TEST(test_secrets_not_logged)
+{
+	char name[PROTO_NAME_MAX + 1], pw[96], pw2[96], wrong[96];
+	char big[PROTO_PASSWORD_MAX + 64], raw[256], *log;
+	struct chatc *c, *c2, *c3;
+	long long id;
+	FILE *fp;
+	long len;
+	cJSON *r;
+
+	begin();
+	secret(pw, sizeof(pw), "right");
+	secret(pw2, sizeof(pw2), "taken");
+	secret(wrong, sizeof(wrong), "wrong");
+	id = register_user("sec", pw, name, sizeof(name));
+	c = xconnect();
+	expect(chatc_register(c, name, pw2, REQ_MS), MSG_REG_ACK,
+	    CERR_NAME_TAKEN, -1, "REG of a taken name");
+	ck_assert_int_eq(login_errno(c, id, wrong, NULL, 0), CERR_AUTH);
+	ck_assert_int_eq(login_errno(c, 999999999, wrong, NULL, 0), CERR_AUTH);
+	ck_assert_int_eq(login_errno(c, id, pw, NULL, 0), 0);
+	c2 = xconnect();
+	ck_assert_int_eq(login_errno(c2, id, pw, NULL, 0), CERR_ONLINE);
+	/* A password longer than allowed, and one in a broken frame. */
+	(void)snprintf(big, sizeof(big), "%s-%0*d", stem,
+	    PROTO_PASSWORD_MAX, 7);
+	r = chatc_register(c2, "sec_long_password", big, REQ_MS);
+	ck_assert_msg(r != NULL && chatc_errno(r) == CERR_BAD_REQUEST,
+	    "REG with a too long password: %s", dump(r));
+	cJSON_Delete(r);
+	c3 = xconnect();
+	(void)snprintf(raw, sizeof(raw), "{\"msgid\":1,\"id\":%lld,"
+	    "\"password\":\"%s\",}\n", id, wrong);
+	ck_assert_int_eq(chatc_send_raw(c3, raw, strlen(raw)), 0);
+	r = chatc_recv(c3, REQ_MS);
+	ck_assert_msg(r != NULL && chatc_errno(r) == CERR_BAD_JSON, "broken "
+	    "frame: %s", dump(r));
+	cJSON_Delete(r);
+	expect(chatc_logout(c, REQ_MS), MSG_ACK, 0, -1, "LOGINOUT");
+	close_all();
+	harness_sleep_ms(200);
+
+	/* Every instance of this run logged to this file. */
+	ck_assert_msg((fp = fopen(H.chatd[INST].log_path, "r")) != NULL,
+	    "%s: %s", H.chatd[INST].log_path, strerror(errno));
+	ck_assert(fseek(fp, 0, SEEK_END) == 0 && (len = ftell(fp)) > 0);
+	rewind(fp);
+	ck_assert((log = malloc((size_t)len + 1)) != NULL);
+	ck_assert(fread(log, 1, (size_t)len, fp) == (size_t)len);
+	log[len] = '\0';
+	(void)fclose(fp);
+	fprintf(stderr, "it_abuse: secrets: searching %ld bytes of chatd log "
+	    "for \"%s\" and the database password\n", len, stem);
+	ck_assert_msg(strstr(log, "logged in") != NULL && strstr(log,
+	    "registered user") != NULL, "the log does not look like a full "
+	    "run at log_level debug");
+	ck_assert_msg(strstr(log, stem) == NULL, "a password is in the log: "
+	    "%.160s", strstr(log, stem));
+	ck_assert_msg(strstr(log, H.db_password) == NULL, "db_password is in "
+	    "the log");
+	ck_assert_msg(strstr(log, "$argon2") == NULL, "a password hash is in "
+	    "the log");
+	free(log);
+}
+END_TEST
+
+/* --- runner ------------------------------------------------------------ */
+
+/* IT_ABUSE_ONLY=name[,name...] runs only those tests. */
+static int
+wanted(const char *name)
+{
+	const char *only = getenv("IT_ABUSE_ONLY"), *p;
+	size_t len = strlen(name);
+
+	if (only == NULL || *only == '\0')
+		return 1;
+	for (p = strstr(only, name); p != NULL; p = strstr(p + 1, name))
+		if ((p == only || p[-1] == ',') &&
+		    (p[len] == '\0' || p[len] == ','))
+			return 1;
+	return 0;
+}
+
+static void
+tcase(Suite *s, const char *name, void (*setup)(void), const TTest *t1,
+    const TTest *t2)
+{
+	TCase *tc;
+
+	if (!wanted(t1->name) && (t2 == NULL || !wanted(t2->name)))
+		return;
+	tc = tcase_create(name);
+	tcase_add_unchecked_fixture(tc, setup, teardown_inst);
+	tcase_add_checked_fixture(tc, NULL, close_all);
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	if (wanted(t1->name))
+		tcase_add_test(tc, t1);
+	if (t2 != NULL && wanted(t2->name))
+		tcase_add_test(tc, t2);
+	suite_add_tcase(s, tc);
+}
+
+static Suite *
+abuse_suite(void)
+{
+	Suite *s = suite_create("it_abuse");
+
+	tcase(s, "rate limit", setup_rate, test_rate_limit, NULL);
+	tcase(s, "failed logins per user", setup_login_user,
+	    test_login_fail_user, NULL);
+	tcase(s, "failed logins per address", setup_login_addr,
+	    test_login_fail_addr, NULL);
+	tcase(s, "connections per address", setup_conns,
+	    test_max_conns_per_addr, NULL);
+	tcase(s, "timeouts", setup_timeouts, test_auth_timeout,
+	    test_idle_timeout);
+	tcase(s, "silent connections", setup_silent, test_silent_connections,
+	    NULL);
+	tcase(s, "database down", setup_db, test_database_down, NULL);
+	tcase(s, "privileges", setup_priv, test_privileges, NULL);
+	/* Last: it searches the log of every instance before it. */
+	tcase(s, "secrets", setup_secrets, test_secrets_not_logged, NULL);
+	return s;
+}
+
+int
+main(void)
+{
+	unsigned char rnd[8];
+	SRunner *sr;
+	size_t i;
+	int failed;
+
+	/* Before any fork: every test's passwords start with it. */
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		perror("getrandom");
+		return EXIT_FAILURE;
+	}
+	(void)snprintf(stem, sizeof(stem), "S3cret-");
+	for (i = 0; i < sizeof(rnd); i++)
+		(void)snprintf(stem + strlen(stem), sizeof(stem) - strlen(stem),
+		    "%02x", rnd[i]);
+	sr = srunner_create(abuse_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	if (servers_state != 0)
+		harness_stop_all(&H);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
