@@ -102,7 +102,8 @@ fail_wait(const struct worker *w, const struct limit_fail *f, int max)
 }
 
 int
-limit_login_check(struct worker *w, struct conn *c, uint32_t uid, int *wait)
+limit_login_check(struct worker *w, struct conn *c, uint32_t uid, int *wait,
+    const char **key)
 {
 	int a, b;
 
@@ -111,6 +112,7 @@ limit_login_check(struct worker *w, struct conn *c, uint32_t uid, int *wait)
 	b = fail_wait(w, umap_get(&w->limits.fail_addr, c->addr),
 	    w->conf->login_fail_max_addr);
 	*wait = a > b ? a : b;
+	*key = a >= b ? "login_fail_max" : "login_fail_max_addr";
 	if (*wait == 0)
 		return 0;
 	w->stats->limit_refusals++;

@@ -30,7 +30,7 @@ void limits_free(struct limits *l);
 int limit_request(struct worker *w, struct conn *c);
 /* May uid log in from c now?  0, or -1 with the seconds to wait. */
 int limit_login_check(struct worker *w, struct conn *c, uint32_t uid,
-    int *wait);
+    int *wait, const char **key);
 /* The outcome of a login attempt (ok = credentials were right). */
 void limit_login_result(struct worker *w, struct conn *c, uint32_t uid,
     int ok);

@@ -774,6 +774,7 @@ handle_login(struct worker *w, struct conn *c, const struct request *r)
 	struct login_job *lj;
 	uint32_t uid = handler_id(request_int(r, "id"));
 	struct reqinfo ri;
+	const char *key;
 	char msg[128];
 	int wait;
 
@@ -783,9 +784,11 @@ handle_login(struct worker *w, struct conn *c, const struct request *r)
 		reqinfo_free(&ri);
 		return;
 	}
-	if (limit_login_check(w, c, uid, &wait) == -1) {
+	if (limit_login_check(w, c, uid, &wait, &key) == -1) {
 		(void)snprintf(msg, sizeof(msg), "too many failed logins "
-		    "(login_fail_max); try again in %d s", wait);
+		    "(%s); try again in %d s", key, wait);
+		log_info("login of user %u refused for %d s: too many failed "
+		    "logins (%s)", uid, wait, key);
 		login_reply_error(w, c, &ri, CERR_RATE, msg);
 		reqinfo_free(&ri);
 		return;

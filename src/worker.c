@@ -251,15 +251,15 @@ worker_inbox(struct worker *w)
 static void
 worker_timeouts(struct worker *w)
 {
-	struct conn *c;
+	struct conn *c, *next;
 
-	while ((c = w->anon.head) != NULL &&
-	    w->now - c->last_active >= w->conf->auth_timeout) {
-		if (c->state == CONN_LOGGING_IN) {
-			/* Waiting on its own login job, not on the client. */
-			worker_touch(w, c);
-			break;
-		}
+	/* The list is in connect order; a connection whose own LOGIN or
+	 * REG is being served waits on us, not the client: skip it. */
+	for (c = w->anon.head; c != NULL &&
+	    w->now - c->last_active >= w->conf->auth_timeout; c = next) {
+		next = c->next;
+		if (c->state == CONN_LOGGING_IN || c->pending_jobs > 0)
+			continue;
 		conn_close(w, c, "auth_timeout");
 	}
 	if (w->conf->idle_timeout == 0)
