@@ -599,8 +599,7 @@ run_connected(struct bthread *t, struct bconn *c, int64_t now)
 		req = chatc_build_login(c->uid, o->password);
 		c->state = CS_LOGIN;
 	}
-	rc = run_request(t, c, req, c->t_op);
-	(void)now;
+	rc = run_request(t, c, req, c->t_op);	/* timed from connect */
 	if (rc == -1)
 		run_fail(t, "out of memory");
 }
@@ -1170,13 +1169,9 @@ run_tick(struct bthread *t, int64_t now)
 						    "out (--timeout)");
 				}
 			}
-			if (t->active == 0 || (now >= t->end &&
-			    t->active == 0))
+			/* Done, or out of time (what is in flight is cut). */
+			if (t->active == 0 || now >= t->end)
 				t->phase = P_DONE;
-			else if (now >= t->end) {
-				/* Out of time: what is in flight is cut. */
-				t->phase = P_DONE;
-			}
 			break;
 		}
 		if (o->mode == MODE_IDLE) {
@@ -1342,8 +1337,6 @@ run_thread_init(struct bthread *t, struct bproc *p, int index, long first,
 		return -1;
 	t->nconns = run_ops_mode(o) ? (uint32_t)(o->concurrency < n ?
 	    o->concurrency : n) : (uint32_t)n;
-	if (t->nconns == 0)
-		t->nconns = 0;
 	if ((t->conns = calloc(t->nconns ? t->nconns : 1,
 	    sizeof(*t->conns))) == NULL)
 		return -1;
