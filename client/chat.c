@@ -1081,13 +1081,35 @@ menu_register(struct session *s, const char *password)
 	sess_menu(s);
 }
 
+/*
+ * The menu needs a password: take it at once when it is at hand (file,
+ * environment, terminal without echo), then run `then`; or wait for the
+ * next input line in state `next`.
+ */
+static void
+menu_password(struct session *s, int next, int confirm,
+    void (*then)(struct session *, const char *))
+{
+	char pw[PROTO_PASSWORD_MAX + 2];
+	int rc;
+
+	if ((rc = ask_password(s, pw, sizeof(pw), confirm)) == 0) {
+		s->state = next;
+		chat_tty_set_prompt("userpassword: ");
+		return;
+	}
+	if (rc == 1)
+		then(s, pw);
+	else
+		sess_menu(s);
+	explicit_bzero(pw, sizeof(pw));
+}
+
 /* One line typed at the menu or in one of its questions. */
 static void
 sess_menu_line(struct session *s, char *line)
 {
-	char pw[PROTO_PASSWORD_MAX + 2];
 	char *p = trim(line);
-	int rc;
 
 	switch (s->state) {
 	case ST_MENU:
@@ -1109,16 +1131,7 @@ sess_menu_line(struct session *s, char *line)
 			sess_menu(s);
 			return;
 		}
-		if ((rc = ask_password(s, pw, sizeof(pw), 0)) == 0) {
-			s->state = ST_LOGIN_PW;
-			chat_tty_set_prompt("userpassword: ");
-			return;
-		}
-		if (rc == 1)
-			menu_login(s, pw);
-		else
-			sess_menu(s);
-		explicit_bzero(pw, sizeof(pw));
+		menu_password(s, ST_LOGIN_PW, 0, menu_login);
 		return;
 	case ST_LOGIN_PW:
 		menu_login(s, line);
@@ -1132,16 +1145,7 @@ sess_menu_line(struct session *s, char *line)
 		}
 		(void)snprintf(s->pending_name, sizeof(s->pending_name), "%s",
 		    p);
-		if ((rc = ask_password(s, pw, sizeof(pw), 1)) == 0) {
-			s->state = ST_REG_PW;
-			chat_tty_set_prompt("userpassword: ");
-			return;
-		}
-		if (rc == 1)
-			menu_register(s, pw);
-		else
-			sess_menu(s);
-		explicit_bzero(pw, sizeof(pw));
+		menu_password(s, ST_REG_PW, 1, menu_register);
 		return;
 	case ST_REG_PW:
 		menu_register(s, line);
