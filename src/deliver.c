@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,24 +28,44 @@
 #include "store.h"
 #include "worker.h"
 
+/* Watch slot's tx end for EPOLLOUT: datagrams wait for it. */
+static void
+deliver_watch_tx(struct worker *w, int slot)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLOUT;
+	/* Tagged pointers: the inbox tx slots are small integers. */
+	ev.data.u64 = 0x100000000ULL | (uint32_t)slot;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, inbox_tx_fd(w->inbox, slot),
+	    &ev) == -1 && errno != EEXIST)
+		log_warn("%s: epoll_ctl", __func__);
+}
+
 static int
 deliver_inbox_send(struct worker *w, int slot, const struct inbox_msg *m)
 {
-	struct epoll_event ev;
-	int want_out;
+	int want_out, rc;
 
-	if (inbox_send(w->inbox, slot, m, &want_out) == -1)
-		return -1;
-	if (want_out) {
-		memset(&ev, 0, sizeof(ev));
-		ev.events = EPOLLOUT;
-		/* Tagged pointers: the inbox tx slots are small integers. */
-		ev.data.u64 = 0x100000000ULL | (uint32_t)slot;
-		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, inbox_tx_fd(w->inbox,
-		    slot), &ev) == -1)
-			log_warn("%s: epoll_ctl", __func__);
+	rc = inbox_send(w->inbox, slot, m, &want_out);
+	if (want_out)
+		deliver_watch_tx(w, slot);
+	return rc;
+}
+
+void
+deliver_flush(struct worker *w)
+{
+	int i, want_out;
+
+	for (i = 0; i < w->nslots; i++) {
+		if (i == w->slot)
+			continue;
+		inbox_flush(w->inbox, i, &want_out);
+		if (want_out)
+			deliver_watch_tx(w, i);
 	}
-	return 0;
 }
 
 int

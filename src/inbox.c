@@ -22,9 +22,17 @@ struct inbox_hdr {
 	uint64_t token;
 };
 
+/* One record of an INBOX_BATCH datagram, followed by len bytes. */
+struct inbox_rec {
+	uint32_t uid;
+	uint32_t len;
+	uint64_t token;
+};
+
+/* A datagram waiting to be sent: header and payload in data[0..len). */
 struct inbox_pending {
 	struct inbox_pending *next;
-	size_t len;
+	size_t len, cap;
 	char data[];
 };
 
@@ -32,14 +40,22 @@ struct inbox_slot {
 	int rx, tx;
 	struct inbox_pending *head, *tail;
 	size_t queued;
+	struct inbox_pending *batch;	/* being filled; NULL when none */
+	uint32_t nrecs;			/* records in batch */
+	int batch_used;			/* since the last inbox_tick */
 };
 
 struct inbox {
 	int nslots;
 	int self;
 	size_t max_queued;
+	size_t batch_cap;	/* largest batch datagram, header included */
 	struct inbox_slot *slots;
 };
+
+/* A batch datagram stays well inside the receiver's 64 KiB scratch
+ * buffer (worker.c) and the sockets' buffers. */
+#define INBOX_BATCH_CAP (60 * 1024)
 
 struct inbox *
 inbox_create(int nslots, size_t max_payload, char *err, size_t errlen)
@@ -55,6 +71,9 @@ inbox_create(int nslots, size_t max_payload, char *err, size_t errlen)
 	}
 	ib->nslots = nslots;
 	ib->self = -1;
+	ib->batch_cap = INBOX_BATCH_CAP;
+	if (max_payload < INBOX_BATCH_CAP)
+		max_payload = INBOX_BATCH_CAP;
 	sz = (int)(max_payload + sizeof(struct inbox_hdr) + 1024) * 4;
 	for (i = 0; i < nslots; i++) {
 		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK |
@@ -123,6 +142,123 @@ inbox_sendv(int fd, const struct inbox_hdr *h, const char *data, size_t len)
 	return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/* Queue data[0..len) (a whole datagram) behind what waits for slot. */
+static void
+inbox_enqueue(struct inbox_slot *s, struct inbox_pending *p, int *want_out)
+{
+	p->next = NULL;
+	if (s->tail != NULL)
+		s->tail->next = p;
+	else {
+		s->head = p;
+		*want_out = 1;
+	}
+	s->tail = p;
+	s->queued += p->len;
+}
+
+void
+inbox_flush(struct inbox *ib, int slot, int *want_out)
+{
+	struct inbox_slot *s = &ib->slots[slot];
+	struct inbox_pending *b = s->batch;
+	struct inbox_hdr h;
+
+	*want_out = 0;
+	if (b == NULL || s->nrecs == 0)
+		return;
+	memset(&h, 0, sizeof(h));
+	h.type = INBOX_BATCH;
+	h.id = s->nrecs;
+	h.origin = (uint32_t)ib->self;
+	memcpy(b->data, &h, sizeof(h));
+	s->nrecs = 0;
+	s->batch_used = 1;
+	if (s->head != NULL)
+		(void)inbox_drain(ib, slot);
+	if (s->head == NULL) {
+		if (send(s->tx, b->data, b->len, MSG_DONTWAIT | MSG_NOSIGNAL)
+		    >= 0) {
+			b->len = sizeof(h);	/* keep the buffer for reuse */
+			return;
+		}
+		if (errno != EAGAIN && errno != ENOBUFS) {
+			/* Cannot happen with our own socket sizes; say so
+			 * loudly rather than lose messages silently. */
+			log_warn("%s: to worker %d, %u message(s) lost",
+			    __func__, slot, h.id);
+			b->len = sizeof(h);
+			return;
+		}
+	}
+	/* Its room was counted against max_queued when it was filled. */
+	s->batch = NULL;
+	inbox_enqueue(s, b, want_out);
+}
+
+int
+inbox_batched(const struct inbox *ib)
+{
+	int i;
+
+	for (i = 0; i < ib->nslots; i++)
+		if (ib->slots[i].nrecs > 0)
+			return 1;
+	return 0;
+}
+
+void
+inbox_tick(struct inbox *ib)
+{
+	struct inbox_slot *s;
+	int i;
+
+	for (i = 0; i < ib->nslots; i++) {
+		s = &ib->slots[i];
+		if (s->batch != NULL && s->nrecs == 0 && !s->batch_used) {
+			free(s->batch);
+			s->batch = NULL;
+		}
+		s->batch_used = 0;
+	}
+}
+
+/* Append an INBOX_DELIVER to slot's batch; -1 when there is no room. */
+static int
+inbox_batch_add(struct inbox *ib, int slot, const struct inbox_msg *m,
+    int *want_out)
+{
+	struct inbox_slot *s = &ib->slots[slot];
+	struct inbox_rec r;
+	size_t need = sizeof(r) + m->len;
+
+	if (s->batch != NULL && s->batch->len + need > s->batch->cap)
+		inbox_flush(ib, slot, want_out);
+	if (s->queued + (s->batch != NULL ? s->batch->len : 0) + need >
+	    ib->max_queued) {
+		log_warnx("inbox queue to worker %d is full (max_output bytes)",
+		    slot);
+		return -1;
+	}
+	if (s->batch == NULL) {
+		if ((s->batch = malloc(sizeof(*s->batch) + ib->batch_cap)) ==
+		    NULL)
+			return -1;
+		s->batch->cap = ib->batch_cap;
+		s->batch->len = sizeof(struct inbox_hdr);
+	}
+	r.uid = m->id;
+	r.len = (uint32_t)m->len;
+	r.token = m->token;
+	memcpy(s->batch->data + s->batch->len, &r, sizeof(r));
+	if (m->len > 0)
+		memcpy(s->batch->data + s->batch->len + sizeof(r), m->data,
+		    m->len);
+	s->batch->len += need;
+	s->nrecs++;
+	return 0;
+}
+
 int
 inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
     int *want_out)
@@ -130,8 +266,14 @@ inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
 	struct inbox_slot *s = &ib->slots[slot];
 	struct inbox_pending *p;
 	struct inbox_hdr h;
+	int flushed = 0;
 
 	*want_out = 0;
+	if (m->type == INBOX_DELIVER && sizeof(struct inbox_hdr) +
+	    sizeof(struct inbox_rec) + m->len <= ib->batch_cap)
+		return inbox_batch_add(ib, slot, m, want_out);
+	/* Anything else goes after what is batched for the slot. */
+	inbox_flush(ib, slot, &flushed);
 	memset(&h, 0, sizeof(h));
 	h.type = m->type;
 	h.id = m->id;
@@ -145,6 +287,7 @@ inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
 			return -1;
 		}
 	}
+	*want_out = flushed;
 	if (s->queued + sizeof(h) + m->len > ib->max_queued) {
 		log_warnx("inbox queue to worker %d is full (max_output bytes)",
 		    slot);
@@ -152,19 +295,11 @@ inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
 	}
 	if ((p = malloc(sizeof(*p) + sizeof(h) + m->len)) == NULL)
 		return -1;
-	p->next = NULL;
-	p->len = sizeof(h) + m->len;
+	p->len = p->cap = sizeof(h) + m->len;
 	memcpy(p->data, &h, sizeof(h));
 	if (m->len > 0)
 		memcpy(p->data + sizeof(h), m->data, m->len);
-	if (s->tail != NULL)
-		s->tail->next = p;
-	else {
-		s->head = p;
-		*want_out = 1;
-	}
-	s->tail = p;
-	s->queued += p->len;
+	inbox_enqueue(s, p, want_out);
 	return 0;
 }
 
@@ -188,6 +323,30 @@ inbox_drain(struct inbox *ib, int slot)
 		s->queued -= p->len;
 		free(p);
 	}
+	return 1;
+}
+
+int
+inbox_batch_next(const struct inbox_msg *b, size_t *off, struct inbox_msg *m)
+{
+	struct inbox_rec r;
+
+	if (*off == b->len)
+		return 0;
+	if (b->len - *off < sizeof(r))
+		fatalx("%s: truncated batch record", __func__);
+	memcpy(&r, b->data + *off, sizeof(r));
+	*off += sizeof(r);
+	if (b->len - *off < r.len)
+		fatalx("%s: truncated batch record", __func__);
+	memset(m, 0, sizeof(*m));
+	m->type = INBOX_DELIVER;
+	m->id = r.uid;
+	m->token = r.token;
+	m->origin = b->origin;
+	m->data = b->data + *off;
+	m->len = r.len;
+	*off += r.len;
 	return 1;
 }
 
@@ -231,6 +390,13 @@ inbox_destroy(struct inbox *ib)
 		if (ib->slots[i].rx >= 0)
 			(void)close(ib->slots[i].rx);
 		(void)close(ib->slots[i].tx);
+		while (ib->slots[i].head != NULL) {
+			struct inbox_pending *p = ib->slots[i].head;
+
+			ib->slots[i].head = p->next;
+			free(p);
+		}
+		free(ib->slots[i].batch);
 	}
 	free(ib->slots);
 	free(ib);

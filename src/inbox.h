@@ -10,8 +10,16 @@
  * receiver through its epoll.  A shm ring would save a copy but needs its
  * own locking and crash recovery; this path never touches Redis or MySQL.
  *
+ * Deliveries are batched: inbox_send() appends an INBOX_DELIVER to the
+ * destination slot's batch, and inbox_flush() sends each slot's batch as
+ * one INBOX_BATCH datagram at the end of the loop iteration (or when it
+ * is full).  One datagram per destination per iteration instead of one
+ * per message keeps the kernel queues short under load; any other type
+ * flushes the slot's batch first, so every sender's order is kept.
+ *
  * When the receiver's queue is full (EAGAIN) the datagram waits in a
- * bounded per-slot queue in the sender and goes out on EPOLLOUT.
+ * bounded per-slot queue in the sender and goes out on EPOLLOUT, or at
+ * the next flush.
  */
 #ifndef CHATD_INBOX_H
 #define CHATD_INBOX_H
@@ -24,6 +32,8 @@ enum inbox_type {
 	INBOX_GROUP_INVALIDATE = 2,	/* id = gid */
 	INBOX_OFFLINE_READY = 3,	/* id = uid: pull offline messages */
 	INBOX_KICK = 4,			/* id = uid, token */
+	INBOX_BATCH = 5,		/* id = count, data = INBOX_DELIVER
+					 * records: walk with inbox_batch_next */
 };
 
 struct inbox_msg {
@@ -46,11 +56,22 @@ void inbox_worker_init(struct inbox *ib, int slot, size_t max_queued);
 int inbox_nslots(const struct inbox *ib);
 int inbox_rx_fd(const struct inbox *ib, int slot);
 int inbox_tx_fd(const struct inbox *ib, int slot);
-/* Send to `slot`, queueing on EAGAIN.  0, or -1 when it can neither be
- * sent nor queued (the caller must keep the message another way).
- * *want_out is set when a queue became non-empty (watch tx for EPOLLOUT). */
+/* Send to `slot` (INBOX_DELIVER: add to its batch), queueing on EAGAIN.
+ * 0, or -1 when it can neither be sent nor queued (the caller must keep
+ * the message another way).  *want_out is set when a queue became
+ * non-empty (watch tx for EPOLLOUT). */
 int inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
     int *want_out);
+/* Send slot's batch, if any (end of loop iteration); *want_out as above. */
+void inbox_flush(struct inbox *ib, int slot, int *want_out);
+/* Any batch waiting to be flushed? */
+int inbox_batched(const struct inbox *ib);
+/* Once a second: give back the batch buffers not used since last time. */
+void inbox_tick(struct inbox *ib);
+/* The next record of an INBOX_BATCH datagram b, from *off (start at 0):
+ * 1 with *m an INBOX_DELIVER, 0 at the end. */
+int inbox_batch_next(const struct inbox_msg *b, size_t *off,
+    struct inbox_msg *m);
 /* EPOLLOUT on slot's tx: send what is queued.  Returns 1 when the queue
  * is now empty (stop watching), 0 otherwise. */
 int inbox_drain(struct inbox *ib, int slot);

@@ -243,7 +243,14 @@ worker_inbox(struct worker *w)
 			log_warn("%s: recv", __func__);
 			return;
 		}
-		deliver_inbox(w, &m);
+		if (m.type == INBOX_BATCH) {
+			struct inbox_msg one;
+			size_t off = 0;
+
+			while (inbox_batch_next(&m, &off, &one))
+				deliver_inbox(w, &one);
+		} else
+			deliver_inbox(w, &m);
 	}
 }
 
@@ -283,15 +290,25 @@ worker_trim(struct worker *w)
 	w->nconns_peak = w->nconns;
 }
 
+/*
+ * End of an iteration: hand what was batched to the other workers, then
+ * write the clients' output.  Writing can close connections, whose
+ * logout notices may batch more: loop until both are empty.
+ */
 static void
 worker_flush(struct worker *w)
 {
 	struct conn *c;
 
-	while ((c = w->dirty) != NULL) {
-		w->dirty = c->dirty_next;
-		c->dirty = 0;
-		conn_flush(w, c);
+	for (;;) {
+		deliver_flush(w);
+		if (w->dirty == NULL)
+			break;
+		while ((c = w->dirty) != NULL) {
+			w->dirty = c->dirty_next;
+			c->dirty = 0;
+			conn_flush(w, c);
+		}
 	}
 }
 
@@ -419,6 +436,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		(void)!read(w->timer_fd, &n, sizeof(n));
 		worker_timeouts(w);
 		limits_sweep(w);
+		inbox_tick(w->inbox);
 		bus_tick(w);
 		return;
 	case TAG_JOBS:
@@ -515,6 +533,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	limits_free(&w.limits);
 	umap_free(&w.online);
 	free(w.rbuf);
+	jbuf_free(&w.fbuf);
 	log_info("stopped");
 	exit(0);
 }
