@@ -16,22 +16,27 @@
 #include "deliver.h"
 #include "groupcache.h"
 #include "handler.h"
+#include "jsonw.h"
 #include "log.h"
 #include "protocol.h"
 #include "store.h"
 #include "worker.h"
 
-/* The frame forwarded to recipients, as one '\n'-terminated line. */
-static char *
+/*
+ * The frame forwarded to recipients, as one '\n'-terminated line in the
+ * worker's scratch buffer (valid until the next call).  Written directly,
+ * not through cJSON: this is the one frame built per message.  Keys in
+ * this order, msgid first (deliver_drop_slow looks for that prefix).
+ */
+static const char *
 chat_frame(struct worker *w, struct conn *c, const struct request *r,
     const char *target, uint32_t id, size_t *len)
 {
 	const char *t = request_str(r, "time");
+	struct jbuf *b = &w->fbuf;
 	char now[32];
 	struct tm tm;
 	time_t sec = w->now;
-	cJSON *obj;
-	char *line;
 
 	if (t == NULL) {
 		/* The classic client prints "time"; fill it in for clients
@@ -40,19 +45,28 @@ chat_frame(struct worker *w, struct conn *c, const struct request *r,
 		(void)strftime(now, sizeof(now), "%Y-%m-%d %H:%M:%S", &tm);
 		t = now;
 	}
-	obj = cJSON_CreateObject();
-	cJSON_AddNumberToObject(obj, "msgid", r->msgid);
-	cJSON_AddNumberToObject(obj, "id", c->uid);
-	cJSON_AddStringToObject(obj, "name", c->name);
-	cJSON_AddNumberToObject(obj, target, id);
-	cJSON_AddStringToObject(obj, "msg", request_str(r, "msg"));
-	cJSON_AddStringToObject(obj, "time", t);
-	cJSON_AddNumberToObject(obj, "ts", (double)handler_now_ms());
-	line = reply_line(obj, len);
-	cJSON_Delete(obj);
-	if (line == NULL)
+	b->len = 0;
+	jbuf_lit(b, "{\"msgid\":");
+	jbuf_u64(b, (uint64_t)r->msgid);
+	jbuf_lit(b, ",\"id\":");
+	jbuf_u64(b, c->uid);
+	jbuf_lit(b, ",\"name\":");
+	jbuf_str(b, c->name);
+	jbuf_lit(b, ",\"");
+	jbuf_raw(b, target, strlen(target));
+	jbuf_lit(b, "\":");
+	jbuf_u64(b, id);
+	jbuf_lit(b, ",\"msg\":");
+	jbuf_str(b, request_str(r, "msg"));
+	jbuf_lit(b, ",\"time\":");
+	jbuf_str(b, t);
+	jbuf_lit(b, ",\"ts\":");
+	jbuf_u64(b, (uint64_t)handler_now_ms());
+	jbuf_lit(b, "}\n");
+	if (b->oom)
 		fatalx("%s: out of memory", __func__);
-	return line;
+	*len = b->len;
+	return b->p;
 }
 
 void
@@ -61,7 +75,7 @@ handle_one_chat(struct worker *w, struct conn *c, const struct request *r)
 	uint32_t toid = handler_id(request_int(r, "toid"));
 	struct reqinfo ri;
 	size_t len;
-	char *line;
+	const char *line;
 
 	reqinfo_init(&ri, r);
 	if (toid == 0) {
@@ -72,7 +86,6 @@ handle_one_chat(struct worker *w, struct conn *c, const struct request *r)
 	line = chat_frame(w, c, r, "toid", toid, &len);
 	/* Stored when offline: the insert also proves the user exists. */
 	deliver_route(w, c, &ri, &toid, 1, line, len);
-	free(line);
 	reqinfo_free(&ri);
 }
 
@@ -159,7 +172,7 @@ handle_group_chat(struct worker *w, struct conn *c, const struct request *r)
 	struct reqinfo ri;
 	struct reqjob *rj;
 	size_t len;
-	char *line;
+	const char *line;
 
 	if (gid == 0) {
 		reqinfo_init(&ri, r);
@@ -172,13 +185,15 @@ handle_group_chat(struct worker *w, struct conn *c, const struct request *r)
 		reqinfo_init(&ri, r);
 		group_fanout(w, c, &ri, g, line, len);
 		reqinfo_free(&ri);
-		free(line);
 		return;
 	}
 	rj = reqjob_new(c, r, load_run, load_done);
 	rj->id = gid;
 	rj->id2 = (uint32_t)w->groups.gen;	/* cache generation seen */
-	rj->s1 = line;
+	if ((rj->s1 = malloc(len + 1)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	memcpy(rj->s1, line, len);
+	rj->s1[len] = '\0';
 	rj->len = len;
 	reqjob_submit(w, rj);
 }

@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "groupcache.h"
+#include "jsonw.h"
 #include "abuse.h"
 #include "protocol.h"
 #include "request.h"
@@ -72,6 +73,7 @@ struct worker {
 	int stopping;
 	time_t now;
 	char *rbuf;			/* scratch read buffer */
+	struct jbuf fbuf;		/* scratch for the frame being built */
 	size_t rbuf_size;
 	struct request_limits lim;
 	struct limits limits;		/* abuse limits (abuse.h) */

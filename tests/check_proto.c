@@ -1,6 +1,7 @@
 /*
  * check_proto.c - unit tests of request validation (src/request.c), the
- * UTF-8 checks (src/utf8.c) and proto_strerror() (src/proto.c).
+ * UTF-8 checks (src/utf8.c), proto_strerror() (src/proto.c) and the
+ * direct JSON writer (src/jsonw.c), which must print what cJSON prints.
  *
  * Every frame is parsed from an exact-size heap copy with no terminating
  * NUL, as the connection layer hands frames over, so an over-read shows
@@ -16,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "jsonw.h"
 #include "protocol.h"
 #include "request.h"
 #include "utf8.h"
@@ -1038,6 +1040,109 @@ START_TEST(test_strerror_out_of_range)
 }
 END_TEST
 
+/* jbuf_str(s) must give cJSON_PrintUnformatted's bytes for the string s. */
+static void
+check_str_like_cjson(const char *s)
+{
+	struct jbuf b;
+	cJSON *item = cJSON_CreateString(s);
+	char *want = cJSON_PrintUnformatted(item);
+
+	ck_assert_ptr_nonnull(want);
+	jbuf_init(&b);
+	jbuf_lit(&b, "x");	/* appends after what is there */
+	jbuf_str(&b, s);
+	ck_assert_int_eq(b.oom, 0);
+	ck_assert_uint_eq(b.len, strlen(want) + 1);
+	ck_assert_msg(memcmp(b.p + 1, want, b.len - 1) == 0,
+	    "jbuf_str(\"%s\") differs from cJSON's %s", s, want);
+	jbuf_free(&b);
+	free(want);
+	cJSON_Delete(item);
+}
+
+START_TEST(test_jsonw_str_every_byte)
+{
+	char s[4];
+	int ch;
+
+	check_str_like_cjson("");
+	for (ch = 1; ch < 256; ch++) {
+		s[0] = 'a';
+		s[1] = (char)ch;
+		s[2] = 'z';
+		s[3] = '\0';
+		check_str_like_cjson(s);
+	}
+	check_str_like_cjson("\xe4\xbd\xa0\xe5\xa5\xbd \"q\" \\ </tag> \x7f");
+}
+END_TEST
+
+START_TEST(test_jsonw_str_random)
+{
+	unsigned int seed = 12345;
+	char s[200];
+	int i, j, n;
+
+	for (i = 0; i < 20000; i++) {
+		n = (int)(rand_r(&seed) % (sizeof(s) - 1));
+		for (j = 0; j < n; j++)
+			s[j] = (char)(1 + rand_r(&seed) % 255);
+		s[n] = '\0';
+		check_str_like_cjson(s);
+	}
+}
+END_TEST
+
+START_TEST(test_jsonw_u64_like_cjson)
+{
+	/* Ids (32 bits) and millisecond times: all below 10^15, where
+	 * cJSON prints a number exactly as an integer. */
+	static const uint64_t v[] = { 0, 1, 9, 10, 99, 100, 2147483647ULL,
+	    2147483648ULL, 4294967295ULL, 1763700000000ULL,
+	    999999999999999ULL };
+	struct jbuf b;
+	cJSON *item;
+	char *want;
+	size_t i;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		item = cJSON_CreateNumber((double)v[i]);
+		want = cJSON_PrintUnformatted(item);
+		jbuf_init(&b);
+		jbuf_u64(&b, v[i]);
+		ck_assert_uint_eq(b.len, strlen(want));
+		ck_assert_msg(memcmp(b.p, want, b.len) == 0, "%s", want);
+		jbuf_free(&b);
+		free(want);
+		cJSON_Delete(item);
+	}
+	jbuf_init(&b);
+	jbuf_u64(&b, UINT64_MAX);
+	ck_assert_uint_eq(b.len, 20);
+	ck_assert(memcmp(b.p, "18446744073709551615", 20) == 0);
+	jbuf_free(&b);
+}
+END_TEST
+
+START_TEST(test_jsonw_grows)
+{
+	struct jbuf b;
+	char big[5000];
+	size_t i;
+
+	memset(big, '"', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	jbuf_init(&b);
+	for (i = 0; i < 3; i++)
+		jbuf_str(&b, big);
+	ck_assert_int_eq(b.oom, 0);
+	ck_assert_uint_eq(b.len, 3 * (2 * (sizeof(big) - 1) + 2));
+	jbuf_free(&b);
+	ck_assert_ptr_null(b.p);
+}
+END_TEST
+
 static Suite *
 proto_suite(void)
 {
@@ -1108,6 +1213,13 @@ proto_suite(void)
 	tcase_add_test(tc, test_utf8_printable);
 	tcase_add_test(tc, test_utf8_every_two_byte_lead);
 	tcase_add_test(tc, test_utf8_every_code_point);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("jsonw");
+	tcase_add_test(tc, test_jsonw_str_every_byte);
+	tcase_add_test(tc, test_jsonw_str_random);
+	tcase_add_test(tc, test_jsonw_u64_like_cjson);
+	tcase_add_test(tc, test_jsonw_grows);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strerror");

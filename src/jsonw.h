@@ -1,0 +1,35 @@
+/*
+ * jsonw.h - writing JSON text directly into a growable buffer, for the
+ * frames on the message path (one per chat message), where building a
+ * cJSON tree and printing it cost more than everything else chatd does
+ * per message.
+ *
+ * The output is byte for byte what cJSON_PrintUnformatted gives for the
+ * same values: strings escaped the way cJSON escapes them, non-negative
+ * integers in decimal.  tests/check_proto.c holds the two side by side.
+ */
+#ifndef CHATD_JSONW_H
+#define CHATD_JSONW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct jbuf {
+	char *p;
+	size_t len, cap;
+	int oom;		/* set when a reservation failed */
+};
+
+/* b starts empty; jbuf_free releases p. */
+void jbuf_init(struct jbuf *b);
+void jbuf_free(struct jbuf *b);
+/* Append bytes as they are. */
+void jbuf_raw(struct jbuf *b, const char *s, size_t n);
+/* Append a string literal as it is. */
+#define jbuf_lit(b, s) jbuf_raw((b), "" s, sizeof(s) - 1)
+/* Append s as a JSON string, quotes included. */
+void jbuf_str(struct jbuf *b, const char *s);
+/* Append v in decimal. */
+void jbuf_u64(struct jbuf *b, uint64_t v);
+
+#endif
