@@ -59,6 +59,13 @@ for p in "$bench" "$relay" "$chatd"; do
 	[ -x "$p" ] || { echo "bench: $p not built (make)" >&2; exit 1; }
 done
 mkdir -p "$state"
+# One run per state directory: a second one would share its MariaDB and
+# Redis and stop them under the first.
+exec 9>"$state/.lock"
+if ! flock -n 9; then
+	echo "bench: another run is using $state (set BENCH_STATE and BENCH_PORT for a second one)" >&2
+	exit 1
+fi
 chmod 700 "$state"
 mysock="$state/mysql.sock"
 ufile="$state/bench-users.txt"

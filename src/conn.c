@@ -23,6 +23,62 @@
 
 /* Reads per EPOLLIN event, so one busy client cannot starve the rest. */
 #define CONN_READS_PER_EVENT 4
+/* Output buffers start at this size, and drained ones of this size go to
+ * a small per-worker pool instead of free(): an active connection gets
+ * one back at its next message without a malloc, and an idle one holds
+ * none.  The pool is emptied when a second passes without use. */
+#define CONN_OBUF_SIZE 1024
+#define CONN_OBUF_POOL 256
+
+struct obuf {
+	struct obuf *next;
+};
+
+static char *
+obuf_get(struct worker *w)
+{
+	struct obuf *b = w->obuf_pool;
+
+	if (b == NULL)
+		return malloc(CONN_OBUF_SIZE);
+	w->obuf_pool = b->next;
+	w->obuf_n--;
+	w->obuf_used = 1;
+	return (char *)b;
+}
+
+/* Give back c's output buffer, drained or not needed any more. */
+static void
+obuf_put(struct worker *w, struct conn *c)
+{
+	struct obuf *b = (struct obuf *)(void *)c->out;
+
+	if (b != NULL && c->out_cap == CONN_OBUF_SIZE &&
+	    w->obuf_n < CONN_OBUF_POOL) {
+		b->next = w->obuf_pool;
+		w->obuf_pool = b;
+		w->obuf_n++;
+	} else
+		free(c->out);
+	c->out = NULL;
+	c->out_off = c->out_len = c->out_cap = 0;
+}
+
+void
+conn_obuf_tick(struct worker *w)
+{
+	struct obuf *b;
+
+	if (w->obuf_used) {
+		w->obuf_used = 0;
+		return;
+	}
+	while ((b = w->obuf_pool) != NULL) {
+		w->obuf_pool = b->next;
+		free(b);
+	}
+	w->obuf_n = 0;
+}
 
 static const char *const conn_state_names[] = {
 	"anon", "logging-in", "online", "closed",
@@ -118,6 +174,11 @@ conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
 		return -1;
 	if (c->out_off > 0 && c->out_off == c->out_len)
 		c->out_off = c->out_len = 0;
+	if (c->out == NULL && len <= CONN_OBUF_SIZE) {
+		if ((c->out = obuf_get(w)) == NULL)
+			return -1;
+		c->out_cap = CONN_OBUF_SIZE;
+	}
 	if (buf_append(&c->out, &c->out_len, &c->out_cap, data, len) == -1)
 		return -1;
 	w->stats->msgs_out++;
@@ -165,9 +226,7 @@ conn_flush(struct worker *w, struct conn *c)
 		return;
 	}
 	/* Drained: give the memory back, idle connections cost nothing. */
-	free(c->out);
-	c->out = NULL;
-	c->out_off = c->out_len = c->out_cap = 0;
+	obuf_put(w, c);
 	if (c->want_out) {
 		c->want_out = 0;
 		(void)conn_epoll(w, c, EPOLL_CTL_MOD);
@@ -352,10 +411,9 @@ conn_close(struct worker *w, struct conn *c, const char *reason)
 	limit_conn_close(w, c->addr);
 	w->stats->closed++;
 	free(c->in);
-	free(c->out);
-	c->in = c->out = NULL;
-	c->in_len = c->out_len = 0;
-	c->out_off = 0;
+	c->in = NULL;
+	c->in_len = 0;
+	obuf_put(w, c);
 	if (c->pending_jobs == 0) {
 		c->dead_next = w->dead;
 		w->dead = c;

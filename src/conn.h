@@ -80,6 +80,8 @@ void conn_ref(struct conn *c);
 void conn_unref(struct worker *w, struct conn *c);
 /* Free the conns closed during this loop iteration. */
 void conn_reap(struct worker *w);
+/* Once a second: empty the pool of output buffers if it was not used. */
+void conn_obuf_tick(struct worker *w);
 /* Bytes of output pending. */
 size_t conn_outq(const struct conn *c);
 

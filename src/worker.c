@@ -437,6 +437,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		worker_timeouts(w);
 		limits_sweep(w);
 		inbox_tick(w->inbox);
+		conn_obuf_tick(w);
 		bus_tick(w);
 		return;
 	case TAG_JOBS:
@@ -534,6 +535,8 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	umap_free(&w.online);
 	free(w.rbuf);
 	jbuf_free(&w.fbuf);
+	w.obuf_used = 0;
+	conn_obuf_tick(&w);
 	log_info("stopped");
 	exit(0);
 }

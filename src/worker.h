@@ -24,6 +24,7 @@ struct jobq;
 struct presence;
 struct inbox;
 struct bus;
+struct obuf;
 
 /*
  * Counters of one worker, in memory shared with the master (which serves
@@ -74,6 +75,9 @@ struct worker {
 	time_t now;
 	char *rbuf;			/* scratch read buffer */
 	struct jbuf fbuf;		/* scratch for the frame being built */
+	struct obuf *obuf_pool;		/* drained output buffers (conn.c) */
+	size_t obuf_n;
+	int obuf_used;			/* taken from since the last tick */
 	size_t rbuf_size;
 	struct request_limits lim;
 	struct limits limits;		/* abuse limits (abuse.h) */
