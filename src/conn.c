@@ -442,6 +442,7 @@ conn_reap(struct worker *w)
 
 	while ((c = w->dead) != NULL) {
 		w->dead = c->dead_next;
+		free(c->name);
 		free(c);
 	}
 }

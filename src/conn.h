@@ -45,7 +45,7 @@ struct conn {
 	uint32_t rate_ms;		/* its last refill, worker ms */
 	unsigned dirty:1, want_out:1, paused:1, close_after_flush:1,
 	    in_list:1, pulling:1, pull_again:1;
-	char name[PROTO_NAME_MAX + 1];	/* when ONLINE */
+	char *name;			/* when ONLINE, else NULL */
 };
 
 /* Wrap an accepted socket; NULL when out of memory (fd then closed). */

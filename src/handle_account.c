@@ -619,7 +619,9 @@ login_finish(struct worker *w, struct login_job *lj)
 
 	worker_list_del(w, c);
 	c->uid = lj->uid;
-	(void)snprintf(c->name, sizeof(c->name), "%s", lj->name);
+	free(c->name);
+	if ((c->name = strdup(lj->name)) == NULL)
+		fatalx("%s: out of memory", __func__);
 	conn_set_state(c, CONN_ONLINE);
 	c->last_active = w->now;
 	worker_list_add(w, c);
@@ -831,7 +833,8 @@ handle_loginout(struct worker *w, struct conn *c, const struct request *r)
 	worker_list_del(w, c);
 	conn_set_state(c, CONN_ANON);
 	c->uid = 0;
-	c->name[0] = '\0';
+	free(c->name);
+	c->name = NULL;
 	c->pull_again = 0;
 	c->last_active = w->now;	/* auth_timeout starts again */
 	worker_list_add(w, c);
