@@ -66,7 +66,7 @@ link_update(struct bus_link *l, uint32_t events)
 	ev.data.u64 = worker_bus_tag(l->id);
 	op = l->events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL :
 	    EPOLL_CTL_MOD;
-	if (epoll_ctl(l->bus->w->epfd, op, l->fd, &ev) == -1)
+	if (epoll_ctl(l->bus->w->peer_epfd, op, l->fd, &ev) == -1)
 		log_warn("%s: epoll_ctl", __func__);
 	l->events = events;
 }

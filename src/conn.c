@@ -17,6 +17,7 @@
 
 #include "conn.h"
 #include "handler.h"
+#include "inbox.h"
 #include "abuse.h"
 #include "log.h"
 #include "worker.h"
@@ -339,7 +340,10 @@ conn_readable(struct worker *w, struct conn *c)
 	int i;
 
 	for (i = 0; i < CONN_READS_PER_EVENT; i++) {
-		if (c->paused || c->state == CONN_CLOSED)
+		/* Congested: the socket stays readable and is read again
+		 * once the other workers have caught up. */
+		if (c->paused || c->state == CONN_CLOSED ||
+		    inbox_congested(w->inbox))
 			return;
 		if (c->in_len > 0) {
 			/* A partial frame is pending: read behind it. */

@@ -38,7 +38,7 @@ deliver_watch_tx(struct worker *w, int slot)
 	ev.events = EPOLLOUT;
 	/* Tagged pointers: the inbox tx slots are small integers. */
 	ev.data.u64 = 0x100000000ULL | (uint32_t)slot;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, inbox_tx_fd(w->inbox, slot),
+	if (epoll_ctl(w->peer_epfd, EPOLL_CTL_ADD, inbox_tx_fd(w->inbox, slot),
 	    &ev) == -1 && errno != EEXIST)
 		log_warn("%s: epoll_ctl", __func__);
 }

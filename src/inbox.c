@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
@@ -43,6 +44,7 @@ struct inbox_slot {
 	struct inbox_pending *batch;	/* being filled; NULL when none */
 	uint32_t nrecs;			/* records in batch */
 	int batch_used;			/* since the last inbox_tick */
+	uint64_t progress_ms;		/* queue last moved (see congested) */
 };
 
 struct inbox {
@@ -56,6 +58,18 @@ struct inbox {
 /* A batch datagram stays well inside the receiver's 64 KiB scratch
  * buffer (worker.c) and the sockets' buffers. */
 #define INBOX_BATCH_CAP (60 * 1024)
+/* A queue that has not moved for this long has no reader (its worker is
+ * being restarted): do not hold the clients back for it. */
+#define INBOX_STALL_MS 1000
+
+static uint64_t
+inbox_now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 struct inbox *
 inbox_create(int nslots, size_t max_payload, char *err, size_t errlen)
@@ -151,6 +165,7 @@ inbox_enqueue(struct inbox_slot *s, struct inbox_pending *p, int *want_out)
 		s->tail->next = p;
 	else {
 		s->head = p;
+		s->progress_ms = inbox_now_ms();
 		*want_out = 1;
 	}
 	s->tail = p;
@@ -321,9 +336,29 @@ inbox_drain(struct inbox *ib, int slot)
 		if (s->head == NULL)
 			s->tail = NULL;
 		s->queued -= p->len;
+		s->progress_ms = inbox_now_ms();
 		free(p);
 	}
 	return 1;
+}
+
+int
+inbox_congested(const struct inbox *ib)
+{
+	const struct inbox_slot *s;
+	uint64_t now = 0;
+	int i;
+
+	for (i = 0; i < ib->nslots; i++) {
+		s = &ib->slots[i];
+		if (s->queued <= ib->max_queued / 4)
+			continue;
+		if (now == 0)
+			now = inbox_now_ms();
+		if (now - s->progress_ms < INBOX_STALL_MS)
+			return 1;
+	}
+	return 0;
 }
 
 int

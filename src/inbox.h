@@ -64,6 +64,13 @@ int inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
     int *want_out);
 /* Send slot's batch, if any (end of loop iteration); *want_out as above. */
 void inbox_flush(struct inbox *ib, int slot, int *want_out);
+/*
+ * 1 when the queue towards some worker holds over a quarter of its cap
+ * and that worker is reading (the queue moved within the last second):
+ * the caller should stop taking new input until it drains, rather than
+ * fill the queue and fall back to the offline store.
+ */
+int inbox_congested(const struct inbox *ib);
 /* Any batch waiting to be flushed? */
 int inbox_batched(const struct inbox *ib);
 /* Once a second: give back the batch buffers not used since last time. */

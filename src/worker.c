@@ -47,10 +47,12 @@ enum {
 	TAG_INBOX,
 	TAG_BUS,		/* + BUS_SUB / BUS_PUB */
 	TAG_BUS_END = TAG_BUS + 2,
+	TAG_PEER,		/* peer_epfd has events */
 };
 #define TAG_INBOX_TX 0x100000000ULL	/* | slot: EPOLLOUT on a tx end */
 
 #define WORKER_EVENTS 256
+#define WORKER_PEER_EVENTS 64
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_INBOX_PER_EVENT 256
 #define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
@@ -174,14 +176,14 @@ worker_submit_keyed(struct worker *w, struct job *j, uint32_t key)
 }
 
 static void
-worker_epoll_add(struct worker *w, int fd, uint64_t tag, uint32_t events)
+worker_epoll_add(int epfd, int fd, uint64_t tag, uint32_t events)
 {
 	struct epoll_event ev;
 
 	memset(&ev, 0, sizeof(ev));
 	ev.events = events;
 	ev.data.u64 = tag;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
 		fatal("%s: epoll_ctl", __func__);
 }
 
@@ -399,23 +401,18 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	its.it_interval.tv_sec = 1;
 	if (timerfd_settime(w->timer_fd, 0, &its, NULL) == -1)
 		fatal("timerfd_settime");
-	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+	    (w->peer_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
-	worker_epoll_add(w, listen_fd, TAG_LISTEN, EPOLLIN);
-	worker_epoll_add(w, w->sig_fd, TAG_SIGNAL, EPOLLIN);
-	worker_epoll_add(w, w->timer_fd, TAG_TIMER, EPOLLIN);
-	worker_epoll_add(w, jobq_fd(w->jobs), TAG_JOBS, EPOLLIN);
-	worker_epoll_add(w, inbox_rx_fd(inbox, slot), TAG_INBOX, EPOLLIN);
+	worker_epoll_add(w->epfd, listen_fd, TAG_LISTEN, EPOLLIN);
+	worker_epoll_add(w->epfd, w->peer_epfd, TAG_PEER, EPOLLIN);
+	worker_epoll_add(w->peer_epfd, w->sig_fd, TAG_SIGNAL, EPOLLIN);
+	worker_epoll_add(w->peer_epfd, w->timer_fd, TAG_TIMER, EPOLLIN);
+	worker_epoll_add(w->peer_epfd, jobq_fd(w->jobs), TAG_JOBS, EPOLLIN);
+	worker_epoll_add(w->peer_epfd, inbox_rx_fd(inbox, slot), TAG_INBOX,
+	    EPOLLIN);
 	if ((w->bus = bus_create(w)) != NULL)
 		bus_tick(w);	/* connect now, not a second from now */
-}
-
-static int
-worker_event_is_peer(const struct epoll_event *ev)
-{
-	uint64_t tag = ev->data.u64;
-
-	return tag == TAG_INBOX || tag == TAG_BUS + BUS_SUB;
 }
 
 static void
@@ -450,6 +447,8 @@ worker_event(struct worker *w, struct epoll_event *ev)
 	case TAG_BUS + BUS_PUB:
 		bus_event(w, (int)(tag - TAG_BUS), ev->events);
 		return;
+	case TAG_PEER:
+		return;		/* served before the batch (worker_main) */
 	default:
 		break;
 	}
@@ -457,7 +456,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		int slot = (int)(tag & 0xffff);
 
 		if (inbox_drain(w->inbox, slot))
-			(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL,
+			(void)epoll_ctl(w->peer_epfd, EPOLL_CTL_DEL,
 			    inbox_tx_fd(w->inbox, slot), NULL);
 		return;
 	}
@@ -479,11 +478,11 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
     struct presence *presence, struct inbox *inbox,
     struct worker_stats *stats, int ready_fd)
 {
-	struct epoll_event evs[WORKER_EVENTS];
+	struct epoll_event evs[WORKER_EVENTS], pevs[WORKER_PEER_EVENTS];
 	struct worker w;
 	time_t stop_deadline = 0;
 	char name[32];
-	int i, n;
+	int i, n, m, congested;
 
 	(void)snprintf(name, sizeof(name), "worker %d", slot);
 	log_setproc(name);
@@ -498,19 +497,35 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 		(void)close(ready_fd);
 	}
 	for (;;) {
-		n = epoll_wait(w.epfd, evs, WORKER_EVENTS,
-		    w.stopping ? 100 : -1);
+		/*
+		 * Peer events (other workers, Redis, jobs, signals, the timer)
+		 * first: a group change announced before a client's request
+		 * must be seen by it.  While the queues to other workers are
+		 * congested, wait for those alone: clients are not read
+		 * until the other workers have taken what they were sent.
+		 */
+		congested = inbox_congested(w.inbox);
+		if (congested)
+			n = epoll_wait(w.peer_epfd, evs, WORKER_EVENTS, 10);
+		else
+			n = epoll_wait(w.epfd, evs, WORKER_EVENTS,
+			    w.stopping ? 100 : -1);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now = time(NULL);
-		/* Messages from other workers and hosts first: a group change
-		 * announced before a client's request must be seen by it. */
+		if (!congested) {
+			for (i = 0; i < n; i++)
+				if (evs[i].data.u64 == TAG_PEER)
+					break;
+			if (i < n) {
+				m = epoll_wait(w.peer_epfd, pevs,
+				    WORKER_PEER_EVENTS, 0);
+				for (i = 0; i < m; i++)
+					worker_event(&w, &pevs[i]);
+			}
+		}
 		for (i = 0; i < n; i++)
-			if (worker_event_is_peer(&evs[i]))
-				worker_event(&w, &evs[i]);
-		for (i = 0; i < n; i++)
-			if (!worker_event_is_peer(&evs[i]))
-				worker_event(&w, &evs[i]);
+			worker_event(&w, &evs[i]);
 		worker_flush(&w);
 		conn_reap(&w);
 		worker_trim(&w);

@@ -54,7 +54,10 @@ struct conn_list {
 struct worker {
 	const struct conf *conf;
 	int slot, nslots;
-	int epfd;
+	int epfd;		/* clients, the listener and peer_epfd */
+	int peer_epfd;		/* the rest: inbox, Redis, jobs, signals,
+				 * timer (served first, and alone while
+				 * the inboxes are congested) */
 	int listen_fd;		/* -1 once stopped accepting */
 	int sig_fd;
 	int timer_fd;
