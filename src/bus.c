@@ -34,6 +34,7 @@
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
+#include <sodium.h>
 
 #include "bus.h"
 #include "cluster.h"
@@ -97,6 +98,7 @@ struct bus {
 	struct bus_link link[2];
 	/* The publisher's scripts: digests ("" until SCRIPT LOAD answered on
 	 * this connection). */
+	char *lua[LUA_COUNT];	/* this worker's texts of the scripts */
 	char sha[LUA_COUNT][CLUSTER_SHA_LEN];
 	int loading;		/* SCRIPT LOADs unanswered */
 	long sha_pending;	/* EVALSHAs unanswered */
@@ -331,6 +333,8 @@ struct bus *
 bus_create(struct worker *w)
 {
 	struct bus *b;
+	uint64_t tag;
+	size_t len;
 	int i;
 
 	if (!conf_redis_enabled(w->conf))
@@ -346,6 +350,22 @@ bus_create(struct worker *w)
 	cluster_channel_groups(w->conf, b->groups_channel,
 	    sizeof(b->groups_channel));
 	b->held_tail = &b->held;
+	/*
+	 * Each worker runs scripts of its own: the text begins with a
+	 * comment naming a random tag, so no other client's SCRIPT LOAD gives
+	 * Redis this worker's digests.  After SCRIPT FLUSH, then, every
+	 * EVALSHA this worker sent before it saw the NOSCRIPT fails alike and
+	 * is resent in its place, none runs ahead of an earlier one (which
+	 * would reorder one sender's messages).
+	 */
+	randombytes_buf(&tag, sizeof(tag));
+	for (i = 0; i < LUA_COUNT; i++) {
+		len = strlen(lua_text[i]) + 64;
+		if ((b->lua[i] = malloc(len)) == NULL)
+			fatalx("%s: out of memory", __func__);
+		(void)snprintf(b->lua[i], len, "-- chatd worker %016llx\n%s",
+		    (unsigned long long)tag, lua_text[i]);
+	}
 	umap_init(&b->hints);
 	return b;
 }
@@ -367,6 +387,8 @@ bus_destroy(struct bus *b)
 	}
 	cmd_drain_held(b);
 	umap_free(&b->hints);
+	for (i = 0; i < LUA_COUNT; i++)
+		free(b->lua[i]);
 	free(b);
 }
 
@@ -460,7 +482,7 @@ cmd_write(struct bus *b, struct bus_cmd *c)
 		argc += 2;
 		argv[0] = c->by_sha ? "EVALSHA" : "EVAL";
 		argvlen[0] = strlen(argv[0]);
-		argv[1] = c->by_sha ? b->sha[c->lua] : lua_text[c->lua];
+		argv[1] = c->by_sha ? b->sha[c->lua] : b->lua[c->lua];
 		argvlen[1] = strlen(argv[1]);
 	}
 	if (redisAsyncCommandArgv(ac, cmd_reply, c, argc, argv, argvlen) !=
@@ -553,7 +575,7 @@ script_load_all(struct bus *b)
 		return;		/* the answers are on their way */
 	for (i = 0; i < LUA_COUNT; i++)
 		if (redisAsyncCommand(b->link[BUS_PUB].ac, script_loaded,
-		    (void *)(intptr_t)i, "SCRIPT LOAD %s", lua_text[i]) ==
+		    (void *)(intptr_t)i, "SCRIPT LOAD %s", b->lua[i]) ==
 		    REDIS_OK)
 			b->loading++;
 }

@@ -26,6 +26,8 @@
  * digest Redis answers, and runs the script with EVALSHA from then on
  * (EVAL with the whole text until the answer is in, and again for a
  * command that finds the script gone: NOSCRIPT after SCRIPT FLUSH).
+ * A worker's publisher prefixes each text with a comment of its own
+ * (bus.c says why).
  */
 
 /* Delete KEYS[1] only when it still holds ARGV[1]. */
