@@ -7,6 +7,21 @@
  * drops, hiredis calls every pending callback with a NULL reply and frees
  * the context; the link is then re-created by bus_tick after a backoff
  * (1, 2, 4 ... redis_retry_max seconds).
+ *
+ * Every command of the publisher is a struct bus_cmd that keeps its own
+ * arguments until its reply, so that a script command Redis answers with
+ * NOSCRIPT can be sent again (with the script's text) instead of being
+ * lost.  The scripts of cluster.h are loaded (SCRIPT LOAD) on every
+ * connect and run by digest (EVALSHA) once the digest is known.  Replies
+ * come in the order of the commands, and so must the commands' effects
+ * (a release after the refresh of the same claim, one sender's messages
+ * in order): while commands sent by digest before a NOSCRIPT are still
+ * unanswered, new commands wait in a queue behind their resends.
+ *
+ * Claims are renewed in batches of CLUSTER_REFRESH_BATCH, one batch in
+ * flight at a time, the next sent from the reply to the last: a round over
+ * every user of the worker starts every presence_ttl / 3 seconds and
+ * leaves at most one batch in hiredis's buffers.
  */
 #include "config.h"
 
@@ -19,6 +34,7 @@
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
+#include <sodium.h>
 
 #include "bus.h"
 #include "cluster.h"
@@ -41,11 +57,63 @@ struct bus_link {
 	time_t next_attempt;
 };
 
+/* The scripts the publisher runs, and their text. */
+enum { LUA_RELEASE, LUA_PUBLISH, LUA_REFRESH, LUA_COUNT };
+
+static const char *const lua_text[LUA_COUNT] = {
+	CLUSTER_LUA_RELEASE, CLUSTER_LUA_PUBLISH, CLUSTER_LUA_REFRESH
+};
+
+struct bus_cmd;
+/* A command's outcome: reply is NULL when the link failed. */
+typedef void (*bus_cmd_fn)(struct bus *, struct bus_cmd *,
+    const redisReply *);
+
+struct bus_cmd {
+	struct bus_cmd *next;	/* in the queue of held commands */
+	int lua;		/* LUA_*, or -1 for a plain command */
+	int by_sha;		/* this send is an EVALSHA */
+	bus_cmd_fn done;	/* NULL when nobody waits for the reply */
+	/* The caller's, for done. */
+	union {
+		bus_claim_fn claim;
+		bus_publish_fn publish;
+	} fn;
+	void *arg;
+	size_t n;		/* refresh: the sessions of the batch */
+	uint32_t *uids;
+	uint64_t *tokens;
+	/* Arguments: argv[0] and argv[1] are left for "EVAL[SHA]" and the
+	 * script (text or digest); a plain command starts at argv[2]. */
+	int argc, argmax;
+	const char **argv;
+	size_t *argvlen;
+	char *data;
+	size_t dlen, dmax;
+};
+
 struct bus {
 	struct worker *w;
 	int closing;
 	struct bus_link link[2];
-	time_t next_refresh;
+	/* The publisher's scripts: digests ("" until SCRIPT LOAD answered on
+	 * this connection). */
+	char *lua[LUA_COUNT];	/* this worker's texts of the scripts */
+	char sha[LUA_COUNT][CLUSTER_SHA_LEN];
+	int loading;		/* SCRIPT LOADs unanswered */
+	long sha_pending;	/* EVALSHAs unanswered */
+	int holding;		/* a NOSCRIPT came: hold new commands until
+				 * sha_pending is 0 */
+	struct bus_cmd *held, **held_tail;
+	/* Claim renewal. */
+	time_t next_refresh;	/* when the next round starts */
+	int refreshing;		/* a round is going on */
+	int refresh_busy;	/* its batch is in flight */
+	int refresh_again;	/* the next round fell due meanwhile */
+	int refresh_late_logged;
+	size_t refresh_it;	/* umap iterator of the round */
+	const void *refresh_slots; /* the map as the round found it */
+	size_t refresh_cap;
 	struct umap hints;	/* uids owed a pull hint while the publisher
 				 * was down */
 	char groups_channel[CLUSTER_KEY_MAX];
@@ -152,7 +220,9 @@ link_down(struct bus_link *l, const char *why)
 }
 
 static void bus_on_message(redisAsyncContext *, void *, void *);
-static void bus_refresh(struct bus *);
+static void script_load_all(struct bus *);
+static void refresh_start(struct bus *);
+static void cmd_drain_held(struct bus *);
 
 /* (Re)subscribe everything this worker needs. */
 static void
@@ -191,9 +261,18 @@ link_on_connect(const redisAsyncContext *ac, int status)
 	l->backoff = 0;
 	log_info("redis %s connected", link_names[l->id]);
 	if (l->id == BUS_PUB) {
-		/* Re-create this worker's claims (Redis may have restarted),
-		 * and send the pull hints owed since it went down. */
-		bus_refresh(b);
+		/* A new connection, perhaps to a new Redis: no script is
+		 * known to be loaded.  Load them, re-create this worker's
+		 * claims (Redis may have restarted), and send the pull hints
+		 * owed since it went down. */
+		cmd_drain_held(b);
+		memset(b->sha, 0, sizeof(b->sha));
+		b->loading = 0;
+		b->sha_pending = 0;
+		script_load_all(b);
+		b->refreshing = 0;
+		b->refresh_busy = 0;
+		refresh_start(b);
 		while (umap_next(&b->hints, &it, &uid, &val))
 			bus_hint_pull(w, uid);
 		umap_free(&b->hints);
@@ -254,6 +333,8 @@ struct bus *
 bus_create(struct worker *w)
 {
 	struct bus *b;
+	uint64_t tag;
+	size_t len;
 	int i;
 
 	if (!conf_redis_enabled(w->conf))
@@ -268,6 +349,23 @@ bus_create(struct worker *w)
 	}
 	cluster_channel_groups(w->conf, b->groups_channel,
 	    sizeof(b->groups_channel));
+	b->held_tail = &b->held;
+	/*
+	 * Each worker runs scripts of its own: the text begins with a
+	 * comment naming a random tag, so no other client's SCRIPT LOAD gives
+	 * Redis this worker's digests.  After SCRIPT FLUSH, then, every
+	 * EVALSHA this worker sent before it saw the NOSCRIPT fails alike and
+	 * is resent in its place, none runs ahead of an earlier one (which
+	 * would reorder one sender's messages).
+	 */
+	randombytes_buf(&tag, sizeof(tag));
+	for (i = 0; i < LUA_COUNT; i++) {
+		len = strlen(lua_text[i]) + 64;
+		if ((b->lua[i] = malloc(len)) == NULL)
+			fatalx("%s: out of memory", __func__);
+		(void)snprintf(b->lua[i], len, "-- chatd worker %016llx\n%s",
+		    (unsigned long long)tag, lua_text[i]);
+	}
 	umap_init(&b->hints);
 	return b;
 }
@@ -287,7 +385,10 @@ bus_destroy(struct bus *b)
 			redisAsyncFree(b->link[i].ac);
 		}
 	}
+	cmd_drain_held(b);
 	umap_free(&b->hints);
+	for (i = 0; i < LUA_COUNT; i++)
+		free(b->lua[i]);
 	free(b);
 }
 
@@ -297,19 +398,229 @@ bus_up(const struct bus *b)
 	return b != NULL && b->link[BUS_PUB].connected;
 }
 
-/* --- claims ------------------------------------------------------------- */
+/* --- publisher commands ------------------------------------------------- */
 
-struct claim_req {
-	bus_claim_fn fn;
-	void *arg;
-};
+/*
+ * A command with room for nargs arguments of dmax bytes in all, and for a
+ * refresh batch of nsess sessions; one allocation, freed after its reply.
+ */
+static struct bus_cmd *
+cmd_new(int lua, int nargs, size_t dmax, size_t nsess)
+{
+	struct bus_cmd *c;
+	size_t slots = (size_t)nargs + 2, size;
+	char *p;
+
+	size = sizeof(*c) + slots * (sizeof(char *) + sizeof(size_t)) +
+	    nsess * (sizeof(uint64_t) + sizeof(uint32_t)) + dmax;
+	if ((c = malloc(size)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	memset(c, 0, sizeof(*c));
+	c->lua = lua;
+	c->argmax = nargs;
+	p = (char *)(c + 1);
+	/* Widest members first: every part stays aligned. */
+	c->tokens = (uint64_t *)(void *)p;
+	p += nsess * sizeof(uint64_t);
+	c->argv = (const char **)(void *)p;
+	p += slots * sizeof(char *);
+	c->argvlen = (size_t *)(void *)p;
+	p += slots * sizeof(size_t);
+	c->uids = (uint32_t *)(void *)p;
+	p += nsess * sizeof(uint32_t);
+	c->data = p;
+	c->dmax = dmax;
+	return c;
+}
 
 static void
-claim_reply(redisAsyncContext *ac, void *r, void *privdata)
+cmd_arg(struct bus_cmd *c, const char *s, size_t len)
+{
+	if (c->argc == c->argmax || len > c->dmax - c->dlen)
+		fatalx("%s: command arguments overflow", __func__);
+	memcpy(c->data + c->dlen, s, len);
+	c->argv[2 + c->argc] = c->data + c->dlen;
+	c->argvlen[2 + c->argc] = len;
+	c->argc++;
+	c->dlen += len;
+}
+
+static void
+cmd_argstr(struct bus_cmd *c, const char *s)
+{
+	cmd_arg(c, s, strlen(s));
+}
+
+static void
+cmd_argnum(struct bus_cmd *c, long v)
+{
+	char num[24];
+
+	(void)snprintf(num, sizeof(num), "%ld", v);
+	cmd_argstr(c, num);
+}
+
+static void cmd_reply(redisAsyncContext *, void *, void *);
+
+/* Hand c to hiredis: by digest when the script is loaded.  0, or -1 when
+ * the link cannot take it (c is then still the caller's). */
+static int
+cmd_write(struct bus *b, struct bus_cmd *c)
+{
+	redisAsyncContext *ac = b->link[BUS_PUB].ac;
+	const char **argv = c->argv + 2;
+	size_t *argvlen = c->argvlen + 2;
+	int argc = c->argc;
+
+	if (ac == NULL)
+		return -1;
+	c->by_sha = 0;
+	if (c->lua >= 0) {
+		c->by_sha = b->sha[c->lua][0] != '\0';
+		argv -= 2;
+		argvlen -= 2;
+		argc += 2;
+		argv[0] = c->by_sha ? "EVALSHA" : "EVAL";
+		argvlen[0] = strlen(argv[0]);
+		argv[1] = c->by_sha ? b->sha[c->lua] : b->lua[c->lua];
+		argvlen[1] = strlen(argv[1]);
+	}
+	if (redisAsyncCommandArgv(ac, cmd_reply, c, argc, argv, argvlen) !=
+	    REDIS_OK)
+		return -1;
+	if (c->by_sha)
+		b->sha_pending++;
+	return 0;
+}
+
+/* Send c, or queue it behind the resends of a NOSCRIPT.  0, or -1 when
+ * the publisher is down (c is then still the caller's). */
+static int
+cmd_send(struct bus *b, struct bus_cmd *c)
+{
+	if (!bus_up(b))
+		return -1;
+	if (b->holding || b->held != NULL) {
+		c->next = NULL;
+		*b->held_tail = c;
+		b->held_tail = &c->next;
+		return 0;
+	}
+	return cmd_write(b, c);
+}
+
+static void
+cmd_finish(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
+	if (c->done != NULL)
+		c->done(b, c, reply);
+	free(c);
+}
+
+/* Fail every held command (the link they waited for is gone). */
+static void
+cmd_drain_held(struct bus *b)
+{
+	struct bus_cmd *c;
+
+	b->holding = 0;
+	while ((c = b->held) != NULL) {
+		if ((b->held = c->next) == NULL)
+			b->held_tail = &b->held;
+		cmd_finish(b, c, NULL);
+	}
+}
+
+/* Every EVALSHA sent before the NOSCRIPT is answered: send what waited. */
+static void
+cmd_release_held(struct bus *b)
+{
+	struct bus_cmd *c;
+
+	if (!b->holding || b->sha_pending > 0)
+		return;
+	b->holding = 0;
+	while (!b->holding && (c = b->held) != NULL) {
+		if ((b->held = c->next) == NULL)
+			b->held_tail = &b->held;
+		if (cmd_write(b, c) == -1)
+			cmd_finish(b, c, NULL);
+	}
+}
+
+static void
+script_loaded(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct bus *b = ac->data;
-	struct claim_req *cr = privdata;
 	redisReply *reply = r;
+	int i = (int)(intptr_t)privdata;
+
+	b->loading--;
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING &&
+	    reply->len == CLUSTER_SHA_LEN - 1)
+		memcpy(b->sha[i], reply->str, CLUSTER_SHA_LEN);
+	else if (reply != NULL)
+		log_warnx("redis publisher: SCRIPT LOAD: %s; running the "
+		    "script by its text", reply->type == REDIS_REPLY_ERROR ?
+		    reply->str : "unexpected reply");
+}
+
+/* SCRIPT LOAD every script (on connect, and when Redis lost them). */
+static void
+script_load_all(struct bus *b)
+{
+	int i;
+
+	if (b->loading > 0)
+		return;		/* the answers are on their way */
+	for (i = 0; i < LUA_COUNT; i++)
+		if (redisAsyncCommand(b->link[BUS_PUB].ac, script_loaded,
+		    (void *)(intptr_t)i, "SCRIPT LOAD %s", b->lua[i]) ==
+		    REDIS_OK)
+			b->loading++;
+}
+
+static void
+cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct bus *b = ac->data;
+	struct bus_cmd *c = privdata;
+	redisReply *reply = r;
+
+	if (c->by_sha) {
+		b->sha_pending--;
+		if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+		    strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+			/*
+			 * Redis lost its scripts (SCRIPT FLUSH, or another
+			 * server behind the same address): nothing ran.
+			 * Load them again and resend this command with the
+			 * text, now, so that it keeps its place before what
+			 * was sent after it; new commands wait until every
+			 * EVALSHA in flight is answered.
+			 */
+			if (!b->holding)
+				log_warnx("redis publisher: scripts gone "
+				    "(NOSCRIPT); loading them again");
+			b->holding = 1;
+			memset(b->sha, 0, sizeof(b->sha));
+			script_load_all(b);
+			if (cmd_write(b, c) == 0) {
+				cmd_release_held(b);
+				return;
+			}
+			reply = NULL;
+		}
+	}
+	cmd_finish(b, c, reply);
+	cmd_release_held(b);
+}
+
+/* --- claims ------------------------------------------------------------- */
+
+static void
+claim_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
 	int result;
 
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
@@ -318,8 +629,7 @@ claim_reply(redisAsyncContext *ac, void *r, void *privdata)
 		result = BUS_TAKEN;
 	else
 		result = BUS_CLAIMED;
-	cr->fn(b->w, cr->arg, result);
-	free(cr);
+	c->fn.claim(b->w, c->arg, result);
 }
 
 void
@@ -328,70 +638,163 @@ bus_claim(struct worker *w, uint32_t uid, uint64_t token, bus_claim_fn fn,
 {
 	struct bus *b = w->bus;
 	char key[CLUSTER_KEY_MAX], val[CLUSTER_KEY_MAX];
-	struct claim_req *cr;
+	struct bus_cmd *c;
 
 	if (!bus_up(b)) {
 		fn(w, arg, BUS_DOWN);
 		return;
 	}
-	if ((cr = malloc(sizeof(*cr))) == NULL)
-		fatalx("%s: out of memory", __func__);
-	cr->fn = fn;
-	cr->arg = arg;
 	cluster_key_online(w->conf, uid, key, sizeof(key));
 	cluster_claim_value(w->conf, token, val, sizeof(val));
-	if (redisAsyncCommand(b->link[BUS_PUB].ac, claim_reply, cr,
-	    "SET %s %s NX EX %d", key, val, w->conf->presence_ttl) !=
-	    REDIS_OK) {
-		free(cr);
+	c = cmd_new(-1, 6, strlen(key) + strlen(val) + 32, 0);
+	cmd_argstr(c, "SET");
+	cmd_argstr(c, key);
+	cmd_argstr(c, val);
+	cmd_argstr(c, "NX");
+	cmd_argstr(c, "EX");
+	cmd_argnum(c, w->conf->presence_ttl);
+	c->done = claim_done;
+	c->fn.claim = fn;
+	c->arg = arg;
+	if (cmd_send(b, c) == -1) {
+		free(c);
 		fn(w, arg, BUS_DOWN);
 	}
 }
 
-static void
-refresh_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-	struct bus *b = ac->data;
-	redisReply *reply = r;
-	uint32_t uid = (uint32_t)(uintptr_t)privdata;
-	struct conn *c;
+static void refresh_step(struct bus *);
+static void refresh_start(struct bus *);
 
-	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
-	    reply->integer != 0)
+static void
+refresh_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
+	const redisReply *e;
+	struct conn *conn;
+	size_t i;
+	long long pos;
+
+	b->refresh_busy = 0;
+	if (reply == NULL) {
+		/* The link dropped: the round starts again on connect. */
+		b->refreshing = 0;
 		return;
-	/* Another node holds the claim now (ours had expired): the user
-	 * logged in there, so this session is stale. */
-	if ((c = umap_get(&b->w->online, uid)) != NULL) {
-		log_warnx("user %u: claimed by another node; ending this "
-		    "session", uid);
-		conn_close(b->w, c, "claimed by another node");
 	}
+	if (reply->type != REDIS_REPLY_ARRAY) {
+		log_warnx("redis publisher: claim renewal of %zu user(s): %s",
+		    c->n, reply->type == REDIS_REPLY_ERROR ? reply->str :
+		    "unexpected reply");
+		reply = NULL;
+	}
+	for (i = 0; reply != NULL && i < reply->elements; i++) {
+		e = reply->element[i];
+		if (e->type != REDIS_REPLY_INTEGER || (pos = e->integer) < 1 ||
+		    (size_t)pos > c->n)
+			continue;
+		/* Another node holds the claim now (ours had expired): the
+		 * user logged in there, so this session is stale. */
+		conn = umap_get(&b->w->online, c->uids[pos - 1]);
+		if (conn != NULL && conn->token == c->tokens[pos - 1]) {
+			log_warnx("user %u: claimed by another node; ending "
+			    "this session", conn->uid);
+			conn_close(b->w, conn, "claimed by another node");
+		}
+	}
+	refresh_step(b);
 }
 
-/* Renew the claim of every user of this worker. */
+/* Send the next batch of the round, or end the round. */
 static void
-bus_refresh(struct bus *b)
+refresh_step(struct bus *b)
 {
 	struct worker *w = b->w;
+	const struct conf *cf = w->conf;
 	char key[CLUSTER_KEY_MAX], val[CLUSTER_KEY_MAX];
-	size_t it = 0;
+	size_t kmax, vmax, n = 0, i;
+	struct bus_cmd *c;
 	uint32_t uid;
 	void *v;
 
-	b->next_refresh = time(NULL) + (w->conf->presence_ttl + 2) / 3;
+	if (b->refresh_busy)
+		return;
+	/* A map that was rebuilt (it grew) has its users elsewhere: go
+	 * over it again from the start. */
+	if (w->online.slots != b->refresh_slots ||
+	    w->online.cap != b->refresh_cap) {
+		b->refresh_it = 0;
+		b->refresh_slots = w->online.slots;
+		b->refresh_cap = w->online.cap;
+	}
+	cluster_key_online(cf, UINT32_MAX, key, sizeof(key));
+	cluster_claim_value(cf, UINT64_MAX, val, sizeof(val));
+	kmax = strlen(key);
+	vmax = strlen(val);
+	c = cmd_new(LUA_REFRESH, 2 + 2 * CLUSTER_REFRESH_BATCH,
+	    32 + CLUSTER_REFRESH_BATCH * (kmax + vmax), CLUSTER_REFRESH_BATCH);
+	while (n < CLUSTER_REFRESH_BATCH &&
+	    umap_next(&w->online, &b->refresh_it, &uid, &v)) {
+		struct conn *conn = v;
+
+		if (conn->state != CONN_ONLINE)
+			continue;
+		c->uids[n] = uid;
+		c->tokens[n] = conn->token;
+		n++;
+	}
+	if (n == 0) {
+		free(c);
+		b->refreshing = 0;
+		if (b->refresh_again) {
+			b->refresh_again = 0;
+			refresh_start(b);
+		}
+		return;
+	}
+	c->n = n;
+	cmd_argnum(c, (long)n);
+	for (i = 0; i < n; i++) {
+		cluster_key_online(cf, c->uids[i], key, sizeof(key));
+		cmd_argstr(c, key);
+	}
+	cmd_argnum(c, cf->presence_ttl);
+	for (i = 0; i < n; i++) {
+		cluster_claim_value(cf, c->tokens[i], val, sizeof(val));
+		cmd_argstr(c, val);
+	}
+	c->done = refresh_done;
+	if (cmd_send(b, c) == -1) {
+		free(c);
+		b->refreshing = 0;
+		return;
+	}
+	b->refresh_busy = 1;
+}
+
+/* Start a round renewing the claim of every user of this worker. */
+static void
+refresh_start(struct bus *b)
+{
+	const struct conf *cf = b->w->conf;
+
+	b->next_refresh = time(NULL) + (cf->presence_ttl + 2) / 3;
 	if (!bus_up(b))
 		return;
-	while (umap_next(&w->online, &it, &uid, &v)) {
-		struct conn *c = v;
-
-		if (c->state != CONN_ONLINE)
-			continue;
-		cluster_key_online(w->conf, uid, key, sizeof(key));
-		cluster_claim_value(w->conf, c->token, val, sizeof(val));
-		(void)redisAsyncCommand(b->link[BUS_PUB].ac, refresh_reply,
-		    (void *)(uintptr_t)uid, "EVAL %s 1 %s %s %d",
-		    CLUSTER_LUA_REFRESH, key, val, w->conf->presence_ttl);
+	if (b->refreshing) {
+		/* The last round is not over yet: claims near the end of
+		 * it are renewed later than every presence_ttl / 3. */
+		if (!b->refresh_late_logged)
+			log_warnx("renewing this worker's %zu claims takes "
+			    "longer than presence_ttl / 3 (%d s); raise "
+			    "presence_ttl", b->w->online.live,
+			    (cf->presence_ttl + 2) / 3);
+		b->refresh_late_logged = 1;
+		b->refresh_again = 1;
+		return;
 	}
+	b->refreshing = 1;
+	b->refresh_it = 0;
+	b->refresh_slots = b->w->online.slots;
+	b->refresh_cap = b->w->online.cap;
+	refresh_step(b);
 }
 
 void
@@ -407,7 +810,7 @@ bus_tick(struct worker *w)
 		if (b->link[i].ac == NULL && now >= b->link[i].next_attempt)
 			link_connect(b, i);
 	if (now >= b->next_refresh)
-		bus_refresh(b);
+		refresh_start(b);
 }
 
 void
@@ -428,6 +831,7 @@ bus_release(struct worker *w, uint32_t uid, uint64_t token)
 {
 	struct bus *b = w->bus;
 	char key[CLUSTER_KEY_MAX], val[CLUSTER_KEY_MAX];
+	struct bus_cmd *c;
 
 	if (b == NULL)
 		return;
@@ -439,29 +843,25 @@ bus_release(struct worker *w, uint32_t uid, uint64_t token)
 	if (bus_up(b)) {
 		cluster_key_online(w->conf, uid, key, sizeof(key));
 		cluster_claim_value(w->conf, token, val, sizeof(val));
-		(void)redisAsyncCommand(b->link[BUS_PUB].ac, NULL, NULL,
-		    "EVAL %s 1 %s %s", CLUSTER_LUA_RELEASE, key, val);
+		c = cmd_new(LUA_RELEASE, 3, strlen(key) + strlen(val) + 1, 0);
+		cmd_argstr(c, "1");
+		cmd_argstr(c, key);
+		cmd_argstr(c, val);
+		if (cmd_send(b, c) == -1)
+			free(c);
 	}
 	/* While Redis is down the claim simply expires (presence_ttl). */
 }
 
 /* --- publish / receive -------------------------------------------------- */
 
-struct pub_req {
-	bus_publish_fn fn;
-	void *arg;
-};
-
 static void
-publish_reply(redisAsyncContext *ac, void *r, void *privdata)
+publish_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
 {
-	struct bus *b = ac->data;
-	struct pub_req *pr = privdata;
-	redisReply *reply = r;
-
-	pr->fn(b->w, pr->arg, reply != NULL &&
-	    reply->type == REDIS_REPLY_INTEGER ? (long)reply->integer : -1);
-	free(pr);
+	if (c->fn.publish != NULL)
+		c->fn.publish(b->w, c->arg, reply != NULL &&
+		    reply->type == REDIS_REPLY_INTEGER ?
+		    (long)reply->integer : -1);
 }
 
 int
@@ -470,22 +870,26 @@ bus_publish(struct worker *w, uint32_t uid, const char *frame, size_t len,
 {
 	struct bus *b = w->bus;
 	char ch[CLUSTER_KEY_MAX], key[CLUSTER_KEY_MAX];
-	struct pub_req *pr = NULL;
+	struct bus_cmd *c;
+	size_t klen, chlen;
 
 	if (!bus_up(b))
 		return -1;
-	if (fn != NULL) {
-		if ((pr = malloc(sizeof(*pr))) == NULL)
-			fatalx("%s: out of memory", __func__);
-		pr->fn = fn;
-		pr->arg = arg;
-	}
 	cluster_channel_user(w->conf, uid, ch, sizeof(ch));
 	cluster_key_online(w->conf, uid, key, sizeof(key));
-	if (redisAsyncCommand(b->link[BUS_PUB].ac, fn ? publish_reply : NULL,
-	    pr, "EVAL %s 1 %s %s %b", CLUSTER_LUA_PUBLISH, key, ch, frame,
-	    len) != REDIS_OK) {
-		free(pr);
+	klen = strlen(key);
+	chlen = strlen(ch);
+	/* The frame is copied: a NOSCRIPT reply sends it again. */
+	c = cmd_new(LUA_PUBLISH, 4, 1 + klen + chlen + len, 0);
+	cmd_arg(c, "1", 1);
+	cmd_arg(c, key, klen);
+	cmd_arg(c, ch, chlen);
+	cmd_arg(c, frame, len);
+	c->done = publish_done;
+	c->fn.publish = fn;
+	c->arg = arg;
+	if (cmd_send(b, c) == -1) {
+		free(c);
 		return -1;
 	}
 	return 0;
@@ -507,21 +911,22 @@ void
 bus_group_changed(struct worker *w, uint32_t gid, bus_publish_fn fn,
     void *arg)
 {
-	struct pub_req *pr;
-	char num[16];
+	struct bus *b = w->bus;
+	struct bus_cmd *c;
 
-	if (!bus_up(w->bus)) {
+	if (!bus_up(b)) {
 		fn(w, arg, -1);
 		return;
 	}
-	if ((pr = malloc(sizeof(*pr))) == NULL)
-		fatalx("%s: out of memory", __func__);
-	pr->fn = fn;
-	pr->arg = arg;
-	(void)snprintf(num, sizeof(num), "%u", gid);
-	if (redisAsyncCommand(w->bus->link[BUS_PUB].ac, publish_reply, pr,
-	    "PUBLISH %s %s", w->bus->groups_channel, num) != REDIS_OK) {
-		free(pr);
+	c = cmd_new(-1, 3, strlen(b->groups_channel) + 32, 0);
+	cmd_argstr(c, "PUBLISH");
+	cmd_argstr(c, b->groups_channel);
+	cmd_argnum(c, (long)gid);
+	c->done = publish_done;
+	c->fn.publish = fn;
+	c->arg = arg;
+	if (cmd_send(b, c) == -1) {
+		free(c);
 		fn(w, arg, -1);
 	}
 }

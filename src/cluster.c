@@ -1,5 +1,10 @@
 /*
  * cluster.c - names, and the blocking Redis client of cluster.h.
+ *
+ * The client runs CLUSTER_LUA_RELEASE by its digest: SCRIPT LOAD on every
+ * connect, EVALSHA after, and EVAL with the text when Redis answers
+ * NOSCRIPT (it lost its scripts; the script is loaded again for the next
+ * call).
  */
 #include "config.h"
 
@@ -18,6 +23,7 @@ struct cluster {
 	redisContext *rc;
 	time_t next_attempt;
 	int down_logged;
+	char release_sha[CLUSTER_SHA_LEN];	/* "" until loaded */
 };
 
 void
@@ -88,6 +94,25 @@ cluster_close(struct cluster *cl)
 	free(cl);
 }
 
+/* Load the release script on the current connection.  A failure leaves
+ * no digest, so calls send the text until the next connect. */
+static void
+cluster_load(struct cluster *cl)
+{
+	redisReply *r;
+
+	cl->release_sha[0] = '\0';
+	r = redisCommand(cl->rc, "SCRIPT LOAD %s", CLUSTER_LUA_RELEASE);
+	if (r != NULL && r->type == REDIS_REPLY_STRING &&
+	    r->len == CLUSTER_SHA_LEN - 1)
+		memcpy(cl->release_sha, r->str, CLUSTER_SHA_LEN);
+	else
+		log_warnx("redis: SCRIPT LOAD: %s", r == NULL ? "no reply" :
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	if (r != NULL)
+		freeReplyObject(r);
+}
+
 static int
 cluster_connect(struct cluster *cl)
 {
@@ -117,6 +142,7 @@ cluster_connect(struct cluster *cl)
 	}
 	(void)redisSetTimeout(cl->rc, tv);
 	cl->down_logged = 0;
+	cluster_load(cl);
 	return 0;
 }
 
@@ -182,6 +208,27 @@ cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
 	return rc;
 }
 
+/* Run CLUSTER_LUA_RELEASE on key for the value val; the reply, NULL on an
+ * I/O error. */
+static redisReply *
+cluster_eval_release(struct cluster *cl, const char *key, const char *val,
+    size_t vlen)
+{
+	redisReply *r;
+
+	if (cl->release_sha[0] != '\0') {
+		r = redisCommand(cl->rc, "EVALSHA %s 1 %s %b",
+		    cl->release_sha, key, val, vlen);
+		if (r == NULL || r->type != REDIS_REPLY_ERROR ||
+		    strncmp(r->str, "NOSCRIPT", 8) != 0)
+			return r;
+		freeReplyObject(r);
+		cluster_load(cl);
+	}
+	return redisCommand(cl->rc, "EVAL %s 1 %s %b", CLUSTER_LUA_RELEASE,
+	    key, val, vlen);
+}
+
 int
 cluster_release(struct cluster *cl, uint32_t uid, const char *value)
 {
@@ -191,14 +238,13 @@ cluster_release(struct cluster *cl, uint32_t uid, const char *value)
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return -1;
 	cluster_key_online(cl->conf, uid, key, sizeof(key));
-	r = redisCommand(cl->rc, "EVAL %s 1 %s %s", CLUSTER_LUA_RELEASE, key,
-	    value);
+	r = cluster_eval_release(cl, key, value, strlen(value));
 	if (r == NULL) {
 		cluster_fail(cl);
 		cl->next_attempt = 0;
 		if (cluster_connect(cl) == 0)
-			r = redisCommand(cl->rc, "EVAL %s 1 %s %s",
-			    CLUSTER_LUA_RELEASE, key, value);
+			r = cluster_eval_release(cl, key, value,
+			    strlen(value));
 	}
 	if (r == NULL) {
 		cluster_fail(cl);
@@ -241,8 +287,7 @@ cluster_release_node(struct cluster *cl)
 			v = redisCommand(cl->rc, "GET %s", key);
 			if (v != NULL && v->type == REDIS_REPLY_STRING &&
 			    v->len > mlen && memcmp(v->str, mine, mlen) == 0) {
-				redisReply *d = redisCommand(cl->rc,
-				    "EVAL %s 1 %s %b", CLUSTER_LUA_RELEASE, key,
+				redisReply *d = cluster_eval_release(cl, key,
 				    v->str, v->len);
 
 				if (d != NULL) {

@@ -20,17 +20,34 @@
 
 #define CLUSTER_KEY_MAX 320
 
+/*
+ * The Lua scripts.  Redis keeps a script by the SHA1 of its text; chatd
+ * has no SHA1 of its own, so each connection sends SCRIPT LOAD, keeps the
+ * digest Redis answers, and runs the script with EVALSHA from then on
+ * (EVAL with the whole text until the answer is in, and again for a
+ * command that finds the script gone: NOSCRIPT after SCRIPT FLUSH).
+ * A worker's publisher prefixes each text with a comment of its own
+ * (bus.c says why).
+ */
+
 /* Delete KEYS[1] only when it still holds ARGV[1]. */
 #define CLUSTER_LUA_RELEASE \
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then " \
 	"return redis.call('DEL', KEYS[1]) end return 0"
-/* Renew KEYS[1] = ARGV[1] for ARGV[2] s unless another node holds it;
- * 1 renewed or re-created, 0 taken by someone else. */
+/* Renew every claim KEYS[i] = ARGV[i + 1] for ARGV[1] s unless another
+ * node holds it (a missing one is re-created).  Returns the positions
+ * i (1-based) of the claims taken by someone else, usually none. */
 #define CLUSTER_LUA_REFRESH \
-	"local v = redis.call('GET', KEYS[1]) " \
-	"if v == false or v == ARGV[1] then " \
-	"redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end " \
-	"return 0"
+	"local taken = {} " \
+	"for i, k in ipairs(KEYS) do " \
+	"local v = redis.call('GET', k) " \
+	"if v == false or v == ARGV[i + 1] then " \
+	"redis.call('SET', k, ARGV[i + 1], 'EX', ARGV[1]) " \
+	"else taken[#taken + 1] = i end end " \
+	"return taken"
+/* Claims renewed by one run of CLUSTER_LUA_REFRESH.  Bounds the command
+ * (about 60 bytes per claim) and how long Redis runs one script. */
+#define CLUSTER_REFRESH_BATCH 500
 
 /* PUBLISH ARGV[2] on channel ARGV[1] only while KEYS[1] (the user's claim)
  * exists: a host that stopped renewing its claims (frozen, cut off) may
@@ -39,6 +56,8 @@
 #define CLUSTER_LUA_PUBLISH \
 	"if redis.call('EXISTS', KEYS[1]) == 1 then " \
 	"return redis.call('PUBLISH', ARGV[1], ARGV[2]) end return 0"
+/* A script digest as Redis writes it (40 hex digits) and its NUL. */
+#define CLUSTER_SHA_LEN 41
 /* The payload of a "pull your offline messages" hint on a user channel
  * (frames always start with '{'). */
 #define CLUSTER_PULL_HINT "pull"

@@ -14,7 +14,9 @@
  * offline everywhere within presence_ttl, able to log in elsewhere,
  * nothing sent to them lost); redis-server stopped and restarted in the
  * middle of traffic (same-host chat goes on, cross-host messages stored,
- * logins refused with errno 13, then subscriptions and claims restored).
+ * logins refused with errno 13, then subscriptions and claims restored);
+ * SCRIPT FLUSH in the middle of traffic (the hosts run their scripts by
+ * digest: messages still delivered, claims still renewed and released).
  *
  * Every chat message a test sends goes into a ledger (recipient, text);
  * every chat frame a client receives, live or in a LOGIN_ACK's
@@ -507,8 +509,10 @@ static struct sent {
 	int msgid;		/* 6 or 10 */
 	char msg[96];
 	int got;		/* times received */
+	int order;		/* when it was received first */
 } ledger[LEDGER_MAX];
 static int nledger;
+static int nreceived;
 
 static void
 ledger_add(long long from, long long to, int msgid, const char *msg)
@@ -539,7 +543,8 @@ ledger_got(const struct user *u, const cJSON *f)
 		ck_assert_msg(s->msgid == msgid && jnum(f, "id") == s->from,
 		    "user %s: frame %s does not match what was sent (msgid "
 		    "%d from %lld)", u->name, jtext(f), s->msgid, s->from);
-		s->got++;
+		if (s->got++ == 0)
+			s->order = ++nreceived;
 		return;
 	}
 	ck_abort_msg("user %s (%lld) received a chat frame nobody sent it: "
@@ -556,6 +561,24 @@ ledger_missing(long long uid)
 		if ((uid == 0 || ledger[i].to == uid) && ledger[i].got == 0)
 			n++;
 	return n;
+}
+
+/* The messages from -> to that arrived came in the order they were
+ * sent. */
+static void
+ledger_in_order(const struct user *from, const struct user *to)
+{
+	int i, last = 0;
+
+	for (i = 0; i < nledger; i++) {
+		if (ledger[i].from != from->id || ledger[i].to != to->id ||
+		    ledger[i].got == 0)
+			continue;
+		ck_assert_msg(ledger[i].order > last, "%s -> %s: \"%s\" "
+		    "arrived before a message sent earlier", from->name,
+		    to->name, ledger[i].msg);
+		last = ledger[i].order;
+	}
 }
 
 /* Every message received, and exactly once. */
@@ -886,7 +909,7 @@ begin(void)
 	int i;
 
 	ck_assert_msg(harness_ok, "the servers did not start (see stderr)");
-	nledger = 0;
+	nledger = nreceived = 0;
 	memset(pipe_ack, 0, sizeof(pipe_ack));
 	for (i = 0; i < NHOSTS; i++) {
 		pres[i] = presence_open(H.chatd[i].shm_name, 1, err,
@@ -1605,6 +1628,122 @@ START_TEST(test_redis_restart)
 }
 END_TEST
 
+/* --- tests: Redis loses its scripts ---------------------------------------- */
+
+/* SCRIPT FLUSH on the harness's Redis. */
+static void
+script_flush(void)
+{
+	char type, out[64];
+	const char *argv[2] = { "SCRIPT", "FLUSH" };
+	long long num;
+
+	ck_assert_msg(redis_cmd(&type, out, sizeof(out), &num, 2, argv) == 0 &&
+	    strcmp(out, "OK") == 0, "SCRIPT FLUSH: %s", out);
+}
+
+/* Seconds left on uid's claim: -2 when there is none, -3 when Redis
+ * cannot be asked. */
+static long long
+claim_ttl(long long uid)
+{
+	char key[256], type, out[64];
+	const char *argv[2];
+	long long num;
+
+	(void)snprintf(key, sizeof(key), "%sonline:%lld", prefix, uid);
+	argv[0] = "TTL";
+	argv[1] = key;
+	if (redis_cmd(&type, out, sizeof(out), &num, 2, argv) == -1 ||
+	    type != ':')
+		return -3;
+	return num;
+}
+
+/*
+ * The hosts run their Lua scripts by digest (EVALSHA).  After SCRIPT FLUSH
+ * every script command finds its script gone (NOSCRIPT): cross-host
+ * messages sent around the flush are still delivered live exactly once
+ * and in order, claims are still renewed (each outlives several presence_ttl), and a
+ * logout still deletes its claim at once.
+ */
+START_TEST(test_script_flush)
+{
+	struct user u[2], *a = &u[0], *b = &u[1], *all[2] = { a, b };
+	long long deadline, ttl;
+	int i, n = 0, done;
+
+	begin();
+	user_new(a, "flush");
+	user_new(b, "flush");
+	online_at(a, 0);
+	online_at(b, 1);
+	(void)chat(a, b, "delivered");
+	(void)chat(b, a, "delivered");
+	await(all, 2, PUSH_MS);
+
+	/* Messages in flight while the scripts go, and after. */
+	for (i = 0; i < 8; i++) {
+		chat_pipelined(a, b, n++);
+		chat_pipelined(b, a, n++);
+	}
+	script_flush();
+	for (i = 0; i < 8; i++) {
+		chat_pipelined(a, b, n++);
+		chat_pipelined(b, a, n++);
+	}
+	deadline = harness_now_ms() + PUSH_MS;
+	do {
+		for (i = 0; i < 2; i++)
+			(void)pump(&u[i], 5);
+		for (i = done = 0; i < n; i++)
+			done += pipe_ack[i].status[0] != '\0';
+	} while (done < n && harness_now_ms() < deadline);
+	for (i = 0; i < n; i++)
+		ck_assert_msg(pipe_ack[i].err == 0 &&
+		    strcmp(pipe_ack[i].status, "delivered") == 0,
+		    "pipelined chat %d around SCRIPT FLUSH: %s (errno %d)", i,
+		    pipe_ack[i].status[0] ? pipe_ack[i].status : "no ACK",
+		    pipe_ack[i].err);
+	await(all, 2, PUSH_MS);
+	ledger_in_order(a, b);
+	ledger_in_order(b, a);
+
+	/* Claims renewed across flushes for more than two presence_ttl. */
+	deadline = harness_now_ms() + (2 * TTL_S + 1) * 1000;
+	i = 0;
+	while (harness_now_ms() < deadline) {
+		if (i++ % 10 == 0)
+			script_flush();
+		ttl = claim_ttl(a->id);
+		ck_assert_msg(ttl > 0, "claim of %s: TTL %lld after SCRIPT "
+		    "FLUSH", a->name, ttl);
+		ttl = claim_ttl(b->id);
+		ck_assert_msg(ttl > 0, "claim of %s: TTL %lld after SCRIPT "
+		    "FLUSH", b->name, ttl);
+		(void)pump(a, 0);
+		(void)pump(b, 0);
+		harness_sleep_ms(200);
+	}
+	(void)chat(a, b, "delivered");
+	(void)chat(b, a, "delivered");
+	await(all, 2, PUSH_MS);
+
+	/* A release after a flush deletes the claim, not its expiry. */
+	script_flush();
+	logout(a, 0);
+	deadline = harness_now_ms() + 1000;
+	while ((ttl = claim_ttl(a->id)) != -2) {
+		ck_assert_msg(harness_now_ms() < deadline, "claim of %s still "
+		    "there (TTL %lld) 1 s after logout", a->name, ttl);
+		harness_sleep_ms(20);
+	}
+	wait_unsubscribed(a->id);
+	quiet(all, 2);
+	ledger_check();
+}
+END_TEST
+
 /* --- known bugs (IT_CLUSTER_KNOWN_BUGS=1) ----------------------------------- */
 
 /*
@@ -2085,6 +2224,7 @@ cluster_suite(void)
 		test_duplicate_login,
 		test_friends_presence,
 		test_group_cache_cross_host,
+		test_script_flush,
 	};
 	/* Each takes something down: a TCase of its own, so the next
 	 * fixture brings it back. */
