@@ -1756,6 +1756,22 @@ START_TEST(test_hash_concurrency_one)
 }
 END_TEST
 
+START_TEST(test_hash_concurrency_two)
+{
+	long long reg, total;
+
+	/* Six connections on two workers: one worker has three or more,
+	 * hashing on three threads for two slots. */
+	ck_assert_msg(harness_start_chatd(&H, 3, HASH_CONF(2)) == 0,
+	    "chatd-3 did not start");
+	total = hash_burst(3, &reg);
+	ck_assert_msg(reg >= 1, "no REG waited for one of two hash slots");
+	ck_assert_msg(total > reg, "no LOGIN waited for one of two hash "
+	    "slots");
+	ck_assert_int_eq(harness_signal_chatd(&H, 3, SIGTERM, 1), 0);
+}
+END_TEST
+
 START_TEST(test_hash_concurrency_plenty)
 {
 	long long reg, total;
@@ -1982,6 +1998,7 @@ account_suite(void)
 
 	tc = tcase_new(s, "hash-concurrency");
 	tcase_add_test(tc, test_hash_concurrency_one);
+	tcase_add_test(tc, test_hash_concurrency_two);
 	tcase_add_test(tc, test_hash_concurrency_plenty);
 	tcase_add_test(tc, test_hash_slot_freed_by_sigkill);
 
