@@ -164,9 +164,8 @@ jobq_create(const struct conf *conf, int nthreads, int max_pending,
     char *err, size_t errlen)
 {
 	struct jobq *q;
-	int i, k, rc;
-
 	char name[HASHSLOT_NAME_MAX];
+	int i, k, rc;
 
 	if ((q = calloc(1, sizeof(*q))) == NULL ||
 	    (q->threads = calloc((size_t)nthreads, sizeof(pthread_t))) ==
