@@ -55,6 +55,7 @@ static const struct conf_key conf_keys[] = {
 	KINT("server", offline_batch, 0, 10000, 100),
 	KINT("server", hash_opslimit, 1, 10, 2),
 	KINT("server", hash_memlimit_kib, 8, 4194304, 65536),
+	KINT("server", hash_concurrency, 0, 1024, 0),
 	KINT("server", respawn_delay_max, 1, 3600, 30),
 	KINT("server", shutdown_timeout, 1, 600, 10),
 	KSTR("server", log_level, "info"),
@@ -304,6 +305,13 @@ conf_finish(struct conf *c, char *err, size_t errlen)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
 		c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+	}
+	if (c->hash_concurrency == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		/* One CPU stays for the event loops during a login storm. */
+		c->hash_concurrency = n <= 2 ? 1 : n > 1025 ? 1024 :
+		    (int)n - 1;
 	}
 	if (c->node_id[0] == '\0')
 		(void)snprintf(c->node_id, sizeof(c->node_id), "%s", c->listen);

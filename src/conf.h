@@ -27,6 +27,8 @@ struct conf {
 	int offline_batch;		/* offline messages inside LOGIN_ACK */
 	int hash_opslimit;		/* argon2id passes */
 	int hash_memlimit_kib;		/* argon2id memory, KiB */
+	int hash_concurrency;		/* hashes at once on this host,
+					 * 0 = online CPUs - 1 */
 	int respawn_delay_max;		/* seconds, cap of respawn backoff */
 	int shutdown_timeout;		/* seconds to wait for workers */
 	char log_level[16];
@@ -72,7 +74,8 @@ void conf_defaults(struct conf *c);
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
 /* 1 when a Redis server is configured (cluster mode), 0 for one host. */
 int conf_redis_enabled(const struct conf *c);
-/* Resolve derived values (workers=0, empty node_id).  0 or -1 with err. */
+/* Resolve derived values (workers=0, hash_concurrency=0, empty node_id).
+ * 0 or -1 with err. */
 int conf_finish(struct conf *c, char *err, size_t errlen);
 
 #endif

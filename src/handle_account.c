@@ -4,7 +4,9 @@
  * online friends, and paging offline messages onto the connection.
  *
  * Password hashing (argon2id) and every query run in jobs; the loop only
- * builds replies.
+ * builds replies.  REG and LOGIN jobs are submitted as hashing jobs: each
+ * argon2id call holds one of the host's hash_concurrency slots (job.h),
+ * and the wait for it is counted in hash_waits / hash_wait_ms.
  */
 #include "config.h"
 
@@ -34,6 +36,40 @@ static int
 store_to_cerr(int rc)
 {
 	return rc == STORE_OK ? 0 : CERR_UNAVAILABLE;
+}
+
+/* What a job's hash waited for its slot, counted on the loop thread
+ * (the only writer of this worker's counters). */
+struct hash_wait {
+	int waited;
+	uint64_t ms;
+};
+
+static void
+hash_wait_count(struct worker *w, const struct hash_wait *hw)
+{
+	if (!hw->waited)
+		return;
+	w->stats->hash_waits++;
+	w->stats->hash_wait_ms += hw->ms;
+}
+
+/* argon2id under a host slot: crypto_pwhash_str (hash != NULL) or
+ * crypto_pwhash_str_verify of stored.  libsodium's result. */
+static int
+hash_password(struct job *j, struct hash_wait *hw, char *hash,
+    const char *stored, const char *pw, int opslimit, size_t memlimit)
+{
+	int rc;
+
+	hw->waited = job_hash_begin(j, &hw->ms) == 1;
+	if (hash != NULL)
+		rc = crypto_pwhash_str(hash, pw, strlen(pw),
+		    (unsigned long long)opslimit, memlimit);
+	else
+		rc = crypto_pwhash_str_verify(stored, pw, strlen(pw));
+	job_hash_end(j);
+	return rc;
 }
 
 const char *
@@ -373,6 +409,7 @@ struct reg_job {
 	char password[PROTO_PASSWORD_MAX + 1];
 	int err;
 	uint32_t id;
+	struct hash_wait hw;
 };
 
 static void
@@ -382,8 +419,8 @@ reg_run(struct job *j, struct store *st)
 	char hash[crypto_pwhash_STRBYTES];
 	int rc;
 
-	if (crypto_pwhash_str(hash, rj->password, strlen(rj->password),
-	    (unsigned long long)rj->opslimit, rj->memlimit) != 0) {
+	if (hash_password(j, &rj->hw, hash, NULL, rj->password, rj->opslimit,
+	    rj->memlimit) != 0) {
 		log_warnx("password hashing failed (hash_memlimit_kib too "
 		    "large for this host?)");
 		rj->err = CERR_UNAVAILABLE;
@@ -402,6 +439,7 @@ reg_done(struct job *j, struct worker *w)
 	struct conn *c = rj->c;
 	cJSON *obj;
 
+	hash_wait_count(w, &rj->hw);
 	if (c->state != CONN_CLOSED) {
 		obj = cJSON_CreateObject();
 		cJSON_AddNumberToObject(obj, "msgid", MSG_REG_ACK);
@@ -437,6 +475,7 @@ handle_reg(struct worker *w, struct conn *c, const struct request *r)
 		fatalx("%s: out of memory", __func__);
 	rj->job.run = reg_run;
 	rj->job.done = reg_done;
+	rj->job.hashes = 1;
 	rj->c = c;
 	reqinfo_init(&rj->ri, r);
 	rj->opslimit = w->conf->hash_opslimit;
@@ -472,6 +511,7 @@ struct login_job {
 	int offline_limit;
 	int err;
 	char name[PROTO_NAME_MAX + 1];
+	struct hash_wait hw;
 	int states_known;	/* friends' states came from Redis */
 	cJSON *friends;		/* [{id,name}] */
 	cJSON *groups;		/* [{id,groupname,groupdesc,users:[...]}] */
@@ -510,8 +550,7 @@ login_run(struct job *j, struct store *st)
 		lj->err = CERR_UNAVAILABLE;
 		goto out;
 	}
-	if (crypto_pwhash_str_verify(hash, lj->password,
-	    strlen(lj->password)) != 0) {
+	if (hash_password(j, &lj->hw, NULL, hash, lj->password, 0, 0) != 0) {
 		lj->err = CERR_AUTH;
 		goto out;
 	}
@@ -729,6 +768,7 @@ login_done(struct job *j, struct worker *w)
 	char msg[128];
 	int rc;
 
+	hash_wait_count(w, &lj->hw);
 	if (lj->err == CERR_AUTH || lj->err == 0)
 		limit_login_result(w, c, lj->uid, lj->err == 0);
 	if (c->state == CONN_CLOSED) {
@@ -799,6 +839,7 @@ handle_login(struct worker *w, struct conn *c, const struct request *r)
 		fatalx("%s: out of memory", __func__);
 	lj->job.run = login_run;
 	lj->job.done = login_done;
+	lj->job.hashes = 1;
 	lj->c = c;
 	lj->ri = ri;
 	lj->uid = uid;

@@ -19,6 +19,7 @@
 struct store;
 struct worker;
 struct job;
+struct hashslot;
 
 typedef void (*job_run_fn)(struct job *j, struct store *st);
 typedef void (*job_done_fn)(struct job *j, struct worker *w);
@@ -28,6 +29,10 @@ struct job {
 	struct job *next;
 	job_run_fn run;		/* on a job thread */
 	job_done_fn done;	/* on the loop thread, must free the job */
+	int hashes;		/* set before submitting when run() hashes a
+				 * password: see jobq_submit */
+	uint64_t seq;		/* job.c's: submission order */
+	struct hashslot *slot;	/* job.c's: the running thread's handle */
 };
 
 struct jobq;
@@ -37,13 +42,27 @@ struct jobq *jobq_create(const struct conf *conf, int nthreads,
     int max_pending, char *err, size_t errlen);
 /* The eventfd to watch for EPOLLIN. */
 int jobq_fd(const struct jobq *q);
-/* Queue j; -1 when max_pending jobs are already waiting (the caller
- * answers errno 13 and logs job_queue_max). */
+/*
+ * Queue j; -1 when max_pending jobs are already waiting (the caller
+ * answers errno 13 and logs job_queue_max).  A job with `hashes` set
+ * runs on at most nthreads - 1 threads at once (1 when nthreads is 1), so
+ * one thread stays for the other jobs while hashes wait for a host slot;
+ * jobs start in submission order otherwise.
+ */
 int jobq_submit(struct jobq *q, struct job *j);
 /* Like jobq_submit, but every job with the same non-zero key runs on the
  * same thread, in submission order (offline stores of one sender must be
  * inserted in the order they were sent). */
 int jobq_submit_keyed(struct jobq *q, struct job *j, uint32_t key);
+/*
+ * In run() of a job submitted with `hashes` set, around the argon2id
+ * call: wait for one of the host's hash_concurrency slots (hashslot.h).
+ * Returns 1 when it had to wait (*wait_ms: how long), 0 when a slot was
+ * free, -1 when the slot locks failed (logged: hash anyway).  Always
+ * followed by job_hash_end, which gives the slot back.
+ */
+int job_hash_begin(struct job *j, uint64_t *wait_ms);
+void job_hash_end(struct job *j);
 /* Run done() of every finished job; returns how many. */
 int jobq_complete(struct jobq *q, struct worker *w);
 /* Jobs submitted and not yet completed. */

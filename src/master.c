@@ -34,6 +34,7 @@
 
 #include "cluster.h"
 #include "control.h"
+#include "hashslot.h"
 #include "inbox.h"
 #include "log.h"
 #include "master.h"
@@ -71,6 +72,7 @@ struct master {
 					 * claims; NULL on one host */
 	int lock_fd;		/* flock held for the life of this instance */
 	char lock_name[CONF_STR_MAX + 8];
+	char hash_name[HASHSLOT_NAME_MAX];	/* hash_concurrency slots */
 };
 
 static volatile sig_atomic_t sig_chld, sig_term, sig_hup, sig_alrm;
@@ -438,7 +440,7 @@ stats_json(const struct worker_stats *st, int slot)
 	N(msgs_in); N(msgs_out); N(bytes_in); N(bytes_out);
 	N(deliver_local); N(deliver_worker); N(deliver_host);
 	N(offline_stored); N(offline_delivered); N(slow_consumers);
-	N(limit_refusals);
+	N(limit_refusals); N(hash_waits); N(hash_wait_ms);
 #undef N
 	e = cJSON_AddObjectToObject(o, "errors");
 	for (i = 1; i <= CERR_MAX; i++)
@@ -589,6 +591,9 @@ master_drop_privileges(struct master *m)
 	(void)snprintf(path, sizeof(path), "/dev/shm%s", m->lock_name);
 	if (chown(path, uid, gid) == -1)
 		fatal("chown %s", path);
+	(void)snprintf(path, sizeof(path), "/dev/shm%s", m->hash_name);
+	if (chown(path, uid, gid) == -1)
+		fatal("chown %s", path);
 	if (c->control_socket[0] != '\0' && chown(c->control_socket, uid,
 	    gid) == -1)
 		fatal("chown %s", c->control_socket);
@@ -646,6 +651,10 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	if (mysql_library_init(0, NULL, NULL) != 0)
 		fatalx("mysql_library_init failed");
 	master_lock_instance(&m);
+	/* Only now: another instance's slot file is not ours to reuse. */
+	hashslot_name(conf, m.hash_name, sizeof(m.hash_name));
+	if (hashslot_create(m.hash_name, err, sizeof(err)) == -1)
+		fatalx("hash_concurrency slots: %s", err);
 	master_check_schema(conf);
 	if ((m.cluster = cluster_open(conf)) != NULL) {
 		long n = cluster_release_node(m.cluster);
@@ -765,6 +774,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		(void)close(m.slots[i].fd);
 	presence_close(m.presence);
 	(void)presence_unlink(conf->presence_shm);
+	hashslot_unlink(m.hash_name);
 	(void)shm_unlink(m.lock_name);
 	(void)close(m.lock_fd);
 	control_close(m.control);

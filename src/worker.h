@@ -43,6 +43,8 @@ struct worker_stats {
 	uint64_t deliver_local, deliver_worker, deliver_host, offline_stored;
 	uint64_t offline_delivered;
 	uint64_t slow_consumers, limit_refusals;
+	uint64_t hash_waits;		/* hashes that waited for a slot */
+	uint64_t hash_wait_ms;		/* their total wait */
 	uint64_t errors[CERR_MAX + 1];
 };
 

@@ -124,6 +124,7 @@ START_TEST(test_defaults_table)
 	conf_defaults(&d);
 	assert_defaults_except_derived(&d);
 	ck_assert_int_eq(d.workers, 0);
+	ck_assert_int_eq(d.hash_concurrency, 0);
 	ck_assert_str_eq(d.node_id, "");
 }
 END_TEST
@@ -135,6 +136,7 @@ START_TEST(test_empty_file)
 	/* conf_finish resolved the derived values. */
 	ck_assert_int_ge(c.workers, 1);
 	ck_assert_int_le(c.workers, 64);
+	ck_assert_int_ge(c.hash_concurrency, 1);
 	ck_assert_str_eq(c.node_id, "127.0.0.1:6000");
 }
 END_TEST
@@ -385,6 +387,40 @@ START_TEST(test_finish_workers_zero)
 	/* An explicit count is kept. */
 	load_ok("[server]\nworkers = 7\n");
 	ck_assert_int_eq(c.workers, 7);
+}
+END_TEST
+
+/* The CPUs less one for the event loops, at least 1. */
+static int
+hash_concurrency_default(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n <= 2 ? 1 : n > 1025 ? 1024 : (int)n - 1;
+}
+
+START_TEST(test_finish_hash_concurrency)
+{
+	load_ok("");
+	ck_assert_int_eq(c.hash_concurrency, hash_concurrency_default());
+	load_ok("[server]\nhash_concurrency = 0\n");
+	ck_assert_int_eq(c.hash_concurrency, hash_concurrency_default());
+	/* Explicit values are kept, whatever the CPUs. */
+	load_ok("[server]\nhash_concurrency = 1\n");
+	ck_assert_int_eq(c.hash_concurrency, 1);
+	load_ok("[server]\nhash_concurrency = 1024\n");
+	ck_assert_int_eq(c.hash_concurrency, 1024);
+	/* Running conf_finish again changes nothing. */
+	ck_assert_int_eq(conf_finish(&c, err, sizeof(err)), 0);
+	ck_assert_int_eq(c.hash_concurrency, 1024);
+	load_fails_at("[server]\nhash_concurrency = -1\n", 2,
+	    "hash_concurrency: -1 is out of range 0..1024");
+	load_fails_at("[server]\nworkers = 2\nhash_concurrency = 1025\n", 3,
+	    "hash_concurrency: 1025 is out of range 0..1024");
+	load_fails_at("[server]\nhash_concurrency = two\n", 2,
+	    "hash_concurrency: \"two\" is not an integer");
+	load_fails_at("[database]\nhash_concurrency = 2\n", 2,
+	    "hash_concurrency belongs in section [server], not [database]");
 }
 END_TEST
 
@@ -685,6 +721,7 @@ conf_suite(void)
 
 	tc = tcase_create("finish");
 	tcase_add_test(tc, test_finish_workers_zero);
+	tcase_add_test(tc, test_finish_hash_concurrency);
 	tcase_add_test(tc, test_finish_node_id);
 	tcase_add_test(tc, test_finish_bad_listen);
 	tcase_add_test(tc, test_finish_bad_log_level);

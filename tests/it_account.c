@@ -20,6 +20,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <netinet/in.h>
@@ -1641,6 +1642,225 @@ START_TEST(test_sigterm)
 }
 END_TEST
 
+/* --- hash_concurrency, on instances of their own -------------------------- */
+
+#define HASH_BURST	6	/* REGs, then LOGINs, sent at once */
+/* Two workers, three hashing job threads each: up to six hashes at once
+ * unless hash_concurrency holds them back.  The cost makes a hash last
+ * tens of milliseconds, far longer than sending the burst. */
+#define HASH_CONF(n)	"[server]\nworkers = 2\njob_threads = 4\n" \
+			"hash_opslimit = 2\nhash_memlimit_kib = 32768\n" \
+			"hash_concurrency = " #n "\n"
+
+/* Counter k summed over the workers of instance inst, read from the
+ * control socket as chatctl stats does. */
+static long long
+stats_total(int inst, const char *k)
+{
+	struct sockaddr_un sun;
+	static const char req[] = "{\"version\":1,\"cmd\":\"stats\"}\n";
+	char buf[65536];
+	size_t len = 0;
+	ssize_t n;
+	cJSON *o, *w;
+	long long sum = 0;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	harness_control_path(&H, inst, sun.sun_path, sizeof(sun.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0,
+	    "connect %s: %s", sun.sun_path, strerror(errno));
+	ck_assert(write(fd, req, sizeof(req) - 1) == sizeof(req) - 1);
+	while (len < sizeof(buf) - 1 &&
+	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	(void)close(fd);
+	buf[len] = '\0';
+	o = cJSON_Parse(buf);
+	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")),
+	    "stats: %s", buf);
+	cJSON_ArrayForEach(w, cJSON_GetObjectItem(o, "workers")) {
+		ck_assert_msg(num(w, k) != LLONG_MIN, "no %s in %s", k, buf);
+		sum += num(w, k);
+	}
+	cJSON_Delete(o);
+	return sum;
+}
+
+/* HASH_BURST registrations, then their logins, each from a connection of
+ * its own and all sent before any reply is read; every one must succeed.
+ * Returns hash_waits after the REGs in *after_reg, and at the end. */
+static long long
+hash_burst(int inst, long long *after_reg)
+{
+	struct chatc *c[HASH_BURST];
+	char name[PROTO_NAME_MAX + 1];
+	long long id[HASH_BURST];
+	cJSON *m;
+	int i;
+
+	for (i = 0; i < HASH_BURST; i++)
+		c[i] = xconnect(inst);
+	for (i = 0; i < HASH_BURST; i++) {
+		uname_make(name, sizeof(name), "hash");
+		m = chatc_build_register(name, PW);
+		ck_assert_msg(chatc_send(c[i], m) == 0, "send REG: %s",
+		    chatc_error(c[i]));
+		cJSON_Delete(m);
+	}
+	for (i = 0; i < HASH_BURST; i++) {
+		m = recv_msg(c[i], "REG_ACK");
+		ck_assert_msg(msgid_of(m) == MSG_REG_ACK && chatc_errno(m) == 0 &&
+		    num(m, "id") > 0, "REG in a burst: %s", dump(m));
+		id[i] = num(m, "id");
+		cJSON_Delete(m);
+	}
+	*after_reg = stats_total(inst, "hash_waits");
+	for (i = 0; i < HASH_BURST; i++) {
+		m = chatc_build_login(id[i], PW);
+		ck_assert_msg(chatc_send(c[i], m) == 0, "send LOGIN: %s",
+		    chatc_error(c[i]));
+		cJSON_Delete(m);
+	}
+	for (i = 0; i < HASH_BURST; i++) {
+		m = recv_msg(c[i], "LOGIN_ACK");
+		ck_assert_msg(msgid_of(m) == MSG_LOGIN_ACK &&
+		    chatc_errno(m) == 0 && num(m, "id") == id[i],
+		    "LOGIN in a burst: %s", dump(m));
+		cJSON_Delete(m);
+		ping_ok(c[i]);
+		chatc_close(c[i]);
+	}
+	return stats_total(inst, "hash_waits");
+}
+
+START_TEST(test_hash_concurrency_one)
+{
+	long long reg, total;
+
+	ck_assert_msg(harness_start_chatd(&H, 2, HASH_CONF(1)) == 0,
+	    "chatd-2 did not start");
+	ck_assert_int_eq(stats_total(2, "hash_waits"), 0);
+	total = hash_burst(2, &reg);
+	/* One slot for six hashes sent at once: some had to wait, and
+	 * they still all went through. */
+	ck_assert_msg(reg >= 1, "no REG waited for the one hash slot");
+	ck_assert_msg(total > reg, "no LOGIN waited for the one hash slot "
+	    "(hash_waits %lld after the REGs, %lld after the LOGINs)", reg,
+	    total);
+	ck_assert_int_gt(stats_total(2, "hash_wait_ms"), 0);
+	ck_assert_int_eq(harness_signal_chatd(&H, 2, SIGTERM, 1), 0);
+}
+END_TEST
+
+START_TEST(test_hash_concurrency_two)
+{
+	long long reg, total;
+
+	/* Six connections on two workers: one worker has three or more,
+	 * hashing on three threads for two slots. */
+	ck_assert_msg(harness_start_chatd(&H, 3, HASH_CONF(2)) == 0,
+	    "chatd-3 did not start");
+	total = hash_burst(3, &reg);
+	ck_assert_msg(reg >= 1, "no REG waited for one of two hash slots");
+	ck_assert_msg(total > reg, "no LOGIN waited for one of two hash "
+	    "slots");
+	ck_assert_int_eq(harness_signal_chatd(&H, 3, SIGTERM, 1), 0);
+}
+END_TEST
+
+START_TEST(test_hash_concurrency_plenty)
+{
+	long long reg, total;
+
+	/* More slots than the six hashing threads: nobody ever waits. */
+	ck_assert_msg(harness_start_chatd(&H, 3, HASH_CONF(64)) == 0,
+	    "chatd-3 did not start");
+	total = hash_burst(3, &reg);
+	ck_assert_int_eq(reg, 0);
+	ck_assert_int_eq(total, 0);
+	ck_assert_int_eq(harness_signal_chatd(&H, 3, SIGTERM, 1), 0);
+}
+END_TEST
+
+/* The type of the lock on byte `byte` of fd: F_UNLCK when free. */
+static int
+slot_lock_type(int fd, int byte)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = byte;
+	fl.l_len = 1;
+	ck_assert_msg(fcntl(fd, F_OFD_GETLK, &fl) == 0, "F_OFD_GETLK: %s",
+	    strerror(errno));
+	return fl.l_type;
+}
+
+START_TEST(test_hash_slot_freed_by_sigkill)
+{
+	struct chatc *c, *c2;
+	char name[PROTO_NAME_MAX + 1], path[128];
+	pid_t pids[2];
+	long long deadline;
+	cJSON *m;
+	int fd, n;
+
+	/* One worker and one slot (byte 1 of the slot file; byte 0 is the
+	 * waiters' gate); a hash long enough to be caught holding it. */
+	ck_assert_msg(harness_start_chatd(&H, 2, "[server]\nworkers = 1\n"
+	    "hash_concurrency = 1\nhash_opslimit = 4\n"
+	    "hash_memlimit_kib = 262144\n") == 0, "chatd-2 did not start");
+	(void)snprintf(path, sizeof(path), "/dev/shm%s.hash",
+	    H.chatd[2].shm_name);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+	ck_assert_int_eq(slot_lock_type(fd, 1), F_UNLCK);
+	n = harness_chatd_workers(&H, 2, pids, 2);
+	ck_assert_int_eq(n, 1);
+
+	c = xconnect(2);
+	uname_make(name, sizeof(name), "hashkill");
+	m = chatc_build_register(name, PW);
+	ck_assert_int_eq(chatc_send(c, m), 0);
+	cJSON_Delete(m);
+	deadline = harness_now_ms() + T_REPLY;
+	while (slot_lock_type(fd, 1) == F_UNLCK) {
+		ck_assert_msg(harness_now_ms() < deadline, "the REG never "
+		    "took the hash slot");
+		harness_sleep_ms(1);
+	}
+	ck_assert_int_eq(kill(pids[0], SIGKILL), 0);
+	expect_closed(c, "REG on the killed worker");
+	chatc_close(c);
+	/* The kernel drops the dead worker's lock: nobody has to. */
+	deadline = harness_now_ms() + T_EOF;
+	while (slot_lock_type(fd, 1) != F_UNLCK) {
+		ck_assert_msg(harness_now_ms() < deadline, "the hash slot "
+		    "is still held after its worker was SIGKILLed");
+		harness_sleep_ms(10);
+	}
+	(void)close(fd);
+	/* The replacement worker hashes: REG and LOGIN succeed. */
+	deadline = harness_now_ms() + T_RESPAWN;
+	while ((n = harness_chatd_workers(&H, 2, pids + 1, 1)) != 1 ||
+	    pids[1] == pids[0]) {
+		ck_assert_msg(harness_now_ms() < deadline, "no new worker");
+		harness_sleep_ms(50);
+	}
+	c2 = xconnect(2);
+	uname_make(name, sizeof(name), "hashkill");
+	login_ok(c2, register_ok(c2, name));
+	chatc_close(c2);
+	ck_assert_int_eq(harness_signal_chatd(&H, 2, SIGTERM, 1), 0);
+}
+END_TEST
+
 /* --- database down (last: stops the shared mariadbd) --------------------- */
 
 START_TEST(test_database_down)
@@ -1775,6 +1995,12 @@ account_suite(void)
 
 	tc = tcase_new(s, "sigterm");
 	tcase_add_test(tc, test_sigterm);
+
+	tc = tcase_new(s, "hash-concurrency");
+	tcase_add_test(tc, test_hash_concurrency_one);
+	tcase_add_test(tc, test_hash_concurrency_two);
+	tcase_add_test(tc, test_hash_concurrency_plenty);
+	tcase_add_test(tc, test_hash_slot_freed_by_sigkill);
 
 	/* Last: it stops the shared mariadbd. */
 	tc = tcase_new(s, "database-down");
