@@ -111,57 +111,153 @@ group_fanout(struct worker *w, struct conn *c, const struct reqinfo *ri,
 	free(to);
 }
 
+/*
+ * A group's members being loaded for this worker's cache.  Every message
+ * to the group that misses the cache meanwhile waits on the same load
+ * (in arrival order, so one sender's messages keep their order) instead
+ * of starting its own: a busy group whose cache entry was just dropped
+ * costs one query, not one per message.  A load started before the
+ * cache's last invalidation may be stale and takes no new waiters.
+ */
+struct gload {
+	struct job job;
+	uint32_t gid;
+	uint64_t gen;		/* cache generation when it started */
+	int rc;			/* a store_rc */
+	uint32_t *ids;
+	size_t n, cap;
+	struct reqjob *head, *tail;	/* waiting messages */
+	struct group_entry *entry;	/* as loaded, sorted */
+	int finishing;			/* done() ran once */
+};
+
 static int
-load_member(void *arg, uint32_t id, const char *name, const char *role)
+gload_member(void *arg, uint32_t id, const char *name, const char *role)
 {
-	cJSON_AddItemToArray(arg, cJSON_CreateNumber(id));
+	struct gload *gl = arg;
+	uint32_t *nids;
+
+	(void)name;
+	(void)role;
+	if (gl->n == gl->cap) {
+		gl->cap = gl->cap ? gl->cap * 2 : 64;
+		if ((nids = realloc(gl->ids, gl->cap * sizeof(*nids))) ==
+		    NULL)
+			return -1;
+		gl->ids = nids;
+	}
+	gl->ids[gl->n++] = id;
 	return 0;
 }
 
 static void
-load_run(struct reqjob *rj, struct store *st)
+gload_run(struct job *j, struct store *st)
 {
-	rj->result = cJSON_CreateArray();
-	rj->rc = store_group_members(st, rj->id, load_member, rj->result);
+	struct gload *gl = (struct gload *)j;
+
+	gl->rc = store_group_members(st, gl->gid, gload_member, gl);
 }
 
 static void
-load_done(struct reqjob *rj, struct worker *w)
+gload_nothing(struct reqjob *rj, struct worker *w)
 {
-	const struct group_entry *g;
-	uint32_t *ids;
-	size_t n, i = 0;
-	cJSON *item;
+	(void)rj;
+	(void)w;
+}
 
-	if (rj->rc != STORE_OK) {
-		reply_error(w, rj->c, &rj->ri, rj->rc == STORE_NOTFOUND ?
-		    CERR_NO_GROUP : CERR_UNAVAILABLE, NULL);
+/* Answer or fan out one waiting message, then free it. */
+static void
+gload_finish(struct worker *w, struct reqjob *rj, int rc,
+    const struct group_entry *g)
+{
+	if (rj->c->state == CONN_ONLINE && rj->c->uid == rj->uid) {
+		if (rc != STORE_OK)
+			reply_error(w, rj->c, &rj->ri, rc == STORE_NOTFOUND ?
+			    CERR_NO_GROUP : CERR_UNAVAILABLE, NULL);
+		else
+			group_fanout(w, rj->c, &rj->ri, g, rj->s1, rj->len);
+	}
+	rj->done = gload_nothing;
+	rj->job.done(&rj->job, w);	/* unref and free */
+}
+
+static void
+gload_done(struct job *j, struct worker *w)
+{
+	struct gload *gl = (struct gload *)j;
+	const struct group_entry *g = gl->entry;
+	struct reqjob *rj;
+
+	if (!gl->finishing) {
+		gl->finishing = 1;
+		if (gl->rc == STORE_OK) {
+			/* As loaded, for the messages that waited and those
+			 * that come while they are sent (in order behind
+			 * them); cached once they all are. */
+			if ((gl->entry = malloc(sizeof(*gl->entry) + gl->n *
+			    sizeof(uint32_t))) == NULL)
+				fatalx("%s: out of memory", __func__);
+			gl->entry->gid = gl->gid;
+			gl->entry->n = (uint32_t)gl->n;
+			if (gl->n > 0)
+				memcpy(gl->entry->members, gl->ids,
+				    gl->n * sizeof(uint32_t));
+			groupcache_sort(gl->entry);
+			g = gl->entry;
+		}
+	}
+	while ((rj = gl->head) != NULL) {
+		if (worker_busy(w)) {
+			/* Other workers are behind: the rest later. */
+			jobq_redo(w->jobs, &gl->job);
+			return;
+		}
+		gl->head = (struct reqjob *)(void *)rj->job.next;
+		gload_finish(w, rj, gl->rc, g);
+	}
+	if (umap_get(&w->gloads, gl->gid) == gl)
+		(void)umap_del(&w->gloads, gl->gid);
+	if (gl->rc == STORE_OK)
+		groupcache_put(&w->groups, gl->gid, gl->gen, gl->ids, gl->n);
+	free(gl->entry);
+	free(gl->ids);
+	free(gl);
+}
+
+/* Queue message rj behind the load of its group, starting one if none
+ * usable is running. */
+static void
+gload_wait(struct worker *w, struct reqjob *rj)
+{
+	struct gload *gl = umap_get(&w->gloads, rj->id);
+
+	conn_ref(rj->c);
+	rj->job.next = NULL;
+	if (gl == NULL || gl->gen != w->groups.gen) {
+		if ((gl = calloc(1, sizeof(*gl))) == NULL)
+			fatalx("%s: out of memory", __func__);
+		gl->job.run = gload_run;
+		gl->job.done = gload_done;
+		gl->gid = rj->id;
+		gl->gen = w->groups.gen;
+		gl->head = gl->tail = rj;
+		if (worker_submit(w, &gl->job) == -1) {
+			free(gl);
+			reply_error(w, rj->c, &rj->ri, CERR_UNAVAILABLE,
+			    "server busy (job_queue_max)");
+			rj->done = gload_nothing;
+			rj->job.done(&rj->job, w);
+			return;
+		}
+		if (umap_put(&w->gloads, rj->id, gl) == -1)
+			fatalx("%s: out of memory", __func__);
 		return;
 	}
-	n = (size_t)cJSON_GetArraySize(rj->result);
-	if ((ids = calloc(n + 1, sizeof(*ids))) == NULL)
-		fatalx("%s: out of memory", __func__);
-	cJSON_ArrayForEach(item, rj->result)
-		ids[i++] = (uint32_t)item->valuedouble;
-	groupcache_put(&w->groups, rj->id, rj->id2 == (uint32_t)w->groups.gen ?
-	    w->groups.gen : w->groups.gen + 1, ids, n);
-	if ((g = groupcache_get(&w->groups, rj->id)) != NULL)
-		group_fanout(w, rj->c, &rj->ri, g, rj->s1, rj->len);
-	else {
-		/* Not cached (changed meanwhile, or no memory): use as is. */
-		struct group_entry *tmp;
-
-		if ((tmp = malloc(sizeof(*tmp) + n * sizeof(uint32_t))) ==
-		    NULL)
-			fatalx("%s: out of memory", __func__);
-		tmp->gid = rj->id;
-		tmp->n = (uint32_t)n;
-		memcpy(tmp->members, ids, n * sizeof(uint32_t));
-		groupcache_sort(tmp);
-		group_fanout(w, rj->c, &rj->ri, tmp, rj->s1, rj->len);
-		free(tmp);
-	}
-	free(ids);
+	if (gl->head == NULL)
+		gl->head = rj;
+	else
+		gl->tail->job.next = &rj->job;
+	gl->tail = rj;
 }
 
 void
@@ -187,13 +283,12 @@ handle_group_chat(struct worker *w, struct conn *c, const struct request *r)
 		reqinfo_free(&ri);
 		return;
 	}
-	rj = reqjob_new(c, r, load_run, load_done);
+	rj = reqjob_new(c, r, NULL, gload_nothing);
 	rj->id = gid;
-	rj->id2 = (uint32_t)w->groups.gen;	/* cache generation seen */
 	if ((rj->s1 = malloc(len + 1)) == NULL)
 		fatalx("%s: out of memory", __func__);
 	memcpy(rj->s1, line, len);
 	rj->s1[len] = '\0';
 	rj->len = len;
-	reqjob_submit(w, rj);
+	gload_wait(w, rj);
 }

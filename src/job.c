@@ -286,7 +286,8 @@ job_hash_end(struct job *j)
 }
 
 int
-jobq_complete(struct jobq *q, struct worker *w)
+jobq_complete(struct jobq *q, struct worker *w,
+    int (*enough)(struct worker *))
 {
 	struct jobfifo done;
 	struct job *j;
@@ -298,12 +299,41 @@ jobq_complete(struct jobq *q, struct worker *w)
 	done = q->done;
 	q->done.head = q->done.tail = NULL;
 	(void)pthread_mutex_unlock(&q->lock);
-	while ((j = fifo_pop(&done)) != NULL) {
+	while (done.head != NULL) {
+		if (enough != NULL && enough(w)) {
+			/* The rest go back in front of what finished since,
+			 * and the eventfd stays readable for them. */
+			(void)pthread_mutex_lock(&q->lock);
+			done.tail->next = q->done.head;
+			if (q->done.head == NULL)
+				q->done.tail = done.tail;
+			q->done.head = done.head;
+			(void)pthread_mutex_unlock(&q->lock);
+			n = 1;
+			(void)!write(q->efd, &n, sizeof(n));
+			break;
+		}
+		j = fifo_pop(&done);
 		q->outstanding--;
 		j->done(j, w);
 		count++;
 	}
 	return count;
+}
+
+void
+jobq_redo(struct jobq *q, struct job *j)
+{
+	uint64_t n = 1;
+
+	(void)pthread_mutex_lock(&q->lock);
+	j->next = q->done.head;
+	q->done.head = j;
+	if (q->done.tail == NULL)
+		q->done.tail = j;
+	(void)pthread_mutex_unlock(&q->lock);
+	q->outstanding++;
+	(void)!write(q->efd, &n, sizeof(n));
 }
 
 size_t
@@ -327,7 +357,8 @@ jobq_destroy(struct jobq *q, struct worker *w)
 		(void)pthread_join(q->threads[i], NULL);
 	/* Threads drained `todo` before exiting; finish their jobs. */
 	if (w != NULL)
-		(void)jobq_complete(q, w);
+		while (jobq_complete(q, w, NULL) > 0)
+			;
 	(void)close(q->efd);
 	(void)pthread_cond_destroy(&q->cond);
 	(void)pthread_mutex_destroy(&q->lock);

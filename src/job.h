@@ -63,8 +63,14 @@ int jobq_submit_keyed(struct jobq *q, struct job *j, uint32_t key);
  */
 int job_hash_begin(struct job *j, uint64_t *wait_ms);
 void job_hash_end(struct job *j);
-/* Run done() of every finished job; returns how many. */
-int jobq_complete(struct jobq *q, struct worker *w);
+/* Run done() of the finished jobs, in order, until enough(w) says so
+ * (all of them when enough is NULL); returns how many ran.  The eventfd
+ * stays readable while more wait. */
+int jobq_complete(struct jobq *q, struct worker *w,
+    int (*enough)(struct worker *));
+/* From a done(): call j's done() again later, before the jobs that
+ * finished since (a done() with more work than one turn should do). */
+void jobq_redo(struct jobq *q, struct job *j);
 /* Jobs submitted and not yet completed. */
 size_t jobq_pending(const struct jobq *q);
 /* Let running jobs finish, run their done(), stop the threads, free. */

@@ -362,6 +362,7 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	w->now = time(NULL);
 	w->lim.max_message = (size_t)conf->max_message;
 	umap_init(&w->online);
+	umap_init(&w->gloads);
 	limits_init(&w->limits);
 	groupcache_init(&w->groups, WORKER_GROUP_CACHE);
 	/* Big enough for one inbox datagram, i.e. one frame plus header. */
@@ -408,11 +409,21 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	worker_epoll_add(w->epfd, w->peer_epfd, TAG_PEER, EPOLLIN);
 	worker_epoll_add(w->peer_epfd, w->sig_fd, TAG_SIGNAL, EPOLLIN);
 	worker_epoll_add(w->peer_epfd, w->timer_fd, TAG_TIMER, EPOLLIN);
-	worker_epoll_add(w->peer_epfd, jobq_fd(w->jobs), TAG_JOBS, EPOLLIN);
+	/* Job completions are new work like client input (a group
+	 * load's fan-out): not taken while other workers are behind. */
+	worker_epoll_add(w->epfd, jobq_fd(w->jobs), TAG_JOBS, EPOLLIN);
 	worker_epoll_add(w->peer_epfd, inbox_rx_fd(inbox, slot), TAG_INBOX,
 	    EPOLLIN);
 	if ((w->bus = bus_create(w)) != NULL)
 		bus_tick(w);	/* connect now, not a second from now */
+}
+
+int
+worker_busy(struct worker *w)
+{
+	/* When stopping, finish everything: the other workers may not
+	 * read any more. */
+	return !w->stopping && inbox_congested(w->inbox);
 }
 
 static void
@@ -438,7 +449,9 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		bus_tick(w);
 		return;
 	case TAG_JOBS:
-		(void)jobq_complete(w->jobs, w);
+		/* Stop when other workers fall behind: a burst of group
+		 * loads completing at once fans out to them. */
+		(void)jobq_complete(w->jobs, w, worker_busy);
 		return;
 	case TAG_INBOX:
 		worker_inbox(w);
@@ -548,6 +561,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	groupcache_free(&w.groups);
 	limits_free(&w.limits);
 	umap_free(&w.online);
+	umap_free(&w.gloads);
 	free(w.rbuf);
 	jbuf_free(&w.fbuf);
 	w.obuf_used = 0;

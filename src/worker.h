@@ -57,9 +57,9 @@ struct worker {
 	const struct conf *conf;
 	int slot, nslots;
 	int epfd;		/* clients, the listener and peer_epfd */
-	int peer_epfd;		/* the rest: inbox, Redis, jobs, signals,
-				 * timer (served first, and alone while
-				 * the inboxes are congested) */
+	int peer_epfd;		/* inbox, Redis, signals, timer (served
+				 * first, and alone while the inboxes
+				 * are congested) */
 	int listen_fd;		/* -1 once stopped accepting */
 	int sig_fd;
 	int timer_fd;
@@ -69,6 +69,7 @@ struct worker {
 	struct presence *presence;
 	struct umap online;		/* uid -> conn logged in here */
 	struct groupcache groups;
+	struct umap gloads;		/* gid -> its load running (handle_chat.c) */
 	struct conn_list anon;		/* by last activity, oldest first */
 	struct conn_list live;		/* logged in, oldest activity first */
 	struct conn *dirty;		/* output to flush this iteration */
@@ -99,6 +100,9 @@ void worker_main(const struct conf *conf, int slot, int nslots,
 uint64_t worker_now_ms(const struct worker *w);
 /* The epoll tag of Redis link id (bus.h). */
 uint64_t worker_bus_tag(int id);
+/* 1 while the queues to other workers are congested: take no new work
+ * that fans out to them (see worker_main). */
+int worker_busy(struct worker *w);
 /* Mark c as needing a flush at the end of this loop iteration. */
 void worker_mark_dirty(struct worker *w, struct conn *c);
 /* Submit a job on behalf of c (c may be NULL); -1 when the queue is full
