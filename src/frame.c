@@ -22,61 +22,73 @@ int
 frame_next(struct frame *f, const char *buf, size_t len, size_t max,
     size_t *start, size_t *olen)
 {
-	size_t i;
+	/* The state in locals: buf may alias anything, so the compiler
+	 * would otherwise reload and store f's fields at every byte. */
+	const unsigned char *p = (const unsigned char *)buf;
+	size_t i = f->scan, ostart = f->start;
+	unsigned depth = f->depth;
+	int in_string = f->in_string, escape = f->escape, rc = FRAME_NONE;
 
-	for (i = f->scan; i < len; i++) {
-		unsigned char ch = (unsigned char)buf[i];
+	for (; i < len; i++) {
+		unsigned char ch = p[i];
 
-		if (f->depth == 0) {
+		if (depth == 0) {
 			if (ch == ' ' || ch == '\t' || ch == '\r' ||
 			    ch == '\n' || ch == '\0')
 				continue;
 			if (ch != '{') {
-				f->scan = i;
-				return FRAME_BAD;
+				rc = FRAME_BAD;
+				break;
 			}
-			f->depth = 1;
-			f->start = i;
+			depth = 1;
+			ostart = i;
 			continue;
 		}
-		if (i - f->start >= max) {
-			f->scan = i;
-			return FRAME_TOO_LARGE;
+		if (i - ostart >= max) {
+			rc = FRAME_TOO_LARGE;
+			break;
 		}
-		if (f->in_string) {
-			if (f->escape)
-				f->escape = 0;
+		if (in_string) {
+			if (escape)
+				escape = 0;
 			else if (ch == '\\')
-				f->escape = 1;
+				escape = 1;
 			else if (ch == '"')
-				f->in_string = 0;
+				in_string = 0;
 			continue;
 		}
 		switch (ch) {
 		case '"':
-			f->in_string = 1;
+			in_string = 1;
 			break;
 		case '{':
 		case '[':
-			f->depth++;
+			depth++;
 			break;
 		case '}':
 		case ']':
-			if (--f->depth == 0) {
-				*start = f->start;
-				*olen = i + 1 - f->start;
-				f->scan = i + 1;
-				return FRAME_OK;
+			if (--depth == 0) {
+				*start = ostart;
+				*olen = i + 1 - ostart;
+				i++;
+				rc = FRAME_OK;
+				goto out;
 			}
 			break;
 		default:
 			break;
 		}
 	}
+out:
 	/* An open object longer than max was refused inside the loop, at
-	 * its (max + 1)th byte. */
-	f->scan = len;
-	return FRAME_NONE;
+	 * its (max + 1)th byte; a bad byte or that one is where scan
+	 * stays. */
+	f->scan = i;
+	f->start = ostart;
+	f->depth = depth;
+	f->in_string = (unsigned char)in_string;
+	f->escape = (unsigned char)escape;
+	return rc;
 }
 
 size_t
