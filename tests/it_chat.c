@@ -8,8 +8,12 @@
  * past offline_batch, friends and PRESENCE pushes, groups and GROUP_CHAT
  * (with the per-worker membership cache), UTF-8 text, a classic client
  * that never sends seq, a worker SIGKILLed while messages are being
- * delivered to its users, and a receiver that stops reading until chatd
- * drops it as a slow consumer (on a chatd instance of its own).
+ * delivered to its users, a receiver that stops reading until chatd
+ * drops it as a slow consumer (on a chatd instance of its own), and, on
+ * another instance with small queues between its two workers, pipelined
+ * bursts across workers (one to one, a group fan-out from several
+ * senders, a group whose cache was just dropped) that must arrive live,
+ * once and in order without falling back to Redis or the offline store.
  *
  * Which worker serves a user is never left to luck.  The presence table
  * is mapped read-only, and a throwaway "probe" user logs in on each new
@@ -36,6 +40,8 @@
 #endif
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/types.h>
@@ -2342,6 +2348,707 @@ START_TEST(test_slow_consumer_other_worker)
 }
 END_TEST
 
+/* --- cross-worker order and backpressure -------------------------------- */
+
+/*
+ * Its own chatd (instance BP_INST), started by the fixture of its own
+ * TCase: two workers and the smallest max_output, which is also the cap
+ * of each worker's user-space queue towards the other one, so a burst
+ * of chats from one worker's clients to the other's quickly fills it.
+ * chatd then stops reading clients (and completing jobs) until the other
+ * worker has caught up; the tests check that nothing falls back to
+ * another path meanwhile (Redis, the offline store), which would show as
+ * a message out of order, an ACK "stored", or the counters and log lines
+ * of those paths.
+ *
+ * Clients are driven by one poll loop (bp_run) that writes each sender's
+ * pipelined burst and reads every connection concurrently.  Everything
+ * one client is sent in a run stays below max_output (bp_run checks),
+ * so none can be dropped as a slow consumer, however late chatd writes
+ * its output: the volume between the workers comes from fan-out.
+ */
+#define BP_INST		3
+#define BP_WORKERS	2
+#define BP_MAX_OUTPUT	65536
+#define BP_CONF		"[server]\nworkers = 2\nmax_output = 65536\n" \
+			"max_frame = 8192\nmax_message = 4096\n" \
+			"job_threads = 4\n"
+#define BP_SENDERS_MAX	8	/* senders in one bp_run */
+#define BP_SEQ0		70000
+#define BP_RUN_MS	20000	/* one bp_run, sending to the last frame */
+#define BP_QUIET_MS	300	/* reading on after everything arrived */
+#define BP_READS	8	/* reads of one connection per poll round */
+
+static int bp_ok;		/* instance BP_INST is running */
+
+static void
+bp_setup(void)
+{
+	setup();
+	bp_ok = harness_ok && harness_start_chatd(&H, BP_INST, BP_CONF) == 0;
+	if (harness_ok && !bp_ok)
+		fprintf(stderr, "it_chat: starting chatd-%d failed (see "
+		    "above)\n", BP_INST);
+}
+
+static void
+bp_teardown(void)
+{
+	int status;
+
+	if (H.chatd[BP_INST].pid <= 0)
+		return;
+	status = harness_signal_chatd(&H, BP_INST, SIGTERM, 1);
+	if (status != 0)
+		fprintf(stderr, "it_chat: chatd-%d did not exit cleanly on "
+		    "SIGTERM (status %#x)\n", BP_INST, status);
+}
+
+/* Counter k summed over the workers of BP_INST, read from the control
+ * socket as chatctl stats does. */
+static long long
+bp_stat(const char *k)
+{
+	static const char req[] = "{\"version\":1,\"cmd\":\"stats\"}\n";
+	struct sockaddr_un sun;
+	char buf[65536];
+	size_t len = 0;
+	ssize_t n;
+	const cJSON *w, *v;
+	cJSON *o;
+	long long sum = 0;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	harness_control_path(&H, BP_INST, sun.sun_path, sizeof(sun.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0,
+	    "connect %s: %s", sun.sun_path, strerror(errno));
+	ck_assert(write(fd, req, sizeof(req) - 1) == sizeof(req) - 1);
+	while (len < sizeof(buf) - 1 &&
+	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	(void)close(fd);
+	buf[len] = '\0';
+	o = cJSON_Parse(buf);
+	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")),
+	    "stats: %s", buf);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "workers")),
+	    BP_WORKERS);
+	cJSON_ArrayForEach(w, cJSON_GetObjectItem(o, "workers")) {
+		v = cJSON_GetObjectItemCaseSensitive(w, k);
+		ck_assert_msg(cJSON_IsNumber(v), "no %s in %s", k, buf);
+		sum += (long long)v->valuedouble;
+	}
+	cJSON_Delete(o);
+	return sum;
+}
+
+/* The size of BP_INST's log now (where bp_log_since starts). */
+static long
+bp_log_size(void)
+{
+	struct stat st;
+
+	ck_assert_msg(stat(H.chatd[BP_INST].log_path, &st) == 0, "stat %s: "
+	    "%s", H.chatd[BP_INST].log_path, strerror(errno));
+	return (long)st.st_size;
+}
+
+/* The first line holding needle that the log got past offset off, or
+ * NULL (caller frees). */
+static char *
+bp_log_since(long off, const char *needle)
+{
+	char line[1024], *found = NULL;
+	FILE *fp;
+
+	fp = fopen(H.chatd[BP_INST].log_path, "r");
+	ck_assert_msg(fp != NULL, "open %s: %s", H.chatd[BP_INST].log_path,
+	    strerror(errno));
+	ck_assert(fseek(fp, off, SEEK_SET) == 0);
+	while (found == NULL && fgets(line, sizeof(line), fp) != NULL)
+		if (strstr(line, needle) != NULL)
+			found = strdup(line);
+	(void)fclose(fp);
+	return found;
+}
+
+/* The counters a fallback from the worker-to-worker path would move. */
+struct bp_counters {
+	long long stored, host, slow, refused;
+	long log_off;
+};
+
+/* Where the log stood at the last bp_counters_get, for hints. */
+static long bp_hint_off;
+
+static void
+bp_counters_get(struct bp_counters *k)
+{
+	k->stored = bp_stat("offline_stored");
+	k->host = bp_stat("deliver_host");
+	k->slow = bp_stat("slow_consumers");
+	k->refused = bp_stat("limit_refusals");
+	k->log_off = bp_log_size();
+	bp_hint_off = k->log_off;
+}
+
+/*
+ * Assert that since k0 nothing was stored offline, went through Redis
+ * (every recipient was on this host), was dropped as a slow consumer,
+ * and that no queue towards a worker overflowed.
+ */
+static void
+bp_no_fallback(const struct bp_counters *k0, const char *what)
+{
+	struct bp_counters k;
+	char *line;
+
+	bp_counters_get(&k);
+	line = bp_log_since(k0->log_off, "inbox queue to worker");
+	ck_assert_msg(line == NULL, "%s: a queue between workers overflowed: "
+	    "%s", what, line);
+	line = bp_log_since(k0->log_off, "disconnecting the slow consumer");
+	ck_assert_msg(line == NULL, "%s: the test's own client was dropped "
+	    "(the test reads too slowly?): %s", what, line);
+	ck_assert_msg(k.stored == k0->stored, "%s: %lld message(s) stored "
+	    "offline (offline_stored) with every recipient online", what,
+	    k.stored - k0->stored);
+	ck_assert_msg(k.host == k0->host, "%s: %lld message(s) went through "
+	    "Redis (deliver_host) to users of this host", what,
+	    k.host - k0->host);
+	ck_assert_msg(k.slow == k0->slow, "%s: %lld slow consumer(s) dropped",
+	    what, k.slow - k0->slow);
+	ck_assert_msg(k.refused == k0->refused, "%s: %lld request(s) refused "
+	    "by a limit", what, k.refused - k0->refused);
+}
+
+/* One client in a bp_run. */
+struct bp_peer {
+	struct user *u;
+	int sender;		/* index among the run's senders, or -1 */
+	int receives;		/* gets every other sender's messages */
+	/* State of the run. */
+	char *out;		/* the sender's whole pipelined burst */
+	size_t outlen, outoff;
+	size_t outheld;		/* < outlen: what follows waits (hold) */
+	struct chatc_reader rd;
+	int next[BP_SENDERS_MAX];	/* per sender: next number expected */
+	int nacks;
+	unsigned char *acked;	/* per own message */
+	size_t rbytes;		/* received */
+};
+
+struct bp_run_spec {
+	int msgid;		/* MSG_ONE_CHAT or MSG_GROUP_CHAT */
+	long long gid;		/* the group (GROUP_CHAT) */
+	long long toid;		/* the recipient (ONE_CHAT) */
+	int nmsg;		/* per sender */
+	int hold;		/* > 0: a sender writes messages from this
+				 * one on only once its first has reached
+				 * someone (the fan-out has begun) */
+	size_t textlen;		/* bytes of each message */
+	const char *what;	/* for messages */
+};
+
+/* Message n of sender s: "bp S N " then letters depending on both, so a
+ * frame spliced from two messages shows. */
+static void
+bp_text(char *buf, size_t textlen, int s, int n)
+{
+	size_t i;
+	int k;
+
+	k = snprintf(buf, textlen + 1, "bp %d %d ", s, n);
+	ck_assert(k > 0 && (size_t)k < textlen);
+	for (i = (size_t)k; i < textlen; i++)
+		buf[i] = (char)('a' + (int)((i + (size_t)s * 7 +
+		    (size_t)n) % 26));
+	buf[textlen] = '\0';
+}
+
+/* The sender's nmsg requests, each with seq BP_SEQ0 + n, in one buffer. */
+static void
+bp_burst(struct bp_peer *p, const struct bp_run_spec *sp)
+{
+	char *text, head[128];
+	size_t cap, len = 0;
+	int n, k;
+
+	text = malloc(sp->textlen + 1);
+	cap = (size_t)sp->nmsg * (sp->textlen + sizeof(head));
+	p->out = malloc(cap);
+	ck_assert(text != NULL && p->out != NULL);
+	p->outheld = cap;
+	for (n = 0; n < sp->nmsg; n++) {
+		if (n == sp->hold && n > 0)
+			p->outheld = len;
+		bp_text(text, sp->textlen, p->sender, n);
+		k = snprintf(head, sizeof(head), "{\"msgid\":%d,\"%s\":%lld,"
+		    "\"seq\":%d,\"msg\":\"", sp->msgid,
+		    sp->msgid == MSG_ONE_CHAT ? "toid" : "groupid",
+		    sp->msgid == MSG_ONE_CHAT ? sp->toid : sp->gid,
+		    BP_SEQ0 + n);
+		ck_assert(k > 0 && (size_t)k < sizeof(head));
+		memcpy(p->out + len, head, (size_t)k);
+		len += (size_t)k;
+		memcpy(p->out + len, text, sp->textlen);
+		len += sp->textlen;
+		memcpy(p->out + len, "\"}\n", 3);
+		len += 3;
+		ck_assert(len <= cap);
+	}
+	p->outlen = len;
+	p->outoff = 0;
+	if (p->outheld > len)
+		p->outheld = len;
+	free(text);
+}
+
+/* One line that reached peer p. */
+static void
+bp_frame(struct bp_peer *p, struct bp_peer **senders, int nsenders,
+    const struct bp_run_spec *sp, const char *line, size_t len)
+{
+	char *want, *s;
+	const cJSON *t;
+	cJSON *m;
+	long long seq;
+	int msgid, from, n;
+
+	m = cJSON_ParseWithLength(line, len);
+	ck_assert_msg(cJSON_IsObject(m), "%s: user %s: not a JSON line: %.*s",
+	    sp->what, p->u->name, (int)(len > 200 ? 200 : len), line);
+	msgid = (int)jnum(m, "msgid");
+	if (msgid == MSG_ACK || msgid == MSG_ERROR) {
+		s = cJSON_PrintUnformatted(m);
+		ck_assert_msg(p->sender >= 0, "%s: user %s, not a sender, got "
+		    "%s", sp->what, p->u->name, s);
+		seq = jnum(m, "seq") - BP_SEQ0;
+		ck_assert_msg(msgid == MSG_ACK && chatc_errno(m) == 0 &&
+		    jnum(m, "refmsgid") == sp->msgid, "%s: sender %s: %s",
+		    sp->what, p->u->name, s);
+		ck_assert_msg(seq >= 0 && seq < sp->nmsg && !p->acked[seq],
+		    "%s: sender %s: unexpected or repeated ACK %s", sp->what,
+		    p->u->name, s);
+		ck_assert_msg(strcmp(jstr(m, "status"), "delivered") == 0,
+		    "%s: sender %s: message %lld not delivered live: %s",
+		    sp->what, p->u->name, seq, s);
+		p->acked[seq] = 1;
+		p->nacks++;
+		free(s);
+		cJSON_Delete(m);
+		return;
+	}
+	if (msgid != sp->msgid) {
+		/* Nothing else is expected either (no friends, so no
+		 * PRESENCE): say what came. */
+		s = cJSON_PrintUnformatted(m);
+		ck_abort_msg("%s: user %s: unexpected frame %s", sp->what,
+		    p->u->name, s);
+	}
+	t = cJSON_GetObjectItemCaseSensitive(m, "msg");
+	ck_assert_msg(cJSON_IsString(t) && sscanf(t->valuestring, "bp %d %d",
+	    &from, &n) == 2 && from >= 0 && from < nsenders && n >= 0 &&
+	    n < sp->nmsg, "%s: user %s: unexpected chat %.*s", sp->what,
+	    p->u->name, (int)(len > 200 ? 200 : len), line);
+	ck_assert_msg(senders[from] != p, "%s: user %s got its own message "
+	    "%d back", sp->what, p->u->name, n);
+	ck_assert_msg(p->receives, "%s: user %s, who must get nothing, got "
+	    "message %d of %s", sp->what, p->u->name, n,
+	    senders[from]->u->name);
+	if (n != p->next[from]) {
+		/* Say why, when chatd did: a fallback path overtook. */
+		s = bp_log_since(bp_hint_off, "inbox queue to worker");
+		ck_abort_msg("%s: user %s (worker %d) got message %d of %s "
+		    "(worker %d) when %d was next: %s%s%s", sp->what,
+		    p->u->name, p->u->slot, n, senders[from]->u->name,
+		    senders[from]->u->slot, p->next[from], n < p->next[from] ?
+		    "a duplicate or out of order" : "one or more skipped "
+		    "(lost, or out of order)", s != NULL ? "; chatd logged: " :
+		    "", s != NULL ? s : "");
+	}
+	want = malloc(sp->textlen + 1);
+	ck_assert(want != NULL);
+	bp_text(want, sp->textlen, from, n);
+	if (sp->msgid == MSG_ONE_CHAT)
+		check_chat(m, MSG_ONE_CHAT, senders[from]->u, "toid",
+		    p->u->id, want, NULL);
+	else
+		check_chat(m, MSG_GROUP_CHAT, senders[from]->u, "groupid",
+		    sp->gid, want, NULL);
+	free(want);
+	p->next[from]++;
+	cJSON_Delete(m);
+}
+
+/* Everything p is waiting for has come. */
+static int
+bp_peer_done(const struct bp_peer *p, struct bp_peer **senders,
+    int nsenders, const struct bp_run_spec *sp)
+{
+	int s;
+
+	if (p->outoff < p->outlen)
+		return 0;
+	if (p->sender >= 0 && p->nacks < sp->nmsg)
+		return 0;
+	for (s = 0; s < nsenders; s++)
+		if (p->receives && senders[s] != p && p->next[s] < sp->nmsg)
+			return 0;
+	return 1;
+}
+
+/* Read what p's socket has (a bounded number of reads); 0 at EOF. */
+static int
+bp_read(struct bp_peer *p, struct bp_peer **senders, int nsenders,
+    const struct bp_run_spec *sp)
+{
+	char buf[65536];
+	const char *line;
+	size_t len;
+	ssize_t n;
+	int i;
+
+	for (i = 0; i < BP_READS; i++) {
+		n = recv(chatc_fd(p->u->c), buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		ck_assert_msg(n >= 0, "%s: user %s: recv: %s", sp->what,
+		    p->u->name, strerror(errno));
+		if (n == 0)
+			return 0;
+		ck_assert(chatc_reader_feed(&p->rd, buf, (size_t)n) == 0);
+		p->rbytes += (size_t)n;
+		while (chatc_reader_next(&p->rd, &line, &len))
+			bp_frame(p, senders, nsenders, sp, line, len);
+	}
+	return 1;
+}
+
+/* Progress of every peer that is not done, for a failure message. */
+static void
+bp_progress(struct bp_peer *peers, int npeers, struct bp_peer **senders,
+    int nsenders, const struct bp_run_spec *sp, char *buf, size_t len)
+{
+	size_t off = 0;
+	int i, s, k;
+
+	buf[0] = '\0';
+	for (i = 0; i < npeers && off + 64 < len; i++) {
+		if (bp_peer_done(&peers[i], senders, nsenders, sp))
+			continue;
+		k = snprintf(buf + off, len - off, " [%s w%d: sent %zu/%zu, "
+		    "%d ACKs, got", peers[i].u->name, peers[i].u->slot,
+		    peers[i].outoff, peers[i].outlen, peers[i].nacks);
+		off += k > 0 ? (size_t)k : 0;
+		for (s = 0; s < nsenders && off < len; s++) {
+			k = snprintf(buf + off, len - off, " %d",
+			    peers[i].next[s]);
+			off += k > 0 ? (size_t)k : 0;
+		}
+		if (off < len) {
+			k = snprintf(buf + off, len - off, "]");
+			off += k > 0 ? (size_t)k : 0;
+		}
+	}
+}
+
+/*
+ * Every sender among peers writes its sp->nmsg chats at once (one
+ * pipelined burst, written as fast as the socket takes it) while every
+ * peer reads.  Each receiving peer must get every other sender's
+ * messages exactly once and in the order sent, intact; each sender an
+ * ACK "delivered" for each of its own; peers that do not receive get no
+ * chat at all, also in the BP_QUIET_MS after the rest is done.
+ */
+static void
+bp_run(struct bp_peer *peers, int npeers, const struct bp_run_spec *sp)
+{
+	struct bp_peer *senders[BP_SENDERS_MAX];
+	struct pollfd *pfd;
+	long long t0 = harness_now_ms(), done_at = -1, now;
+	char progress[2048];
+	int i, nsenders = 0, alldone, rc;
+
+	pfd = calloc((size_t)npeers, sizeof(*pfd));
+	ck_assert(pfd != NULL);
+	for (i = 0; i < npeers; i++) {
+		struct bp_peer *p = &peers[i];
+
+		ck_assert_msg(p->u->c != NULL && !chatc_pending(p->u->c),
+		    "%s: user %s is offline or has unread messages", sp->what,
+		    p->u->name);
+		memset(p->next, 0, sizeof(p->next));
+		p->nacks = 0;
+		p->rbytes = 0;
+		p->out = NULL;
+		p->outlen = p->outoff = 0;
+		p->acked = NULL;
+		chatc_reader_init(&p->rd, 1 << 20);
+		if (p->sender < 0)
+			continue;
+		ck_assert(nsenders < BP_SENDERS_MAX);
+		p->sender = nsenders;
+		senders[nsenders++] = p;
+		p->acked = calloc((size_t)sp->nmsg, 1);
+		ck_assert(p->acked != NULL);
+		bp_burst(p, sp);
+	}
+
+	for (;;) {
+		now = harness_now_ms();
+		for (i = 0, alldone = 1; i < npeers; i++)
+			alldone &= bp_peer_done(&peers[i], senders, nsenders,
+			    sp);
+		if (alldone && done_at < 0)
+			done_at = now;
+		if (done_at >= 0 && now - done_at >= BP_QUIET_MS)
+			break;
+		if (now - t0 >= BP_RUN_MS) {
+			bp_progress(peers, npeers, senders, nsenders, sp,
+			    progress, sizeof(progress));
+			ck_abort_msg("%s: not everything arrived within %d ms:"
+			    "%s", sp->what, BP_RUN_MS, progress);
+		}
+		for (i = 0; i < npeers; i++) {
+			struct bp_peer *p = &peers[i];
+			int j;
+
+			/* A held burst goes on once someone got its first. */
+			for (j = 0; p->sender >= 0 && p->outheld < p->outlen &&
+			    j < npeers; j++)
+				if (peers[j].next[p->sender] > 0)
+					p->outheld = p->outlen;
+			pfd[i].fd = chatc_fd(p->u->c);
+			pfd[i].events = POLLIN;
+			if (p->outoff < p->outheld)
+				pfd[i].events |= POLLOUT;
+			pfd[i].revents = 0;
+		}
+		rc = poll(pfd, (nfds_t)npeers, 50);
+		ck_assert_msg(rc >= 0 || errno == EINTR, "poll: %s",
+		    strerror(errno));
+		for (i = 0; i < npeers && rc > 0; i++) {
+			struct bp_peer *p = &peers[i];
+			ssize_t n;
+
+			if ((pfd[i].revents & POLLOUT) &&
+			    p->outoff < p->outheld) {
+				n = send(pfd[i].fd, p->out + p->outoff,
+				    p->outheld - p->outoff,
+				    MSG_DONTWAIT | MSG_NOSIGNAL);
+				ck_assert_msg(n >= 0 || errno == EAGAIN ||
+				    errno == EINTR, "%s: sender %s: send: %s",
+				    sp->what, p->u->name, strerror(errno));
+				if (n > 0)
+					p->outoff += (size_t)n;
+			}
+			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+				ck_assert_msg(bp_read(p, senders, nsenders,
+				    sp), "%s: user %s (worker %d): connection "
+				    "closed by chatd", sp->what, p->u->name,
+				    p->u->slot);
+		}
+	}
+	if (getenv("IT_CHAT_VERBOSE") != NULL)
+		fprintf(stderr, "it_chat: %s: %d sender(s) x %d message(s) of "
+		    "%zu bytes to %d peer(s) in %lld ms\n", sp->what, nsenders,
+		    sp->nmsg, sp->textlen, npeers, done_at - t0);
+	for (i = 0; i < npeers; i++) {
+		ck_assert_msg(peers[i].rd.len == peers[i].rd.off, "%s: user "
+		    "%s: a partial line at the end", sp->what,
+		    peers[i].u->name);
+		/* The sizes keep what one client gets below max_output, so
+		 * no client can be a slow consumer whenever chatd writes. */
+		ck_assert_msg(peers[i].rbytes < BP_MAX_OUTPUT, "%s: user %s "
+		    "got %zu bytes, max_output is %d: make the test smaller",
+		    sp->what, peers[i].u->name, peers[i].rbytes,
+		    BP_MAX_OUTPUT);
+		chatc_reader_free(&peers[i].rd);
+		free(peers[i].out);
+		free(peers[i].acked);
+		peers[i].out = NULL;
+		peers[i].acked = NULL;
+	}
+	free(pfd);
+}
+
+static void
+bp_begin(void)
+{
+	ck_assert_msg(bp_ok, "chatd-%d did not start (see stderr)", BP_INST);
+	begin_on(BP_INST);
+}
+
+/*
+ * A sender on worker 0 pipelines BP_A_NMSG short chats to a recipient on
+ * worker 1 in one burst: every one arrives once, in order, and is ACKed
+ * "delivered".  (All of them together stay below max_output, so the
+ * recipient cannot be a slow consumer however chatd schedules its
+ * writes.)
+ */
+#define BP_A_NMSG	500
+#define BP_A_TEXTLEN	12
+START_TEST(test_cross_worker_order_pipelined)
+{
+	struct user a, b;
+	struct bp_peer peers[2];
+	struct bp_run_spec sp = {
+		.msgid = MSG_ONE_CHAT, .nmsg = BP_A_NMSG,
+		.textlen = BP_A_TEXTLEN,
+		.what = "pipelined ONE_CHAT across workers",
+	};
+	struct bp_counters k0;
+
+	bp_begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_online(&a, 1u << 0);
+	user_online(&b, 1u << 1);
+	sp.toid = b.id;
+	memset(peers, 0, sizeof(peers));
+	peers[0].u = &a;
+	peers[0].sender = 0;
+	peers[0].receives = 0;
+	peers[1].u = &b;
+	peers[1].sender = -1;
+	peers[1].receives = 1;
+	bp_counters_get(&k0);
+	bp_run(peers, 2, &sp);
+	bp_no_fallback(&k0, sp.what);
+}
+END_TEST
+
+/*
+ * A group of BP_B_MEMBERS, half on each worker; BP_B_SENDERS of them
+ * (half on each worker) pipeline BP_B_NMSG chats each, all at once.
+ * What one member receives stays below max_output, but the fan-out
+ * sends some 1.5 MB from each worker to the other, over twenty times
+ * the queue cap (and more than the datagram socket holds).  Every
+ * member gets every other sender's messages live, once, in each
+ * sender's order; every ACK says "delivered"; nothing is stored offline
+ * or takes another path.
+ */
+#define BP_B_MEMBERS	100
+#define BP_B_SENDERS	6
+#define BP_B_NMSG	25
+#define BP_B_TEXTLEN	250
+START_TEST(test_group_fanout_burst_no_fallback)
+{
+	struct user u[BP_B_MEMBERS];
+	struct bp_peer peers[BP_B_MEMBERS];
+	char gname[PROTO_GROUPNAME_MAX + 1];
+	struct bp_run_spec sp = {
+		.msgid = MSG_GROUP_CHAT, .nmsg = BP_B_NMSG,
+		.textlen = BP_B_TEXTLEN,
+		.what = "group fan-out burst",
+	};
+	struct bp_counters k0;
+	int i;
+
+	bp_begin();
+	memset(peers, 0, sizeof(peers));
+	for (i = 0; i < BP_B_MEMBERS; i++) {
+		user_new(&u[i], "f");
+		user_online(&u[i], 1u << (i % BP_WORKERS));
+		peers[i].u = &u[i];
+		peers[i].sender = i < BP_B_SENDERS ? 0 : -1;
+		peers[i].receives = 1;
+	}
+	sp.gid = create_group(&u[0], gname, sizeof(gname), "burst");
+	for (i = 1; i < BP_B_MEMBERS; i++)
+		ack_ok_free(u[i].c, chatc_add_group(u[i].c, sp.gid, REQ_MS),
+		    MSG_ADD_GROUP);
+	bp_counters_get(&k0);
+	bp_run(peers, BP_B_MEMBERS, &sp);
+	bp_no_fallback(&k0, sp.what);
+}
+END_TEST
+
+/*
+ * Right after the sender's worker dropped the group from its cache (a
+ * join handled by the other worker, then a quit handled by the sender's
+ * own), one sender pipelines BP_C_NMSG chats: they all wait for one
+ * load of the members and must reach every member, on both workers, in
+ * order and once; the one who joined gets them, the one who quit does
+ * not.  The fan-out to the other worker (BP_C_NMSG x 1 KB x BP_C_REMOTE
+ * members) is far over the queue cap, so it pauses for it midway.
+ * After the quit, the last two thirds of the burst are written only
+ * once the fan-out of the first third has begun: they come while the
+ * messages that waited for the load may still be going out, and must
+ * not overtake them (by finding the group already cached, say).
+ */
+#define BP_C_LOCAL	4	/* members on the sender's worker, besides
+				 * the sender and the quitter */
+#define BP_C_REMOTE	40	/* on the other worker, the joiner too */
+#define BP_C_NMSG	60
+#define BP_C_TEXTLEN	850
+START_TEST(test_group_cold_cache_order)
+{
+	enum { NPEER = 2 + BP_C_LOCAL + BP_C_REMOTE };
+	struct user u[NPEER], *s = &u[0], *joiner = &u[1], *quitter = &u[2];
+	struct bp_peer peers[NPEER];
+	char gname[PROTO_GROUPNAME_MAX + 1];
+	struct bp_run_spec sp = {
+		.msgid = MSG_GROUP_CHAT, .textlen = BP_C_TEXTLEN,
+	};
+	struct bp_counters k0;
+	int i;
+
+	bp_begin();
+	memset(peers, 0, sizeof(peers));
+	user_new(s, "s");
+	user_online(s, 1u << 0);
+	user_new(joiner, "j");
+	user_online(joiner, 1u << 1);
+	user_new(quitter, "q");
+	user_online(quitter, 1u << 0);
+	for (i = 3; i < NPEER; i++) {
+		user_new(&u[i], "m");
+		user_online(&u[i], i < 3 + BP_C_LOCAL ? 1u << 0 : 1u << 1);
+	}
+	for (i = 0; i < NPEER; i++) {
+		peers[i].u = &u[i];
+		peers[i].sender = i == 0 ? 0 : -1;
+		peers[i].receives = i != 1;
+	}
+	sp.gid = create_group(s, gname, sizeof(gname), "cold");
+	for (i = 2; i < NPEER; i++)
+		ack_ok_free(u[i].c, chatc_add_group(u[i].c, sp.gid, REQ_MS),
+		    MSG_ADD_GROUP);
+	bp_counters_get(&k0);
+
+	/* The group is in the sender's worker's cache after this. */
+	sp.nmsg = 1;
+	sp.what = "cold cache: warming";
+	bp_run(peers, NPEER, &sp);
+
+	/* A join on the other worker: the next burst misses the cache. */
+	ack_ok_free(joiner->c, chatc_add_group(joiner->c, sp.gid, REQ_MS),
+	    MSG_ADD_GROUP);
+	peers[1].receives = 1;
+	sp.nmsg = BP_C_NMSG;
+	sp.what = "cold cache after a join on the other worker";
+	bp_run(peers, NPEER, &sp);
+
+	/* A quit on the sender's worker: the same, and the quitter gets
+	 * none of the burst. */
+	ack_ok_free(quitter->c, chatc_quit_group(quitter->c, sp.gid, REQ_MS),
+	    MSG_QUIT_GROUP);
+	peers[2].receives = 0;
+	sp.hold = BP_C_NMSG / 3;
+	sp.what = "cold cache after a quit on the sender's worker";
+	bp_run(peers, NPEER, &sp);
+	bp_no_fallback(&k0, "cold cache");
+}
+END_TEST
+
 /* --- runner -------------------------------------------------------------- */
 
 /* IT_CHAT_ONLY=name[,name...] runs only those tests (for debugging). */
@@ -2385,8 +3092,14 @@ chat_suite(void)
 		test_slow_consumer_same_worker,
 		test_slow_consumer_other_worker,
 	};
+	/* On an instance of their own (BP_INST): small inter-worker queues. */
+	const TTest *bp[] = {
+		test_cross_worker_order_pipelined,
+		test_group_fanout_burst_no_fallback,
+		test_group_cold_cache_order,
+	};
 	Suite *s = suite_create("it_chat");
-	TCase *tc = tcase_create("one host"), *tcs;
+	TCase *tc = tcase_create("one host"), *tcs, *tcb;
 	size_t i;
 	int n;
 
@@ -2412,6 +3125,17 @@ chat_suite(void)
 		}
 	if (n > 0)
 		suite_add_tcase(s, tcs);
+	tcb = tcase_create("backpressure");
+	tcase_add_unchecked_fixture(tcb, bp_setup, bp_teardown);
+	tcase_add_checked_fixture(tcb, NULL, close_all);
+	tcase_set_timeout(tcb, TEST_TIMEOUT_S);
+	for (i = n = 0; i < sizeof(bp) / sizeof(bp[0]); i++)
+		if (wanted(bp[i]->name)) {
+			tcase_add_test(tcb, bp[i]);
+			n++;
+		}
+	if (n > 0)
+		suite_add_tcase(s, tcb);
 	return s;
 }
 
