@@ -6,6 +6,8 @@
  */
 #include "config.h"
 
+#include <string.h>
+
 #include "frame.h"
 
 void
@@ -49,12 +51,28 @@ frame_next(struct frame *f, const char *buf, size_t len, size_t max,
 			break;
 		}
 		if (in_string) {
-			if (escape)
+			const unsigned char *q, *b;
+			size_t end;
+
+			if (escape) {
 				escape = 0;
-			else if (ch == '\\')
+				continue;
+			}
+			/* Most of a frame is string contents: jump to the
+			 * closing quote or the next backslash (memchr is
+			 * vectorised), without passing the size limit. */
+			end = ostart + max < len ? ostart + max : len;
+			q = memchr(p + i, '"', end - i);
+			b = memchr(p + i, '\\', (q != NULL ? (size_t)(q - p) :
+			    end) - i);
+			if (b != NULL) {
+				i = (size_t)(b - p);
 				escape = 1;
-			else if (ch == '"')
+			} else if (q != NULL) {
+				i = (size_t)(q - p);
 				in_string = 0;
+			} else
+				i = end - 1;	/* the limit check sees end */
 			continue;
 		}
 		switch (ch) {
