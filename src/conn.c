@@ -17,7 +17,6 @@
 
 #include "conn.h"
 #include "handler.h"
-#include "inbox.h"
 #include "abuse.h"
 #include "log.h"
 #include "worker.h"
@@ -171,8 +170,15 @@ conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
 {
 	if (c->state == CONN_CLOSED || c->close_after_flush)
 		return -1;
-	if (capped && conn_outq(c) + len > (size_t)w->conf->max_output)
-		return -1;
+	if (capped && conn_outq(c) + len > (size_t)w->conf->max_output) {
+		/* Over the cap within one loop turn (a burst from other
+		 * workers) is not a slow reader yet: write what the socket
+		 * takes now, and judge by what is left. */
+		conn_flush(w, c);
+		if (c->state == CONN_CLOSED || c->close_after_flush ||
+		    conn_outq(c) + len > (size_t)w->conf->max_output)
+			return -1;
+	}
 	if (c->out_off > 0 && c->out_off == c->out_len)
 		c->out_off = c->out_len = 0;
 	if (c->out == NULL && len <= CONN_OBUF_SIZE) {
@@ -263,13 +269,60 @@ conn_pause(struct worker *w, struct conn *c)
  * Hand every complete frame in buf[0..len) up, stopping early when the
  * handler pauses or closes the connection.  Returns the bytes consumed.
  */
+/* Hold c's remaining input until the other workers catch up. */
+static void
+conn_stall(struct worker *w, struct conn *c)
+{
+	struct conn **n;
+
+	if (w->nstalled == w->stalled_cap) {
+		w->stalled_cap = w->stalled_cap ? w->stalled_cap * 2 : 64;
+		if ((n = realloc(w->stalled, w->stalled_cap * sizeof(*n))) ==
+		    NULL)
+			fatalx("%s: out of memory", __func__);
+		w->stalled = n;
+	}
+	w->stalled[w->nstalled++] = c;
+	conn_ref(c);
+	c->stalled = 1;
+	conn_pause(w, c);
+}
+
+void
+conn_resume_stalled(struct worker *w)
+{
+	struct conn *c;
+	size_t i, n = w->nstalled;
+
+	/* In stall order; those that stall again go to the back. */
+	for (i = 0; i < n && !worker_busy(w); i++) {
+		c = w->stalled[i];
+		c->stalled = 0;
+		conn_resume(w, c);
+		conn_unref(w, c);
+	}
+	memmove(w->stalled, w->stalled + i, (w->nstalled - i) *
+	    sizeof(*w->stalled));
+	w->nstalled -= i;
+}
+
+/*
+ * Hand every complete frame in buf[0..len) up, stopping early when the
+ * handler pauses or closes the connection, or when other workers fall
+ * behind (the rest waits in the connection: conn_stall).  Returns the
+ * bytes consumed.
+ */
 static size_t
 conn_frames(struct worker *w, struct conn *c, const char *buf, size_t len)
 {
 	size_t start, flen;
-	int rc;
+	int rc, n = 0;
 
 	while (!c->paused && c->state != CONN_CLOSED) {
+		if (n > 0 && worker_busy(w)) {
+			conn_stall(w, c);
+			break;
+		}
 		rc = frame_next(&c->fr, buf, len, (size_t)w->conf->max_frame,
 		    &start, &flen);
 		if (rc == FRAME_NONE)
@@ -281,6 +334,7 @@ conn_frames(struct worker *w, struct conn *c, const char *buf, size_t len)
 		}
 		w->stats->msgs_in++;
 		handler_frame(w, c, buf + start, flen);
+		n++;
 	}
 	return frame_consumable(&c->fr);
 }
@@ -342,8 +396,7 @@ conn_readable(struct worker *w, struct conn *c)
 	for (i = 0; i < CONN_READS_PER_EVENT; i++) {
 		/* Congested: the socket stays readable and is read again
 		 * once the other workers have caught up. */
-		if (c->paused || c->state == CONN_CLOSED ||
-		    inbox_congested(w->inbox))
+		if (c->paused || c->state == CONN_CLOSED || worker_busy(w))
 			return;
 		if (c->in_len > 0) {
 			/* A partial frame is pending: read behind it. */

@@ -44,7 +44,7 @@ struct conn {
 	uint32_t rate_tokens;		/* request bucket, thousandths */
 	uint32_t rate_ms;		/* its last refill, worker ms */
 	unsigned dirty:1, want_out:1, paused:1, close_after_flush:1,
-	    in_list:1, pulling:1, pull_again:1;
+	    in_list:1, pulling:1, pull_again:1, stalled:1;
 	char *name;			/* when ONLINE, else NULL */
 };
 
@@ -80,6 +80,9 @@ void conn_ref(struct conn *c);
 void conn_unref(struct worker *w, struct conn *c);
 /* Free the conns closed during this loop iteration. */
 void conn_reap(struct worker *w);
+/* Other workers have caught up: go on with the frames of connections
+ * stalled while they were behind. */
+void conn_resume_stalled(struct worker *w);
 /* Once a second: empty the pool of output buffers if it was not used. */
 void conn_obuf_tick(struct worker *w);
 /* Bytes of output pending. */

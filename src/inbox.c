@@ -51,6 +51,7 @@ struct inbox {
 	int nslots;
 	int self;
 	size_t max_queued;
+	size_t busy_at;		/* congested above this (see inbox.h) */
 	size_t batch_cap;	/* largest batch datagram, header included */
 	struct inbox_slot *slots;
 };
@@ -108,12 +109,14 @@ inbox_create(int nslots, size_t max_payload, char *err, size_t errlen)
 }
 
 void
-inbox_worker_init(struct inbox *ib, int slot, size_t max_queued)
+inbox_worker_init(struct inbox *ib, int slot, size_t max_queued,
+    size_t busy_at)
 {
 	int i;
 
 	ib->self = slot;
 	ib->max_queued = max_queued;
+	ib->busy_at = busy_at;
 	for (i = 0; i < ib->nslots; i++) {
 		if (i != slot) {
 			(void)close(ib->slots[i].rx);
@@ -251,8 +254,8 @@ inbox_batch_add(struct inbox *ib, int slot, const struct inbox_msg *m,
 		inbox_flush(ib, slot, want_out);
 	if (s->queued + (s->batch != NULL ? s->batch->len : 0) + need >
 	    ib->max_queued) {
-		log_warnx("inbox queue to worker %d is full (max_output bytes)",
-		    slot);
+		log_warnx("inbox queue to worker %d is full (%zu bytes)",
+		    slot, ib->max_queued);
 		return -1;
 	}
 	if (s->batch == NULL) {
@@ -304,8 +307,8 @@ inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
 	}
 	*want_out = flushed;
 	if (s->queued + sizeof(h) + m->len > ib->max_queued) {
-		log_warnx("inbox queue to worker %d is full (max_output bytes)",
-		    slot);
+		log_warnx("inbox queue to worker %d is full (%zu bytes)",
+		    slot, ib->max_queued);
 		return -1;
 	}
 	if ((p = malloc(sizeof(*p) + sizeof(h) + m->len)) == NULL)
@@ -351,7 +354,7 @@ inbox_congested(const struct inbox *ib)
 
 	for (i = 0; i < ib->nslots; i++) {
 		s = &ib->slots[i];
-		if (s->queued <= ib->max_queued / 4)
+		if (s->queued <= ib->busy_at)
 			continue;
 		if (now == 0)
 			now = inbox_now_ms();

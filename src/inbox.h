@@ -51,8 +51,9 @@ struct inbox;
 struct inbox *inbox_create(int nslots, size_t max_payload, char *err,
     size_t errlen);
 /* Worker: keep only what `slot` needs; pending queues capped at
- * max_queued bytes per destination. */
-void inbox_worker_init(struct inbox *ib, int slot, size_t max_queued);
+ * max_queued bytes per destination, congested above busy_at. */
+void inbox_worker_init(struct inbox *ib, int slot, size_t max_queued,
+    size_t busy_at);
 int inbox_nslots(const struct inbox *ib);
 int inbox_rx_fd(const struct inbox *ib, int slot);
 int inbox_tx_fd(const struct inbox *ib, int slot);
@@ -65,8 +66,8 @@ int inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
 /* Send slot's batch, if any (end of loop iteration); *want_out as above. */
 void inbox_flush(struct inbox *ib, int slot, int *want_out);
 /*
- * 1 when the queue towards some worker holds over a quarter of its cap
- * and that worker is reading (the queue moved within the last second):
+ * 1 when the queue towards some worker holds over busy_at bytes and
+ * that worker is reading (the queue moved within the last second):
  * the caller should stop taking new input until it drains, rather than
  * fill the queue and fall back to the offline store.
  */

@@ -53,6 +53,7 @@ enum {
 
 #define WORKER_EVENTS 256
 #define WORKER_PEER_EVENTS 64
+#define WORKER_INBOX_CAP_FACTOR 64	/* x max_output */
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_INBOX_PER_EVENT 256
 #define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
@@ -390,7 +391,14 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 
 	if (sodium_init() < 0)
 		fatalx("sodium_init failed");
-	inbox_worker_init(inbox, slot, (size_t)conf->max_output);
+	/*
+	 * Towards each other worker: reading clients stops above a quarter
+	 * of max_output queued (inbox_congested), which bounds the queue
+	 * by what one frame fans out to; the hard cap is only for a worker
+	 * that stopped reading.
+	 */
+	inbox_worker_init(inbox, slot, (size_t)conf->max_output *
+	    WORKER_INBOX_CAP_FACTOR, (size_t)conf->max_output / 4);
 	if ((w->jobs = jobq_create(conf, conf->job_threads,
 	    conf->job_queue_max, err, sizeof(err))) == NULL)
 		fatalx("job threads: %s", err);
@@ -517,12 +525,16 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 		 * congested, wait for those alone: clients are not read
 		 * until the other workers have taken what they were sent.
 		 */
-		congested = inbox_congested(w.inbox);
+		congested = worker_busy(&w);
+		if (!congested && w.nstalled > 0) {
+			conn_resume_stalled(&w);
+			congested = worker_busy(&w);
+		}
 		if (congested)
 			n = epoll_wait(w.peer_epfd, evs, WORKER_EVENTS, 10);
 		else
 			n = epoll_wait(w.epfd, evs, WORKER_EVENTS,
-			    w.stopping ? 100 : -1);
+			    w.stopping ? 100 : w.nstalled > 0 ? 0 : -1);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now = time(NULL);
@@ -553,6 +565,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 		log_warnx("stopping with %zu job(s) unfinished "
 		    "(shutdown_timeout = %d s)", jobq_pending(w.jobs),
 		    conf->shutdown_timeout);
+	conn_resume_stalled(&w);	/* drops their references */
 	jobq_destroy(w.jobs, &w);
 	bus_destroy(w.bus);
 	w.bus = NULL;
@@ -562,6 +575,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	limits_free(&w.limits);
 	umap_free(&w.online);
 	umap_free(&w.gloads);
+	free(w.stalled);
 	free(w.rbuf);
 	jbuf_free(&w.fbuf);
 	w.obuf_used = 0;

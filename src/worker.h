@@ -81,6 +81,8 @@ struct worker {
 	time_t now;
 	char *rbuf;			/* scratch read buffer */
 	struct jbuf fbuf;		/* scratch for the frame being built */
+	struct conn **stalled;		/* input held while busy (conn.c) */
+	size_t nstalled, stalled_cap;
 	struct obuf *obuf_pool;		/* drained output buffers (conn.c) */
 	size_t obuf_n;
 	int obuf_used;			/* taken from since the last tick */
