@@ -159,6 +159,20 @@ jobq_thread(void *arg)
 	return NULL;
 }
 
+/* Free a queue whose threads never started; slots[0..nopen) are open. */
+static void
+jobq_free_unstarted(struct jobq *q, int nopen)
+{
+	if (q == NULL)
+		return;
+	while (nopen-- > 0)
+		hashslot_close(q->slots[nopen]);
+	free(q->slots);
+	free(q->threads);
+	free(q->own);
+	free(q);
+}
+
 struct jobq *
 jobq_create(const struct conf *conf, int nthreads, int max_pending,
     char *err, size_t errlen)
@@ -173,11 +187,7 @@ jobq_create(const struct conf *conf, int nthreads, int max_pending,
 	    sizeof(*q->own))) == NULL || (q->slots = calloc((size_t)nthreads,
 	    sizeof(*q->slots))) == NULL) {
 		(void)snprintf(err, errlen, "out of memory");
-		if (q != NULL) {
-			free(q->threads);
-			free(q->own);
-		}
-		free(q);
+		jobq_free_unstarted(q, 0);
 		return NULL;
 	}
 	q->conf = conf;
@@ -187,24 +197,14 @@ jobq_create(const struct conf *conf, int nthreads, int max_pending,
 	for (i = 0; i < nthreads; i++)
 		if ((q->slots[i] = hashslot_open(name,
 		    conf->hash_concurrency, err, errlen)) == NULL) {
-			while (i-- > 0)
-				hashslot_close(q->slots[i]);
-			free(q->slots);
-			free(q->threads);
-			free(q->own);
-			free(q);
+			jobq_free_unstarted(q, i);
 			return NULL;
 		}
 	(void)pthread_mutex_init(&q->lock, NULL);
 	(void)pthread_cond_init(&q->cond, NULL);
 	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
 		(void)snprintf(err, errlen, "eventfd: %s", strerror(errno));
-		for (i = 0; i < nthreads; i++)
-			hashslot_close(q->slots[i]);
-		free(q->slots);
-		free(q->threads);
-		free(q->own);
-		free(q);
+		jobq_free_unstarted(q, nthreads);
 		return NULL;
 	}
 	for (i = 0; i < nthreads; i++) {

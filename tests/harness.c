@@ -50,6 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "harness.h"
 
 /* Every wait is bounded; these are the bounds, in milliseconds. */
@@ -2225,4 +2227,63 @@ void
 harness_control_path(struct harness *h, int i, char *buf, size_t len)
 {
 	(void)snprintf(buf, len, "%s/chatd-%d.sock", h->dir, i);
+}
+
+int
+harness_stats_sum(struct harness *h, int i, const char *key, long long *sum,
+    int *nworkers, char *err, size_t errlen)
+{
+	static const char req[] = "{\"version\":1,\"cmd\":\"stats\"}\n";
+	struct sockaddr_un sun;
+	char buf[65536];
+	size_t len = 0;
+	ssize_t n;
+	const cJSON *w, *v;
+	cJSON *o;
+	int fd = -1, rc = -1, nw = 0;
+
+	*sum = 0;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	harness_control_path(h, i, buf, sizeof(buf));
+	if (strlen(buf) >= sizeof(sun.sun_path)) {
+		(void)snprintf(err, errlen, "control socket path too long");
+		return -1;
+	}
+	memcpy(sun.sun_path, buf, strlen(buf) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+	    write(fd, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1) {
+		(void)snprintf(err, errlen, "control socket of chatd-%d: %s",
+		    i, strerror(errno));
+		if (fd != -1)
+			(void)close(fd);
+		return -1;
+	}
+	while (len < sizeof(buf) - 1 &&
+	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	(void)close(fd);
+	buf[len] = '\0';
+	if ((o = cJSON_Parse(buf)) == NULL ||
+	    !cJSON_IsTrue(cJSON_GetObjectItem(o, "ok"))) {
+		(void)snprintf(err, errlen, "stats: %s", buf);
+		cJSON_Delete(o);
+		return -1;
+	}
+	cJSON_ArrayForEach(w, cJSON_GetObjectItem(o, "workers")) {
+		v = cJSON_GetObjectItemCaseSensitive(w, key);
+		if (!cJSON_IsNumber(v)) {
+			(void)snprintf(err, errlen, "no %s in %s", key, buf);
+			goto out;
+		}
+		*sum += (long long)v->valuedouble;
+		nw++;
+	}
+	if (nworkers != NULL)
+		*nworkers = nw;
+	rc = 0;
+out:
+	cJSON_Delete(o);
+	return rc;
 }

@@ -86,6 +86,13 @@ int harness_signal_chatd(struct harness *h, int i, int sig, int wait);
 /* The control socket of instance i (for chatctl -s). */
 void harness_control_path(struct harness *h, int i, char *buf, size_t len);
 /*
+ * Counter key of `chatctl stats`, summed over instance i's workers, read
+ * from its control socket; *nworkers (when not NULL) gets how many
+ * workers answered.  0, or -1 with the reason in err.
+ */
+int harness_stats_sum(struct harness *h, int i, const char *key,
+    long long *sum, int *nworkers, char *err, size_t errlen);
+/*
  * nginx (stream) in front of chatd instances inst[0..n): the shipped
  * etc/nginx-chatd.conf rendered into h->dir with its upstream "server"
  * lines replaced by one per instance (same parameters), its "listen"

@@ -1657,36 +1657,11 @@ END_TEST
 static long long
 stats_total(int inst, const char *k)
 {
-	struct sockaddr_un sun;
-	static const char req[] = "{\"version\":1,\"cmd\":\"stats\"}\n";
-	char buf[65536];
-	size_t len = 0;
-	ssize_t n;
-	cJSON *o, *w;
-	long long sum = 0;
-	int fd;
+	char err[256];
+	long long sum;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	harness_control_path(&H, inst, sun.sun_path, sizeof(sun.sun_path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0,
-	    "connect %s: %s", sun.sun_path, strerror(errno));
-	ck_assert(write(fd, req, sizeof(req) - 1) == sizeof(req) - 1);
-	while (len < sizeof(buf) - 1 &&
-	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
-		len += (size_t)n;
-	(void)close(fd);
-	buf[len] = '\0';
-	o = cJSON_Parse(buf);
-	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")),
-	    "stats: %s", buf);
-	cJSON_ArrayForEach(w, cJSON_GetObjectItem(o, "workers")) {
-		ck_assert_msg(num(w, k) != LLONG_MIN, "no %s in %s", k, buf);
-		sum += num(w, k);
-	}
-	cJSON_Delete(o);
+	ck_assert_msg(harness_stats_sum(&H, inst, k, &sum, NULL, err,
+	    sizeof(err)) == 0, "%s", err);
 	return sum;
 }
 

@@ -2409,40 +2409,13 @@ bp_teardown(void)
 static long long
 bp_stat(const char *k)
 {
-	static const char req[] = "{\"version\":1,\"cmd\":\"stats\"}\n";
-	struct sockaddr_un sun;
-	char buf[65536];
-	size_t len = 0;
-	ssize_t n;
-	const cJSON *w, *v;
-	cJSON *o;
-	long long sum = 0;
-	int fd;
+	char err[256];
+	long long sum;
+	int nw;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	harness_control_path(&H, BP_INST, sun.sun_path, sizeof(sun.sun_path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0,
-	    "connect %s: %s", sun.sun_path, strerror(errno));
-	ck_assert(write(fd, req, sizeof(req) - 1) == sizeof(req) - 1);
-	while (len < sizeof(buf) - 1 &&
-	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
-		len += (size_t)n;
-	(void)close(fd);
-	buf[len] = '\0';
-	o = cJSON_Parse(buf);
-	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")),
-	    "stats: %s", buf);
-	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "workers")),
-	    BP_WORKERS);
-	cJSON_ArrayForEach(w, cJSON_GetObjectItem(o, "workers")) {
-		v = cJSON_GetObjectItemCaseSensitive(w, k);
-		ck_assert_msg(cJSON_IsNumber(v), "no %s in %s", k, buf);
-		sum += (long long)v->valuedouble;
-	}
-	cJSON_Delete(o);
+	ck_assert_msg(harness_stats_sum(&H, BP_INST, k, &sum, &nw, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(nw, BP_WORKERS);
 	return sum;
 }
 
