@@ -294,6 +294,8 @@ conn_resume_stalled(struct worker *w)
 	struct conn *c;
 	size_t i, n = w->nstalled;
 
+	if (n == 0)
+		return;
 	/* In stall order; those that stall again go to the back. */
 	for (i = 0; i < n && !worker_busy(w); i++) {
 		c = w->stalled[i];
