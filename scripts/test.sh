@@ -33,6 +33,12 @@ count() {
 		if [ "$fails" -ne 0 ] || [ "$errs" -ne 0 ]; then
 			echo "failures in $log:" >&2
 			grep -E ':[EF]:' "$log" >&2 || true
+		elif grep -qE '^:test-result: (FAIL|ERROR)' "${log%.log}.trs" 2>/dev/null; then
+			# Every check passed, yet the binary failed: the
+			# harness found a sanitizer report in a chatd log.
+			failed=$((failed + 1))
+			echo "$log: checks passed but the binary failed:" >&2
+			grep -A3 '^harness: sanitizer report' "$log" >&2 || true
 		fi
 	done
 }
