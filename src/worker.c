@@ -54,6 +54,7 @@ enum {
 #define WORKER_EVENTS 256
 #define WORKER_PEER_EVENTS 64
 #define WORKER_INBOX_CAP_FACTOR 64	/* x max_output */
+#define WORKER_INBOX_BUSY_MIN (1024 * 1024)
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_INBOX_PER_EVENT 256
 #define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
@@ -352,6 +353,7 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	struct itimerspec its;
 	sigset_t set;
 	char err[256];
+	size_t busy_at;
 
 	memset(w, 0, sizeof(*w));
 	w->conf = conf;
@@ -393,12 +395,17 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 		fatalx("sodium_init failed");
 	/*
 	 * Towards each other worker: reading clients stops above a quarter
-	 * of max_output queued (inbox_congested), which bounds the queue
+	 * of max_output queued, at least 1 MiB (inbox_congested: fewer,
+	 * longer turns of admitting senders are fairer to them under a
+	 * sustained fan-out), which bounds the queue
 	 * by what one frame fans out to; the hard cap is only for a worker
 	 * that stopped reading.
 	 */
+	busy_at = (size_t)conf->max_output / 4;
+	if (busy_at < WORKER_INBOX_BUSY_MIN)
+		busy_at = WORKER_INBOX_BUSY_MIN;
 	inbox_worker_init(inbox, slot, (size_t)conf->max_output *
-	    WORKER_INBOX_CAP_FACTOR, (size_t)conf->max_output / 4);
+	    WORKER_INBOX_CAP_FACTOR, busy_at);
 	if ((w->jobs = jobq_create(conf, conf->job_threads,
 	    conf->job_queue_max, err, sizeof(err))) == NULL)
 		fatalx("job threads: %s", err);
