@@ -67,12 +67,17 @@ obuf_put(struct worker *w, struct conn *c)
 void
 conn_obuf_tick(struct worker *w)
 {
+	if (w->obuf_used)
+		w->obuf_used = 0;
+	else
+		conn_obuf_free(w);
+}
+
+void
+conn_obuf_free(struct worker *w)
+{
 	struct obuf *b;
 
-	if (w->obuf_used) {
-		w->obuf_used = 0;
-		return;
-	}
 	while ((b = w->obuf_pool) != NULL) {
 		w->obuf_pool = b->next;
 		free(b);

@@ -85,6 +85,8 @@ void conn_reap(struct worker *w);
 void conn_resume_stalled(struct worker *w);
 /* Once a second: empty the pool of output buffers if it was not used. */
 void conn_obuf_tick(struct worker *w);
+/* Free the pool (worker exit). */
+void conn_obuf_free(struct worker *w);
 /* Bytes of output pending. */
 size_t conn_outq(const struct conn *c);
 

@@ -36,8 +36,7 @@ deliver_watch_tx(struct worker *w, int slot)
 
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLOUT;
-	/* Tagged pointers: the inbox tx slots are small integers. */
-	ev.data.u64 = 0x100000000ULL | (uint32_t)slot;
+	ev.data.u64 = worker_inbox_tx_tag(slot);
 	if (epoll_ctl(w->peer_epfd, EPOLL_CTL_ADD, inbox_tx_fd(w->inbox, slot),
 	    &ev) == -1 && errno != EEXIST)
 		log_warn("%s: epoll_ctl", __func__);

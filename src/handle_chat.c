@@ -126,9 +126,10 @@ struct gload {
 	int rc;			/* a store_rc */
 	uint32_t *ids;
 	size_t n, cap;
-	struct reqjob *head, *tail;	/* waiting messages */
-	struct group_entry *entry;	/* as loaded, sorted */
-	int finishing;			/* done() ran once */
+	struct reqjob *head, *tail;	/* waiting messages, linked by
+					 * job.next (they are never submitted) */
+	struct group_entry *entry;	/* as loaded, sorted; built when the
+					 * first waiter is sent */
 };
 
 static int
@@ -158,13 +159,6 @@ gload_run(struct job *j, struct store *st)
 	gl->rc = store_group_members(st, gl->gid, gload_member, gl);
 }
 
-static void
-gload_nothing(struct reqjob *rj, struct worker *w)
-{
-	(void)rj;
-	(void)w;
-}
-
 /* Answer or fan out one waiting message, then free it. */
 static void
 gload_finish(struct worker *w, struct reqjob *rj, int rc,
@@ -177,34 +171,28 @@ gload_finish(struct worker *w, struct reqjob *rj, int rc,
 		else
 			group_fanout(w, rj->c, &rj->ri, g, rj->s1, rj->len);
 	}
-	rj->done = gload_nothing;
-	rj->job.done(&rj->job, w);	/* unref and free */
+	reqjob_release(w, rj);
 }
 
 static void
 gload_done(struct job *j, struct worker *w)
 {
 	struct gload *gl = (struct gload *)j;
-	const struct group_entry *g = gl->entry;
 	struct reqjob *rj;
 
-	if (!gl->finishing) {
-		gl->finishing = 1;
-		if (gl->rc == STORE_OK) {
-			/* As loaded, for the messages that waited and those
-			 * that come while they are sent (in order behind
-			 * them); cached once they all are. */
-			if ((gl->entry = malloc(sizeof(*gl->entry) + gl->n *
-			    sizeof(uint32_t))) == NULL)
-				fatalx("%s: out of memory", __func__);
-			gl->entry->gid = gl->gid;
-			gl->entry->n = (uint32_t)gl->n;
-			if (gl->n > 0)
-				memcpy(gl->entry->members, gl->ids,
-				    gl->n * sizeof(uint32_t));
-			groupcache_sort(gl->entry);
-			g = gl->entry;
-		}
+	/* As loaded, for the messages that waited and those that come
+	 * while they are sent (in order behind them); cached once they all
+	 * are.  done() runs again after a pause (jobq_redo). */
+	if (gl->rc == STORE_OK && gl->entry == NULL) {
+		if ((gl->entry = malloc(sizeof(*gl->entry) + gl->n *
+		    sizeof(uint32_t))) == NULL)
+			fatalx("%s: out of memory", __func__);
+		gl->entry->gid = gl->gid;
+		gl->entry->n = (uint32_t)gl->n;
+		if (gl->n > 0)
+			memcpy(gl->entry->members, gl->ids,
+			    gl->n * sizeof(uint32_t));
+		groupcache_sort(gl->entry);
 	}
 	while ((rj = gl->head) != NULL) {
 		if (worker_busy(w)) {
@@ -213,12 +201,13 @@ gload_done(struct job *j, struct worker *w)
 			return;
 		}
 		gl->head = (struct reqjob *)(void *)rj->job.next;
-		gload_finish(w, rj, gl->rc, g);
+		gload_finish(w, rj, gl->rc, gl->entry);
 	}
 	if (umap_get(&w->gloads, gl->gid) == gl)
 		(void)umap_del(&w->gloads, gl->gid);
-	if (gl->rc == STORE_OK)
-		groupcache_put(&w->groups, gl->gid, gl->gen, gl->ids, gl->n);
+	if (gl->entry != NULL)
+		groupcache_put(&w->groups, gl->gid, gl->gen,
+		    gl->entry->members, gl->entry->n);
 	free(gl->entry);
 	free(gl->ids);
 	free(gl);
@@ -245,8 +234,7 @@ gload_wait(struct worker *w, struct reqjob *rj)
 			free(gl);
 			reply_error(w, rj->c, &rj->ri, CERR_UNAVAILABLE,
 			    "server busy (job_queue_max)");
-			rj->done = gload_nothing;
-			rj->job.done(&rj->job, w);
+			reqjob_release(w, rj);
 			return;
 		}
 		if (umap_put(&w->gloads, rj->id, gl) == -1)
@@ -283,7 +271,7 @@ handle_group_chat(struct worker *w, struct conn *c, const struct request *r)
 		reqinfo_free(&ri);
 		return;
 	}
-	rj = reqjob_new(c, r, NULL, gload_nothing);
+	rj = reqjob_new(c, r, NULL, NULL);	/* never submitted */
 	rj->id = gid;
 	if ((rj->s1 = malloc(len + 1)) == NULL)
 		fatalx("%s: out of memory", __func__);

@@ -262,6 +262,17 @@ reqjob_run(struct job *j, struct store *st)
 	rj->run(rj, st);
 }
 
+void
+reqjob_release(struct worker *w, struct reqjob *rj)
+{
+	conn_unref(w, rj->c);
+	reqinfo_free(&rj->ri);
+	cJSON_Delete(rj->result);
+	free(rj->s1);
+	free(rj->s2);
+	free(rj);
+}
+
 static void
 reqjob_done(struct job *j, struct worker *w)
 {
@@ -269,12 +280,7 @@ reqjob_done(struct job *j, struct worker *w)
 
 	if (rj->c->state == CONN_ONLINE && rj->c->uid == rj->uid)
 		rj->done(rj, w);
-	conn_unref(w, rj->c);
-	reqinfo_free(&rj->ri);
-	cJSON_Delete(rj->result);
-	free(rj->s1);
-	free(rj->s2);
-	free(rj);
+	reqjob_release(w, rj);
 }
 
 struct reqjob *
@@ -304,12 +310,7 @@ reqjob_submit(struct worker *w, struct reqjob *rj)
 		return;
 	reply_error(w, rj->c, &rj->ri, CERR_UNAVAILABLE,
 	    "server busy (job_queue_max)");
-	conn_unref(w, rj->c);
-	reqinfo_free(&rj->ri);
-	cJSON_Delete(rj->result);
-	free(rj->s1);
-	free(rj->s2);
-	free(rj);
+	reqjob_release(w, rj);
 }
 
 int

@@ -113,6 +113,9 @@ struct reqjob *reqjob_new(struct conn *c, const struct request *r,
     void (*run)(struct reqjob *, struct store *),
     void (*done)(struct reqjob *, struct worker *));
 void reqjob_submit(struct worker *w, struct reqjob *rj);
+/* Drop rj's reference to its connection and free it (for a reqjob that
+ * was referenced with conn_ref but is finished without running). */
+void reqjob_release(struct worker *w, struct reqjob *rj);
 
 /* store_* row callbacks appending {id,name} / {id,name,role} objects to
  * the cJSON array arg (run on job threads). */

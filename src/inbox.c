@@ -214,17 +214,6 @@ inbox_flush(struct inbox *ib, int slot, int *want_out)
 	inbox_enqueue(s, b, want_out);
 }
 
-int
-inbox_batched(const struct inbox *ib)
-{
-	int i;
-
-	for (i = 0; i < ib->nslots; i++)
-		if (ib->slots[i].nrecs > 0)
-			return 1;
-	return 0;
-}
-
 void
 inbox_tick(struct inbox *ib)
 {
@@ -284,14 +273,14 @@ inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
 	struct inbox_slot *s = &ib->slots[slot];
 	struct inbox_pending *p;
 	struct inbox_hdr h;
-	int flushed = 0;
 
 	*want_out = 0;
 	if (m->type == INBOX_DELIVER && sizeof(struct inbox_hdr) +
 	    sizeof(struct inbox_rec) + m->len <= ib->batch_cap)
 		return inbox_batch_add(ib, slot, m, want_out);
-	/* Anything else goes after what is batched for the slot. */
-	inbox_flush(ib, slot, &flushed);
+	/* Anything else goes after what is batched for the slot (which
+	 * may start the queue: *want_out). */
+	inbox_flush(ib, slot, want_out);
 	memset(&h, 0, sizeof(h));
 	h.type = m->type;
 	h.id = m->id;
@@ -305,7 +294,6 @@ inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
 			return -1;
 		}
 	}
-	*want_out = flushed;
 	if (s->queued + sizeof(h) + m->len > ib->max_queued) {
 		log_warnx("inbox queue to worker %d is full (%zu bytes)",
 		    slot, ib->max_queued);

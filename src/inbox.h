@@ -72,8 +72,6 @@ void inbox_flush(struct inbox *ib, int slot, int *want_out);
  * fill the queue and fall back to the offline store.
  */
 int inbox_congested(const struct inbox *ib);
-/* Any batch waiting to be flushed? */
-int inbox_batched(const struct inbox *ib);
 /* Once a second: give back the batch buffers not used since last time. */
 void inbox_tick(struct inbox *ib);
 /* The next record of an INBOX_BATCH datagram b, from *off (start at 0):

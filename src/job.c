@@ -285,6 +285,22 @@ job_hash_end(struct job *j)
 	hashslot_release(j->slot);
 }
 
+/* Put head..tail back in front of `done` and keep the eventfd readable
+ * for them (the loop runs their done() on its next turn). */
+static void
+jobq_done_front(struct jobq *q, struct job *head, struct job *tail)
+{
+	uint64_t n = 1;
+
+	(void)pthread_mutex_lock(&q->lock);
+	tail->next = q->done.head;
+	if (q->done.head == NULL)
+		q->done.tail = tail;
+	q->done.head = head;
+	(void)pthread_mutex_unlock(&q->lock);
+	(void)!write(q->efd, &n, sizeof(n));
+}
+
 int
 jobq_complete(struct jobq *q, struct worker *w,
     int (*enough)(struct worker *))
@@ -301,16 +317,8 @@ jobq_complete(struct jobq *q, struct worker *w,
 	(void)pthread_mutex_unlock(&q->lock);
 	while (done.head != NULL) {
 		if (enough != NULL && enough(w)) {
-			/* The rest go back in front of what finished since,
-			 * and the eventfd stays readable for them. */
-			(void)pthread_mutex_lock(&q->lock);
-			done.tail->next = q->done.head;
-			if (q->done.head == NULL)
-				q->done.tail = done.tail;
-			q->done.head = done.head;
-			(void)pthread_mutex_unlock(&q->lock);
-			n = 1;
-			(void)!write(q->efd, &n, sizeof(n));
+			/* The rest, before what finished since. */
+			jobq_done_front(q, done.head, done.tail);
 			break;
 		}
 		j = fifo_pop(&done);
@@ -324,16 +332,8 @@ jobq_complete(struct jobq *q, struct worker *w,
 void
 jobq_redo(struct jobq *q, struct job *j)
 {
-	uint64_t n = 1;
-
-	(void)pthread_mutex_lock(&q->lock);
-	j->next = q->done.head;
-	q->done.head = j;
-	if (q->done.tail == NULL)
-		q->done.tail = j;
-	(void)pthread_mutex_unlock(&q->lock);
 	q->outstanding++;
-	(void)!write(q->efd, &n, sizeof(n));
+	jobq_done_front(q, j, j);
 }
 
 size_t

@@ -58,11 +58,16 @@ jbuf_str(struct jbuf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)s;
-	size_t n = strlen(s), i;
+	size_t n = strlen(s), out = n + 2, i;
 	char *o;
 
-	/* At most 6 bytes out per byte in, plus the quotes. */
-	if (jbuf_reserve(b, n * 6 + 2) == -1)
+	/* The exact size first: reserving 6 bytes per byte would keep a
+	 * scratch buffer of 6 times the longest message. */
+	for (i = 0; i < n; i++)
+		if (u[i] < 32 || u[i] == '"' || u[i] == '\\')
+			out += u[i] < 32 && u[i] != '\b' && u[i] != '\f' &&
+			    u[i] != '\n' && u[i] != '\r' && u[i] != '\t' ? 5 : 1;
+	if (jbuf_reserve(b, out) == -1)
 		return;
 	o = b->p + b->len;
 	*o++ = '"';

@@ -55,6 +55,7 @@ enum {
 #define WORKER_PEER_EVENTS 64
 #define WORKER_INBOX_CAP_FACTOR 64	/* x max_output */
 #define WORKER_INBOX_BUSY_MIN (1024 * 1024)
+#define WORKER_FBUF_KEEP 65536	/* frame scratch kept between ticks */
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_INBOX_PER_EVENT 256
 #define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
@@ -93,6 +94,12 @@ uint64_t
 worker_bus_tag(int id)
 {
 	return TAG_BUS + (uint64_t)id;
+}
+
+uint64_t
+worker_inbox_tx_tag(int slot)
+{
+	return TAG_INBOX_TX | (uint32_t)slot;
 }
 
 static struct conn_list *
@@ -394,12 +401,12 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	if (sodium_init() < 0)
 		fatalx("sodium_init failed");
 	/*
-	 * Towards each other worker: reading clients stops above a quarter
-	 * of max_output queued, at least 1 MiB (inbox_congested: fewer,
-	 * longer turns of admitting senders are fairer to them under a
-	 * sustained fan-out), which bounds the queue
-	 * by what one frame fans out to; the hard cap is only for a worker
-	 * that stopped reading.
+	 * Towards each other worker: reading clients stops while more than
+	 * a quarter of max_output, and at least 1 MiB, waits (inbox_congested;
+	 * the floor gives fewer, longer turns of admitting senders, which is
+	 * fairer to them under a sustained fan-out).  That bounds a queue by
+	 * what one frame fans out to; the hard cap is only reached towards a
+	 * worker that stopped reading.
 	 */
 	busy_at = (size_t)conf->max_output / 4;
 	if (busy_at < WORKER_INBOX_BUSY_MIN)
@@ -461,6 +468,9 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		limits_sweep(w);
 		inbox_tick(w->inbox);
 		conn_obuf_tick(w);
+		/* A long message grew the frame scratch: do not keep it. */
+		if (w->fbuf.cap > WORKER_FBUF_KEEP)
+			jbuf_free(&w->fbuf);
 		bus_tick(w);
 		return;
 	case TAG_JOBS:
@@ -585,8 +595,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	free(w.stalled);
 	free(w.rbuf);
 	jbuf_free(&w.fbuf);
-	w.obuf_used = 0;
-	conn_obuf_tick(&w);
+	conn_obuf_free(&w);
 	log_info("stopped");
 	exit(0);
 }

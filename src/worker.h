@@ -102,6 +102,8 @@ void worker_main(const struct conf *conf, int slot, int nslots,
 uint64_t worker_now_ms(const struct worker *w);
 /* The epoll tag of Redis link id (bus.h). */
 uint64_t worker_bus_tag(int id);
+/* The epoll tag of EPOLLOUT on the inbox tx end of slot (deliver.c). */
+uint64_t worker_inbox_tx_tag(int slot);
 /* 1 while the queues to other workers are congested: take no new work
  * that fans out to them (see worker_main). */
 int worker_busy(struct worker *w);

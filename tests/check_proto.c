@@ -1053,6 +1053,7 @@ check_str_like_cjson(const char *s)
 	jbuf_lit(&b, "x");	/* appends after what is there */
 	jbuf_str(&b, s);
 	ck_assert_int_eq(b.oom, 0);
+	ck_assert_uint_le(b.len, b.cap);	/* reserved enough */
 	ck_assert_uint_eq(b.len, strlen(want) + 1);
 	ck_assert_msg(memcmp(b.p + 1, want, b.len - 1) == 0,
 	    "jbuf_str(\"%s\") differs from cJSON's %s", s, want);
