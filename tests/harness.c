@@ -2287,3 +2287,61 @@ out:
 	cJSON_Delete(o);
 	return rc;
 }
+
+int
+harness_wanted(const char *env, const char *name)
+{
+	const char *only = getenv(env), *p;
+	size_t len = strlen(name);
+
+	if (only == NULL || *only == '\0')
+		return 1;
+	for (p = strstr(only, name); p != NULL; p = strstr(p + 1, name))
+		if ((p == only || p[-1] == ',') &&
+		    (p[len] == '\0' || p[len] == ','))
+			return 1;
+	return 0;
+}
+
+int
+harness_add_tcase(Suite *s, const char *env, const char *name,
+    void (*setup)(void), void (*teardown)(void),
+    void (*checked_teardown)(void), int timeout, const TTest *const *tests,
+    size_t n)
+{
+	TCase *tc = NULL;
+	size_t i;
+	int added = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!harness_wanted(env, tests[i]->name))
+			continue;
+		if (tc == NULL) {
+			tc = tcase_create(name);
+			tcase_add_unchecked_fixture(tc, setup, teardown);
+			if (checked_teardown != NULL)
+				tcase_add_checked_fixture(tc, NULL,
+				    checked_teardown);
+			tcase_set_timeout(tc, timeout);
+		}
+		tcase_add_test(tc, tests[i]);
+		added++;
+	}
+	if (tc != NULL)
+		suite_add_tcase(s, tc);
+	return added;
+}
+
+int
+harness_run_suite(Suite *s, struct harness *h, int started)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	if (started)
+		harness_stop_all(h);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

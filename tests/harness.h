@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <check.h>
+
 #define HARNESS_MAX_CHATD 4
 
 struct harness_chatd {
@@ -111,5 +113,24 @@ int harness_chatd_workers(struct harness *h, int i, pid_t *pids, int max);
 int harness_log_contains(struct harness *h, int i, const char *needle);
 /* Stop everything started and remove h->dir.  Safe to call twice. */
 void harness_stop_all(struct harness *h);
+
+/*
+ * Running a test binary's suite.  Every binary takes ENV=name[,name...]
+ * (IT_CHAT_ONLY, say) to run only the named tests while debugging.
+ */
+/* 1 when test `name` is to run: env unset or empty, or naming it. */
+int harness_wanted(const char *env, const char *name);
+/*
+ * Add a TCase `name` holding the wanted ones of tests[0..n), with setup
+ * and teardown as its unchecked fixture, checked_teardown (may be NULL)
+ * after each test, and timeout seconds per test.  No TCase when none is
+ * wanted: its fixture would still start servers.  Returns how many.
+ */
+int harness_add_tcase(Suite *s, const char *env, const char *name,
+    void (*setup)(void), void (*teardown)(void),
+    void (*checked_teardown)(void), int timeout,
+    const TTest *const *tests, size_t n);
+/* Run s; stop h's servers when started is set.  The exit status. */
+int harness_run_suite(Suite *s, struct harness *h, int started);
 
 #endif

@@ -1575,39 +1575,15 @@ END_TEST
 
 /* --- runner ------------------------------------------------------------ */
 
-/* IT_ABUSE_ONLY=name[,name...] runs only those tests. */
-static int
-wanted(const char *name)
-{
-	const char *only = getenv("IT_ABUSE_ONLY"), *p;
-	size_t len = strlen(name);
-
-	if (only == NULL || *only == '\0')
-		return 1;
-	for (p = strstr(only, name); p != NULL; p = strstr(p + 1, name))
-		if ((p == only || p[-1] == ',') &&
-		    (p[len] == '\0' || p[len] == ','))
-			return 1;
-	return 0;
-}
-
 static void
 tcase(Suite *s, const char *name, void (*setup)(void), const TTest *t1,
     const TTest *t2)
 {
-	TCase *tc;
+	const TTest *const tests[] = { t1, t2 };
 
-	if (!wanted(t1->name) && (t2 == NULL || !wanted(t2->name)))
-		return;
-	tc = tcase_create(name);
-	tcase_add_unchecked_fixture(tc, setup, teardown_inst);
-	tcase_add_checked_fixture(tc, NULL, close_all);
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	if (wanted(t1->name))
-		tcase_add_test(tc, t1);
-	if (t2 != NULL && wanted(t2->name))
-		tcase_add_test(tc, t2);
-	suite_add_tcase(s, tc);
+	(void)harness_add_tcase(s, "IT_ABUSE_ONLY", name, setup,
+	    teardown_inst, close_all, TEST_TIMEOUT_S, tests,
+	    t2 != NULL ? 2 : 1);
 }
 
 static Suite *
@@ -1637,9 +1613,7 @@ int
 main(void)
 {
 	unsigned char rnd[8];
-	SRunner *sr;
 	size_t i;
-	int failed;
 
 	/* Before any fork: every test's passwords start with it. */
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
@@ -1650,11 +1624,5 @@ main(void)
 	for (i = 0; i < sizeof(rnd); i++)
 		(void)snprintf(stem + strlen(stem), sizeof(stem) - strlen(stem),
 		    "%02x", rnd[i]);
-	sr = srunner_create(abuse_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (servers_state != 0)
-		harness_stop_all(&H);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return harness_run_suite(abuse_suite(), &H, servers_state != 0);
 }

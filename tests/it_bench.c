@@ -469,12 +469,6 @@ bench_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	sr = srunner_create(bench_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	/* Its fixtures stop the servers they start. */
+	return harness_run_suite(bench_suite(), NULL, 0);
 }

@@ -1133,22 +1133,6 @@ checked_teardown(void)
 	peers_close();
 }
 
-/* IT_CLI_ONLY=name[,name...] runs only those tests. */
-static int
-wanted(const char *name)
-{
-	const char *only = getenv("IT_CLI_ONLY"), *p;
-	size_t len = strlen(name);
-
-	if (only == NULL)
-		return 1;
-	for (p = strstr(only, name); p != NULL; p = strstr(p + 1, name))
-		if ((p == only || p[-1] == ',') &&
-		    (p[len] == '\0' || p[len] == ','))
-			return 1;
-	return 0;
-}
-
 static Suite *
 cli_suite(void)
 {
@@ -1163,37 +1147,20 @@ cli_suite(void)
 		test_oneshot_script,
 	};
 	Suite *s = suite_create("it_cli");
-	TCase *tu = tcase_create("parser"), *tc = tcase_create("terminal");
-	size_t i;
-	int n;
+	TCase *tu = tcase_create("parser");
 
-	if (wanted("test_parse")) {
+	if (harness_wanted("IT_CLI_ONLY", "test_parse")) {
 		tcase_add_test(tu, test_parse);
 		suite_add_tcase(s, tu);
 	}
-	tcase_add_unchecked_fixture(tc, setup, teardown);
-	tcase_add_checked_fixture(tc, NULL, checked_teardown);
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	for (i = n = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		if (wanted(all[i]->name)) {
-			tcase_add_test(tc, all[i]);
-			n++;
-		}
-	if (n > 0)
-		suite_add_tcase(s, tc);
+	(void)harness_add_tcase(s, "IT_CLI_ONLY", "terminal", setup, teardown,
+	    checked_teardown, TEST_TIMEOUT_S, all,
+	    sizeof(all) / sizeof(all[0]));
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(cli_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (harness_tried)
-		harness_stop_all(&H);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return harness_run_suite(cli_suite(), &H, harness_tried);
 }

@@ -2177,42 +2177,11 @@ teardown(void)
 
 /* --- runner ---------------------------------------------------------------- */
 
-/* IT_CLUSTER_ONLY=name[,name...] runs only those tests. */
-static int
-wanted(const char *name)
-{
-	const char *only = getenv("IT_CLUSTER_ONLY"), *p;
-	size_t len = strlen(name);
-
-	if (only == NULL)
-		return 1;
-	for (p = strstr(only, name); p != NULL; p = strstr(p + 1, name))
-		if ((p == only || p[-1] == ',') &&
-		    (p[len] == '\0' || p[len] == ','))
-			return 1;
-	return 0;
-}
-
 static void
 add_tcase(Suite *s, const char *name, const TTest *const *tests, size_t n)
 {
-	TCase *tc;
-	size_t i;
-	int want = 0;
-
-	/* A TCase without tests would still run its fixture. */
-	for (i = 0; i < n; i++)
-		want += wanted(tests[i]->name);
-	if (want == 0)
-		return;
-	tc = tcase_create(name);
-	tcase_add_unchecked_fixture(tc, setup, teardown);
-	tcase_add_checked_fixture(tc, NULL, close_all);
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	for (i = 0; i < n; i++)
-		if (wanted(tests[i]->name))
-			tcase_add_test(tc, tests[i]);
-	suite_add_tcase(s, tc);
+	(void)harness_add_tcase(s, "IT_CLUSTER_ONLY", name, setup, teardown,
+	    close_all, TEST_TIMEOUT_S, tests, n);
 }
 
 static Suite *
@@ -2265,13 +2234,5 @@ cluster_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(cluster_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (harness_tried)
-		harness_stop_all(&H);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return harness_run_suite(cluster_suite(), &H, harness_tried);
 }
