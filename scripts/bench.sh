@@ -67,10 +67,10 @@ if ! flock -n 9; then
 	exit 1
 fi
 chmod 700 "$state"
-mysock="$state/mysql.sock"
+who=bench
+. scripts/servers.sh
 ufile="$state/bench-users.txt"
 results="$state/results.jsonl"
-user=$(id -un)
 pids=""
 
 say() { echo "== $*" >&2; }
@@ -93,62 +93,13 @@ stop_chatd() {
 
 stop_all() {
 	stop_chatd
-	[ -f "$state/mariadb.pid" ] && kill "$(cat "$state/mariadb.pid")" 2>/dev/null || true
-	redis-cli -s "$state/redis.sock" shutdown nosave >/dev/null 2>&1 || true
-	i=0
-	while [ -f "$state/mariadb.pid" ] && [ $i -lt 60 ]; do
-		sleep 0.5; i=$((i + 1))
-	done
+	servers_stop
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 start_servers() {
-	if [ ! -d "$state/mysql/mysql" ]; then
-		say "initialising MariaDB in $state/mysql"
-		mariadb-install-db --no-defaults --datadir="$state/mysql" \
-		    --user="$user" --auth-root-authentication-method=normal \
-		    --skip-test-db >"$state/mariadb-install.log" 2>&1
-	fi
-	# The same server settings as scripts/run.sh (the quickstart).
-	setsid mariadbd --no-defaults --datadir="$state/mysql" \
-	    --socket="$mysock" --skip-networking \
-	    --pid-file="$state/mariadb.pid" --log-error="$state/mariadb.err" \
-	    --user="$user" --innodb-buffer-pool-size=64M --max-connections=500 \
-	    </dev/null >/dev/null 2>&1 &
-	setsid redis-server --port 0 --unixsocket "$state/redis.sock" \
-	    --unixsocketperm 700 --dir "$state" --save "" --appendonly no \
-	    --maxclients 10000 --logfile "$state/redis.log" \
-	    </dev/null >/dev/null 2>&1 &
-	i=0
-	until mariadb --no-defaults -uroot --socket="$mysock" -e 'SELECT 1' \
-	    >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 120 ] || { echo "bench: MariaDB did not start, see $state/mariadb.err" >&2; exit 1; }
-		sleep 0.5
-	done
-	i=0
-	until redis-cli -s "$state/redis.sock" ping >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 60 ] || { echo "bench: Redis did not start" >&2; exit 1; }
-		sleep 0.5
-	done
-	if [ ! -f "$state/db-password" ]; then
-		head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$state/db-password"
-		chmod 600 "$state/db-password"
-		pw=$(cat "$state/db-password")
-		mariadb --no-defaults -uroot --socket="$mysock" <<SQL
-CREATE DATABASE IF NOT EXISTS chat CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
-CREATE USER IF NOT EXISTS 'chatd'@'localhost' IDENTIFIED BY '$pw';
-GRANT ALL ON chat.* TO 'chatd'@'localhost';
-SQL
-	fi
-	for f in sql/migrations/*.sql; do
-		m="$state/applied-$(basename "$f")"
-		[ -f "$m" ] && continue
-		mariadb --no-defaults -uroot --socket="$mysock" chat <"$f"
-		: >"$m"
-	done
+	servers_start --max-connections=500
 }
 
 # write_conf NAME PORT WORKERS [extra key = value lines...]
@@ -174,7 +125,7 @@ write_conf() {
 		echo "db_socket = $mysock"
 		echo "db_name = chat"
 		echo "db_user = chatd"
-		echo "db_password = $(cat "$state/db-password")"
+		echo "db_password = $db_password"
 	} >"$conf"
 	chmod 600 "$conf"
 	# The control socket (chatctl) goes in the state directory when this

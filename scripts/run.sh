@@ -13,67 +13,16 @@ state=${CHATD_STATE:-$top/state}
 port=${CHATD_PORT:-6000}
 mkdir -p "$state"
 chmod 700 "$state"
-user=$(id -un)
-mysock="$state/mysql.sock"
-
-if [ ! -d "$state/mysql/mysql" ]; then
-	echo "run: initialising MariaDB in $state/mysql" >&2
-	mariadb-install-db --no-defaults --datadir="$state/mysql" \
-	    --user="$user" --auth-root-authentication-method=normal \
-	    --skip-test-db >"$state/mariadb-install.log" 2>&1
-fi
-
-# The servers run in their own sessions so Ctrl-C reaches only chatd;
-# the trap stops them after chatd has exited.
-setsid mariadbd --no-defaults --datadir="$state/mysql" --socket="$mysock" \
-    --skip-networking --pid-file="$state/mariadb.pid" \
-    --log-error="$state/mariadb.err" --user="$user" \
-    --innodb-buffer-pool-size=64M </dev/null >/dev/null 2>&1 &
-setsid redis-server --port 0 --unixsocket "$state/redis.sock" \
-    --unixsocketperm 700 --dir "$state" --save "" --appendonly no \
-    --logfile "$state/redis.log" </dev/null >/dev/null 2>&1 &
+who=run
+. scripts/servers.sh
 
 stop_servers() {
-	for pidfile in "$state/mariadb.pid"; do
-		[ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
-	done
-	redis-cli -s "$state/redis.sock" shutdown nosave >/dev/null 2>&1 || true
-	i=0
-	while [ -f "$state/mariadb.pid" ] && [ $i -lt 60 ]; do
-		sleep 0.5; i=$((i + 1))
-	done
+	servers_stop
 	echo "run: MariaDB and Redis stopped" >&2
 }
 trap stop_servers EXIT
 trap 'exit 130' INT TERM
-
-i=0
-until redis-cli -s "$state/redis.sock" ping >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 60 ] || { echo "run: Redis did not start, see $state/redis.log" >&2; exit 1; }
-	sleep 0.5
-done
-i=0
-until mariadb --no-defaults -uroot --socket="$mysock" -e 'SELECT 1' >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 120 ] || { echo "run: MariaDB did not start, see $state/mariadb.err" >&2; exit 1; }
-	sleep 0.5
-done
-
-if [ ! -f "$state/db-password" ]; then
-	head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$state/db-password"
-	chmod 600 "$state/db-password"
-	pw=$(cat "$state/db-password")
-	mariadb --no-defaults -uroot --socket="$mysock" <<SQL
-CREATE DATABASE IF NOT EXISTS chat CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
-CREATE USER IF NOT EXISTS 'chatd'@'localhost' IDENTIFIED BY '$pw';
-GRANT ALL ON chat.* TO 'chatd'@'localhost';
-SQL
-fi
-pw=$(cat "$state/db-password")
-for f in sql/migrations/*.sql; do
-	mariadb --no-defaults -uroot --socket="$mysock" chat <"$f"
-done
+servers_start
 
 conf="$state/chatd.conf"
 cat >"$conf" <<CONF
@@ -88,7 +37,7 @@ redis_socket = $state/redis.sock
 db_socket = $mysock
 db_name = chat
 db_user = chatd
-db_password = $pw
+db_password = $db_password
 CONF
 chmod 600 "$conf"
 echo "run: chatd on 127.0.0.1:$port (Ctrl-C stops it)" >&2
