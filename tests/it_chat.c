@@ -2866,6 +2866,34 @@ bp_begin(void)
 	begin_on(BP_INST);
 }
 
+/* A sender on worker wa pipelines sp's ONE_CHATs to a recipient on
+ * worker wb, who reads all the time; nothing takes another path. */
+static void
+bp_pair(struct bp_run_spec *sp, int wa, int wb)
+{
+	struct user a, b;
+	struct bp_peer peers[2];
+	struct bp_counters k0;
+
+	bp_begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_online(&a, 1u << wa);
+	user_online(&b, 1u << wb);
+	sp->msgid = MSG_ONE_CHAT;
+	sp->toid = b.id;
+	memset(peers, 0, sizeof(peers));
+	peers[0].u = &a;
+	peers[0].sender = 0;
+	peers[0].receives = 0;
+	peers[1].u = &b;
+	peers[1].sender = -1;
+	peers[1].receives = 1;
+	bp_counters_get(&k0);
+	bp_run(peers, 2, sp);
+	bp_no_fallback(&k0, sp->what);
+}
+
 /*
  * A sender on worker 0 pipelines BP_A_NMSG short chats to a recipient on
  * worker 1 in one burst: every one arrives once, in order, and is ACKed
@@ -2877,31 +2905,12 @@ bp_begin(void)
 #define BP_A_TEXTLEN	12
 START_TEST(test_cross_worker_order_pipelined)
 {
-	struct user a, b;
-	struct bp_peer peers[2];
 	struct bp_run_spec sp = {
-		.msgid = MSG_ONE_CHAT, .nmsg = BP_A_NMSG,
-		.textlen = BP_A_TEXTLEN,
+		.nmsg = BP_A_NMSG, .textlen = BP_A_TEXTLEN,
 		.what = "pipelined ONE_CHAT across workers",
 	};
-	struct bp_counters k0;
 
-	bp_begin();
-	user_new(&a, "a");
-	user_new(&b, "b");
-	user_online(&a, 1u << 0);
-	user_online(&b, 1u << 1);
-	sp.toid = b.id;
-	memset(peers, 0, sizeof(peers));
-	peers[0].u = &a;
-	peers[0].sender = 0;
-	peers[0].receives = 0;
-	peers[1].u = &b;
-	peers[1].sender = -1;
-	peers[1].receives = 1;
-	bp_counters_get(&k0);
-	bp_run(peers, 2, &sp);
-	bp_no_fallback(&k0, sp.what);
+	bp_pair(&sp, 0, 1);
 }
 END_TEST
 
@@ -2917,31 +2926,12 @@ END_TEST
 #define BP_D_TEXTLEN	700
 START_TEST(test_burst_over_max_output_prompt_reader)
 {
-	struct user a, b;
-	struct bp_peer peers[2];
 	struct bp_run_spec sp = {
-		.msgid = MSG_ONE_CHAT, .nmsg = BP_D_NMSG,
-		.textlen = BP_D_TEXTLEN, .over_cap = 1,
+		.nmsg = BP_D_NMSG, .textlen = BP_D_TEXTLEN, .over_cap = 1,
 		.what = "burst over max_output to a prompt reader",
 	};
-	struct bp_counters k0;
 
-	bp_begin();
-	user_new(&a, "d");
-	user_new(&b, "e");
-	user_online(&a, 1u << 0);
-	user_online(&b, 1u << 0);
-	sp.toid = b.id;
-	memset(peers, 0, sizeof(peers));
-	peers[0].u = &a;
-	peers[0].sender = 0;
-	peers[0].receives = 0;
-	peers[1].u = &b;
-	peers[1].sender = -1;
-	peers[1].receives = 1;
-	bp_counters_get(&k0);
-	bp_run(peers, 2, &sp);
-	bp_no_fallback(&k0, sp.what);
+	bp_pair(&sp, 0, 0);
 }
 END_TEST
 
