@@ -53,31 +53,76 @@ jbuf_raw(struct jbuf *b, const char *s, size_t n)
 	b->len += n;
 }
 
+/* 0x80 in each byte of v that is zero (exact as a whole-word test). */
+#define JSONW_ONES	0x0101010101010101ULL
+#define JSONW_HIGHS	0x8080808080808080ULL
+#define JSONW_ZERO(v)	(((v) - JSONW_ONES) & ~(v) & JSONW_HIGHS)
+
+size_t
+json_plain_span(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+	uint64_t w;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, u + i, sizeof(w));
+		/* A byte below 0x20, a '"' or a '\\' somewhere in w. */
+		if (((w - 0x20 * JSONW_ONES) & ~w & JSONW_HIGHS) |
+		    JSONW_ZERO(w ^ ('"' * JSONW_ONES)) |
+		    JSONW_ZERO(w ^ ('\\' * JSONW_ONES)))
+			break;
+	}
+	for (; i < n; i++)
+		if (u[i] < 32 || u[i] == '"' || u[i] == '\\')
+			break;
+	return i;
+}
+
+/* Bytes the escape of ch takes in a JSON string (ch needs one). */
+static size_t
+jbuf_escape_len(unsigned char ch)
+{
+	return ch < 32 && ch != '\b' && ch != '\f' && ch != '\n' &&
+	    ch != '\r' && ch != '\t' ? 6 : 2;
+}
+
 void
 jbuf_str(struct jbuf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)s;
-	size_t n = strlen(s), out = n + 2, i;
+	size_t n = strlen(s), i, k, run, more;
+	int grown = 0;
 	char *o;
 
-	/* The exact size first: reserving 6 bytes per byte would keep a
-	 * scratch buffer of 6 times the longest message. */
-	for (i = 0; i < n; i++)
-		if (u[i] < 32 || u[i] == '"' || u[i] == '\\')
-			out += u[i] < 32 && u[i] != '\b' && u[i] != '\f' &&
-			    u[i] != '\n' && u[i] != '\r' && u[i] != '\t' ? 5 : 1;
-	if (jbuf_reserve(b, out) == -1)
+	/* Most strings need no escape: one pass.  At the first escape,
+	 * the rest is measured and reserved exactly (reserving 6 bytes per
+	 * byte would keep a scratch buffer of 6 times the longest
+	 * message). */
+	if (jbuf_reserve(b, n + 2) == -1)
 		return;
 	o = b->p + b->len;
 	*o++ = '"';
-	for (i = 0; i < n; i++) {
-		unsigned char ch = u[i];
+	for (i = 0;; i++) {
+		unsigned char ch;
 
-		if (ch >= 32 && ch != '"' && ch != '\\') {
-			*o++ = (char)ch;
-			continue;
+		run = json_plain_span(s + i, n - i);
+		memcpy(o, s + i, run);
+		o += run;
+		if ((i += run) == n)
+			break;
+		if (!grown) {
+			for (more = 1, k = i; k < n;
+			    k += 1 + json_plain_span(s + k + 1, n - k - 1))
+				more += jbuf_escape_len(u[k]) - 1;
+			b->len = (size_t)(o - b->p);
+			if (jbuf_reserve(b, n - i + more) == -1)
+				return;
+			o = b->p + b->len;
+			grown = 1;
 		}
+		ch = u[i];
 		*o++ = '\\';
 		switch (ch) {
 		case '"': *o++ = '"'; break;

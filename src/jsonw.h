@@ -32,4 +32,10 @@ void jbuf_str(struct jbuf *b, const char *s);
 /* Append v in decimal. */
 void jbuf_u64(struct jbuf *b, uint64_t v);
 
+/*
+ * Length of the longest prefix of s[0..n) that a JSON string holds as it
+ * is: no byte below 0x20, no '"' and no '\\'.  Eight bytes at a time.
+ */
+size_t json_plain_span(const char *s, size_t n);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "protocol.h"
+#include "jsonw.h"
 #include "request.h"
 #include "utf8.h"
 
@@ -140,28 +141,26 @@ field_check(const struct field_spec *fs, const cJSON *item,
 static int
 json_string_check(const char *buf, size_t len)
 {
-	size_t i;
-	int in_string = 0;
+	const char *p = buf, *end = buf + len;
 
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)buf[i];
-
-		if (!in_string) {
-			in_string = ch == '"';
-			continue;
+	while ((p = memchr(p, '"', (size_t)(end - p))) != NULL) {
+		/* Inside a string, after its opening quote. */
+		for (p++;;) {
+			p += json_plain_span(p, (size_t)(end - p));
+			if (p == end)
+				return 0;
+			if ((unsigned char)*p < 0x20)
+				return CERR_BAD_JSON;
+			if (*p++ == '"')
+				break;
+			/* A backslash: skip the escaped byte. */
+			if (p == end)
+				return 0;
+			if (*p == 'u' && end - p > 4 &&
+			    memcmp(p + 1, "0000", 4) == 0)
+				return CERR_BAD_REQUEST;
+			p++;
 		}
-		if (ch < 0x20)
-			return CERR_BAD_JSON;
-		if (ch == '"') {
-			in_string = 0;
-			continue;
-		}
-		if (ch != '\\' || i + 1 >= len)
-			continue;
-		i++;
-		if (buf[i] == 'u' && i + 4 < len && buf[i + 1] == '0' &&
-		    buf[i + 2] == '0' && buf[i + 3] == '0' && buf[i + 4] == '0')
-			return CERR_BAD_REQUEST;
 	}
 	return 0;
 }

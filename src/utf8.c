@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include "utf8.h"
 
@@ -50,7 +51,14 @@ utf8_valid(const char *s, size_t len)
 
 	while (i < len) {
 		if (p[i] < 0x80) {
-			i++;
+			uint64_t w;
+
+			/* ASCII, eight bytes at a time. */
+			for (i++; i + 8 <= len; i += 8) {
+				memcpy(&w, p + i, sizeof(w));
+				if (w & 0x8080808080808080ULL)
+					break;
+			}
 			continue;
 		}
 		if ((n = utf8_decode(p + i, len - i, &cp)) == 0)

@@ -1095,6 +1095,90 @@ START_TEST(test_jsonw_str_random)
 }
 END_TEST
 
+/* The word-at-a-time scan against the byte rule, for each byte value at
+ * each position of strings up to 40 bytes, at every alignment. */
+START_TEST(test_json_plain_span_every_position)
+{
+	char buf[64];
+	size_t n, pos, align, want;
+	int ch;
+
+	for (align = 0; align < 8; align++)
+		for (n = 0; n <= 40; n++) {
+			memset(buf, 'a', sizeof(buf));
+			ck_assert_uint_eq(json_plain_span(buf + align, n), n);
+			for (pos = 0; pos < n; pos++)
+				for (ch = 0; ch < 256; ch++) {
+					memset(buf, ch & 1 ? 'a' : 0xe4,
+					    sizeof(buf));
+					buf[align + pos] = (char)ch;
+					want = ch < 32 || ch == '"' ||
+					    ch == '\\' ? pos : n;
+					ck_assert_uint_eq(json_plain_span(
+					    buf + align, n), want);
+				}
+		}
+}
+END_TEST
+
+/* The ASCII fast path of utf8_valid: a bad byte or a good sequence after
+ * runs of every length. */
+START_TEST(test_utf8_after_ascii_runs)
+{
+	char buf[64];
+	size_t n, pos;
+
+	for (n = 1; n <= 40; n++)
+		for (pos = 0; pos + 1 < n; pos++) {
+			memset(buf, 'a', sizeof(buf));
+			buf[pos] = (char)0xff;
+			ck_assert_int_eq(utf8_valid(buf, n), 0);
+			buf[pos] = (char)0xc3;
+			ck_assert_int_eq(utf8_valid(buf, n), 0);
+			buf[pos + 1] = (char)0xa9;
+			ck_assert_int_eq(utf8_valid(buf, n), 1);
+			/* Cut inside the sequence. */
+			ck_assert_int_eq(utf8_valid(buf, pos + 1), 0);
+		}
+}
+END_TEST
+
+/* The string check of request_parse (raw control bytes, \u0000, escaped
+ * quotes) at every position of a long message. */
+START_TEST(test_string_check_every_position)
+{
+	char msg[48], json[128];
+	size_t pos, len;
+
+	for (pos = 0; pos + 6 <= 40; pos++) {
+		memset(msg, 'm', 40);
+		msg[40] = '\0';
+		msg[pos] = '\x01';
+		len = (size_t)snprintf(json, sizeof(json),
+		    "{\"msgid\":6,\"toid\":1,\"msg\":\"%s\"}", msg);
+		ck_assert_int_eq(request_parse(&r, json, len, &lim, errmsg,
+		    sizeof(errmsg)), CERR_BAD_JSON);
+		request_free(&r);
+		memcpy(msg + pos, "\\u0000", 6);
+		msg[40] = '\0';
+		len = (size_t)snprintf(json, sizeof(json),
+		    "{\"msgid\":6,\"toid\":1,\"msg\":\"%s\"}", msg);
+		ck_assert_int_eq(request_parse(&r, json, len, &lim, errmsg,
+		    sizeof(errmsg)), CERR_BAD_REQUEST);
+		request_free(&r);
+		memset(msg, 'm', 40);
+		memcpy(msg + pos, "\\\"\\\\", 4);
+		msg[40] = '\0';
+		len = (size_t)snprintf(json, sizeof(json),
+		    "{\"msgid\":6,\"toid\":1,\"msg\":\"%s\"}", msg);
+		ck_assert_int_eq(request_parse(&r, json, len, &lim, errmsg,
+		    sizeof(errmsg)), 0);
+		ck_assert_uint_eq(strlen(request_str(&r, "msg")), 38);
+		request_free(&r);
+	}
+}
+END_TEST
+
 START_TEST(test_jsonw_u64_like_cjson)
 {
 	/* Ids (32 bits) and millisecond times: all below 10^15, where
@@ -1188,6 +1272,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_name_control_chars);
 	tcase_add_test(tc, test_message_may_hold_controls);
 	tcase_add_test(tc, test_raw_nul_in_string_refused);
+	tcase_add_test(tc, test_string_check_every_position);
 	tcase_add_test(tc, test_message_length);
 	tcase_add_test(tc, test_invalid_utf8);
 	tcase_add_test(tc, test_chinese_text);
@@ -1214,6 +1299,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_utf8_printable);
 	tcase_add_test(tc, test_utf8_every_two_byte_lead);
 	tcase_add_test(tc, test_utf8_every_code_point);
+	tcase_add_test(tc, test_utf8_after_ascii_runs);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("jsonw");
@@ -1221,6 +1307,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_jsonw_str_random);
 	tcase_add_test(tc, test_jsonw_u64_like_cjson);
 	tcase_add_test(tc, test_jsonw_grows);
+	tcase_add_test(tc, test_json_plain_span_every_position);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strerror");
