@@ -80,7 +80,8 @@ struct bus_cmd {
 		bus_publish_fn publish;
 	} fn;
 	void *arg;
-	size_t n;		/* refresh: the sessions of the batch */
+	size_t n;		/* refresh: the sessions of the batch;
+				 * a group announcement: its receivers */
 	uint32_t *uids;
 	uint64_t *tokens;
 	/* Arguments: argv[0] and argv[1] are left for "EVAL[SHA]" and the
@@ -907,6 +908,44 @@ bus_hint_pull(struct worker *w, uint32_t uid)
 		(void)umap_put(&b->hints, uid, (void *)1);
 }
 
+/* The PING after a group announcement answered: see announce_done. */
+static void
+announce_flushed(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
+	c->fn.publish(b->w, c->arg, reply != NULL &&
+	    reply->type != REDIS_REPLY_ERROR ? (long)c->n : -1);
+}
+
+/*
+ * The announcement's PUBLISH answered.  Redis has queued the message for
+ * every subscriber, but it writes the publisher's reply first: another
+ * host may not have the message yet when we have the reply, and a client
+ * told now could send to the group there before that host drops its
+ * cached copy.  Redis writes out all it has queued (as much as each
+ * socket takes) before it reads more commands, so the answer to a PING
+ * sent now comes after every subscriber has been sent the announcement.
+ */
+static void
+announce_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
+	struct bus_cmd *p;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		publish_done(b, c, reply);
+		return;
+	}
+	p = cmd_new(-1, 1, 8, 0);
+	cmd_argstr(p, "PING");
+	p->done = announce_flushed;
+	p->fn.publish = c->fn.publish;
+	p->arg = c->arg;
+	p->n = (size_t)reply->integer;
+	if (cmd_send(b, p) == -1) {
+		free(p);
+		c->fn.publish(b->w, c->arg, -1);
+	}
+}
+
 void
 bus_group_changed(struct worker *w, uint32_t gid, bus_publish_fn fn,
     void *arg)
@@ -922,7 +961,7 @@ bus_group_changed(struct worker *w, uint32_t gid, bus_publish_fn fn,
 	cmd_argstr(c, "PUBLISH");
 	cmd_argstr(c, b->groups_channel);
 	cmd_argnum(c, (long)gid);
-	c->done = publish_done;
+	c->done = announce_done;
 	c->fn.publish = fn;
 	c->arg = arg;
 	if (cmd_send(b, c) == -1) {

@@ -49,7 +49,8 @@ void bus_release(struct worker *w, uint32_t uid, uint64_t token);
 int bus_publish(struct worker *w, uint32_t uid, const char *frame,
     size_t len, bus_publish_fn fn, void *arg);
 /* Tell every node that group gid's membership changed; fn is called
- * once Redis has passed it on (or at once, receivers -1, when down). */
+ * once Redis has sent it to every subscriber (or with receivers -1 when
+ * Redis is down, at once, or the link failed). */
 void bus_group_changed(struct worker *w, uint32_t gid, bus_publish_fn fn,
     void *arg);
 /* Tell whichever host holds uid to pull its offline messages now (a
