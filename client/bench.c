@@ -51,6 +51,7 @@ static const char *const mode_names[] = {
 	[MODE_IDLE] = "idle",
 	[MODE_CHAT] = "chat",
 	[MODE_GROUP] = "group",
+	[MODE_HASH] = "hash",
 };
 
 struct child {
@@ -68,7 +69,7 @@ usage(int status)
 	FILE *fp = status == 0 ? stdout : stderr;
 
 	(void)fprintf(fp,
-"usage: chat-bench [options] register|login|idle|chat|group\n"
+"usage: chat-bench [options] register|login|idle|chat|group|hash\n"
 "  -t, --target HOST:PORT[,...]  chatd (or chat-relay) addresses [%s]\n"
 "  -R, --relay                   the targets are chat-relay(1)\n"
 "  -n, --users N                 users / connections [1000]\n"
@@ -91,6 +92,8 @@ usage(int status)
 "      --ping SEC                idle: PING every SEC seconds [0: never]\n"
 "      --nagle                   leave Nagle's algorithm on\n"
 "      --ack                     ask for an ACK of every chat frame\n"
+"      --hash-ops N              hash: argon2id passes [2]\n"
+"      --hash-mem-kib N          hash: argon2id memory, KiB [65536]\n"
 "  -p, --server-pid PID[,...]    server master pids: CPU and memory\n"
 "      --timeout SEC             one request [30]\n"
 "      --setup-timeout SEC       connecting and logging in [600]\n"
@@ -145,7 +148,8 @@ static void
 parse_args(struct bench_opts *o, int argc, char **argv)
 {
 	enum { O_PREFIX = 256, O_PASSWORD, O_WARMUP, O_DRAIN, O_SOURCES,
-	    O_PING, O_NAGLE, O_ACK, O_TIMEOUT, O_SETUP_TIMEOUT, O_JSON };
+	    O_PING, O_NAGLE, O_ACK, O_TIMEOUT, O_SETUP_TIMEOUT, O_JSON,
+	    O_HASH_OPS, O_HASH_MEM };
 	static const struct option longopts[] = {
 		{ "target", required_argument, NULL, 't' },
 		{ "relay", no_argument, NULL, 'R' },
@@ -173,6 +177,8 @@ parse_args(struct bench_opts *o, int argc, char **argv)
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "setup-timeout", required_argument, NULL, O_SETUP_TIMEOUT },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "hash-ops", required_argument, NULL, O_HASH_OPS },
+		{ "hash-mem-kib", required_argument, NULL, O_HASH_MEM },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -192,6 +198,8 @@ parse_args(struct bench_opts *o, int argc, char **argv)
 	o->warmup = 1;
 	o->drain = 2;
 	o->window = 1;
+	o->hash_ops = 2;
+	o->hash_mem_kib = 65536;
 	o->size = 64;
 	o->group_size = 50;
 	o->concurrency = 64;
@@ -298,6 +306,13 @@ parse_args(struct bench_opts *o, int argc, char **argv)
 		case O_JSON:
 			o->json = 1;
 			break;
+		case O_HASH_OPS:
+			o->hash_ops = (int)num_arg("--hash-ops", optarg, 1, 10);
+			break;
+		case O_HASH_MEM:
+			o->hash_mem_kib = (long)num_arg("--hash-mem-kib", optarg,
+			    8, 4194304);
+			break;
 		case 'h':
 			usage(0);
 		default:
@@ -306,13 +321,17 @@ parse_args(struct bench_opts *o, int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		usage(2);
-	for (i = 0; i <= MODE_GROUP; i++)
+	for (i = 0; i <= MODE_HASH; i++)
 		if (strcmp(argv[optind], mode_names[i]) == 0)
 			break;
-	if (i > MODE_GROUP)
-		die("unknown mode \"%s\" (register, login, idle, chat, group)",
-		    argv[optind]);
+	if (i > MODE_HASH)
+		die("unknown mode \"%s\" (register, login, idle, chat, group, "
+		    "hash)", argv[optind]);
 	o->mode = (enum bench_mode)i;
+	/* One hash at a time unless told: chatd's hash_concurrency on two
+	 * CPUs. */
+	if (o->mode == MODE_HASH && o->threads == 0)
+		o->threads = 1;
 	if (bench_parse_targets(o, targets, err, sizeof(err)) == -1)
 		die("--target: %s", err);
 	/* Storms are bounded by their users; -d is then only a time cap. */
@@ -815,6 +834,8 @@ main(int argc, char **argv)
 	const char *why = NULL;
 
 	parse_args(&o, argc, argv);
+	if (o.mode == MODE_HASH)
+		return bench_hash(&o);
 	o.run_id = (uint16_t)((unsigned)getpid() ^ (unsigned)time(NULL));
 	memset(&rp, 0, sizeof(rp));
 	rp.o = &o;

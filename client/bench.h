@@ -38,6 +38,7 @@ enum bench_mode {
 	MODE_IDLE,		/* hold N logged-in connections */
 	MODE_CHAT,		/* 1:1 among N online users */
 	MODE_GROUP,		/* groups of G members */
+	MODE_HASH,		/* password hashes, no server: a control */
 };
 
 struct bench_target {
@@ -74,6 +75,8 @@ struct bench_opts {
 	int nserver;
 	int timeout_ms;		/* one request */
 	double setup_timeout;	/* seconds for connecting and logging in */
+	int hash_ops;		/* hash: argon2id passes */
+	long hash_mem_kib;	/* hash: argon2id memory */
 	uint16_t run_id;	/* tells this run's messages from old ones */
 	uint32_t *ids;		/* server id of user first+i; 0: unknown */
 };
@@ -130,6 +133,8 @@ void bench_merge(struct bench_result *d, const struct bench_result *s);
 
 /* bench_sys.c */
 int64_t bench_now(void);			/* CLOCK_MONOTONIC ns */
+/* Mode hash (bench_hash.c): the whole run; the exit status. */
+int bench_hash(const struct bench_opts *o);
 void bench_sleep_until(int64_t t);
 struct bench_usage {
 	double host_busy_s;	/* /proc/stat: all CPUs, not idle */

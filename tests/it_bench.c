@@ -399,6 +399,26 @@ START_TEST(test_relay)
 }
 END_TEST
 
+/* The storm's control: hashes on threads of chat-bench, no server. */
+START_TEST(test_hash)
+{
+	cJSON *j;
+
+	j = bench_json("-d", "0.5", "-T", "2", "--hash-ops", "1",
+	    "--hash-mem-kib", "64", "hash", NULL);
+	ck_assert_int_eq((int)num(j, "threads"), 2);
+	ck_assert_int_eq((int)num(j, "opslimit"), 1);
+	ck_assert_int_eq((int)num(j, "memlimit_kib"), 64);
+	/* 64 KiB, one pass: thousands a second even under a sanitizer. */
+	ck_assert_msg(num(j, "hashes") >= 10, "%g hashes", num(j, "hashes"));
+	ck_assert_msg(num(j, "duration_s") >= 0.5 &&
+	    num(j, "duration_s") < 30, "ran %g s", num(j, "duration_s"));
+	ck_assert_msg(num(j, "hashes_per_s") > 0 && num(j, "cpu_s") > 0,
+	    "no rate or no CPU");
+	cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(test_table_and_usage)
 {
 	char out[OUT_MAX], err[OUT_MAX];
@@ -462,6 +482,7 @@ bench_suite(void)
 	tcase_add_test(tc, test_login_idle);
 	tcase_add_test(tc, test_relay);
 	tcase_add_test(tc, test_table_and_usage);
+	tcase_add_test(tc, test_hash);
 	suite_add_tcase(s, tc);
 	return s;
 }
