@@ -896,16 +896,36 @@ bus_publish(struct worker *w, uint32_t uid, const char *frame, size_t len,
 	return 0;
 }
 
+/*
+ * A plain PUBLISH, not the script that publishes only while the user is
+ * claimed: just after Redis restarts, a host may have subscribed a user
+ * again (and pulled) before its claims are renewed, and a hint dropped
+ * then would leave what is stored next waiting for the next login.  A
+ * hint nobody holds a session for costs a PUBLISH that reaches nobody.
+ */
 void
 bus_hint_pull(struct worker *w, uint32_t uid)
 {
 	struct bus *b = w->bus;
+	char ch[CLUSTER_KEY_MAX];
+	struct bus_cmd *c;
 
 	if (b == NULL)
 		return;
-	if (bus_publish(w, uid, CLUSTER_PULL_HINT, strlen(CLUSTER_PULL_HINT),
-	    NULL, NULL) == -1)
+	if (!bus_up(b)) {
 		(void)umap_put(&b->hints, uid, (void *)1);
+		return;
+	}
+	cluster_channel_user(w->conf, uid, ch, sizeof(ch));
+	c = cmd_new(-1, 3, strlen(ch) + sizeof(CLUSTER_PULL_HINT) + 16, 0);
+	cmd_argstr(c, "PUBLISH");
+	cmd_argstr(c, ch);
+	cmd_argstr(c, CLUSTER_PULL_HINT);
+	c->done = publish_done;
+	if (cmd_send(b, c) == -1) {
+		free(c);
+		(void)umap_put(&b->hints, uid, (void *)1);
+	}
 }
 
 /* The PING after a group announcement answered: see announce_done. */

@@ -1891,6 +1891,55 @@ START_TEST(test_group_cache_after_redis_outage)
 END_TEST
 
 /*
+ * A user online on host 1 whose claim is gone for a moment, as just after
+ * Redis restarted and before host 1 renews its claims: a message from
+ * host 0 is stored (the user looks offline), and the pull hint host 0
+ * publishes must still reach host 1.  It used to go through the script
+ * that publishes only to claimed users, was dropped, and the message
+ * waited for the user's next login.
+ */
+START_TEST(test_pull_hint_to_unclaimed_user)
+{
+	struct user a0, a1, *all[2] = { &a0, &a1 };
+	char key[256], type, out[64];
+	const char *argv[2];
+	long long num, deadline;
+	int tries;
+
+	begin();
+	user_new(&a0, "a0");
+	user_new(&a1, "a1");
+	online_at(&a0, 0);
+	online_at(&a1, 1);
+	(void)chat(&a0, &a1, NULL);
+	await(all, 2, PUSH_MS);
+
+	(void)snprintf(key, sizeof(key), "%sonline:%lld", prefix, a1.id);
+	argv[0] = "DEL";
+	argv[1] = key;
+	/* Host 1 re-creates the claim when it renews (every TTL / 3): in
+	 * the rare case it did so in between, the message went out live;
+	 * try again. */
+	for (tries = 0; tries < 3; tries++) {
+		ck_assert(redis_cmd(&type, out, sizeof(out), &num, 2, argv) ==
+		    0);
+		ck_assert_msg(num == 1, "a1 had no claim to delete");
+		if (chat(&a0, &a1, NULL) == 's')
+			break;
+	}
+	ck_assert_msg(tries < 3, "host 1 renewed the claim each time");
+	deadline = harness_now_ms() + SETTLE_MS;
+	while (ledger_missing(a1.id) > 0 && harness_now_ms() < deadline)
+		(void)pump(&a1, 20);
+	ck_assert_msg(ledger_missing(a1.id) == 0, "a message stored for a "
+	    "user online on host 1 while its claim was missing was not "
+	    "delivered within %d ms (its pull hint was dropped)", SETTLE_MS);
+	await(all, 2, PUSH_MS);
+	ledger_check();
+}
+END_TEST
+
+/*
  * Only the publishers lose Redis (CLIENT KILL TYPE normal: the
  * subscribers stay).  A message from host 0 for a user online on host 1
  * is stored while host 0's publisher reconnects, and since host 1's
@@ -2209,6 +2258,7 @@ cluster_suite(void)
 		test_friends_presence,
 		test_group_cache_cross_host,
 		test_script_flush,
+		test_pull_hint_to_unclaimed_user,
 	};
 	/* Messages right after a LOGIN_ACK or a join's ACK. */
 	const TTest *const after_ack[] = {
