@@ -516,6 +516,13 @@ struct login_job {
 	cJSON *friends;		/* [{id,name}] */
 	cJSON *groups;		/* [{id,groupname,groupdesc,users:[...]}] */
 	struct offline_batch off;
+	/* Made by login_run, off the event loop: */
+	struct presence *presence;	/* for the states of this host */
+	char *ack;		/* the LOGIN_ACK line */
+	size_t ack_len;
+	uint32_t *fids;		/* friend ids and their Redis states, */
+	unsigned char *fonline;	/* for the PRESENCE pushes */
+	size_t nf;
 };
 
 static int
@@ -530,6 +537,87 @@ login_add_group(void *arg, uint32_t id, const char *name, const char *desc,
 	cJSON_AddItemToObject(g, "users", cJSON_CreateArray());
 	cJSON_AddItemToArray(arg, g);
 	return 0;
+}
+
+/* Set each {id,...} of arr's "state" (online on this host, else what
+ * Redis said, else offline; `self`, who is logging in, online) and turn
+ * the objects into the classic array of JSON strings. */
+static cJSON *
+login_stringify(struct presence *p, cJSON *arr, int with_state,
+    uint32_t self)
+{
+	cJSON *out = cJSON_CreateArray(), *item;
+	char *s;
+
+	cJSON_ArrayForEach(item, arr) {
+		if (with_state && (uint32_t)cJSON_GetObjectItem(item,
+		    "id")->valuedouble == self) {
+			cJSON_DeleteItemFromObjectCaseSensitive(item, "state");
+			cJSON_AddStringToObject(item, "state", "online");
+		} else if (with_state)
+			json_set_state_in(p, item);
+		if ((s = cJSON_PrintUnformatted(item)) == NULL)
+			fatalx("%s: out of memory", __func__);
+		cJSON_AddItemToArray(out, cJSON_CreateString(s));
+		free(s);
+	}
+	return out;
+}
+
+/*
+ * The LOGIN_ACK line and the friends' ids and Redis states, on the job
+ * thread: for a member of big groups it is millions of instructions
+ * (every member, with its state, as a JSON string inside JSON), which the
+ * event loop would spend while its clients wait.  The presence table is
+ * shared memory that any thread may read.
+ */
+static void
+login_build_ack(struct login_job *lj)
+{
+	cJSON *obj, *g, *users;
+	size_t i;
+
+	lj->nf = (size_t)cJSON_GetArraySize(lj->friends);
+	if ((lj->fids = calloc(lj->nf + 1, sizeof(*lj->fids))) == NULL ||
+	    (lj->fonline = calloc(lj->nf + 1, 1)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	i = 0;
+	cJSON_ArrayForEach(g, lj->friends) {
+		lj->fids[i] = (uint32_t)cJSON_GetObjectItem(g,
+		    "id")->valuedouble;
+		lj->fonline[i++] = json_state_online(g);
+	}
+	obj = cJSON_CreateObject();
+	cJSON_AddNumberToObject(obj, "msgid", MSG_LOGIN_ACK);
+	cJSON_AddNumberToObject(obj, "errno", 0);
+	cJSON_AddNumberToObject(obj, "id", lj->uid);
+	cJSON_AddStringToObject(obj, "name", lj->name);
+	if (lj->ri.seq != NULL)
+		cJSON_AddItemToObject(obj, "seq", cJSON_Duplicate(lj->ri.seq,
+		    1));
+	cJSON_AddItemToObject(obj, "friends", login_stringify(lj->presence,
+	    lj->friends, 1, lj->uid));
+	cJSON_ArrayForEach(g, lj->groups) {
+		users = cJSON_DetachItemFromObject(g, "users");
+		cJSON_AddItemToObject(g, "users", login_stringify(lj->presence,
+		    users, 1, lj->uid));
+		cJSON_Delete(users);
+	}
+	cJSON_AddItemToObject(obj, "groups", login_stringify(lj->presence,
+	    lj->groups, 0, 0));
+	users = cJSON_CreateArray();
+	for (i = 0; i < lj->off.n; i++) {
+		lj->off.texts[i][lj->off.lens[i]] = '\0';
+		cJSON_AddItemToArray(users, cJSON_CreateString(lj->off.texts[i]));
+		lj->off.texts[i][lj->off.lens[i]] = '\n';
+	}
+	cJSON_AddItemToObject(obj, "offlinemsg", users);
+	lj->ack = reply_line(obj, &lj->ack_len);
+	cJSON_Delete(obj);
+	/* What is left is not needed on the loop. */
+	cJSON_Delete(lj->friends);
+	cJSON_Delete(lj->groups);
+	lj->friends = lj->groups = NULL;
 }
 
 static void
@@ -580,28 +668,10 @@ login_run(struct job *j, struct store *st)
 		lj->err = CERR_UNAVAILABLE;
 		goto out;
 	}
-	lj->err = 0;
+	login_build_ack(lj);
+	lj->err = lj->ack != NULL ? 0 : CERR_UNAVAILABLE;
 out:
 	sodium_memzero(lj->password, sizeof(lj->password));
-}
-
-/* Set each {id,...} of arr's "state" and turn the objects into the
- * classic array of JSON strings. */
-static cJSON *
-login_stringify(struct worker *w, cJSON *arr, int with_state)
-{
-	cJSON *out = cJSON_CreateArray(), *item;
-	char *s;
-
-	cJSON_ArrayForEach(item, arr) {
-		if (with_state)
-			json_set_state(w, item);
-		if ((s = cJSON_PrintUnformatted(item)) == NULL)
-			fatalx("%s: out of memory", __func__);
-		cJSON_AddItemToArray(out, cJSON_CreateString(s));
-		free(s);
-	}
-	return out;
 }
 
 static void
@@ -626,6 +696,9 @@ login_free(struct worker *w, struct login_job *lj)
 {
 	cJSON_Delete(lj->friends);
 	cJSON_Delete(lj->groups);
+	free(lj->ack);
+	free(lj->fids);
+	free(lj->fonline);
 	offline_batch_free(&lj->off);
 	reqinfo_free(&lj->ri);
 	conn_unref(w, lj->c);
@@ -650,11 +723,6 @@ static void
 login_finish(struct worker *w, struct login_job *lj)
 {
 	struct conn *c = lj->c;
-	cJSON *obj, *g, *friends, *groups, *off;
-	uint32_t *fids = NULL;
-	unsigned char *fonline = NULL;
-	size_t nf, i, inack, len;
-	char *line;
 
 	worker_list_del(w, c);
 	c->uid = lj->uid;
@@ -671,63 +739,21 @@ login_finish(struct worker *w, struct login_job *lj)
 	w->stats->logins_ok++;
 	log_info("user %u (%s) logged in", c->uid, c->name);
 
-	/* Friend ids and their states, for PRESENCE pushes. */
-	nf = (size_t)cJSON_GetArraySize(lj->friends);
-	if ((fids = calloc(nf + 1, sizeof(*fids))) == NULL ||
-	    (fonline = calloc(nf + 1, 1)) == NULL)
-		fatalx("%s: out of memory", __func__);
-	i = 0;
-	cJSON_ArrayForEach(g, lj->friends) {
-		fids[i] = (uint32_t)cJSON_GetObjectItem(g, "id")->valuedouble;
-		fonline[i++] = json_state_online(g);
-	}
-
-	obj = cJSON_CreateObject();
-	cJSON_AddNumberToObject(obj, "msgid", MSG_LOGIN_ACK);
-	cJSON_AddNumberToObject(obj, "errno", 0);
-	cJSON_AddNumberToObject(obj, "id", c->uid);
-	cJSON_AddStringToObject(obj, "name", c->name);
-	if (lj->ri.seq != NULL)
-		cJSON_AddItemToObject(obj, "seq", cJSON_Duplicate(lj->ri.seq,
-		    1));
-	friends = login_stringify(w, lj->friends, 1);
-	cJSON_AddItemToObject(obj, "friends", friends);
-	cJSON_ArrayForEach(g, lj->groups) {
-		cJSON *users = cJSON_DetachItemFromObject(g, "users");
-
-		cJSON_AddItemToObject(g, "users", login_stringify(w, users, 1));
-		cJSON_Delete(users);
-	}
-	groups = login_stringify(w, lj->groups, 0);
-	cJSON_AddItemToObject(obj, "groups", groups);
-	off = cJSON_CreateArray();
-	for (inack = 0; inack < lj->off.n; inack++) {
-		lj->off.texts[inack][lj->off.lens[inack]] = '\0';
-		cJSON_AddItemToArray(off,
-		    cJSON_CreateString(lj->off.texts[inack]));
-		lj->off.texts[inack][lj->off.lens[inack]] = '\n';
-	}
-	cJSON_AddItemToObject(obj, "offlinemsg", off);
-	line = reply_line(obj, &len);
-	cJSON_Delete(obj);
-	if (line == NULL || conn_send_uncapped(w, c, line, len) == -1) {
-		free(line);
+	if (conn_send_uncapped(w, c, lj->ack, lj->ack_len) == -1) {
 		conn_close(w, c, "cannot queue LOGIN_ACK");
 		goto out;	/* the offline rows stay stored */
 	}
-	free(line);
-	w->stats->offline_delivered += inack;
-	presence_push(w, c->uid, fids, lj->states_known ? fonline : NULL, nf,
-	    "online");
+	w->stats->offline_delivered += lj->off.n;
+	presence_push(w, c->uid, lj->fids, lj->states_known ? lj->fonline :
+	    NULL, lj->nf, "online");
 	if (lj->off.n > 0)
-		(void)offline_queue(w, c, &lj->off, inack, lj->off.truncated ||
-		    lj->off.n == (size_t)lj->offline_limit);
+		(void)offline_queue(w, c, &lj->off, lj->off.n,
+		    lj->off.truncated || lj->off.n ==
+		    (size_t)lj->offline_limit);
 	else if (lj->offline_limit == 0)
 		session_pull_offline(w, c);	/* none go in LOGIN_ACK */
 	conn_resume(w, c);
 out:
-	free(fids);
-	free(fonline);
 	login_free(w, lj);
 }
 
@@ -844,6 +870,7 @@ handle_login(struct worker *w, struct conn *c, const struct request *r)
 	lj->ri = ri;
 	lj->uid = uid;
 	lj->offline_limit = w->conf->offline_batch;
+	lj->presence = w->presence;
 	lj->off.budget = (size_t)w->conf->max_output / 2;
 	(void)snprintf(lj->password, sizeof(lj->password), "%s",
 	    request_str(r, "password"));

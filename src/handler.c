@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "deliver.h"
 #include "handler.h"
+#include "presence.h"
 #include "abuse.h"
 #include "log.h"
 #include "protocol.h"
@@ -378,9 +379,16 @@ json_state_online(const cJSON *item)
 void
 json_set_state(struct worker *w, cJSON *item)
 {
-	uint32_t id = (uint32_t)cJSON_GetObjectItem(item, "id")->valuedouble;
+	json_set_state_in(w->presence, item);
+}
 
-	if (strcmp(session_state(w, id), "online") == 0) {
+void
+json_set_state_in(struct presence *p, cJSON *item)
+{
+	uint32_t id = (uint32_t)cJSON_GetObjectItem(item, "id")->valuedouble;
+	struct presence_entry e;
+
+	if (presence_lookup(p, id, &e) == PRESENCE_OK) {
 		cJSON_DeleteItemFromObjectCaseSensitive(item, "state");
 		cJSON_AddStringToObject(item, "state", "online");
 	} else if (cJSON_GetObjectItemCaseSensitive(item, "state") == NULL)
