@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <sodium.h>
@@ -53,21 +53,12 @@ hash_thread(void *arg)
 	return NULL;
 }
 
-static double
-cpu_seconds(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) == -1)
-		return 0;
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
 int
 bench_hash(const struct bench_opts *o)
 {
 	struct hash_thread t[HASH_MAX_THREADS];
+	struct bench_usage u;
+	pid_t self;
 	int64_t start;
 	double secs, cpu;
 	long hashes = 0;
@@ -99,7 +90,9 @@ bench_hash(const struct bench_opts *o)
 		failed |= t[i].failed;
 	}
 	secs = (double)(bench_now() - start) / 1e9;
-	cpu = cpu_seconds();
+	self = getpid();
+	bench_usage(&self, 1, &u);
+	cpu = u.cpu_s;
 	if (o->json) {
 		cJSON *j = cJSON_CreateObject();
 		char *s;

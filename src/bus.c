@@ -912,20 +912,20 @@ bus_hint_pull(struct worker *w, uint32_t uid)
 
 	if (b == NULL)
 		return;
-	if (!bus_up(b)) {
-		(void)umap_put(&b->hints, uid, (void *)1);
-		return;
-	}
-	cluster_channel_user(w->conf, uid, ch, sizeof(ch));
-	c = cmd_new(-1, 3, strlen(ch) + sizeof(CLUSTER_PULL_HINT) + 16, 0);
-	cmd_argstr(c, "PUBLISH");
-	cmd_argstr(c, ch);
-	cmd_argstr(c, CLUSTER_PULL_HINT);
-	c->done = publish_done;
-	if (cmd_send(b, c) == -1) {
+	if (bus_up(b)) {
+		cluster_channel_user(w->conf, uid, ch, sizeof(ch));
+		c = cmd_new(-1, 3, strlen(ch) + sizeof(CLUSTER_PULL_HINT) +
+		    16, 0);
+		cmd_argstr(c, "PUBLISH");
+		cmd_argstr(c, ch);
+		cmd_argstr(c, CLUSTER_PULL_HINT);
+		c->done = publish_done;
+		if (cmd_send(b, c) == 0)
+			return;
 		free(c);
-		(void)umap_put(&b->hints, uid, (void *)1);
 	}
+	/* Owed: sent when the publisher is back. */
+	(void)umap_put(&b->hints, uid, (void *)1);
 }
 
 /* The PING after a group announcement answered: see announce_done. */

@@ -72,15 +72,6 @@ hash_password(struct job *j, struct hash_wait *hw, char *hash,
 	return rc;
 }
 
-const char *
-session_state(struct worker *w, uint32_t uid)
-{
-	struct presence_entry e;
-
-	return presence_lookup(w->presence, uid, &e) == PRESENCE_OK ?
-	    "online" : "offline";
-}
-
 /* --- offline messages ---------------------------------------------- */
 
 struct offline_batch {

@@ -139,8 +139,6 @@ int json_state_online(const cJSON *item);
  * and fetch a logged-in user's offline messages onto c. */
 void session_end(struct worker *w, struct conn *c);
 void session_pull_offline(struct worker *w, struct conn *c);
-/* Is uid online on this host? ("online"/"offline" for JSON). */
-const char *session_state(struct worker *w, uint32_t uid);
 /* An id from a request as a uid: 0 when out of range. */
 uint32_t handler_id(long long v);
 

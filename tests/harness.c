@@ -52,6 +52,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "chatc.h"
 #include "harness.h"
 
 /* Every wait is bounded; these are the bounds, in milliseconds. */
@@ -2344,4 +2345,47 @@ harness_run_suite(Suite *s, struct harness *h, int started)
 	if (started)
 		harness_stop_all(h);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* --- tracked client connections ------------------------------------------ */
+
+static struct chatc **tracked;
+static size_t ntracked, tracked_cap;
+
+struct chatc *
+harness_track(struct chatc *c)
+{
+	struct chatc **n;
+
+	if (ntracked == tracked_cap) {
+		tracked_cap = tracked_cap ? 2 * tracked_cap : 64;
+		if ((n = realloc(tracked, tracked_cap * sizeof(*n))) == NULL)
+			abort();
+		tracked = n;
+	}
+	tracked[ntracked++] = c;
+	return c;
+}
+
+void
+harness_close(struct chatc *c)
+{
+	size_t i;
+
+	for (i = 0; i < ntracked; i++)
+		if (tracked[i] == c) {
+			tracked[i] = tracked[--ntracked];
+			break;
+		}
+	chatc_close(c);
+}
+
+void
+harness_close_tracked(void)
+{
+	while (ntracked > 0)
+		chatc_close(tracked[--ntracked]);
+	free(tracked);
+	tracked = NULL;
+	tracked_cap = 0;
 }

@@ -133,4 +133,15 @@ int harness_add_tcase(Suite *s, const char *env, const char *name,
 /* Run s; stop h's servers when started is set.  The exit status. */
 int harness_run_suite(Suite *s, struct harness *h, int started);
 
+/*
+ * Client connections a test opened, registered so that its checked
+ * teardown can close what it left open (LeakSanitizer runs in each
+ * forked test).  harness_track returns c; harness_close unregisters and
+ * closes one; harness_close_tracked closes all that are left.
+ */
+struct chatc;
+struct chatc *harness_track(struct chatc *c);
+void harness_close(struct chatc *c);
+void harness_close_tracked(void);
+
 #endif

@@ -221,9 +221,6 @@ teardown_inst(void)
 
 /* --- helpers (in the forked test) ------------------------------------ */
 
-#define OPEN_MAX 64
-static struct chatc *opened[OPEN_MAX];
-static int nopened;
 static int name_seq;
 
 static void
@@ -242,31 +239,7 @@ xconnect(void)
 	c = chatc_connect("127.0.0.1", H.chatd[INST].port, REQ_MS, err,
 	    sizeof(err));
 	ck_assert_msg(c != NULL, "connect: %s", err);
-	ck_assert_msg(nopened < OPEN_MAX, "more than %d connections",
-	    OPEN_MAX);
-	opened[nopened++] = c;
-	return c;
-}
-
-static void
-xclose(struct chatc *c)
-{
-	int i;
-
-	for (i = 0; i < nopened; i++)
-		if (opened[i] == c) {
-			opened[i] = opened[--nopened];
-			break;
-		}
-	chatc_close(c);
-}
-
-/* Checked teardown: close what a test left open (clean under LSan). */
-static void
-close_all(void)
-{
-	while (nopened > 0)
-		chatc_close(opened[--nopened]);
+	return harness_track(c);
 }
 
 /* tag_pid_n: unique across the tests sharing the database. */
@@ -339,7 +312,7 @@ register_user(const char *tag, const char *pw, char *name, size_t namelen)
 	id = jnum(r, "id");
 	ck_assert_msg(id > 0, "REG %s: %s", name, dump(r));
 	cJSON_Delete(r);
-	xclose(c);
+	harness_close(c);
 	return id;
 }
 
@@ -547,7 +520,7 @@ START_TEST(test_rate_limit)
 	    name);
 	ck_assert_msg(harness_log_contains(&H, INST, "rate_limit = 10 per "
 	    "second"), "no log line naming rate_limit");
-	xclose(c);
+	harness_close(c);
 }
 END_TEST
 
@@ -621,7 +594,7 @@ START_TEST(test_login_fail_user)
 
 	/* Per user: another user from the same address is not held up. */
 	o = online(id2, pw2);
-	xclose(o);
+	harness_close(o);
 
 	/* Each further failure doubles the delay, up to login_delay_max. */
 	harness_sleep_ms(1100);
@@ -645,7 +618,7 @@ START_TEST(test_login_fail_user)
 	err = fail_then_login(c, id, wrong, id, pw, msg, sizeof(msg));
 	ck_assert_msg(err == 0, "one failure after a success: errno %d %s",
 	    err, msg);
-	xclose(c);
+	harness_close(c);
 }
 END_TEST
 
@@ -688,7 +661,7 @@ START_TEST(test_login_fail_addr)
 	err = login_errno(c, ids[FAIL_MAX_ADDR], pw, msg, sizeof(msg));
 	ck_assert_msg(err == 0, "right password after the delay: errno %d %s",
 	    err, msg);
-	xclose(c);
+	harness_close(c);
 }
 END_TEST
 
@@ -713,12 +686,12 @@ START_TEST(test_max_conns_per_addr)
 	    "ms: %s", EOF_MS, chatc_error(extra));
 	fprintf(stderr, "it_abuse: conns: the 6th connection was closed "
 	    "after %lld ms\n", ms);
-	xclose(extra);
+	harness_close(extra);
 	for (i = 0; i < 5; i++)
 		ping_ok(c[i], "one of the first 5, after the 6th");
 
 	/* Closing one makes room (once chatd has seen the close). */
-	xclose(c[0]);
+	harness_close(c[0]);
 	deadline = harness_now_ms() + EOF_MS;
 	while (again == NULL && harness_now_ms() < deadline) {
 		again = xconnect();
@@ -728,7 +701,7 @@ START_TEST(test_max_conns_per_addr)
 			break;
 		}
 		cJSON_Delete(r);
-		xclose(again);
+		harness_close(again);
 		again = NULL;
 		harness_sleep_ms(POLL_MS);
 	}
@@ -736,7 +709,7 @@ START_TEST(test_max_conns_per_addr)
 	    "of closing one", EOF_MS);
 	ck_assert_msg(harness_log_contains(&H, INST, "max_conns_per_addr (5) "
 	    "reached"), "no log line naming max_conns_per_addr");
-	close_all();
+	harness_close_tracked();
 }
 END_TEST
 
@@ -765,6 +738,21 @@ watch_init(struct watched *w, const char *what, struct chatc *c,
 	w->next_ping = since + ping_ms;
 	w->closed = -1;
 	w->seq = 900;
+}
+
+/* What each of w[0..n) saw since t, on stderr (key = value seconds). */
+static void
+watch_report(const struct watched *w, int n, const char *key, int value,
+    long long t)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		fprintf(stderr, "it_abuse: %s = %d: %s: %s%lld ms "
+		    "(%d PINGs, %d ACKs)\n", key, value, w[i].what,
+		    w[i].closed >= 0 ? "closed after " : "open after ",
+		    w[i].closed >= 0 ? w[i].closed : harness_now_ms() - t,
+		    w[i].pings, w[i].acks);
 }
 
 /* Watch n connections for ms: PING those that should, note when the
@@ -835,12 +823,7 @@ START_TEST(test_auth_timeout)
 	    500, t);
 	watch_init(&w[2], "logged in, PING every s", user, 1000, t);
 	watch(w, 3, (AUTH_TIMEOUT + 3) * 1000);
-	for (i = 0; i < 3; i++)
-		fprintf(stderr, "it_abuse: auth_timeout = %d: %s: %s%lld ms "
-		    "(%d PINGs, %d ACKs)\n", AUTH_TIMEOUT, w[i].what,
-		    w[i].closed >= 0 ? "closed after " : "open after ",
-		    w[i].closed >= 0 ? w[i].closed : harness_now_ms() - t,
-		    w[i].pings, w[i].acks);
+	watch_report(w, 3, "auth_timeout", AUTH_TIMEOUT, t);
 	/* Whole seconds on a one-second timer: (auth_timeout - 1,
 	 * auth_timeout + 1] s, with room for a slow machine. */
 	for (i = 0; i < 2; i++)
@@ -856,7 +839,7 @@ START_TEST(test_auth_timeout)
 	    "ACKs", w[2].acks);
 	ping_ok(user, "logged in");
 	ck_assert(harness_log_contains(&H, INST, "close: auth_timeout"));
-	close_all();
+	harness_close_tracked();
 }
 END_TEST
 
@@ -867,7 +850,6 @@ START_TEST(test_idle_timeout)
 	struct watched w[2];
 	long long id1, id2, t;
 	cJSON *r;
-	int i;
 
 	begin();
 	secret(pw, sizeof(pw), "idle");
@@ -879,12 +861,7 @@ START_TEST(test_idle_timeout)
 	watch_init(&w[0], "logged in, silent", quiet, 0, t);
 	watch_init(&w[1], "logged in, PING every s", alive, 1000, t);
 	watch(w, 2, (2 * IDLE_TIMEOUT + 1) * 1000);
-	for (i = 0; i < 2; i++)
-		fprintf(stderr, "it_abuse: idle_timeout = %d: %s: %s%lld ms "
-		    "(%d PINGs, %d ACKs)\n", IDLE_TIMEOUT, w[i].what,
-		    w[i].closed >= 0 ? "closed after " : "open after ",
-		    w[i].closed >= 0 ? w[i].closed : harness_now_ms() - t,
-		    w[i].pings, w[i].acks);
+	watch_report(w, 2, "idle_timeout", IDLE_TIMEOUT, t);
 	ck_assert_msg(w[0].closed >= (IDLE_TIMEOUT - 1) * 1000 - 100 &&
 	    w[0].closed <= (IDLE_TIMEOUT + 1) * 1000 + 1000, "silent session "
 	    "closed after %lld ms (idle_timeout = %d s)", w[0].closed,
@@ -899,7 +876,7 @@ START_TEST(test_idle_timeout)
 	    "user: %s", dump(r));
 	cJSON_Delete(r);
 	ck_assert(harness_log_contains(&H, INST, "close: idle_timeout"));
-	close_all();
+	harness_close_tracked();
 }
 END_TEST
 
@@ -1145,7 +1122,7 @@ START_TEST(test_silent_connections)
 	/* Baseline after a first client came and went. */
 	c = xconnect();
 	ping_ok(c, "warm-up");
-	xclose(c);
+	harness_close(c);
 	harness_sleep_ms(300);
 	base = chatd_pss_kb(&base_fds);
 
@@ -1236,7 +1213,7 @@ START_TEST(test_silent_connections)
 	/* And chatd still serves. */
 	c = xconnect();
 	ping_ok(c, "after the silent connections");
-	xclose(c);
+	harness_close(c);
 }
 END_TEST
 
@@ -1385,7 +1362,7 @@ START_TEST(test_database_down)
 	cJSON_Delete(r);
 	(void)register_user("dbe", pw, nd, sizeof(nd));
 	chat_delivered(a, ida, b, idb, "after");
-	close_all();
+	harness_close_tracked();
 	/* Ours now (a child of this test): stop it cleanly; the next
 	 * fixture starts the runner's again. */
 	(void)harness_stop_mariadb(&H);
@@ -1481,7 +1458,7 @@ START_TEST(test_privileges)
 	secret(pw, sizeof(pw), "nobody");
 	id = register_user("nobody", pw, name, sizeof(name));
 	c = online(id, pw);
-	xclose(c);
+	harness_close(c);
 
 	/* A respawned worker is not root either. */
 	ck_assert_int_eq(kill(workers[0], SIGKILL), 0);
@@ -1546,7 +1523,7 @@ START_TEST(test_secrets_not_logged)
 	    "frame: %s", dump(r));
 	cJSON_Delete(r);
 	expect(chatc_logout(c, REQ_MS), MSG_ACK, 0, -1, "LOGINOUT");
-	close_all();
+	harness_close_tracked();
 	harness_sleep_ms(200);
 
 	/* Every instance of this run logged to this file. */
@@ -1582,7 +1559,7 @@ tcase(Suite *s, const char *name, void (*setup)(void), const TTest *t1,
 	const TTest *const tests[] = { t1, t2 };
 
 	(void)harness_add_tcase(s, "IT_ABUSE_ONLY", name, setup,
-	    teardown_inst, close_all, TEST_TIMEOUT_S, tests,
+	    teardown_inst, harness_close_tracked, TEST_TIMEOUT_S, tests,
 	    t2 != NULL ? 2 : 1);
 }
 

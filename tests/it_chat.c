@@ -312,14 +312,7 @@ db_offline_wait(long long uid, long want)
 
 /* --- connections, users, worker slots ----------------------------------- */
 
-/*
- * Every connection a test opens is registered, so the checked teardown can
- * close what a test left open (LeakSanitizer runs in each forked test).
- */
-#define OPEN_MAX 4096
-static struct chatc *opened[OPEN_MAX];
-static int nopened;
-
+/* Every connection a test opens is tracked (harness_track). */
 static struct chatc *
 xconnect(void)
 {
@@ -329,31 +322,14 @@ xconnect(void)
 	c = chatc_connect("127.0.0.1", H.chatd[inst].port, REQ_MS, err,
 	    sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
-	ck_assert_msg(nopened < OPEN_MAX, "more than %d connections", OPEN_MAX);
-	opened[nopened++] = c;
-	return c;
-}
-
-static void
-xclose(struct chatc *c)
-{
-	int i;
-
-	for (i = 0; i < nopened; i++) {
-		if (opened[i] == c) {
-			opened[i] = opened[--nopened];
-			break;
-		}
-	}
-	chatc_close(c);
+	return harness_track(c);
 }
 
 /* Checked teardown: close what the test left open. */
 static void
 close_all(void)
 {
-	while (nopened > 0)
-		chatc_close(opened[--nopened]);
+	harness_close_tracked();
 	npool = 0;
 }
 
@@ -386,7 +362,7 @@ register_user(const char *tag, char *name, size_t namelen)
 	id = jnum(r, "id");
 	ck_assert_msg(id > 0, "register %s: id %lld", name, id);
 	cJSON_Delete(r);
-	xclose(c);
+	harness_close(c);
 	return id;
 }
 
@@ -460,7 +436,7 @@ conn_on(unsigned mask, int *slotp)
 			pool[npool].slot = slot;
 			npool++;
 		} else
-			xclose(c);
+			harness_close(c);
 	}
 	ck_abort_msg("no connection reached a worker in mask %#x in %d "
 	    "tries", mask, MAX_PROBES);
@@ -531,7 +507,7 @@ user_logout(struct user *u)
 	ack_ok_free(u->c, chatc_logout(u->c, REQ_MS), MSG_LOGINOUT);
 	ck_assert_msg(slot_of(u->id, NULL) == -1, "user %s still present "
 	    "after LOGINOUT", u->name);
-	xclose(u->c);
+	harness_close(u->c);
 	u->c = NULL;
 	u->slot = -1;
 }
@@ -1134,7 +1110,7 @@ START_TEST(test_presence_push)
 	user_online(&b, not_a);
 	check_presence(&a, b.id, "online");
 	/* A dropped connection counts as going offline. */
-	xclose(b.c);
+	harness_close(b.c);
 	b.c = NULL;
 	check_presence(&a, b.id, "offline");
 	user_online(&b, not_a);
@@ -1619,7 +1595,7 @@ START_TEST(test_classic_session)
 
 	/* Nothing else (no ACK, no ERROR) ever reached the classic client. */
 	no_msgid(kc, -1, QUIET_MS, "classic client");
-	xclose(kc);
+	harness_close(kc);
 }
 END_TEST
 
@@ -1814,7 +1790,7 @@ worker_kill_run(const struct kill_plan *kp)
 	drain_kill_msgs(r.c, 1000, seen, nmsg);
 	for (i = 0; i < nmsg; i++)
 		nbefore += seen[i];
-	xclose(r.c);
+	harness_close(r.c);
 	r.c = NULL;
 
 	/* Log in again: refused (already online) until the master has
@@ -1826,7 +1802,7 @@ worker_kill_run(const struct kill_plan *kp)
 		if (ack != NULL && chatc_errno(ack) == 0)
 			break;
 		cJSON_Delete(ack);
-		xclose(c);
+		harness_close(c);
 		ck_assert_msg(harness_now_ms() < deadline, "receiver could not log "
 		    "in again within %d ms", RELOGIN_MS);
 		harness_sleep_ms(POLL_MS * 4);
@@ -2248,7 +2224,7 @@ slow_consumer_run(int same_worker)
 			    "message %d ACKed %s after %d was stored", i,
 			    status[i], first_stored);
 	}
-	xclose(r.c);
+	harness_close(r.c);
 	r.c = NULL;
 	ck_assert_int_eq(slot_of(r.id, NULL), -1);
 	rescued = slow_rescued(r.id);
@@ -2261,7 +2237,7 @@ slow_consumer_run(int same_worker)
 		if (ack != NULL && chatc_errno(ack) == 0)
 			break;
 		cJSON_Delete(ack);
-		xclose(c);
+		harness_close(c);
 		ck_assert_msg(harness_now_ms() < deadline, "receiver could not log "
 		    "in again within %d ms", RETRY_MS);
 		harness_sleep_ms(POLL_MS * 4);

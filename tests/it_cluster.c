@@ -433,9 +433,6 @@ wait_unsubscribed(long long uid)
 
 /* --- connections ---------------------------------------------------------- */
 
-#define OPEN_MAX 512
-static struct chatc *opened[OPEN_MAX];
-static int nopened;
 
 static int
 port_of(int where)
@@ -453,22 +450,7 @@ xconnect(int where)
 	    sizeof(err));
 	ck_assert_msg(c != NULL, "connect to %s (port %d): %s",
 	    where == VIA_NGINX ? "nginx" : "chatd", port_of(where), err);
-	ck_assert_msg(nopened < OPEN_MAX, "too many connections");
-	opened[nopened++] = c;
-	return c;
-}
-
-static void
-xclose(struct chatc *c)
-{
-	int i;
-
-	for (i = 0; i < nopened; i++)
-		if (opened[i] == c) {
-			opened[i] = opened[--nopened];
-			break;
-		}
-	chatc_close(c);
+	return harness_track(c);
 }
 
 /* Checked teardown: close what the test left open. */
@@ -477,8 +459,7 @@ close_all(void)
 {
 	int i;
 
-	while (nopened > 0)
-		chatc_close(opened[--nopened]);
+	harness_close_tracked();
 	for (i = 0; i < NHOSTS; i++)
 		if (pres[i] != NULL) {
 			presence_close(pres[i]);
@@ -788,7 +769,7 @@ register_user(const char *tag, char *name, size_t namelen, int where)
 	    "register %s: %s", name, jtext(r));
 	id = jnum(r, "id");
 	cJSON_Delete(r);
-	xclose(c);
+	harness_close(c);
 	return id;
 }
 
@@ -863,7 +844,7 @@ login_refused(struct user *u, int where, int err)
 	    where == VIA_NGINX ? "nginx" : "host", where, err, jtext(r));
 	ck_assert_msg(*chatc_errmsg(r) != '\0', "no errmsg: %s", jtext(r));
 	cJSON_Delete(r);
-	xclose(c);
+	harness_close(c);
 }
 
 /* LOGINOUT, ACK, close; with `released`, also wait until Redis forgot the
@@ -874,7 +855,7 @@ logout(struct user *u, int released)
 	(void)pump(u, 0);
 	ack_ok_free(u->c, chatc_logout(u->c, REQ_MS), MSG_LOGINOUT);
 	(void)pump(u, 0);
-	xclose(u->c);
+	harness_close(u->c);
 	u->c = NULL;
 	u->host = -1;
 	u->nseen = 0;
@@ -887,7 +868,7 @@ static void
 drop(struct user *u)
 {
 	(void)pump(u, 0);
-	xclose(u->c);
+	harness_close(u->c);
 	u->c = NULL;
 	u->host = -1;
 }
@@ -1212,7 +1193,7 @@ START_TEST(test_duplicate_login)
 		    host_of(b.id));
 		b.c = c[win];
 		b.host = h[win];
-		xclose(c[1 - win]);
+		harness_close(c[1 - win]);
 		logout(&b, 1);
 	}
 }
@@ -1484,7 +1465,7 @@ wait_login_unavailable(struct user *u, int i)
 		if (e == 0)
 			ack_ok_free(c, chatc_logout(c, REQ_MS),
 			    MSG_LOGINOUT);
-		xclose(c);
+		harness_close(c);
 		if (e == CERR_UNAVAILABLE)
 			return;
 		ck_assert_msg(e == 0, "login on host %d while Redis is down: "
