@@ -167,7 +167,6 @@ store_job_done(struct job *j, struct worker *w)
 {
 	struct store_job *sj = (struct store_job *)j;
 	size_t i, stored = 0, failed = 0, noref = 0;
-	cJSON *extra;
 
 	for (i = 0; i < sj->n; i++) {
 		if (sj->rc[i] == STORE_OK) {
@@ -192,12 +191,8 @@ store_job_done(struct job *j, struct worker *w)
 			else if (noref > 0 && sj->n == 1)
 				reply_error(w, sj->sender, &sj->ri,
 				    CERR_NO_USER, NULL);
-			else {
-				extra = cJSON_CreateObject();
-				cJSON_AddStringToObject(extra, "status",
-				    "stored");
-				reply_ok(w, sj->sender, &sj->ri, extra);
-			}
+			else
+				reply_ack(w, sj->sender, &sj->ri, "stored");
 		}
 		conn_unref(w, sj->sender);
 	}
@@ -235,8 +230,7 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 	sj->len = len;
 	if (sender != NULL) {
 		sj->sender = sender;
-		sj->ri.msgid = ri->msgid;
-		sj->ri.seq = ri->seq ? cJSON_Duplicate(ri->seq, 1) : NULL;
+		reqinfo_copy(&sj->ri, ri);
 		conn_ref(sender);
 	}
 	/* Keyed by sender: one sender's messages are stored in the order
@@ -313,13 +307,8 @@ struct fanout_pub {
 static void
 fanout_ack(struct worker *w, struct conn *c, const struct reqinfo *ri)
 {
-	cJSON *extra;
-
-	if (c == NULL || c->state != CONN_ONLINE)
-		return;
-	extra = cJSON_CreateObject();
-	cJSON_AddStringToObject(extra, "status", "delivered");
-	reply_ok(w, c, ri, extra);
+	if (c != NULL && c->state == CONN_ONLINE)
+		reply_ack(w, c, ri, "delivered");
 }
 
 static void
@@ -375,9 +364,7 @@ deliver_route(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 			f->sender = sender;
 			if (sender != NULL) {
 				conn_ref(sender);
-				f->ri.msgid = ri->msgid;
-				f->ri.seq = ri->seq != NULL ?
-				    cJSON_Duplicate(ri->seq, 1) : NULL;
+				reqinfo_copy(&f->ri, ri);
 			}
 			f->pending = 1;	/* held until every publish is sent */
 		}

@@ -77,7 +77,7 @@ handle_one_chat(struct worker *w, struct conn *c, const struct request *r)
 	size_t len;
 	const char *line;
 
-	reqinfo_init(&ri, r);
+	reqinfo_borrow(&ri, r);
 	if (toid == 0) {
 		reply_error(w, c, &ri, CERR_NO_USER, NULL);
 		reqinfo_free(&ri);
@@ -259,14 +259,14 @@ handle_group_chat(struct worker *w, struct conn *c, const struct request *r)
 	const char *line;
 
 	if (gid == 0) {
-		reqinfo_init(&ri, r);
+		reqinfo_borrow(&ri, r);
 		reply_error(w, c, &ri, CERR_NO_GROUP, NULL);
 		reqinfo_free(&ri);
 		return;
 	}
 	line = chat_frame(w, c, r, "groupid", gid, &len);
 	if ((g = groupcache_get(&w->groups, gid)) != NULL) {
-		reqinfo_init(&ri, r);
+		reqinfo_borrow(&ri, r);
 		group_fanout(w, c, &ri, g, line, len);
 		reqinfo_free(&ri);
 		return;

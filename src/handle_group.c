@@ -57,9 +57,7 @@ group_changed(struct worker *w, struct reqjob *rj, uint32_t gid,
 		fatalx("%s: out of memory", __func__);
 	ga->c = rj->c;
 	conn_ref(ga->c);
-	ga->ri.msgid = rj->ri.msgid;
-	ga->ri.seq = rj->ri.seq != NULL ? cJSON_Duplicate(rj->ri.seq, 1) :
-	    NULL;
+	reqinfo_copy(&ga->ri, &rj->ri);
 	ga->extra = extra;
 	bus_group_changed(w, gid, group_announced, ga);
 }

@@ -60,12 +60,30 @@ reqinfo_init(struct reqinfo *ri, const struct request *r)
 {
 	ri->msgid = r->msgid;
 	ri->seq = r->seq != NULL ? cJSON_Duplicate(r->seq, 1) : NULL;
+	ri->borrowed = 0;
+}
+
+void
+reqinfo_borrow(struct reqinfo *ri, const struct request *r)
+{
+	ri->msgid = r->msgid;
+	ri->seq = (cJSON *)r->seq;
+	ri->borrowed = 1;
+}
+
+void
+reqinfo_copy(struct reqinfo *dst, const struct reqinfo *src)
+{
+	dst->msgid = src->msgid;
+	dst->seq = src->seq != NULL ? cJSON_Duplicate(src->seq, 1) : NULL;
+	dst->borrowed = 0;
 }
 
 void
 reqinfo_free(struct reqinfo *ri)
 {
-	cJSON_Delete(ri->seq);
+	if (!ri->borrowed)
+		cJSON_Delete(ri->seq);
 	ri->seq = NULL;
 }
 
@@ -178,6 +196,40 @@ reply_ok(struct worker *w, struct conn *c, const struct reqinfo *ri,
 }
 
 void
+reply_ack_line(struct jbuf *b, int refmsgid, const cJSON *seq,
+    const char *status)
+{
+	b->len = 0;
+	jbuf_lit(b, "{\"msgid\":");
+	jbuf_u64(b, MSG_ACK);
+	jbuf_lit(b, ",\"refmsgid\":");
+	jbuf_u64(b, (uint64_t)refmsgid);
+	jbuf_lit(b, ",\"seq\":");
+	jbuf_json(b, seq);
+	jbuf_lit(b, ",\"errno\":0,\"status\":");
+	jbuf_str(b, status);
+	jbuf_lit(b, "}\n");
+}
+
+/*
+ * No cJSON tree and no print: on the chat path building this ACK that way
+ * cost more allocations than parsing the message.
+ */
+void
+reply_ack(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    const char *status)
+{
+	if (ri == NULL || ri->seq == NULL || c == NULL ||
+	    c->state == CONN_CLOSED)
+		return;
+	reply_ack_line(&w->abuf, ri->msgid, ri->seq, status);
+	if (w->abuf.oom)
+		fatalx("%s: out of memory", __func__);
+	if (conn_send(w, c, w->abuf.p, w->abuf.len) == -1)
+		deliver_drop_slow(w, c);
+}
+
+void
 reply_result(struct worker *w, struct conn *c, const struct reqinfo *ri,
     int err, cJSON *extra)
 {
@@ -215,7 +267,7 @@ handler_frame(struct worker *w, struct conn *c, const char *buf, size_t len)
 		    w->conf->rate_limit);
 	}
 	if (err != 0) {
-		reqinfo_init(&ri, &r);
+		reqinfo_borrow(&ri, &r);
 		log_debug("conn %d: request refused, errno %d: %s", c->fd, err,
 		    errmsg);
 		reply_direct_error(w, c, &ri, err, errmsg);

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "job.h"
+#include "jsonw.h"
 #include "request.h"
 
 struct worker;
@@ -25,7 +26,8 @@ struct presence;
 /* What an asynchronous reply needs of its request. */
 struct reqinfo {
 	int msgid;
-	cJSON *seq;		/* owned copy, NULL when absent */
+	cJSON *seq;		/* NULL when absent */
+	int borrowed;		/* seq is the request's (reqinfo_borrow) */
 };
 
 /* Entry points from the connection layer. */
@@ -36,7 +38,12 @@ void handler_conn_closed(struct worker *w, struct conn *c);
 /* c's output buffer has drained (resume deferred offline delivery). */
 void handler_conn_drained(struct worker *w, struct conn *c);
 
+/* ri with its own copy of r's seq, for a reply after r is freed. */
 void reqinfo_init(struct reqinfo *ri, const struct request *r);
+/* ri with r's seq itself, for replies made while r lives. */
+void reqinfo_borrow(struct reqinfo *ri, const struct request *r);
+/* dst (empty) with its own copy of src's seq. */
+void reqinfo_copy(struct reqinfo *dst, const struct reqinfo *src);
 void reqinfo_free(struct reqinfo *ri);
 
 /* Serialise obj as one line and queue it on c; frees obj.  Returns 0 or
@@ -56,6 +63,13 @@ void reply_direct_error(struct worker *w, struct conn *c,
  * had a seq; extra (may be NULL) is freed either way. */
 void reply_ok(struct worker *w, struct conn *c, const struct reqinfo *ri,
     cJSON *extra);
+/* reply_ok with the one extra field "status": status, written directly
+ * (the ACK of every chat message). */
+void reply_ack(struct worker *w, struct conn *c, const struct reqinfo *ri,
+    const char *status);
+/* That ACK's line, "...\n", in b (emptied first); reply_ok's bytes. */
+void reply_ack_line(struct jbuf *b, int refmsgid, const cJSON *seq,
+    const char *status);
 /* reply_ok when err == 0, else reply_error with the standard text. */
 void reply_result(struct worker *w, struct conn *c, const struct reqinfo *ri,
     int err, cJSON *extra);

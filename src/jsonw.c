@@ -3,8 +3,11 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "jsonw.h"
 
@@ -155,4 +158,33 @@ jbuf_u64(struct jbuf *b, uint64_t v)
 		v /= 10;
 	} while (v != 0);
 	jbuf_raw(b, t, (size_t)(tmp + sizeof(tmp) - t));
+}
+
+void
+jbuf_json(struct jbuf *b, const cJSON *item)
+{
+	char *s;
+
+	if (cJSON_IsString(item) && item->valuestring != NULL) {
+		jbuf_str(b, item->valuestring);
+		return;
+	}
+	/* cJSON prints numbers with "%1.15g": an int's digits, and "-0"
+	 * for minus zero. */
+	if (cJSON_IsNumber(item) && item->valuedouble ==
+	    (double)item->valueint &&
+	    !(item->valueint == 0 && signbit(item->valuedouble))) {
+		if (item->valueint < 0)
+			jbuf_lit(b, "-");
+		jbuf_u64(b, item->valueint < 0 ?
+		    (uint64_t)-(int64_t)item->valueint :
+		    (uint64_t)item->valueint);
+		return;
+	}
+	if ((s = cJSON_PrintUnformatted(item)) == NULL) {
+		b->oom = 1;
+		return;
+	}
+	jbuf_raw(b, s, strlen(s));
+	cJSON_free(s);
 }

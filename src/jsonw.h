@@ -31,6 +31,10 @@ void jbuf_raw(struct jbuf *b, const char *s, size_t n);
 void jbuf_str(struct jbuf *b, const char *s);
 /* Append v in decimal. */
 void jbuf_u64(struct jbuf *b, uint64_t v);
+/* Append item as cJSON_PrintUnformatted would: strings and int-sized
+ * numbers directly, anything else through cJSON. */
+struct cJSON;
+void jbuf_json(struct jbuf *b, const struct cJSON *item);
 
 /*
  * Length of the longest prefix of s[0..n) that a JSON string holds as it

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "jarena.h"
 #include "log.h"
 #include "master.h"
 
@@ -46,6 +47,7 @@ main(int argc, char *argv[])
 	if (optind != argc)
 		usage();
 	log_init("chatd", LOG_LEVEL_INFO);
+	jarena_install();
 	conf_defaults(&conf);
 	if (conf_load(&conf, path, err, sizeof(err)) == -1) {
 		if (test) {

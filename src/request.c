@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "protocol.h"
+#include "jarena.h"
 #include "jsonw.h"
 #include "request.h"
 #include "utf8.h"
@@ -172,10 +173,13 @@ request_parse(struct request *r, const char *buf, size_t len,
 	const struct msg_spec *ms;
 	const cJSON *id;
 	size_t i;
-	int rc;
+	int rc, arena;
 
 	memset(r, 0, sizeof(*r));
+	/* The tree dies in request_free: from the arena (jarena.h). */
+	arena = jarena_begin();
 	r->root = cJSON_ParseWithLength(buf, len);
+	jarena_end(arena);
 	if (r->root == NULL || !cJSON_IsObject(r->root)) {
 		(void)snprintf(errmsg, errlen, "invalid JSON");
 		return CERR_BAD_JSON;

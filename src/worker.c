@@ -468,9 +468,11 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		limits_sweep(w);
 		inbox_tick(w->inbox);
 		conn_obuf_tick(w);
-		/* A long message grew the frame scratch: do not keep it. */
+		/* A long message (or seq) grew a scratch: do not keep it. */
 		if (w->fbuf.cap > WORKER_FBUF_KEEP)
 			jbuf_free(&w->fbuf);
+		if (w->abuf.cap > WORKER_FBUF_KEEP)
+			jbuf_free(&w->abuf);
 		bus_tick(w);
 		return;
 	case TAG_JOBS:
@@ -595,6 +597,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	free(w.stalled);
 	free(w.rbuf);
 	jbuf_free(&w.fbuf);
+	jbuf_free(&w.abuf);
 	conn_obuf_free(&w);
 	log_info("stopped");
 	exit(0);

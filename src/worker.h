@@ -81,6 +81,7 @@ struct worker {
 	time_t now;
 	char *rbuf;			/* scratch read buffer */
 	struct jbuf fbuf;		/* scratch for the frame being built */
+	struct jbuf abuf;		/* scratch for an ACK (reply_ack) */
 	struct conn **stalled;		/* input held while busy (conn.c) */
 	size_t nstalled, stalled_cap;
 	struct obuf *obuf_pool;		/* drained output buffers (conn.c) */

@@ -11,12 +11,15 @@
 
 #include <check.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "handler.h"
+#include "jarena.h"
 #include "jsonw.h"
 #include "protocol.h"
 #include "request.h"
@@ -1040,6 +1043,67 @@ START_TEST(test_strerror_out_of_range)
 }
 END_TEST
 
+/*
+ * The chat ACK is written directly (reply_ack_line); it must be the line
+ * reply_ok builds through cJSON, for every kind of seq a request may
+ * carry, and jbuf_json must print each seq as cJSON does.
+ */
+START_TEST(test_ack_line_like_reply_ok)
+{
+	static const char *seqs[] = {
+		"0", "1", "-1", "-0", "7", "2147483647", "2147483648",
+		"-2147483648", "-2147483649", "9007199254740991", "1.5",
+		"-0.25", "1e15", "1e300", "3.0", "\"\"", "\"abc\"",
+		"\"a\\\"b\\\\c\\n\\u0001\"", "\"\u00e9\\u00e9\"",
+		"true", "false", "null",
+	};
+	static const char *status[] = { "delivered", "stored", "a\"b" };
+	struct jbuf b, j;
+	cJSON *seq, *obj, *extra;
+	char *want, *line;
+	size_t i, k, len;
+
+	jbuf_init(&b);
+	jbuf_init(&j);
+	for (i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+		seq = cJSON_Parse(seqs[i]);
+		ck_assert_msg(seq != NULL, "%s", seqs[i]);
+		want = cJSON_PrintUnformatted(seq);
+		j.len = 0;
+		jbuf_json(&j, seq);
+		ck_assert_int_eq(j.oom, 0);
+		ck_assert_msg(j.len == strlen(want) &&
+		    memcmp(j.p, want, j.len) == 0,
+		    "jbuf_json(%s) gave %.*s, cJSON %s", seqs[i], (int)j.len,
+		    j.p, want);
+		free(want);
+		for (k = 0; k < sizeof(status) / sizeof(status[0]); k++) {
+			/* What reply_ok builds. */
+			obj = cJSON_CreateObject();
+			cJSON_AddNumberToObject(obj, "msgid", MSG_ACK);
+			cJSON_AddNumberToObject(obj, "refmsgid", MSG_ONE_CHAT);
+			cJSON_AddItemToObject(obj, "seq",
+			    cJSON_Duplicate(seq, 1));
+			cJSON_AddNumberToObject(obj, "errno", 0);
+			extra = cJSON_CreateString(status[k]);
+			cJSON_AddItemToObject(obj, "status", extra);
+			line = reply_line(obj, &len);
+			ck_assert_ptr_nonnull(line);
+			reply_ack_line(&b, MSG_ONE_CHAT, seq, status[k]);
+			ck_assert_int_eq(b.oom, 0);
+			ck_assert_msg(b.len == len && memcmp(b.p, line, len) == 0,
+			    "seq %s: reply_ack_line gave %.*s, reply_ok %s",
+			    seqs[i], (int)b.len, b.p, line);
+			free(line);
+			cJSON_Delete(obj);
+		}
+		cJSON_Delete(seq);
+	}
+	jbuf_free(&b);
+	jbuf_free(&j);
+}
+END_TEST
+
 /* jbuf_str(s) must give cJSON_PrintUnformatted's bytes for the string s. */
 static void
 check_str_like_cjson(const char *s)
@@ -1228,6 +1292,154 @@ START_TEST(test_jsonw_grows)
 }
 END_TEST
 
+/* --- the cJSON arena (jarena.c), installed in main() as chatd does ---- */
+
+static cJSON *
+arena_parse(const char *json)
+{
+	int began = jarena_begin();
+	cJSON *t;
+
+	ck_assert_int_eq(began, 1);
+	t = cJSON_Parse(json);
+	jarena_end(began);
+	ck_assert_ptr_nonnull(t);
+	return t;
+}
+
+START_TEST(test_arena_counts_blocks)
+{
+	cJSON *t;
+
+	ck_assert_uint_eq(jarena_in_use(), 0);
+	t = arena_parse("{\"msgid\":6,\"toid\":2,\"msg\":\"hi\"}");
+	/* The object, three items, three keys and a string. */
+	ck_assert_uint_eq(jarena_in_use(), 8);
+	cJSON_Delete(t);
+	ck_assert_uint_eq(jarena_in_use(), 0);
+	/* Off, cJSON allocates from malloc. */
+	t = cJSON_Parse("{\"a\":\"b\"}");
+	ck_assert_uint_eq(jarena_in_use(), 0);
+	cJSON_Delete(t);
+}
+END_TEST
+
+/* A tree still alive keeps the arena from rewinding over it. */
+START_TEST(test_arena_keeps_live_tree)
+{
+	cJSON *a, *b, *c;
+
+	a = arena_parse("{\"msg\":\"first message, kept\"}");
+	b = arena_parse("{\"msg\":\"second\"}");
+	cJSON_Delete(b);
+	c = arena_parse("{\"msg\":\"third message overwrites?\"}");
+	ck_assert_str_eq(cJSON_GetObjectItem(a, "msg")->valuestring,
+	    "first message, kept");
+	ck_assert_str_eq(cJSON_GetObjectItem(c, "msg")->valuestring,
+	    "third message overwrites?");
+	cJSON_Delete(a);
+	cJSON_Delete(c);
+	ck_assert_uint_eq(jarena_in_use(), 0);
+}
+END_TEST
+
+/* What does not fit comes from malloc, and is freed there. */
+START_TEST(test_arena_big_falls_back)
+{
+	size_t n = 200 * 1024, i;
+	char *json = malloc(n + 16);
+	cJSON *t, *u;
+
+	ck_assert_ptr_nonnull(json);
+	memcpy(json, "{\"msg\":\"", 8);
+	for (i = 0; i < n; i++)
+		json[8 + i] = (char)('a' + i % 26);
+	memcpy(json + 8 + n, "\"}", 3);
+	t = arena_parse(json);
+	u = arena_parse(json);	/* again, with the first still alive */
+	ck_assert_uint_eq(strlen(cJSON_GetObjectItem(t, "msg")->valuestring),
+	    n);
+	ck_assert_int_eq(memcmp(cJSON_GetObjectItem(u, "msg")->valuestring,
+	    json + 8, n), 0);
+	cJSON_Delete(t);
+	cJSON_Delete(u);
+	ck_assert_uint_eq(jarena_in_use(), 0);
+	free(json);
+}
+END_TEST
+
+static void *
+arena_other_thread(void *arg)
+{
+	cJSON *t = arg;
+	int began;
+
+	if (t != NULL) {
+		cJSON_Delete(t);	/* a tree freed on another thread */
+		return NULL;
+	}
+	began = jarena_begin();	/* while the main thread has it on */
+	jarena_end(began);
+	return (void *)(long)began;
+}
+
+START_TEST(test_arena_threads)
+{
+	pthread_t th;
+	void *ret;
+	cJSON *t;
+	int began;
+
+	began = jarena_begin();
+	ck_assert_int_eq(began, 1);
+	ck_assert_int_eq(jarena_begin(), 0);	/* nested: already on */
+	ck_assert_int_eq(pthread_create(&th, NULL, arena_other_thread, NULL),
+	    0);
+	ck_assert_int_eq(pthread_join(th, &ret), 0);
+	ck_assert_int_eq((int)(long)ret, 0);	/* not the owner */
+	t = cJSON_Parse("{\"seq\":\"x\"}");
+	jarena_end(began);
+	ck_assert_uint_eq(jarena_in_use(), 4);	/* object, item, key, value */
+	ck_assert_int_eq(pthread_create(&th, NULL, arena_other_thread, t), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_uint_eq(jarena_in_use(), 0);
+	/* The first thread to turn it on owns it for good. */
+	ck_assert_int_eq(pthread_create(&th, NULL, arena_other_thread, NULL),
+	    0);
+	ck_assert_int_eq(pthread_join(th, &ret), 0);
+	ck_assert_int_eq((int)(long)ret, 0);
+	/* Rewound after the other thread's free: the next block is the
+	 * arena's first again, and the count right. */
+	t = arena_parse("{\"seq\":\"y\"}");
+	ck_assert_uint_eq(jarena_in_use(), 4);
+	cJSON_Delete(t);
+	ck_assert_uint_eq(jarena_in_use(), 0);
+}
+END_TEST
+
+/* request_parse's tree is the arena's, all of it back at request_free. */
+START_TEST(test_arena_request)
+{
+	static const char chat[] = "{\"msgid\":6,\"toid\":2,\"msg\":\"hi\","
+	    "\"seq\":1}";
+	struct request_limits rl = { 4096 };
+	struct request rq;
+	char emsg[128];
+
+	ck_assert_int_eq(request_parse(&rq, chat, sizeof(chat) - 1, &rl,
+	    emsg, sizeof(emsg)), 0);
+	ck_assert_uint_gt(jarena_in_use(), 0);
+	ck_assert_str_eq(request_str(&rq, "msg"), "hi");
+	request_free(&rq);
+	ck_assert_uint_eq(jarena_in_use(), 0);
+	/* And a failed parse frees its part too. */
+	ck_assert_int_eq(request_parse(&rq, "{\"msgid\":6,\"toid\":[1,", 20,
+	    &rl, emsg, sizeof(emsg)), CERR_BAD_JSON);
+	request_free(&rq);
+	ck_assert_uint_eq(jarena_in_use(), 0);
+}
+END_TEST
+
 static Suite *
 proto_suite(void)
 {
@@ -1307,7 +1519,16 @@ proto_suite(void)
 	tcase_add_test(tc, test_jsonw_str_random);
 	tcase_add_test(tc, test_jsonw_u64_like_cjson);
 	tcase_add_test(tc, test_jsonw_grows);
+	tcase_add_test(tc, test_ack_line_like_reply_ok);
 	tcase_add_test(tc, test_json_plain_span_every_position);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("arena");
+	tcase_add_test(tc, test_arena_counts_blocks);
+	tcase_add_test(tc, test_arena_keeps_live_tree);
+	tcase_add_test(tc, test_arena_big_falls_back);
+	tcase_add_test(tc, test_arena_threads);
+	tcase_add_test(tc, test_arena_request);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strerror");
@@ -1320,8 +1541,11 @@ proto_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(proto_suite());
+	SRunner *sr;
 	int nfailed;
+
+	jarena_install();	/* every cJSON tree here, as in chatd */
+	sr = srunner_create(proto_suite());
 
 	srunner_run_all(sr, CK_NORMAL);
 	nfailed = srunner_ntests_failed(sr);

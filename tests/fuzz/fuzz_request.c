@@ -18,7 +18,8 @@
  *     an independent decoder, not src/utf8.c) within their length limits,
  *     names have no control characters, and no string holds a NUL that
  *     would cut the C string the handler reads short;
- *   - request_free releases everything (LeakSanitizer runs per input).
+ *   - request_free releases everything (LeakSanitizer runs per input),
+ *     the blocks from chatd's cJSON arena (jarena.c) included.
  */
 #include "config.h"
 
@@ -29,6 +30,7 @@
 #include <cjson/cJSON.h>
 
 #include "fuzz.h"
+#include "jarena.h"
 #include "protocol.h"
 #include "request.h"
 
@@ -229,15 +231,23 @@ parse_once(const char *buf, size_t len, size_t max_message, size_t errlen)
 	}
 	request_free(&r);
 	FUZZ_REQUIRE(r.root == NULL);
+	/* The tree was the arena's (cJSON hooks installed below) and is
+	 * all freed. */
+	FUZZ_REQUIRE(jarena_in_use() == 0);
 	return rc;
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static int installed;
 	const char *buf = (const char *)data;
 	int big, small;
 
+	if (!installed) {
+		jarena_install();	/* as chatd does */
+		installed = 1;
+	}
 	big = parse_once(buf, size, MAX_MESSAGE, 128);
 	small = parse_once(buf, size, SMALL_MESSAGE, 16);
 	if (big == CERR_OK)
