@@ -23,12 +23,16 @@ struct inbox_hdr {
 	uint64_t token;
 };
 
-/* One record of an INBOX_BATCH datagram, followed by len bytes. */
+/* One record of an INBOX_BATCH datagram, followed by len bytes; or, with
+ * INBOX_REC_SAME for len, by none: its frame is the previous record's
+ * (a group message fanned out to many members of one worker travels
+ * once, not once per member). */
 struct inbox_rec {
 	uint32_t uid;
 	uint32_t len;
 	uint64_t token;
 };
+#define INBOX_REC_SAME	UINT32_MAX
 
 /* A datagram waiting to be sent: header and payload in data[0..len). */
 struct inbox_pending {
@@ -43,6 +47,7 @@ struct inbox_slot {
 	size_t queued;
 	struct inbox_pending *batch;	/* being filled; NULL when none */
 	uint32_t nrecs;			/* records in batch */
+	size_t last_off, last_len;	/* the last record's frame in batch */
 	int batch_used;			/* since the last inbox_tick */
 	uint64_t progress_ms;		/* queue last moved (see congested) */
 };
@@ -239,6 +244,20 @@ inbox_batch_add(struct inbox *ib, int slot, const struct inbox_msg *m,
 	struct inbox_rec r;
 	size_t need = sizeof(r) + m->len;
 
+	/* The same frame as the last record's (compared, not trusted by
+	 * its address: the caller's scratch holds the next message). */
+	if (s->batch != NULL && s->nrecs > 0 && m->len > 0 &&
+	    m->len == s->last_len && s->batch->len + sizeof(r) <=
+	    s->batch->cap && memcmp(s->batch->data + s->last_off, m->data,
+	    m->len) == 0) {
+		r.uid = m->id;
+		r.len = INBOX_REC_SAME;
+		r.token = m->token;
+		memcpy(s->batch->data + s->batch->len, &r, sizeof(r));
+		s->batch->len += sizeof(r);
+		s->nrecs++;
+		return 0;
+	}
 	if (s->batch != NULL && s->batch->len + need > s->batch->cap)
 		inbox_flush(ib, slot, want_out);
 	if (s->queued + (s->batch != NULL ? s->batch->len : 0) + need >
@@ -261,6 +280,8 @@ inbox_batch_add(struct inbox *ib, int slot, const struct inbox_msg *m,
 	if (m->len > 0)
 		memcpy(s->batch->data + s->batch->len + sizeof(r), m->data,
 		    m->len);
+	s->last_off = s->batch->len + sizeof(r);
+	s->last_len = m->len;
 	s->batch->len += need;
 	s->nrecs++;
 	return 0;
@@ -362,6 +383,15 @@ inbox_batch_next(const struct inbox_msg *b, size_t *off, struct inbox_msg *m)
 	if (b->len - *off < sizeof(r))
 		fatalx("%s: truncated batch record", __func__);
 	memcpy(&r, b->data + *off, sizeof(r));
+	if (r.len == INBOX_REC_SAME) {
+		/* m is still the previous record. */
+		if (*off == 0 || m->type != INBOX_DELIVER)
+			fatalx("%s: repeat without a frame", __func__);
+		*off += sizeof(r);
+		m->id = r.uid;
+		m->token = r.token;
+		return 1;
+	}
 	*off += sizeof(r);
 	if (b->len - *off < r.len)
 		fatalx("%s: truncated batch record", __func__);

@@ -75,7 +75,8 @@ int inbox_congested(const struct inbox *ib);
 /* Once a second: give back the batch buffers not used since last time. */
 void inbox_tick(struct inbox *ib);
 /* The next record of an INBOX_BATCH datagram b, from *off (start at 0):
- * 1 with *m an INBOX_DELIVER, 0 at the end. */
+ * 1 with *m an INBOX_DELIVER, 0 at the end.  Pass the same m every time:
+ * a record that repeats the previous one's frame keeps m's data. */
 int inbox_batch_next(const struct inbox_msg *b, size_t *off,
     struct inbox_msg *m);
 /* EPOLLOUT on slot's tx: send what is queued.  Returns 1 when the queue
