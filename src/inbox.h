@@ -15,7 +15,9 @@
  * one INBOX_BATCH datagram at the end of the loop iteration (or when it
  * is full).  One datagram per destination per iteration instead of one
  * per message keeps the kernel queues short under load; any other type
- * flushes the slot's batch first, so every sender's order is kept.
+ * flushes the slot's batch first, so every sender's order is kept.  A
+ * record whose frame is the previous record's (a group message to many
+ * members on one worker) carries no copy of it.
  *
  * When the receiver's queue is full (EAGAIN) the datagram waits in a
  * bounded per-slot queue in the sender and goes out on EPOLLOUT, or at
