@@ -270,10 +270,6 @@ conn_pause(struct worker *w, struct conn *c)
 	(void)conn_epoll(w, c, EPOLL_CTL_MOD);
 }
 
-/*
- * Hand every complete frame in buf[0..len) up, stopping early when the
- * handler pauses or closes the connection.  Returns the bytes consumed.
- */
 /* Hold c's remaining input until the other workers catch up. */
 static void
 conn_stall(struct worker *w, struct conn *c)

@@ -242,24 +242,18 @@ inbox_batch_add(struct inbox *ib, int slot, const struct inbox_msg *m,
 {
 	struct inbox_slot *s = &ib->slots[slot];
 	struct inbox_rec r;
-	size_t need = sizeof(r) + m->len;
-
 	/* The same frame as the last record's (compared, not trusted by
 	 * its address: the caller's scratch holds the next message). */
-	if (s->batch != NULL && s->nrecs > 0 && m->len > 0 &&
-	    m->len == s->last_len && s->batch->len + sizeof(r) <=
-	    s->batch->cap && memcmp(s->batch->data + s->last_off, m->data,
-	    m->len) == 0) {
-		r.uid = m->id;
-		r.len = INBOX_REC_SAME;
-		r.token = m->token;
-		memcpy(s->batch->data + s->batch->len, &r, sizeof(r));
-		s->batch->len += sizeof(r);
-		s->nrecs++;
-		return 0;
-	}
-	if (s->batch != NULL && s->batch->len + need > s->batch->cap)
+	int same = s->batch != NULL && s->nrecs > 0 && m->len > 0 &&
+	    m->len == s->last_len && memcmp(s->batch->data + s->last_off,
+	    m->data, m->len) == 0;
+	size_t need = sizeof(r) + (same ? 0 : m->len);
+
+	if (s->batch != NULL && s->batch->len + need > s->batch->cap) {
 		inbox_flush(ib, slot, want_out);
+		same = 0;	/* a batch starts with its frame */
+		need = sizeof(r) + m->len;
+	}
 	if (s->queued + (s->batch != NULL ? s->batch->len : 0) + need >
 	    ib->max_queued) {
 		log_warnx("inbox queue to worker %d is full (%zu bytes)",
@@ -274,14 +268,15 @@ inbox_batch_add(struct inbox *ib, int slot, const struct inbox_msg *m,
 		s->batch->len = sizeof(struct inbox_hdr);
 	}
 	r.uid = m->id;
-	r.len = (uint32_t)m->len;
+	r.len = same ? INBOX_REC_SAME : (uint32_t)m->len;
 	r.token = m->token;
 	memcpy(s->batch->data + s->batch->len, &r, sizeof(r));
-	if (m->len > 0)
-		memcpy(s->batch->data + s->batch->len + sizeof(r), m->data,
-		    m->len);
-	s->last_off = s->batch->len + sizeof(r);
-	s->last_len = m->len;
+	if (!same) {
+		s->last_off = s->batch->len + sizeof(r);
+		s->last_len = m->len;
+		if (m->len > 0)
+			memcpy(s->batch->data + s->last_off, m->data, m->len);
+	}
 	s->batch->len += need;
 	s->nrecs++;
 	return 0;

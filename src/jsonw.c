@@ -24,6 +24,13 @@ jbuf_free(struct jbuf *b)
 	jbuf_init(b);
 }
 
+void
+jbuf_trim(struct jbuf *b, size_t keep)
+{
+	if (b->cap > keep)
+		jbuf_free(b);
+}
+
 /* Room for n more bytes; 0, or -1 (and oom set) when out of memory. */
 static int
 jbuf_reserve(struct jbuf *b, size_t n)

@@ -5,8 +5,8 @@
  * per message.
  *
  * The output is byte for byte what cJSON_PrintUnformatted gives for the
- * same values: strings escaped the way cJSON escapes them, non-negative
- * integers in decimal.  tests/check_proto.c holds the two side by side.
+ * same values: strings escaped the way cJSON escapes them, integers in
+ * decimal.  tests/check_proto.c holds the two side by side.
  */
 #ifndef CHATD_JSONW_H
 #define CHATD_JSONW_H
@@ -20,9 +20,11 @@ struct jbuf {
 	int oom;		/* set when a reservation failed */
 };
 
-/* b starts empty; jbuf_free releases p. */
+/* b starts empty; jbuf_free releases p; jbuf_trim releases it when more
+ * than keep bytes were reserved (a scratch a long line grew). */
 void jbuf_init(struct jbuf *b);
 void jbuf_free(struct jbuf *b);
+void jbuf_trim(struct jbuf *b, size_t keep);
 /* Append bytes as they are. */
 void jbuf_raw(struct jbuf *b, const char *s, size_t n);
 /* Append a string literal as it is. */

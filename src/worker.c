@@ -469,10 +469,8 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		inbox_tick(w->inbox);
 		conn_obuf_tick(w);
 		/* A long message (or seq) grew a scratch: do not keep it. */
-		if (w->fbuf.cap > WORKER_FBUF_KEEP)
-			jbuf_free(&w->fbuf);
-		if (w->abuf.cap > WORKER_FBUF_KEEP)
-			jbuf_free(&w->abuf);
+		jbuf_trim(&w->fbuf, WORKER_FBUF_KEEP);
+		jbuf_trim(&w->abuf, WORKER_FBUF_KEEP);
 		bus_tick(w);
 		return;
 	case TAG_JOBS:
