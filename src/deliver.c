@@ -10,11 +10,9 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/epoll.h>
 
 #include "bus.h"
 #include "conn.h"
@@ -28,43 +26,14 @@
 #include "store.h"
 #include "worker.h"
 
-/* Watch slot's tx end for EPOLLOUT: datagrams wait for it. */
-static void
-deliver_watch_tx(struct worker *w, int slot)
-{
-	struct epoll_event ev;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLOUT;
-	ev.data.u64 = worker_inbox_tx_tag(slot);
-	if (epoll_ctl(w->peer_epfd, EPOLL_CTL_ADD, inbox_tx_fd(w->inbox, slot),
-	    &ev) == -1 && errno != EEXIST)
-		log_warn("%s: epoll_ctl", __func__);
-}
-
-static int
-deliver_inbox_send(struct worker *w, int slot, const struct inbox_msg *m)
-{
-	int want_out, rc;
-
-	rc = inbox_send(w->inbox, slot, m, &want_out);
-	if (want_out)
-		deliver_watch_tx(w, slot);
-	return rc;
-}
-
 void
 deliver_flush(struct worker *w)
 {
-	int i, want_out;
+	int i;
 
-	for (i = 0; i < w->nslots; i++) {
-		if (i == w->slot)
-			continue;
-		inbox_flush(w->inbox, i, &want_out);
-		if (want_out)
-			deliver_watch_tx(w, i);
-	}
+	for (i = 0; i < w->nslots; i++)
+		if (i != w->slot)
+			(void)inbox_flush(w->inbox, i);
 }
 
 int
@@ -94,7 +63,7 @@ deliver_user(struct worker *w, uint32_t uid, const char *frame, size_t len)
 	m.token = e.token;
 	m.data = frame;
 	m.len = len;
-	if (deliver_inbox_send(w, e.slot, &m) == -1)
+	if (inbox_send(w->inbox, e.slot, &m) == -1)
 		return DELIVER_OFFLINE;
 	w->stats->deliver_worker++;
 	return DELIVER_DONE;
@@ -110,7 +79,7 @@ deliver_group_invalidate(struct worker *w, uint32_t gid)
 	m.type = INBOX_GROUP_INVALIDATE;
 	m.id = gid;
 	for (i = 0; i < w->nslots; i++)
-		if (i != w->slot && deliver_inbox_send(w, i, &m) == -1)
+		if (i != w->slot && inbox_send(w->inbox, i, &m) == -1)
 			log_warnx("group %u: could not invalidate the cache of "
 			    "worker %d", gid, i);
 }
@@ -137,7 +106,7 @@ deliver_offline_ready(struct worker *w, uint32_t uid)
 	memset(&m, 0, sizeof(m));
 	m.type = INBOX_OFFLINE_READY;
 	m.id = uid;
-	(void)deliver_inbox_send(w, e.slot, &m);
+	(void)inbox_send(w->inbox, e.slot, &m);
 }
 
 struct store_job {
@@ -430,6 +399,8 @@ deliver_inbox(struct worker *w, const struct inbox_msg *m)
 		}
 		break;
 	default:
-		fatalx("%s: unknown datagram type %u", __func__, m->type);
+		log_warnx("%s: unknown inbox message type %u", __func__,
+		    m->type);
+		break;
 	}
 }

@@ -56,7 +56,7 @@ void deliver_store(struct worker *w, struct conn *sender,
 void deliver_drop_slow(struct worker *w, struct conn *c);
 /* Tell every other worker of this host that group gid changed. */
 void deliver_group_invalidate(struct worker *w, uint32_t gid);
-/* Handle one datagram from another worker's inbox. */
+/* Handle one message from another worker (or the master). */
 void deliver_inbox(struct worker *w, const struct inbox_msg *m);
 /* Send what deliver_user batched for other workers (end of iteration,
  * before the clients' output is written: a sender's ACK must not reach

@@ -1,27 +1,34 @@
 /*
  * inbox.h - same-host delivery between workers.
  *
- * Choice: one AF_UNIX SOCK_DGRAM socketpair per worker slot, created by
- * the master before forking.  Every worker inherits the sending end of
- * every slot and the receiving end of its own; a respawned worker gets the
- * same pair again, so nothing addressed to a slot is lost while it
- * restarts (datagrams wait in the kernel queue).  Datagrams keep message
- * boundaries, need no locking between senders, and the kernel wakes the
- * receiver through its epoll.  A shm ring would save a copy but needs its
- * own locking and crash recovery; this path never touches Redis or MySQL.
+ * Choice: a single-producer, single-consumer byte ring in shared memory
+ * for every ordered pair of workers, and one from the master to each
+ * worker, all mapped by the master before it forks; and an eventfd per
+ * worker to wake it.  A running worker looks at its rings once per loop
+ * iteration, so a message to a busy worker costs a copy in and a copy out
+ * and no system call.  A worker about to sleep says so (a flag set, then
+ * its rings checked once more); a sender that publishes records and finds
+ * the flag set clears it and writes the eventfd, once.  (Before: one
+ * AF_UNIX datagram per batch, a sendmsg and a recvmsg, and a wakeup each
+ * time.)
  *
- * Deliveries are batched: inbox_send() appends an INBOX_DELIVER to the
- * destination slot's batch, and inbox_flush() sends each slot's batch as
- * one INBOX_BATCH datagram at the end of the loop iteration (or when it
- * is full).  One datagram per destination per iteration instead of one
- * per message keeps the kernel queues short under load; any other type
- * flushes the slot's batch first, so every sender's order is kept.  A
- * record whose frame is the previous record's (a group message to many
- * members on one worker) carries no copy of it.
+ * A crash loses nothing published: the positions live in the shared
+ * segment, a record becomes visible only when its sender publishes the
+ * tail after writing it whole, and the receiver frees it only after
+ * handling it.  A respawned worker reads on where its predecessor stopped
+ * (the record being handled when it died is handled again) and writes on
+ * after its predecessor's last published record (what that one had not
+ * published yet is lost, as an unsent batch was).
  *
- * When the receiver's queue is full (EAGAIN) the datagram waits in a
- * bounded per-slot queue in the sender and goes out on EPOLLOUT, or at
- * the next flush.
+ * A sender publishes its records at the end of its loop iteration
+ * (inbox_flush).  Records keep their sender's order, whatever their type.
+ * An INBOX_DELIVER carries one frame and the (uid, token) of every
+ * recipient it was sent to in a row before the publish: a group message
+ * to many members on one worker crosses once.
+ *
+ * When a ring is full, records wait in a queue in the sender, at most
+ * max_queued bytes, and go in as the receiver frees room; a sender that
+ * waits for room asks to be woken (its own eventfd) when there is some.
  */
 #ifndef CHATD_INBOX_H
 #define CHATD_INBOX_H
@@ -34,60 +41,68 @@ enum inbox_type {
 	INBOX_GROUP_INVALIDATE = 2,	/* id = gid */
 	INBOX_OFFLINE_READY = 3,	/* id = uid: pull offline messages */
 	INBOX_KICK = 4,			/* id = uid, token */
-	INBOX_BATCH = 5,		/* id = count, data = INBOX_DELIVER
-					 * records: walk with inbox_batch_next */
 };
 
 struct inbox_msg {
 	uint8_t type;
 	uint32_t id;
 	uint64_t token;
-	uint32_t origin;	/* sending slot */
 	const char *data;
 	size_t len;
 };
 
 struct inbox;
 
-/* Master: create nslots pairs able to carry max_payload bytes. */
+/* Called by inbox_poll for each message; m->data is valid during the
+ * call only. */
+typedef void inbox_fn(void *arg, const struct inbox_msg *m);
+
+/* Master: the shared rings and the eventfds of nslots workers, for
+ * messages of up to max_payload bytes.  The master's own handle (it sends
+ * INBOX_KICK).  NULL with err. */
 struct inbox *inbox_create(int nslots, size_t max_payload, char *err,
     size_t errlen);
-/* Worker: keep only what `slot` needs; pending queues capped at
- * max_queued bytes per destination, congested above busy_at. */
-void inbox_worker_init(struct inbox *ib, int slot, size_t max_queued,
-    size_t busy_at);
+/* Worker: a handle of its own for `slot` on ib's rings; what waits for a
+ * full ring is capped at max_queued bytes per destination, congested
+ * above busy_at.  NULL when out of memory. */
+struct inbox *inbox_attach(const struct inbox *ib, int slot,
+    size_t max_queued, size_t busy_at);
+/* Free a handle of inbox_attach (its unpublished records are lost). */
+void inbox_detach(struct inbox *h);
 int inbox_nslots(const struct inbox *ib);
-int inbox_rx_fd(const struct inbox *ib, int slot);
-int inbox_tx_fd(const struct inbox *ib, int slot);
-/* Send to `slot` (INBOX_DELIVER: add to its batch), queueing on EAGAIN.
- * 0, or -1 when it can neither be sent nor queued (the caller must keep
- * the message another way).  *want_out is set when a queue became
- * non-empty (watch tx for EPOLLOUT). */
-int inbox_send(struct inbox *ib, int slot, const struct inbox_msg *m,
-    int *want_out);
-/* Send slot's batch, if any (end of loop iteration); *want_out as above. */
-void inbox_flush(struct inbox *ib, int slot, int *want_out);
+/* The slot's eventfd: watch it with EPOLLIN | EPOLLET (never read). */
+int inbox_wake_fd(const struct inbox *h);
+/* Bytes of one ring (each pair of workers has one). */
+size_t inbox_ring_size(const struct inbox *ib);
+
+/* Add m for `slot`, published at the next inbox_flush.  0, or -1 when it
+ * can neither go into the ring nor wait (the master never queues): the
+ * caller must keep the message another way. */
+int inbox_send(struct inbox *h, int slot, const struct inbox_msg *m);
+/* Publish what was added for slot, moving in what waited for room, and
+ * wake the receiver if it sleeps.  1 when records still wait for room
+ * (the receiver will wake us), 0 when none do. */
+int inbox_flush(struct inbox *h, int slot);
 /*
- * 1 when the queue towards some worker holds over busy_at bytes and
- * that worker is reading (the queue moved within the last second):
- * the caller should stop taking new input until it drains, rather than
- * fill the queue and fall back to the offline store.
+ * 1 when the queue towards some worker holds over busy_at bytes and that
+ * worker is reading (its ring moved within the last second): the caller
+ * should stop taking new input until it drains, rather than fill the
+ * queue and fall back to the offline store.
  */
-int inbox_congested(const struct inbox *ib);
-/* Once a second: give back the batch buffers not used since last time. */
-void inbox_tick(struct inbox *ib);
-/* The next record of an INBOX_BATCH datagram b, from *off (start at 0):
- * 1 with *m an INBOX_DELIVER, 0 at the end.  Pass the same m every time:
- * a record that repeats the previous one's frame keeps m's data. */
-int inbox_batch_next(const struct inbox_msg *b, size_t *off,
-    struct inbox_msg *m);
-/* EPOLLOUT on slot's tx: send what is queued.  Returns 1 when the queue
- * is now empty (stop watching), 0 otherwise. */
-int inbox_drain(struct inbox *ib, int slot);
-/* Receive one datagram on our rx into buf; 1, 0 when none, -1 error. */
-int inbox_recv(struct inbox *ib, struct inbox_msg *m, char *buf,
-    size_t buflen);
-/* Master: close everything (after the workers are gone). */
+int inbox_congested(struct inbox *h);
+
+/* Handle every record published to this worker so far, in each sender's
+ * order; frees their room.  Returns the number of messages. */
+size_t inbox_poll(struct inbox *h, inbox_fn *fn, void *arg);
+/*
+ * Before a sleep (an epoll_wait that may block): 1 when the worker may
+ * sleep (senders will now wake it), 0 when records already wait (poll
+ * them instead).  inbox_woke after the wait.
+ */
+int inbox_sleep(struct inbox *h);
+void inbox_woke(struct inbox *h);
+
+/* Master: unmap and close everything (after the workers are gone). */
 void inbox_destroy(struct inbox *ib);
 
 #endif

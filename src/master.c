@@ -516,7 +516,6 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 	if (strcmp(cmd, "kick") == 0) {
 		struct presence_entry e;
 		struct inbox_msg msg;
-		int want_out;
 
 		v = cJSON_GetObjectItem(req, "id");
 		if (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
@@ -529,9 +528,9 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 		msg.type = INBOX_KICK;
 		msg.id = e.uid;
 		msg.token = e.token;
-		if (inbox_send(m->inbox, e.slot, &msg, &want_out) == -1 ||
-		    want_out)
+		if (inbox_send(m->inbox, e.slot, &msg) == -1)
 			return "the worker's inbox is full; try again";
+		(void)inbox_flush(m->inbox, e.slot);
 		cJSON_AddNumberToObject(reply, "id", e.uid);
 		cJSON_AddNumberToObject(reply, "worker", e.slot);
 		log_info("control: kicking user %u (%s) on worker %u", e.uid,

@@ -49,7 +49,6 @@ enum {
 	TAG_BUS_END = TAG_BUS + 2,
 	TAG_PEER,		/* peer_epfd has events */
 };
-#define TAG_INBOX_TX 0x100000000ULL	/* | slot: EPOLLOUT on a tx end */
 
 #define WORKER_EVENTS 256
 #define WORKER_PEER_EVENTS 64
@@ -57,7 +56,6 @@ enum {
 #define WORKER_INBOX_BUSY_MIN (1024 * 1024)
 #define WORKER_FBUF_KEEP 65536	/* frame scratch kept between ticks */
 #define WORKER_ACCEPTS_PER_EVENT 64
-#define WORKER_INBOX_PER_EVENT 256
 #define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
 
 uint64_t
@@ -94,12 +92,6 @@ uint64_t
 worker_bus_tag(int id)
 {
 	return TAG_BUS + (uint64_t)id;
-}
-
-uint64_t
-worker_inbox_tx_tag(int slot)
-{
-	return TAG_INBOX_TX | (uint32_t)slot;
 }
 
 static struct conn_list *
@@ -241,28 +233,9 @@ worker_accept(struct worker *w)
 }
 
 static void
-worker_inbox(struct worker *w)
+worker_inbox_one(void *arg, const struct inbox_msg *m)
 {
-	struct inbox_msg m;
-	int i, rc;
-
-	for (i = 0; i < WORKER_INBOX_PER_EVENT; i++) {
-		rc = inbox_recv(w->inbox, &m, w->rbuf, w->rbuf_size);
-		if (rc == 0)
-			return;
-		if (rc == -1) {
-			log_warn("%s: recv", __func__);
-			return;
-		}
-		if (m.type == INBOX_BATCH) {
-			struct inbox_msg one;
-			size_t off = 0;
-
-			while (inbox_batch_next(&m, &off, &one))
-				deliver_inbox(w, &one);
-		} else
-			deliver_inbox(w, &m);
-	}
+	deliver_inbox(arg, m);
 }
 
 /* Close connections idle past auth_timeout / idle_timeout. */
@@ -368,7 +341,6 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	w->nslots = nslots;
 	w->listen_fd = listen_fd;
 	w->presence = presence;
-	w->inbox = inbox;
 	w->now = time(NULL);
 	w->lim.max_message = (size_t)conf->max_message;
 	umap_init(&w->online);
@@ -411,8 +383,9 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	busy_at = (size_t)conf->max_output / 4;
 	if (busy_at < WORKER_INBOX_BUSY_MIN)
 		busy_at = WORKER_INBOX_BUSY_MIN;
-	inbox_worker_init(inbox, slot, (size_t)conf->max_output *
-	    WORKER_INBOX_CAP_FACTOR, busy_at);
+	if ((w->inbox = inbox_attach(inbox, slot, (size_t)conf->max_output *
+	    WORKER_INBOX_CAP_FACTOR, busy_at)) == NULL)
+		fatalx("inbox: out of memory");
 	if ((w->jobs = jobq_create(conf, conf->job_threads,
 	    conf->job_queue_max, err, sizeof(err))) == NULL)
 		fatalx("job threads: %s", err);
@@ -434,8 +407,9 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	/* Job completions are new work like client input (a group
 	 * load's fan-out): not taken while other workers are behind. */
 	worker_epoll_add(w->epfd, jobq_fd(w->jobs), TAG_JOBS, EPOLLIN);
-	worker_epoll_add(w->peer_epfd, inbox_rx_fd(inbox, slot), TAG_INBOX,
-	    EPOLLIN);
+	/* Never read: edge-triggered, each wakeup is one event. */
+	worker_epoll_add(w->peer_epfd, inbox_wake_fd(w->inbox), TAG_INBOX,
+	    EPOLLIN | EPOLLET);
 	if ((w->bus = bus_create(w)) != NULL)
 		bus_tick(w);	/* connect now, not a second from now */
 }
@@ -466,7 +440,6 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		(void)!read(w->timer_fd, &n, sizeof(n));
 		worker_timeouts(w);
 		limits_sweep(w);
-		inbox_tick(w->inbox);
 		conn_obuf_tick(w);
 		/* A long message (or seq) grew a scratch: do not keep it. */
 		jbuf_trim(&w->fbuf, WORKER_FBUF_KEEP);
@@ -479,8 +452,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		(void)jobq_complete(w->jobs, w, worker_busy);
 		return;
 	case TAG_INBOX:
-		worker_inbox(w);
-		return;
+		return;		/* polled every iteration (worker_main) */
 	case TAG_BUS + BUS_SUB:
 	case TAG_BUS + BUS_PUB:
 		bus_event(w, (int)(tag - TAG_BUS), ev->events);
@@ -489,14 +461,6 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		return;		/* served before the batch (worker_main) */
 	default:
 		break;
-	}
-	if ((tag & ~0xffffULL) == TAG_INBOX_TX) {
-		int slot = (int)(tag & 0xffff);
-
-		if (inbox_drain(w->inbox, slot))
-			(void)epoll_ctl(w->peer_epfd, EPOLL_CTL_DEL,
-			    inbox_tx_fd(w->inbox, slot), NULL);
-		return;
 	}
 	c = ev->data.ptr;
 	if (c->state == CONN_CLOSED)
@@ -520,7 +484,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	struct worker w;
 	time_t stop_deadline = 0;
 	char name[32];
-	int i, n, m, congested;
+	int i, n, m, congested, timeout;
 
 	(void)snprintf(name, sizeof(name), "worker %d", slot);
 	log_setproc(name);
@@ -536,10 +500,11 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	}
 	for (;;) {
 		/*
-		 * Peer events (other workers, Redis, jobs, signals, the timer)
+		 * What other workers sent (their rings, read after every
+		 * wait) and peer events (Redis, jobs, signals, the timer)
 		 * first: a group change announced before a client's request
 		 * must be seen by it.  While the queues to other workers are
-		 * congested, wait for those alone: clients are not read
+		 * congested, wait for peer events alone: clients are not read
 		 * until the other workers have taken what they were sent.
 		 */
 		congested = worker_busy(&w);
@@ -547,14 +512,19 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 			conn_resume_stalled(&w);
 			congested = worker_busy(&w);
 		}
-		if (congested)
-			n = epoll_wait(w.peer_epfd, evs, WORKER_EVENTS, 10);
-		else
-			n = epoll_wait(w.epfd, evs, WORKER_EVENTS,
-			    w.stopping ? 100 : w.nstalled > 0 ? 0 : -1);
+		timeout = congested ? 10 : w.stopping ? 100 :
+		    w.nstalled > 0 ? 0 : -1;
+		/* Other workers write our eventfd only while we sleep. */
+		if (timeout != 0 && !inbox_sleep(w.inbox))
+			timeout = 0;
+		n = epoll_wait(congested ? w.peer_epfd : w.epfd, evs,
+		    WORKER_EVENTS, timeout);
+		if (timeout != 0)
+			inbox_woke(w.inbox);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now = time(NULL);
+		(void)inbox_poll(w.inbox, worker_inbox_one, &w);
 		if (!congested) {
 			for (i = 0; i < n; i++)
 				if (evs[i].data.u64 == TAG_PEER)
@@ -597,6 +567,7 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 	jbuf_free(&w.fbuf);
 	jbuf_free(&w.abuf);
 	conn_obuf_free(&w);
+	inbox_detach(w.inbox);
 	log_info("stopped");
 	exit(0);
 }

@@ -57,7 +57,7 @@ struct worker {
 	const struct conf *conf;
 	int slot, nslots;
 	int epfd;		/* clients, the listener and peer_epfd */
-	int peer_epfd;		/* inbox, Redis, signals, timer (served
+	int peer_epfd;		/* inbox wakeups, Redis, signals, timer (served
 				 * first, and alone while the inboxes
 				 * are congested) */
 	int listen_fd;		/* -1 once stopped accepting */
@@ -103,8 +103,6 @@ void worker_main(const struct conf *conf, int slot, int nslots,
 uint64_t worker_now_ms(const struct worker *w);
 /* The epoll tag of Redis link id (bus.h). */
 uint64_t worker_bus_tag(int id);
-/* The epoll tag of EPOLLOUT on the inbox tx end of slot (deliver.c). */
-uint64_t worker_inbox_tx_tag(int slot);
 /* 1 while the queues to other workers are congested: take no new work
  * that fans out to them (see worker_main). */
 int worker_busy(struct worker *w);
