@@ -57,6 +57,26 @@ worker_open(struct inbox *ib, int slot, size_t max_queued, size_t busy_at)
 	return h;
 }
 
+/* Fresh rings and two workers' handles on them: a sends, b reads. */
+static struct inbox *
+rig_open(struct inbox **a, struct inbox **b, size_t a_queued,
+    size_t a_busy)
+{
+	struct inbox *ib = master_open();
+
+	*a = worker_open(ib, 0, a_queued, a_busy);
+	*b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	return ib;
+}
+
+static void
+rig_close(struct inbox *ib, struct inbox *a, struct inbox *b)
+{
+	inbox_detach(a);
+	inbox_detach(b);
+	inbox_destroy(ib);
+}
+
 static int
 send_msg(struct inbox *h, int slot, uint8_t type, uint32_t id,
     const char *data, size_t len)
@@ -137,9 +157,7 @@ START_TEST(test_repeated_frame_crosses_once)
 		ck_assert_str_eq(got[i].frame, frame);
 	}
 	ck_assert_uint_eq(inbox_poll(b, collect, &s), 0);
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
@@ -150,9 +168,7 @@ END_TEST
  */
 START_TEST(test_same_buffer_other_frame)
 {
-	struct inbox *ib = master_open();
-	struct inbox *a = worker_open(ib, 0, BIG_QUEUE, BIG_QUEUE);
-	struct inbox *b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, BIG_QUEUE);
 	static struct got got[16];
 	struct sink s = { got, 0, 16 };
 	char scratch[64];
@@ -183,18 +199,14 @@ START_TEST(test_same_buffer_other_frame)
 	ck_assert_uint_eq(got[4].token, 1005);
 	ck_assert_uint_eq(got[5].id, 6);
 	ck_assert_uint_eq(got[7].token, 1008);
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
 /* Every type in one sender's order; a repeat never jumps another type. */
 START_TEST(test_order_across_types)
 {
-	struct inbox *ib = master_open();
-	struct inbox *a = worker_open(ib, 0, BIG_QUEUE, BIG_QUEUE);
-	struct inbox *b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, BIG_QUEUE);
 	static struct got got[16];
 	struct sink s = { got, 0, 16 };
 
@@ -219,9 +231,7 @@ START_TEST(test_order_across_types)
 	ck_assert_int_eq(got[4].type, INBOX_OFFLINE_READY);
 	ck_assert_int_eq(got[5].type, INBOX_DELIVER);
 	ck_assert_str_eq(got[5].frame, "f\n");
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
@@ -247,9 +257,7 @@ numbered(char *buf, uint32_t i)
  */
 START_TEST(test_wrap_and_wait)
 {
-	struct inbox *ib = master_open();
-	struct inbox *a = worker_open(ib, 0, BIG_QUEUE, BIG_QUEUE);
-	struct inbox *b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, BIG_QUEUE);
 	static struct got got[4000];
 	struct sink s = { got, 0, 4000 };
 	static char buf[MAX_PAYLOAD];
@@ -278,18 +286,14 @@ START_TEST(test_wrap_and_wait)
 		ck_assert_uint_eq(got[i].id, i);
 		ck_assert_str_eq(got[i].frame, buf);
 	}
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
 /* A full queue refuses; what was taken arrives, and room comes back. */
 START_TEST(test_full_queue_refuses)
 {
-	struct inbox *ib = master_open();
-	struct inbox *a = worker_open(ib, 0, 16 * 1024, BIG_QUEUE);
-	struct inbox *b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	struct inbox *a, *b, *ib = rig_open(&a, &b, 16 * 1024, BIG_QUEUE);
 	static struct got got[400];
 	struct sink s = { got, 0, 400 };
 	static char buf[MAX_PAYLOAD];
@@ -319,18 +323,14 @@ START_TEST(test_full_queue_refuses)
 	/* Larger than any message may be: refused, not truncated. */
 	ck_assert_int_eq(send_msg(a, 1, INBOX_DELIVER, 1, buf,
 	    MAX_PAYLOAD + 1), -1);
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
 /* A sleeping receiver is woken once; an awake one is not woken. */
 START_TEST(test_wakeups)
 {
-	struct inbox *ib = master_open();
-	struct inbox *a = worker_open(ib, 0, BIG_QUEUE, BIG_QUEUE);
-	struct inbox *b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, BIG_QUEUE);
 	static struct got got[16];
 	struct sink s = { got, 0, 16 };
 
@@ -352,18 +352,14 @@ START_TEST(test_wakeups)
 	ck_assert_int_eq(woken(inbox_wake_fd(b)), 0);
 	ck_assert_uint_eq(inbox_poll(b, collect, &s), 1);
 	ck_assert_int_eq(woken(inbox_wake_fd(a)), 0);
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
 /* A sender waiting for room is woken when the receiver makes some. */
 START_TEST(test_room_wakeup)
 {
-	struct inbox *ib = master_open();
-	struct inbox *a = worker_open(ib, 0, BIG_QUEUE, BIG_QUEUE);
-	struct inbox *b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, BIG_QUEUE);
 	static struct got got[400];
 	struct sink s = { got, 0, 400 };
 	static char buf[2000];
@@ -384,9 +380,7 @@ START_TEST(test_room_wakeup)
 	}
 	(void)inbox_poll(b, collect, &s);
 	ck_assert_uint_eq(s.n, 200);
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
@@ -397,9 +391,7 @@ END_TEST
  */
 START_TEST(test_respawn)
 {
-	struct inbox *ib = master_open();
-	struct inbox *a = worker_open(ib, 0, BIG_QUEUE, BIG_QUEUE);
-	struct inbox *b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, BIG_QUEUE);
 	static struct got got[16];
 	struct sink s = { got, 0, 16 };
 
@@ -423,9 +415,7 @@ START_TEST(test_respawn)
 	(void)inbox_flush(a, 1);
 	ck_assert_uint_eq(inbox_poll(b, collect, &s), 1);
 	ck_assert_uint_eq(got[3].id, 5);
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
@@ -464,9 +454,7 @@ END_TEST
  * not while it has stopped reading for a second. */
 START_TEST(test_congested)
 {
-	struct inbox *ib = master_open();
-	struct inbox *a = worker_open(ib, 0, BIG_QUEUE, 4096);
-	struct inbox *b = worker_open(ib, 1, BIG_QUEUE, BIG_QUEUE);
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, 4096);
 	static struct got got[400];
 	struct sink s = { got, 0, 400 };
 	static char buf[1000];
@@ -496,9 +484,7 @@ START_TEST(test_congested)
 	(void)inbox_poll(b, collect, &s);
 	ck_assert_int_eq(inbox_congested(a), 0);
 	ck_assert_uint_eq(s.n, 140);
-	inbox_detach(a);
-	inbox_detach(b);
-	inbox_destroy(ib);
+	rig_close(ib, a, b);
 }
 END_TEST
 
