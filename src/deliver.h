@@ -58,7 +58,7 @@ void deliver_drop_slow(struct worker *w, struct conn *c);
 void deliver_group_invalidate(struct worker *w, uint32_t gid);
 /* Handle one message from another worker (or the master). */
 void deliver_inbox(struct worker *w, const struct inbox_msg *m);
-/* Send what deliver_user batched for other workers (end of iteration,
+/* Publish what deliver_user wrote for other workers (end of iteration,
  * before the clients' output is written: a sender's ACK must not reach
  * it before the message has left this worker). */
 void deliver_flush(struct worker *w);

@@ -86,7 +86,6 @@ struct inbox_out {
 struct inbox {
 	int nslots;
 	int self;		/* slot; -1 for the master */
-	int owner;		/* made by inbox_create: unmaps */
 	size_t cap;		/* bytes of one ring */
 	size_t max_payload;
 	size_t max_queued, busy_at;
@@ -232,18 +231,22 @@ inbox_create(int nslots, size_t max_payload, char *err, size_t errlen)
 	size_t need;
 	int i;
 
-	if ((ib = calloc(1, sizeof(*ib))) == NULL ||
-	    (ib->efd = calloc((size_t)nslots, sizeof(int))) == NULL ||
-	    (ib->out = calloc((size_t)nslots, sizeof(*ib->out))) == NULL) {
-		if (ib != NULL)
-			free(ib->efd);
-		free(ib);
+	if ((ib = calloc(1, sizeof(*ib))) == NULL) {
 		(void)snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	ib->nslots = nslots;
 	ib->self = -1;
-	ib->owner = 1;
+	ib->base = MAP_FAILED;
+	if ((ib->efd = malloc((size_t)nslots * sizeof(int))) != NULL)
+		for (i = 0; i < nslots; i++)
+			ib->efd[i] = -1;
+	if (ib->efd == NULL ||
+	    (ib->out = calloc((size_t)nslots, sizeof(*ib->out))) == NULL) {
+		(void)snprintf(err, errlen, "out of memory");
+		inbox_destroy(ib);
+		return NULL;
+	}
 	ib->max_payload = max_payload;
 	/* Two of the largest records fit, whatever the padding. */
 	need = 2 * (sizeof(struct inbox_rec) + pad8(max_payload) +
@@ -258,14 +261,10 @@ inbox_create(int nslots, size_t max_payload, char *err, size_t errlen)
 	if (ib->base == MAP_FAILED) {
 		(void)snprintf(err, errlen, "mmap of %zu bytes: %s",
 		    ib->base_len, strerror(errno));
-		free(ib->out);
-		free(ib->efd);
-		free(ib);
+		inbox_destroy(ib);
 		return NULL;
 	}
-	ib->wake = (struct inbox_wake *)ib->base;
-	for (i = 0; i < nslots; i++)
-		ib->efd[i] = -1;
+	ib->wake = (struct inbox_wake *)(void *)ib->base;
 	for (i = 0; i < nslots; i++) {
 		if ((ib->efd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) ==
 		    -1) {
@@ -290,7 +289,6 @@ inbox_attach(const struct inbox *ib, int slot, size_t max_queued,
 		return NULL;
 	*h = *ib;
 	h->self = slot;
-	h->owner = 0;
 	h->max_queued = max_queued;
 	h->busy_at = busy_at;
 	h->out = calloc((size_t)h->nslots, sizeof(*h->out));
@@ -322,7 +320,7 @@ inbox_free_waiting(struct inbox *h)
 	struct inbox_wait *p;
 	int i;
 
-	for (i = 0; i < h->nslots; i++)
+	for (i = 0; h->out != NULL && i < h->nslots; i++)
 		while ((p = h->out[i].wait) != NULL) {
 			h->out[i].wait = p->next;
 			free(p);
@@ -338,12 +336,6 @@ inbox_detach(struct inbox *h)
 	free(h->out);
 	free(h->in);
 	free(h);
-}
-
-int
-inbox_nslots(const struct inbox *ib)
-{
-	return ib->nslots;
 }
 
 int
@@ -632,10 +624,10 @@ inbox_destroy(struct inbox *ib)
 
 	if (ib == NULL)
 		return;
-	for (i = 0; i < ib->nslots; i++)
+	for (i = 0; ib->efd != NULL && i < ib->nslots; i++)
 		if (ib->efd[i] != -1)
 			(void)close(ib->efd[i]);
-	if (ib->base != NULL && ib->base != MAP_FAILED)
+	if (ib->base != MAP_FAILED)
 		(void)munmap(ib->base, ib->base_len);
 	inbox_free_waiting(ib);
 	free(ib->out);

@@ -69,7 +69,6 @@ struct inbox *inbox_attach(const struct inbox *ib, int slot,
     size_t max_queued, size_t busy_at);
 /* Free a handle of inbox_attach (its unpublished records are lost). */
 void inbox_detach(struct inbox *h);
-int inbox_nslots(const struct inbox *ib);
 /* The slot's eventfd: watch it with EPOLLIN | EPOLLET (never read). */
 int inbox_wake_fd(const struct inbox *h);
 /* Bytes of one ring (each pair of workers has one). */

@@ -114,6 +114,15 @@ collect(void *arg, const struct inbox_msg *m)
 	s->n++;
 }
 
+/* Let b read until nothing from a waits any more. */
+static void
+drain(struct inbox *a, struct inbox *b, struct sink *s)
+{
+	while (inbox_flush(a, 1) == 1)
+		(void)inbox_poll(b, collect, s);
+	(void)inbox_poll(b, collect, s);
+}
+
 /* Is fd (an eventfd) readable now?  Reads it when it is. */
 static int
 woken(int fd)
@@ -310,9 +319,7 @@ START_TEST(test_full_queue_refuses)
 	/* 128 KiB of ring and 16 KiB of queue, 1 KiB a record. */
 	ck_assert_uint_gt(taken, 128);
 	ck_assert_uint_lt(taken, 160);
-	while (inbox_flush(a, 1) == 1)
-		(void)inbox_poll(b, collect, &s);
-	(void)inbox_poll(b, collect, &s);
+	drain(a, b, &s);
 	ck_assert_uint_eq(s.n, taken);
 	for (i = 0; i < taken; i++)
 		ck_assert_uint_eq(got[i].id, i);
@@ -479,9 +486,7 @@ START_TEST(test_congested)
 	ck_assert_int_eq(inbox_congested(a), 0);	/* nobody reads */
 	ck_assert_uint_gt(inbox_poll(b, collect, &s), 0);
 	ck_assert_int_eq(inbox_congested(a), 1);	/* reading again */
-	while (inbox_flush(a, 1) == 1)
-		(void)inbox_poll(b, collect, &s);
-	(void)inbox_poll(b, collect, &s);
+	drain(a, b, &s);
 	ck_assert_int_eq(inbox_congested(a), 0);
 	ck_assert_uint_eq(s.n, 140);
 	rig_close(ib, a, b);
