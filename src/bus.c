@@ -58,10 +58,11 @@ struct bus_link {
 };
 
 /* The scripts the publisher runs, and their text. */
-enum { LUA_RELEASE, LUA_PUBLISH, LUA_REFRESH, LUA_COUNT };
+enum { LUA_CLAIM, LUA_RELEASE, LUA_PUBLISH, LUA_REFRESH, LUA_COUNT };
 
 static const char *const lua_text[LUA_COUNT] = {
-	CLUSTER_LUA_RELEASE, CLUSTER_LUA_PUBLISH, CLUSTER_LUA_REFRESH
+	CLUSTER_LUA_CLAIM, CLUSTER_LUA_RELEASE, CLUSTER_LUA_PUBLISH,
+	CLUSTER_LUA_REFRESH
 };
 
 struct bus_cmd;
@@ -78,6 +79,7 @@ struct bus_cmd {
 	union {
 		bus_claim_fn claim;
 		bus_publish_fn publish;
+		bus_done_fn released;
 	} fn;
 	void *arg;
 	size_t n;		/* refresh: the sessions of the batch;
@@ -624,9 +626,9 @@ claim_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
 {
 	int result;
 
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
 		result = BUS_DOWN;
-	else if (reply->type == REDIS_REPLY_NIL)
+	else if (reply->integer == 0)
 		result = BUS_TAKEN;
 	else
 		result = BUS_CLAIMED;
@@ -639,6 +641,7 @@ bus_claim(struct worker *w, uint32_t uid, uint64_t token, bus_claim_fn fn,
 {
 	struct bus *b = w->bus;
 	char key[CLUSTER_KEY_MAX], val[CLUSTER_KEY_MAX];
+	char node[CLUSTER_KEY_MAX];
 	struct bus_cmd *c;
 
 	if (!bus_up(b)) {
@@ -647,13 +650,14 @@ bus_claim(struct worker *w, uint32_t uid, uint64_t token, bus_claim_fn fn,
 	}
 	cluster_key_online(w->conf, uid, key, sizeof(key));
 	cluster_claim_value(w->conf, token, val, sizeof(val));
-	c = cmd_new(-1, 6, strlen(key) + strlen(val) + 32, 0);
-	cmd_argstr(c, "SET");
+	(void)snprintf(node, sizeof(node), "%s|", w->conf->node_id);
+	c = cmd_new(LUA_CLAIM, 5, strlen(key) + strlen(val) + strlen(node) +
+	    32, 0);
+	cmd_argstr(c, "1");
 	cmd_argstr(c, key);
 	cmd_argstr(c, val);
-	cmd_argstr(c, "NX");
-	cmd_argstr(c, "EX");
 	cmd_argnum(c, w->conf->presence_ttl);
+	cmd_argstr(c, node);
 	c->done = claim_done;
 	c->fn.claim = fn;
 	c->arg = arg;
@@ -827,15 +831,24 @@ bus_subscribe(struct worker *w, uint32_t uid)
 	    "SUBSCRIBE %s", ch);
 }
 
-void
-bus_release(struct worker *w, uint32_t uid, uint64_t token)
+static void
+release_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
+	if (c->fn.released != NULL)
+		c->fn.released(b->w, c->arg, reply != NULL &&
+		    reply->type == REDIS_REPLY_INTEGER);
+}
+
+int
+bus_release(struct worker *w, uint32_t uid, uint64_t token, bus_done_fn fn,
+    void *arg)
 {
 	struct bus *b = w->bus;
 	char key[CLUSTER_KEY_MAX], val[CLUSTER_KEY_MAX];
 	struct bus_cmd *c;
 
 	if (b == NULL)
-		return;
+		return 0;
 	if (b->link[BUS_SUB].ac != NULL) {
 		cluster_channel_user(w->conf, uid, key, sizeof(key));
 		(void)redisAsyncCommand(b->link[BUS_SUB].ac, bus_on_message,
@@ -848,10 +861,15 @@ bus_release(struct worker *w, uint32_t uid, uint64_t token)
 		cmd_argstr(c, "1");
 		cmd_argstr(c, key);
 		cmd_argstr(c, val);
-		if (cmd_send(b, c) == -1)
-			free(c);
+		c->done = release_done;
+		c->fn.released = fn;
+		c->arg = arg;
+		if (cmd_send(b, c) == 0)
+			return fn != NULL;
+		free(c);
 	}
 	/* While Redis is down the claim simply expires (presence_ttl). */
+	return 0;
 }
 
 /* --- publish / receive -------------------------------------------------- */

@@ -26,6 +26,7 @@ enum { BUS_CLAIMED = 0, BUS_TAKEN = 1, BUS_DOWN = 2 };
 typedef void (*bus_claim_fn)(struct worker *w, void *arg, int result);
 /* receivers: how many subscribers got it, -1 when Redis failed. */
 typedef void (*bus_publish_fn)(struct worker *w, void *arg, long receivers);
+typedef void (*bus_done_fn)(struct worker *w, void *arg, int ok);
 
 /* NULL when Redis is not configured.  Connects from bus_tick. */
 struct bus *bus_create(struct worker *w);
@@ -37,13 +38,20 @@ void bus_tick(struct worker *w);
 /* An epoll event on link `id`. */
 void bus_event(struct worker *w, int id, uint32_t events);
 
-/* Claim uid for this session (SET NX EX); fn is always called later. */
+/* Claim uid for this session (CLUSTER_LUA_CLAIM): fn is called with the
+ * result, at once when Redis is down. */
 void bus_claim(struct worker *w, uint32_t uid, uint64_t token,
     bus_claim_fn fn, void *arg);
 /* Subscribe uid's channel (after a successful claim). */
 void bus_subscribe(struct worker *w, uint32_t uid);
-/* End of session: unsubscribe and delete the claim if still ours. */
-void bus_release(struct worker *w, uint32_t uid, uint64_t token);
+/*
+ * End of session: unsubscribe and delete the claim if still ours.  When
+ * fn is not NULL and the delete was sent, returns 1 and calls fn later,
+ * once Redis has answered (ok 0: the link failed first); else returns 0
+ * and never calls fn.
+ */
+int bus_release(struct worker *w, uint32_t uid, uint64_t token,
+    bus_done_fn fn, void *arg);
 /* PUBLISH frame on uid's channel.  -1 when Redis is down (fn is not
  * called), else 0 and fn (when not NULL) is called with the result. */
 int bus_publish(struct worker *w, uint32_t uid, const char *frame,

@@ -30,6 +30,18 @@
  * (bus.c says why).
  */
 
+/* Claim KEYS[1] = ARGV[1] for ARGV[2] s: when it is free, already ours,
+ * or held by a session of this node (its value starts with ARGV[3],
+ * "NODE|").  The caller holds uid's entry in this host's presence table,
+ * which has one entry per user, so such a session has ended here and its
+ * release is in flight or was lost.  Returns 1 when claimed, 0 when
+ * another node holds it. */
+#define CLUSTER_LUA_CLAIM \
+	"local v = redis.call('GET', KEYS[1]) " \
+	"if v == false or v == ARGV[1] or " \
+	"string.sub(v, 1, #ARGV[3]) == ARGV[3] then " \
+	"redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end " \
+	"return 0"
 /* Delete KEYS[1] only when it still holds ARGV[1]. */
 #define CLUSTER_LUA_RELEASE \
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then " \

@@ -367,25 +367,27 @@ logout_done(struct job *j, struct worker *w)
 	free(lj);
 }
 
-void
-session_end(struct worker *w, struct conn *c)
+int
+session_end(struct worker *w, struct conn *c, bus_done_fn fn, void *arg)
 {
 	struct logout_job *lj;
+	int later;
 
 	if (presence_remove(w->presence, c->uid, c->token) != PRESENCE_OK)
 		log_warnx("user %u: presence entry was already gone", c->uid);
-	bus_release(w, c->uid, c->token);
+	later = bus_release(w, c->uid, c->token, fn, arg);
 	if (umap_get(&w->online, c->uid) == c)
 		(void)umap_del(&w->online, c->uid);
 	w->stats->online = w->online.live;
 	log_info("user %u (%s) logged out", c->uid, c->name);
 	if ((lj = calloc(1, sizeof(*lj))) == NULL)
-		return;
+		return later;
 	lj->job.run = logout_run;
 	lj->job.done = logout_done;
 	lj->uid = c->uid;
 	if (worker_submit(w, &lj->job) == -1)
 		free(lj);
+	return later;
 }
 
 /* --- REG ------------------------------------------------------------- */
@@ -762,7 +764,7 @@ login_claimed(struct worker *w, void *arg, int result)
 	}
 	(void)presence_remove(w->presence, lj->uid, c->token);
 	if (result == BUS_CLAIMED)	/* the client left meanwhile */
-		bus_release(w, lj->uid, c->token);
+		(void)bus_release(w, lj->uid, c->token, NULL, NULL);
 	if (c->state == CONN_CLOSED) {
 		login_free(w, lj);
 		return;
@@ -883,12 +885,48 @@ handle_login(struct worker *w, struct conn *c, const struct request *r)
 
 /* --- LOGINOUT, PING -------------------------------------------------- */
 
+/* A LOGINOUT's ACK, held until the cluster claim is gone. */
+struct logout_ack {
+	struct conn *c;
+	struct reqinfo ri;
+};
+
+static void
+logout_released(struct worker *w, void *arg, int ok)
+{
+	struct logout_ack *la = arg;
+	struct conn *c = la->c;
+
+	(void)ok;	/* a claim left behind expires (presence_ttl) */
+	if (c->state != CONN_CLOSED) {
+		reply_ok(w, c, &la->ri, NULL);
+		conn_resume(w, c);
+	}
+	conn_unref(w, c);
+	reqinfo_free(&la->ri);
+	free(la);
+}
+
+/*
+ * The ACK waits for Redis to answer the claim's release, and c reads no
+ * further request meanwhile: once the client has it, a LOGIN on any host
+ * finds the user offline.  (A LOGIN on this host would anyway: it takes
+ * over a claim left by this host, see CLUSTER_LUA_CLAIM.)
+ */
 void
 handle_loginout(struct worker *w, struct conn *c, const struct request *r)
 {
-	struct reqinfo ri;
+	struct logout_ack *la;
 
-	session_end(w, c);
+	if ((la = calloc(1, sizeof(*la))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	la->c = c;
+	reqinfo_init(&la->ri, r);
+	conn_ref(c);
+	if (session_end(w, c, logout_released, la))
+		conn_pause(w, c);
+	else
+		la->c = NULL;
 	worker_list_del(w, c);
 	conn_set_state(c, CONN_ANON);
 	c->uid = 0;
@@ -897,9 +935,12 @@ handle_loginout(struct worker *w, struct conn *c, const struct request *r)
 	c->pull_again = 0;
 	c->last_active = w->now;	/* auth_timeout starts again */
 	worker_list_add(w, c);
-	reqinfo_init(&ri, r);
-	reply_ok(w, c, &ri, NULL);
-	reqinfo_free(&ri);
+	if (la->c == NULL) {
+		reply_ok(w, c, &la->ri, NULL);
+		conn_unref(w, c);
+		reqinfo_free(&la->ri);
+		free(la);
+	}
 }
 
 void

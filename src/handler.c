@@ -297,7 +297,7 @@ void
 handler_conn_closed(struct worker *w, struct conn *c)
 {
 	if (c->state == CONN_ONLINE)
-		session_end(w, c);
+		(void)session_end(w, c, NULL, NULL);
 }
 
 void

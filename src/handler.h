@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "bus.h"
 #include "job.h"
 #include "jsonw.h"
 #include "request.h"
@@ -150,8 +151,11 @@ void json_set_state_in(struct presence *p, cJSON *item);
 int json_state_online(const cJSON *item);
 
 /* Session (handle_account.c): end a logged-in session (logout or close),
- * and fetch a logged-in user's offline messages onto c. */
-void session_end(struct worker *w, struct conn *c);
+ * and fetch a logged-in user's offline messages onto c.  session_end's
+ * fn, when not NULL, is called once the cluster claim is released (see
+ * bus_release, and its return value). */
+int session_end(struct worker *w, struct conn *c, bus_done_fn fn,
+    void *arg);
 void session_pull_offline(struct worker *w, struct conn *c);
 /* An id from a request as a uid: 0 when out of range. */
 uint32_t handler_id(long long v);

@@ -1126,6 +1126,38 @@ START_TEST(test_presence_push)
 }
 END_TEST
 
+/*
+ * A user logs out and at once logs in again on another worker, over and
+ * over: the new session's cluster claim must never find the old one's
+ * (its release in flight on the first worker's Redis connection), and
+ * the user is never refused as already online.
+ */
+#define RELOGIN_ROUNDS	60
+START_TEST(test_relogin_other_worker)
+{
+	struct chatc *c[2];
+	struct user u;
+	int slot[2], i, k;
+	cJSON *r;
+
+	begin();
+	user_new(&u, "r");
+	c[0] = conn_on(1u << 0, &slot[0]);
+	c[1] = conn_on(ALL_SLOTS & ~(1u << slot[0]), &slot[1]);
+	for (i = 0; i < RELOGIN_ROUNDS; i++) {
+		k = i % 2;
+		r = chatc_login(c[k], u.id, PASSWORD, REQ_MS);
+		ck_assert_msg(r != NULL && chatc_errno(r) == 0, "round %d: "
+		    "login on worker %d: %s %s", i, slot[k], r != NULL ?
+		    chatc_errmsg(r) : "", chatc_error(c[k]));
+		cJSON_Delete(r);
+		ck_assert_int_eq(slot_of(u.id, NULL), slot[k]);
+		ack_ok_free(c[k], chatc_logout(c[k], REQ_MS), MSG_LOGINOUT);
+	}
+	ck_assert_int_eq(slot_of(u.id, NULL), -1);
+}
+END_TEST
+
 /* --- groups -------------------------------------------------------------- */
 
 static long long
@@ -3050,6 +3082,7 @@ chat_suite(void)
 		test_chinese_text,
 		test_friends,
 		test_presence_push,
+		test_relogin_other_worker,
 		test_groups,
 		test_group_chat,
 		test_group_cache_invalidation,

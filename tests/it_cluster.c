@@ -1199,6 +1199,87 @@ START_TEST(test_duplicate_login)
 }
 END_TEST
 
+/* SET uid's claim to val for 60 s (what a session would have left). */
+static void
+plant_claim(long long uid, const char *val)
+{
+	char key[256], type, out[64];
+	const char *argv[5];
+	long long num;
+
+	(void)snprintf(key, sizeof(key), "%sonline:%lld", prefix, uid);
+	argv[0] = "SET";
+	argv[1] = key;
+	argv[2] = val;
+	argv[3] = "EX";
+	argv[4] = "60";
+	ck_assert(redis_cmd(&type, out, sizeof(out), &num, 5, argv) == 0 &&
+	    strcmp(out, "OK") == 0);
+}
+
+/*
+ * A claim left by an ended session of this host (its release lost, or
+ * still in flight on another worker's Redis connection) does not keep the
+ * user out of this host; one held by another host does.
+ */
+START_TEST(test_stale_claim_of_this_host)
+{
+	struct user a, b;
+	char val[256];
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	plant_claim(a.id, "node0|00000000deadbeef");
+	online_at(&a, 0);
+	ck_assert_msg(claim_of(a.id, val, sizeof(val)) == 0 &&
+	    strstr(val, "node0|") == val &&
+	    strcmp(val, "node0|00000000deadbeef") != 0, "claim of a after "
+	    "its login on host 0 is \"%s\"", val);
+	logout(&a, 1);
+
+	plant_claim(b.id, "node0|00000000deadbeef");
+	login_refused(&b, 1, CERR_ONLINE);
+	ck_assert_msg(claim_of(b.id, val, sizeof(val)) == 0 &&
+	    strcmp(val, "node0|00000000deadbeef") == 0, "host 1 changed host "
+	    "0's claim of b to \"%s\"", val);
+}
+END_TEST
+
+/*
+ * LOGINOUT's ACK comes once the claim is gone from Redis, so a LOGIN on
+ * another host right after it succeeds.  Writes are paused in Redis for
+ * a while so that the release cannot overtake the ACK by chance.
+ */
+#define WRITE_PAUSE_MS	400
+START_TEST(test_logout_ack_after_release)
+{
+	struct user a;
+	char val[256], type, out[64], ms[16];
+	const char *argv[4] = { "CLIENT", "PAUSE", ms, "WRITE" };
+	long long num, t0, took;
+
+	begin();
+	user_new(&a, "a");
+	online_at(&a, 0);
+	(void)snprintf(ms, sizeof(ms), "%d", WRITE_PAUSE_MS);
+	ck_assert(redis_cmd(&type, out, sizeof(out), &num, 4, argv) == 0 &&
+	    strcmp(out, "OK") == 0);
+	t0 = harness_now_ms();
+	ack_ok_free(a.c, chatc_logout(a.c, REQ_MS), MSG_LOGINOUT);
+	took = harness_now_ms() - t0;
+	ck_assert_msg(claim_of(a.id, val, sizeof(val)) == 0 && val[0] == '\0',
+	    "claim \"%s\" still there when LOGINOUT was ACKed (after %lld "
+	    "ms; Redis paused writes for %d ms)", val, took, WRITE_PAUSE_MS);
+	harness_close(a.c);
+	a.c = NULL;
+	a.host = -1;
+	online_at(&a, 1);
+	ck_assert_int_eq(host_of(a.id), 1);
+	logout(&a, 1);
+}
+END_TEST
+
 /* --- tests: friends and PRESENCE ----------------------------------------- */
 
 START_TEST(test_friends_presence)
@@ -2236,6 +2317,8 @@ cluster_suite(void)
 		test_spread_and_chat,
 		test_offline_nowhere,
 		test_duplicate_login,
+		test_stale_claim_of_this_host,
+		test_logout_ack_after_release,
 		test_friends_presence,
 		test_group_cache_cross_host,
 		test_script_flush,
