@@ -1032,7 +1032,7 @@ bus_on_message(redisAsyncContext *ac, void *r, void *privdata)
 		if ((uid = cluster_channel_uid(b->w->conf, ch->str,
 		    ch->len)) != 0 && (c = umap_get(&b->w->online, uid)) !=
 		    NULL)
-			session_pull_offline(b->w, c);
+			session_reachable(b->w, c);
 		return;
 	}
 	if (strcmp(reply->element[0]->str, "message") != 0 ||

@@ -50,6 +50,8 @@ deliver_user(struct worker *w, uint32_t uid, const char *frame, size_t len)
 		if (c == NULL || c->token != e.token ||
 		    c->state != CONN_ONLINE)
 			return DELIVER_OFFLINE;
+		if (w->settling.live > 0)
+			session_noticed(w, c, frame, len);
 		if (conn_send(w, c, frame, len) == -1) {
 			deliver_drop_slow(w, c);
 			return DELIVER_OFFLINE;
@@ -355,14 +357,39 @@ deliver_route(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 		fanout_finish(w, f);
 }
 
+uint32_t
+deliver_presence_of(const char *frame, size_t len)
+{
+	static const char pre[] = "{\"msgid\":19,\"id\":";
+	unsigned long id = 0;
+	size_t i;
+
+	/* Our own frames: msgid first, then the friend's id. */
+	if (len <= sizeof(pre) || memcmp(frame, pre, sizeof(pre) - 1) != 0)
+		return 0;
+	for (i = sizeof(pre) - 1; i < len && frame[i] >= '0' &&
+	    frame[i] <= '9' && id <= UINT32_MAX; i++)
+		id = id * 10 + (unsigned long)(frame[i] - '0');
+	return i < len && frame[i] == ',' && id <= UINT32_MAX ?
+	    (uint32_t)id : 0;
+}
+
+/* A frame whose recipient's session ended on the way: a chat message is
+ * stored for the next login, a PRESENCE notice is not worth storing. */
+static void
+deliver_missed(struct worker *w, uint32_t uid, const char *frame,
+    size_t len)
+{
+	if (deliver_presence_of(frame, len) == 0)
+		deliver_store(w, NULL, NULL, &uid, 1, frame, len);
+}
+
 void
 deliver_from_bus(struct worker *w, uint32_t uid, const char *frame,
     size_t len)
 {
-	if (deliver_user(w, uid, frame, len) == DELIVER_DONE)
-		return;
-	/* The session ended after the sender's PUBLISH was counted. */
-	deliver_store(w, NULL, NULL, &uid, 1, frame, len);
+	if (deliver_user(w, uid, frame, len) != DELIVER_DONE)
+		deliver_missed(w, uid, frame, len);
 }
 
 void
@@ -373,6 +400,8 @@ deliver_inbox(struct worker *w, const struct inbox_msg *m)
 	switch (m->type) {
 	case INBOX_DELIVER:
 		c = umap_get(&w->online, m->id);
+		if (c != NULL && w->settling.live > 0)
+			session_noticed(w, c, m->data, m->len);
 		if (c != NULL && c->token == m->token &&
 		    c->state == CONN_ONLINE &&
 		    conn_send(w, c, m->data, m->len) == 0)
@@ -381,7 +410,7 @@ deliver_inbox(struct worker *w, const struct inbox_msg *m)
 		    c->state == CONN_ONLINE)
 			deliver_drop_slow(w, c);
 		/* The session ended after the sender looked it up. */
-		deliver_store(w, NULL, NULL, &m->id, 1, m->data, m->len);
+		deliver_missed(w, m->id, m->data, m->len);
 		break;
 	case INBOX_GROUP_INVALIDATE:
 		groupcache_invalidate(&w->groups, m->id);

@@ -54,6 +54,8 @@ void deliver_store(struct worker *w, struct conn *sender,
  * sent but could not read reaches it at its next login.
  */
 void deliver_drop_slow(struct worker *w, struct conn *c);
+/* The friend id of a PRESENCE notice as chatd writes it, else 0. */
+uint32_t deliver_presence_of(const char *frame, size_t len);
 /* Tell every other worker of this host that group gid changed. */
 void deliver_group_invalidate(struct worker *w, uint32_t gid);
 /* Handle one message from another worker (or the master). */

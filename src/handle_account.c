@@ -280,35 +280,228 @@ session_pull_offline(struct worker *w, struct conn *c)
 
 /* --- PRESENCE pushes -------------------------------------------------- */
 
-/*
- * Tell uid's friends that uid is now `state`: those on this host directly,
- * the others through Redis when they are online elsewhere (online[i] from
- * the cluster lookup; NULL: publish to every friend not found here).
- * A notice for someone offline is not worth storing.
- */
-static void
-presence_push(struct worker *w, uint32_t uid, const uint32_t *friends,
-    const unsigned char *online, size_t n, const char *state)
+static char *
+presence_line(uint32_t uid, int online, size_t *len)
 {
 	cJSON *obj;
 	char *line;
-	size_t i, len;
 
-	if (n == 0)
-		return;
 	obj = cJSON_CreateObject();
 	cJSON_AddNumberToObject(obj, "msgid", MSG_PRESENCE);
 	cJSON_AddNumberToObject(obj, "id", uid);
-	cJSON_AddStringToObject(obj, "state", state);
-	line = reply_line(obj, &len);
+	cJSON_AddStringToObject(obj, "state", online ? "online" : "offline");
+	line = reply_line(obj, len);
 	cJSON_Delete(obj);
-	if (line == NULL)
+	return line;
+}
+
+/*
+ * Tell uid's friends that uid is now online (state 1) or offline: those
+ * on this host directly, the others through Redis when they are online
+ * elsewhere (online[i] from the cluster lookup; NULL: publish to every
+ * friend not found here).  A notice for someone offline is not worth
+ * storing.  reached[i] (when not NULL) is set for each friend the notice was
+ * handed to: a session here, or a PUBLISH.
+ */
+static void
+presence_push(struct worker *w, uint32_t uid, const uint32_t *friends,
+    const unsigned char *online, size_t n, int state,
+    unsigned char *reached)
+{
+	char *line;
+	size_t i, len;
+	int done;
+
+	if (n == 0 || (line = presence_line(uid, state, &len)) == NULL)
 		return;
-	for (i = 0; i < n; i++)
-		if (deliver_user(w, friends[i], line, len) != DELIVER_DONE &&
-		    (online == NULL || online[i]))
-			(void)bus_publish(w, friends[i], line, len, NULL, NULL);
+	for (i = 0; i < n; i++) {
+		done = deliver_user(w, friends[i], line, len) == DELIVER_DONE;
+		if (!done && (online == NULL || online[i]))
+			done = bus_publish(w, friends[i], line, len, NULL,
+			    NULL) == 0;
+		if (reached != NULL)
+			reached[i] = (unsigned char)done;
+	}
 	free(line);
+}
+
+/* --- settling a new session's friend states --------------------------- */
+
+/*
+ * LOGIN_ACK's friend states were read before the session could be found
+ * (presence table, Redis claim) or reached (subscription), and the
+ * "online" notice went by states read then too: a friend whose session
+ * began or ended meanwhile may have missed us, and we it.  Once the
+ * session is reachable (its SUBSCRIBE confirmed; at once on one host)
+ * the states are read again, and
+ *  - the client gets a PRESENCE for each friend whose state differs from
+ *    what it was told, unless a notice for that friend came meanwhile
+ *    (it is newer than our reading);
+ *  - each friend now online that the first notice did not reach gets it.
+ * Any state change after the reading reaches the client as usual: the
+ * friend's host finds this session claimed and subscribed.
+ */
+struct settle {
+	struct job job;
+	struct conn *c;
+	uint32_t uid;
+	uint64_t token;
+	struct presence *presence;
+	int running;
+	int known;		/* the reading has every host's states */
+	size_t n;
+	uint32_t *fids;
+	unsigned char *told;	/* online in LOGIN_ACK */
+	unsigned char *reached;	/* the first notice was handed over */
+	unsigned char *now;	/* the second reading */
+	unsigned char *noticed;	/* a notice came after the reading began */
+};
+
+static void
+settle_free(struct settle *s)
+{
+	free(s->fids);
+	free(s->told);
+	free(s->reached);
+	free(s->now);
+	free(s->noticed);
+	free(s);
+}
+
+static void
+settle_run(struct job *j, struct store *st)
+{
+	struct settle *s = (struct settle *)j;
+	struct presence_entry e;
+	size_t i;
+
+	s->known = store_cluster(st) == NULL ||
+	    cluster_online(store_cluster(st), s->fids, s->n, s->now) == 0;
+	for (i = 0; i < s->n; i++)
+		if (presence_lookup(s->presence, s->fids[i], &e) ==
+		    PRESENCE_OK)
+			s->now[i] = 1;
+}
+
+static void
+settle_done(struct job *j, struct worker *w)
+{
+	struct settle *s = (struct settle *)j;
+	struct conn *c = s->c;
+	char *line;
+	size_t i, len;
+
+	if (umap_get(&w->settling, s->uid) == s)
+		(void)umap_del(&w->settling, s->uid);
+	if (s->known && c->state == CONN_ONLINE && c->uid == s->uid &&
+	    c->token == s->token) {
+		for (i = 0; i < s->n; i++) {
+			if (s->now[i] == s->told[i] || s->noticed[i] ||
+			    (line = presence_line(s->fids[i], s->now[i],
+			    &len)) == NULL)
+				continue;
+			w->stats->presence_settled++;
+			if (conn_send(w, c, line, len) == -1) {
+				free(line);
+				deliver_drop_slow(w, c);
+				break;
+			}
+			free(line);
+		}
+		if (c->state == CONN_ONLINE && (line = presence_line(s->uid,
+		    1, &len)) != NULL) {
+			for (i = 0; i < s->n; i++)
+				if (s->now[i] && !s->reached[i] &&
+				    deliver_user(w, s->fids[i], line, len) !=
+				    DELIVER_DONE)
+					(void)bus_publish(w, s->fids[i], line,
+					    len, NULL, NULL);
+			free(line);
+		}
+	}
+	conn_unref(w, c);
+	settle_free(s);
+}
+
+static void
+settle_start(struct worker *w, struct settle *s)
+{
+	s->running = 1;
+	s->job.run = settle_run;
+	s->job.done = settle_done;
+	conn_ref(s->c);
+	if (worker_submit(w, &s->job) == -1) {
+		(void)umap_del(&w->settling, s->uid);
+		conn_unref(w, s->c);
+		settle_free(s);
+	}
+}
+
+/* Keep c's n friends, the states LOGIN_ACK told and who got the first
+ * notice (the arrays are taken over); started at once on one host, else
+ * by session_reachable. */
+static void
+settle_open(struct worker *w, struct conn *c, size_t n, uint32_t *fids,
+    unsigned char *told, unsigned char *reached)
+{
+	struct settle *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->now = calloc(n, 1)) == NULL ||
+	    (s->noticed = calloc(n, 1)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	s->c = c;
+	s->uid = c->uid;
+	s->token = c->token;
+	s->presence = w->presence;
+	s->n = n;
+	s->fids = fids;
+	s->told = told;
+	s->reached = reached;
+	if (umap_put(&w->settling, s->uid, s) == -1)
+		fatalx("%s: out of memory", __func__);
+	if (w->bus == NULL)
+		settle_start(w, s);
+}
+
+/* The session ends: a settle not yet running is dropped (a running one
+ * finds the session gone). */
+static void
+settle_drop(struct worker *w, struct conn *c)
+{
+	struct settle *s = umap_get(&w->settling, c->uid);
+
+	if (s == NULL || s->token != c->token)
+		return;
+	(void)umap_del(&w->settling, c->uid);
+	if (!s->running)
+		settle_free(s);
+}
+
+void
+session_reachable(struct worker *w, struct conn *c)
+{
+	struct settle *s = umap_get(&w->settling, c->uid);
+
+	session_pull_offline(w, c);
+	if (s != NULL && s->token == c->token && !s->running)
+		settle_start(w, s);
+}
+
+void
+session_noticed(struct worker *w, struct conn *c, const char *frame,
+    size_t len)
+{
+	struct settle *s = umap_get(&w->settling, c->uid);
+	uint32_t id;
+	size_t i;
+
+	if (s == NULL || s->token != c->token ||
+	    (id = deliver_presence_of(frame, len)) == 0)
+		return;
+	for (i = 0; i < s->n; i++)
+		if (s->fids[i] == id)
+			s->noticed[i] = 1;
 }
 
 struct ids {
@@ -334,6 +527,8 @@ ids_add_user(void *arg, uint32_t id, const char *name)
 struct logout_job {
 	struct job job;
 	uint32_t uid;
+	bus_done_fn released;	/* the caller's, when the claim is gone */
+	void *arg;
 	int rc;
 	int online_known;
 	struct ids friends;
@@ -361,33 +556,57 @@ logout_done(struct job *j, struct worker *w)
 
 	if (lj->rc == STORE_OK)
 		presence_push(w, lj->uid, lj->friends.v, lj->online_known ?
-		    lj->online : NULL, lj->friends.n, "offline");
+		    lj->online : NULL, lj->friends.n, 0, NULL);
 	free(lj->friends.v);
 	free(lj->online);
 	free(lj);
+}
+
+static void
+logout_submit(struct worker *w, struct logout_job *lj)
+{
+	if (worker_submit(w, &lj->job) == -1)
+		free(lj);
+}
+
+/* The claim is released: only now are the friends' states read for the
+ * "offline" notice, so that a friend whose login reads ours after that
+ * finds us offline, and one whose reading came first is told. */
+static void
+session_released(struct worker *w, void *arg, int ok)
+{
+	struct logout_job *lj = arg;
+	bus_done_fn fn = lj->released;
+	void *fnarg = lj->arg;
+
+	logout_submit(w, lj);
+	if (fn != NULL)
+		fn(w, fnarg, ok);
 }
 
 int
 session_end(struct worker *w, struct conn *c, bus_done_fn fn, void *arg)
 {
 	struct logout_job *lj;
-	int later;
 
 	if (presence_remove(w->presence, c->uid, c->token) != PRESENCE_OK)
 		log_warnx("user %u: presence entry was already gone", c->uid);
-	later = bus_release(w, c->uid, c->token, fn, arg);
+	settle_drop(w, c);
 	if (umap_get(&w->online, c->uid) == c)
 		(void)umap_del(&w->online, c->uid);
 	w->stats->online = w->online.live;
 	log_info("user %u (%s) logged out", c->uid, c->name);
 	if ((lj = calloc(1, sizeof(*lj))) == NULL)
-		return later;
+		fatalx("%s: out of memory", __func__);
 	lj->job.run = logout_run;
 	lj->job.done = logout_done;
 	lj->uid = c->uid;
-	if (worker_submit(w, &lj->job) == -1)
-		free(lj);
-	return later;
+	lj->released = fn;
+	lj->arg = arg;
+	if (bus_release(w, c->uid, c->token, session_released, lj))
+		return fn != NULL;
+	logout_submit(w, lj);
+	return 0;
 }
 
 /* --- REG ------------------------------------------------------------- */
@@ -515,6 +734,7 @@ struct login_job {
 	size_t ack_len;
 	uint32_t *fids;		/* friend ids and their Redis states, */
 	unsigned char *fonline;	/* for the PRESENCE pushes */
+	unsigned char *ftold;	/* online in the LOGIN_ACK */
 	size_t nf;
 };
 
@@ -590,6 +810,11 @@ login_build_ack(struct login_job *lj)
 		    1));
 	cJSON_AddItemToObject(obj, "friends", login_stringify(lj->presence,
 	    lj->friends, 1, lj->uid));
+	if ((lj->ftold = calloc(lj->nf + 1, 1)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	i = 0;
+	cJSON_ArrayForEach(g, lj->friends)	/* with the states just set */
+		lj->ftold[i++] = json_state_online(g);
 	cJSON_ArrayForEach(g, lj->groups) {
 		users = cJSON_DetachItemFromObject(g, "users");
 		cJSON_AddItemToObject(g, "users", login_stringify(lj->presence,
@@ -692,6 +917,7 @@ login_free(struct worker *w, struct login_job *lj)
 	free(lj->ack);
 	free(lj->fids);
 	free(lj->fonline);
+	free(lj->ftold);
 	offline_batch_free(&lj->off);
 	reqinfo_free(&lj->ri);
 	conn_unref(w, lj->c);
@@ -716,6 +942,7 @@ static void
 login_finish(struct worker *w, struct login_job *lj)
 {
 	struct conn *c = lj->c;
+	unsigned char *reached;
 
 	worker_list_del(w, c);
 	c->uid = lj->uid;
@@ -737,14 +964,25 @@ login_finish(struct worker *w, struct login_job *lj)
 		goto out;	/* the offline rows stay stored */
 	}
 	w->stats->offline_delivered += lj->off.n;
+	if ((reached = calloc(lj->nf + 1, 1)) == NULL)
+		fatalx("%s: out of memory", __func__);
 	presence_push(w, c->uid, lj->fids, lj->states_known ? lj->fonline :
-	    NULL, lj->nf, "online");
+	    NULL, lj->nf, 1, reached);
+	if (lj->nf > 0) {
+		settle_open(w, c, lj->nf, lj->fids, lj->ftold, reached);
+		lj->fids = NULL;
+		lj->ftold = NULL;
+	} else
+		free(reached);
 	if (lj->off.n > 0)
 		(void)offline_queue(w, c, &lj->off, lj->off.n,
 		    lj->off.truncated || lj->off.n ==
 		    (size_t)lj->offline_limit);
-	else if (lj->offline_limit == 0)
-		session_pull_offline(w, c);	/* none go in LOGIN_ACK */
+	if ((lj->off.n == 0 && lj->offline_limit == 0) || w->bus == NULL)
+		/* None go in LOGIN_ACK, or (one host) what was stored since
+		 * login_run read them, after the rows above are deleted
+		 * (with Redis, session_reachable pulls). */
+		session_pull_offline(w, c);
 	conn_resume(w, c);
 out:
 	login_free(w, lj);
@@ -892,7 +1130,7 @@ struct logout_ack {
 };
 
 static void
-logout_released(struct worker *w, void *arg, int ok)
+loginout_acked(struct worker *w, void *arg, int ok)
 {
 	struct logout_ack *la = arg;
 	struct conn *c = la->c;
@@ -923,7 +1161,7 @@ handle_loginout(struct worker *w, struct conn *c, const struct request *r)
 	la->c = c;
 	reqinfo_init(&la->ri, r);
 	conn_ref(c);
-	if (session_end(w, c, logout_released, la))
+	if (session_end(w, c, loginout_acked, la))
 		conn_pause(w, c);
 	else
 		la->c = NULL;

@@ -157,6 +157,15 @@ int json_state_online(const cJSON *item);
 int session_end(struct worker *w, struct conn *c, bus_done_fn fn,
     void *arg);
 void session_pull_offline(struct worker *w, struct conn *c);
+/* c's session can now be reached from every host (its SUBSCRIBE is
+ * confirmed): pull what was stored meanwhile, settle its friends'
+ * states. */
+void session_reachable(struct worker *w, struct conn *c);
+/* A frame is about to be delivered to c: note a PRESENCE notice while
+ * c's friend states are being settled.  Cheap unless w->settling holds
+ * anything. */
+void session_noticed(struct worker *w, struct conn *c, const char *frame,
+    size_t len);
 /* An id from a request as a uid: 0 when out of range. */
 uint32_t handler_id(long long v);
 

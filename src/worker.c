@@ -169,6 +169,8 @@ worker_submit(struct worker *w, struct job *j)
 int
 worker_submit_keyed(struct worker *w, struct job *j, uint32_t key)
 {
+	if (w->jobs == NULL)
+		return -1;	/* stopping: the threads are gone */
 	if (jobq_submit_keyed(w->jobs, j, key) == 0)
 		return 0;
 	log_warnx("job queue full (job_queue_max = %d); refusing request",
@@ -344,6 +346,7 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	w->now = time(NULL);
 	w->lim.max_message = (size_t)conf->max_message;
 	umap_init(&w->online);
+	umap_init(&w->settling);
 	umap_init(&w->gloads);
 	limits_init(&w->limits);
 	groupcache_init(&w->groups, WORKER_GROUP_CACHE);
@@ -554,13 +557,15 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 		    conf->shutdown_timeout);
 	conn_resume_stalled(&w);	/* drops their references */
 	jobq_destroy(w.jobs, &w);
-	bus_destroy(w.bus);
+	w.jobs = NULL;
+	bus_destroy(w.bus);	/* its callbacks submit nothing now */
 	w.bus = NULL;
 	worker_flush(&w);
 	conn_reap(&w);
 	groupcache_free(&w.groups);
 	limits_free(&w.limits);
 	umap_free(&w.online);
+	umap_free(&w.settling);
 	umap_free(&w.gloads);
 	free(w.stalled);
 	free(w.rbuf);

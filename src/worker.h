@@ -42,6 +42,7 @@ struct worker_stats {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t deliver_local, deliver_worker, deliver_host, offline_stored;
 	uint64_t offline_delivered;
+	uint64_t presence_settled;	/* PRESENCE corrected after LOGIN_ACK */
 	uint64_t slow_consumers, limit_refusals;
 	uint64_t hash_waits;		/* hashes that waited for a slot */
 	uint64_t hash_wait_ms;		/* their total wait */
@@ -68,6 +69,10 @@ struct worker {
 	struct jobq *jobs;
 	struct presence *presence;
 	struct umap online;		/* uid -> conn logged in here */
+	struct umap settling;		/* uid -> its new session's friend
+					 * states, checked again once the
+					 * session is reachable
+					 * (handle_account.c) */
 	struct groupcache groups;
 	struct umap gloads;		/* gid -> its load running (handle_chat.c) */
 	struct conn_list anon;		/* by last activity, oldest first */

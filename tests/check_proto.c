@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "deliver.h"
 #include "handler.h"
 #include "jarena.h"
 #include "jsonw.h"
@@ -1440,6 +1441,48 @@ START_TEST(test_arena_request)
 }
 END_TEST
 
+/* deliver_presence_of: the friend id of a PRESENCE line as chatd writes
+ * it (the one that presence_line builds), 0 for anything else. */
+static uint32_t
+presence_of(const char *frame)
+{
+	return deliver_presence_of(frame, strlen(frame));
+}
+
+START_TEST(test_presence_of)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *line;
+
+	/* What a cJSON print of the notice looks like. */
+	cJSON_AddNumberToObject(o, "msgid", MSG_PRESENCE);
+	cJSON_AddNumberToObject(o, "id", 4294967295.0);
+	cJSON_AddStringToObject(o, "state", "online");
+	line = cJSON_PrintUnformatted(o);
+	ck_assert_ptr_nonnull(line);
+	ck_assert_uint_eq(presence_of(line), 4294967295u);
+	cJSON_free(line);
+	cJSON_Delete(o);
+
+	ck_assert_uint_eq(presence_of("{\"msgid\":19,\"id\":42,"
+	    "\"state\":\"offline\"}\n"), 42);
+	/* Not a notice: other msgids, an id out of range or missing, a
+	 * line cut short, another key order. */
+	ck_assert_uint_eq(presence_of("{\"msgid\":6,\"id\":42,"
+	    "\"from\":\"x\"}"), 0);
+	ck_assert_uint_eq(presence_of("{\"msgid\":190,\"id\":42,}"), 0);
+	ck_assert_uint_eq(presence_of("{\"msgid\":19,\"id\":4294967296,"),
+	    0);
+	ck_assert_uint_eq(presence_of("{\"msgid\":19,\"id\":99999999999999"
+	    "999999999,"), 0);
+	ck_assert_uint_eq(presence_of("{\"msgid\":19,\"id\":,"), 0);
+	ck_assert_uint_eq(presence_of("{\"msgid\":19,\"id\":42"), 0);
+	ck_assert_uint_eq(presence_of("{\"msgid\":19,\"id\":"), 0);
+	ck_assert_uint_eq(presence_of("{\"id\":42,\"msgid\":19,"), 0);
+	ck_assert_uint_eq(presence_of(""), 0);
+}
+END_TEST
+
 static Suite *
 proto_suite(void)
 {
@@ -1529,6 +1572,10 @@ proto_suite(void)
 	tcase_add_test(tc, test_arena_big_falls_back);
 	tcase_add_test(tc, test_arena_threads);
 	tcase_add_test(tc, test_arena_request);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("presence");
+	tcase_add_test(tc, test_presence_of);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strerror");

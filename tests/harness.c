@@ -1490,6 +1490,119 @@ harness_stop_redis(struct harness *h)
 	return -1;
 }
 
+/* --- Redis, asked directly --------------------------------------------- */
+
+/* One RESP value at b[*pos]: 1 when whole (*pos moves past it), 0 when
+ * more bytes are needed, -1 when malformed. */
+static int
+resp_skip(const char *b, size_t len, size_t *pos, char *out, size_t outlen,
+    long long *num, int depth, char *type)
+{
+	const char *nl;
+	long long v;
+	size_t p = *pos;
+	long long i;
+
+	if (p >= len || (nl = memchr(b + p, '\n', len - p)) == NULL)
+		return 0;
+	v = strtoll(b + p + 1, NULL, 10);
+	if (depth == 0)
+		*type = b[p];
+	switch (b[p]) {
+	case '+':
+	case '-':
+		if (out[0] == '\0')
+			(void)snprintf(out, outlen, "%.*s",
+			    (int)(nl - (b + p) - 2), b + p + 1);
+		*pos = (size_t)(nl - b) + 1;
+		return 1;
+	case ':':
+		*num = v;
+		*pos = (size_t)(nl - b) + 1;
+		return 1;
+	case '$':
+		p = (size_t)(nl - b) + 1;
+		if (v < 0) {
+			if (depth == 0)
+				*type = 'n';
+			*pos = p;
+			return 1;
+		}
+		if (len - p < (size_t)v + 2)
+			return 0;
+		if (out[0] == '\0')
+			(void)snprintf(out, outlen, "%.*s", (int)v, b + p);
+		*pos = p + (size_t)v + 2;
+		return 1;
+	case '*':
+		p = (size_t)(nl - b) + 1;
+		for (i = 0; i < v; i++)
+			if (!resp_skip(b, len, &p, out, outlen, num,
+			    depth + 1, type))
+				return 0;
+		*pos = p;
+		return 1;
+	default:
+		return -1;
+	}
+}
+
+int
+harness_redis_cmd(struct harness *h, char *type, char *out, size_t outlen,
+    long long *num, int argc, const char **argv)
+{
+	char req[2048], buf[8192];
+	struct sockaddr_in sin;
+	struct pollfd pfd;
+	size_t len = 0, got = 0, pos;
+	long long deadline;
+	int fd, i, r = -1, n;
+	ssize_t k;
+
+	out[0] = '\0';
+	*num = 0;
+	*type = '?';
+	n = snprintf(req, sizeof(req), "*%d\r\n", argc);
+	len = (size_t)n;
+	for (i = 0; i < argc; i++) {
+		n = snprintf(req + len, sizeof(req) - len, "$%zu\r\n%s\r\n",
+		    strlen(argv[i]), argv[i]);
+		if (n < 0 || (size_t)n >= sizeof(req) - len)
+			return -1;	/* the command is too long */
+		len += (size_t)n;
+	}
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)h->redis_port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+	    send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
+		goto out;
+	deadline = harness_now_ms() + 2000;
+	for (;;) {
+		pos = 0;
+		out[0] = '\0';
+		if (got > 0 && (n = resp_skip(buf, got, &pos, out, outlen,
+		    num, 0, type)) != 0) {
+			r = n == 1 ? 0 : -1;
+			break;
+		}
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (harness_now_ms() >= deadline ||
+		    poll(&pfd, 1, (int)(deadline - harness_now_ms())) != 1 ||
+		    got == sizeof(buf) ||
+		    (k = read(fd, buf + got, sizeof(buf) - got)) <= 0)
+			break;
+		got += (size_t)k;
+	}
+out:
+	(void)close(fd);
+	return r;
+}
+
 /* --- chatd --------------------------------------------------------------- */
 
 /* The port of the last "listen" key in extra, or 0. */

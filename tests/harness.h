@@ -75,6 +75,15 @@ int harness_start_redis(struct harness *h);
  * under a running chatd. */
 int harness_stop_redis(struct harness *h);
 /*
+ * Send one command (argv, as a RESP array) to the harness's Redis on a
+ * new connection and parse the reply: *type is its first byte ('+', '-',
+ * ':', '$', '*'; 'n' for a nil), the first bulk or status string goes to
+ * out, the last integer to *num.  0, or -1 when Redis cannot be reached,
+ * answers nothing within 2 s, or the command is too long.
+ */
+int harness_redis_cmd(struct harness *h, char *type, char *out,
+    size_t outlen, long long *num, int argc, const char **argv);
+/*
  * Write a config for instance i (listen on a fresh port, the harness's
  * database, a unique presence_shm name, small hash cost so tests run
  * fast) followed by the `extra` lines verbatim (may be NULL; later keys

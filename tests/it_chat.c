@@ -147,6 +147,15 @@ wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static long long
+now_us(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* A name no other test (process) uses: tag_pid_n. */
 static void
 unique_name(char *buf, size_t len, const char *tag)
@@ -1081,13 +1090,30 @@ START_TEST(test_friends)
 }
 END_TEST
 
+/*
+ * The next PRESENCE at u is {id, state}.  Each check here follows one
+ * change of id's state, so u knew the other state before; a notice
+ * repeating that (a login's second reading of its friends' states may
+ * overlap a friend's own notice, see chat-protocol(7)) is let through.
+ */
 static void
 check_presence(struct user *u, long long id, const char *state)
 {
-	cJSON *m = wait_msgid(u, MSG_PRESENCE);
+	const char *before = strcmp(state, "online") == 0 ? "offline" :
+	    "online";
+	cJSON *m;
+	int repeats;
 
-	ck_assert_int_eq(jnum(m, "id"), id);
-	ck_assert_str_eq(jstr(m, "state"), state);
+	for (repeats = 0; ; repeats++) {
+		m = wait_msgid(u, MSG_PRESENCE);
+		ck_assert_int_eq(jnum(m, "id"), id);
+		if (strcmp(jstr(m, "state"), state) == 0)
+			break;
+		ck_assert_msg(repeats == 0 && strcmp(jstr(m, "state"),
+		    before) == 0, "user %s: PRESENCE of %lld is %s, expected "
+		    "%s", u->name, id, jstr(m, "state"), state);
+		cJSON_Delete(m);
+	}
 	cJSON_Delete(m);
 }
 
@@ -1155,6 +1181,129 @@ START_TEST(test_relogin_other_worker)
 		ack_ok_free(c[k], chatc_logout(c[k], REQ_MS), MSG_LOGINOUT);
 	}
 	ck_assert_int_eq(slot_of(u.id, NULL), -1);
+}
+END_TEST
+
+/*
+ * A message sent to a user while it logs in reaches it exactly once (in
+ * LOGIN_ACK, live, or pulled after it), whatever moment of the login it
+ * comes at: before the login read the offline messages, between that and
+ * the session opening, or after.  The moments are swept across one
+ * login's duration, one message per login.
+ */
+#define DURING_ROUNDS	80
+START_TEST(test_chat_during_login)
+{
+	struct user a, b;
+	struct chatc *bc;
+	char text[32];
+	cJSON *req, *m, **off;
+	long long t0, dur_us = 0, deadline;
+	int round, slot, n, k, got;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_online(&a, ALL_SLOTS);
+	bc = conn_on(ALL_SLOTS & ~(1u << a.slot), &slot);
+	for (round = -1; round < DURING_ROUNDS; round++) {
+		t0 = now_us();
+		req = chatc_build_login(b.id, PASSWORD);
+		ck_assert_int_eq(chatc_send(bc, req), 0);
+		cJSON_Delete(req);
+		if (round >= 0) {
+			/* Round -1 only times a login. */
+			usleep((useconds_t)(dur_us * 5 / 4 * round /
+			    DURING_ROUNDS));
+			(void)snprintf(text, sizeof(text), "w%d", round);
+			ack_ok_free(a.c, request(a.c, one_chat_req(b.id,
+			    text)), MSG_ONE_CHAT);
+		}
+		m = chatc_wait_msgid(bc, MSG_LOGIN_ACK, REQ_MS);
+		ck_assert_msg(m != NULL && chatc_errno(m) == 0, "round %d: "
+		    "login: %s", round, chatc_error(bc));
+		if (round < 0)
+			dur_us = now_us() - t0;
+		off = offline_of(m, &n);
+		cJSON_Delete(m);
+		got = 0;
+		for (k = 0; k < n; k++) {
+			ck_assert_str_eq(jstr(off[k], "msg"), text);
+			got++;
+		}
+		free_objs(off, n);
+		deadline = harness_now_ms() + PUSH_MS;
+		while (round >= 0 && got == 0 && harness_now_ms() < deadline)
+			if ((m = chatc_wait_msgid(bc, MSG_ONE_CHAT,
+			    POLL_MS)) != NULL) {
+				ck_assert_str_eq(jstr(m, "msg"), text);
+				got++;
+				cJSON_Delete(m);
+			}
+		ck_assert_msg(round < 0 || got == 1, "round %d: the message "
+		    "sent %lld us into a login of %lld us reached the user "
+		    "%d times in %d ms", round, dur_us * 5 / 4 * round /
+		    DURING_ROUNDS, dur_us, got, PUSH_MS);
+		ack_ok_free(bc, chatc_logout(bc, REQ_MS), MSG_LOGINOUT);
+	}
+	no_msgid(bc, MSG_ONE_CHAT, QUIET_MS, "b after the last round");
+	db_offline_wait(b.id, 0);
+}
+END_TEST
+
+/*
+ * The same with the session held open for a while: Redis pauses writes,
+ * so the login's cluster claim waits with the user already in this
+ * host's presence table, its offline messages read.  A message sent then
+ * is stored; it must follow LOGIN_ACK.
+ */
+#define CLAIM_PAUSE_MS	"600"
+START_TEST(test_chat_while_claim_waits)
+{
+	const char *pause[4] = { "CLIENT", "PAUSE", CLAIM_PAUSE_MS, "WRITE" };
+	struct user a, b;
+	struct chatc *bc;
+	char type, out[64];
+	cJSON *req, *m, **off;
+	long long num, deadline;
+	int slot, n;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_online(&a, ALL_SLOTS);
+	bc = conn_on(ALL_SLOTS & ~(1u << a.slot), &slot);
+	ck_assert(harness_redis_cmd(&H, &type, out, sizeof(out), &num, 4,
+	    pause) == 0 && strcmp(out, "OK") == 0);
+	req = chatc_build_login(b.id, PASSWORD);
+	ck_assert_int_eq(chatc_send(bc, req), 0);
+	cJSON_Delete(req);
+	deadline = harness_now_ms() + REQ_MS;
+	while (slot_of(b.id, NULL) < 0 && harness_now_ms() < deadline)
+		harness_sleep_ms(1);
+	ck_assert_msg(slot_of(b.id, NULL) == slot, "b's login did not reach "
+	    "the presence table of worker %d", slot);
+	ack_ok_free(a.c, request(a.c, one_chat_req(b.id, "while claiming")),
+	    MSG_ONE_CHAT);
+
+	m = chatc_wait_msgid(bc, MSG_LOGIN_ACK, REQ_MS);
+	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "login: %s",
+	    chatc_error(bc));
+	off = offline_of(m, &n);
+	cJSON_Delete(m);
+	ck_assert_msg(n == 0, "LOGIN_ACK has %d offline message(s), read "
+	    "before the message was sent", n);
+	free_objs(off, n);
+	m = chatc_wait_msgid(bc, MSG_ONE_CHAT, PUSH_MS);
+	ck_assert_msg(m != NULL, "the message stored while the login waited "
+	    "for its claim did not follow LOGIN_ACK within %d ms: %s",
+	    PUSH_MS, chatc_error(bc));
+	ck_assert_str_eq(jstr(m, "msg"), "while claiming");
+	cJSON_Delete(m);
+	db_offline_wait(b.id, 0);
+	b.c = bc;
+	b.slot = slot;
+	user_logout(&b);
 }
 END_TEST
 
@@ -3083,6 +3232,8 @@ chat_suite(void)
 		test_friends,
 		test_presence_push,
 		test_relogin_other_worker,
+		test_chat_during_login,
+		test_chat_while_claim_waits,
 		test_groups,
 		test_group_chat,
 		test_group_cache_invalidation,

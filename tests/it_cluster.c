@@ -226,118 +226,11 @@ alive(pid_t pid)
 
 /* --- Redis, asked directly ---------------------------------------------- */
 
-/*
- * Send one command (RESP array of argv) to the harness's Redis and parse
- * the reply: *type is its first byte ('+', '-', ':', '$', '*'; 'n' for a
- * nil), the first bulk or status string goes to out, the last integer to
- * *num.  0, or -1 when Redis cannot be reached or answers nothing.
- */
-static int
-resp_skip(const char *b, size_t len, size_t *pos, char *out, size_t outlen,
-    long long *num, int depth, char *type)
-{
-	const char *nl;
-	long long v;
-	size_t p = *pos;
-	long long i;
-
-	if (p >= len || (nl = memchr(b + p, '\n', len - p)) == NULL)
-		return 0;
-	v = strtoll(b + p + 1, NULL, 10);
-	if (depth == 0)
-		*type = b[p];
-	switch (b[p]) {
-	case '+':
-	case '-':
-		if (out[0] == '\0')
-			(void)snprintf(out, outlen, "%.*s",
-			    (int)(nl - (b + p) - 2), b + p + 1);
-		*pos = (size_t)(nl - b) + 1;
-		return 1;
-	case ':':
-		*num = v;
-		*pos = (size_t)(nl - b) + 1;
-		return 1;
-	case '$':
-		p = (size_t)(nl - b) + 1;
-		if (v < 0) {
-			if (depth == 0)
-				*type = 'n';
-			*pos = p;
-			return 1;
-		}
-		if (len - p < (size_t)v + 2)
-			return 0;
-		if (out[0] == '\0')
-			(void)snprintf(out, outlen, "%.*s", (int)v, b + p);
-		*pos = p + (size_t)v + 2;
-		return 1;
-	case '*':
-		p = (size_t)(nl - b) + 1;
-		for (i = 0; i < v; i++)
-			if (!resp_skip(b, len, &p, out, outlen, num,
-			    depth + 1, type))
-				return 0;
-		*pos = p;
-		return 1;
-	default:
-		return -1;
-	}
-}
-
 static int
 redis_cmd(char *type, char *out, size_t outlen, long long *num, int argc,
     const char **argv)
 {
-	char req[2048], buf[8192];
-	struct sockaddr_in sin;
-	struct pollfd pfd;
-	size_t len = 0, got = 0, pos;
-	long long deadline;
-	int fd, i, r = -1, n;
-	ssize_t k;
-
-	out[0] = '\0';
-	*num = 0;
-	*type = '?';
-	n = snprintf(req, sizeof(req), "*%d\r\n", argc);
-	len = (size_t)n;
-	for (i = 0; i < argc; i++) {
-		n = snprintf(req + len, sizeof(req) - len, "$%zu\r\n%s\r\n",
-		    strlen(argv[i]), argv[i]);
-		ck_assert(n > 0 && (size_t)n < sizeof(req) - len);
-		len += (size_t)n;
-	}
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)H.redis_port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
-	    send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
-		goto out;
-	deadline = harness_now_ms() + 2000;
-	for (;;) {
-		pos = 0;
-		out[0] = '\0';
-		if (got > 0 && (n = resp_skip(buf, got, &pos, out, outlen,
-		    num, 0, type)) != 0) {
-			r = n == 1 ? 0 : -1;
-			break;
-		}
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if (harness_now_ms() >= deadline ||
-		    poll(&pfd, 1, (int)(deadline - harness_now_ms())) != 1 ||
-		    got == sizeof(buf) ||
-		    (k = read(fd, buf + got, sizeof(buf) - got)) <= 0)
-			break;
-		got += (size_t)k;
-	}
-out:
-	(void)close(fd);
-	return r;
+	return harness_redis_cmd(&H, type, out, outlen, num, argc, argv);
 }
 
 /* The claim value of uid ("" when there is none); -1 when Redis is
@@ -707,24 +600,32 @@ quiet(struct user **us, int n)
 	}
 }
 
-/* Wait for PRESENCE {id, state} at u (earlier ones for other ids stay). */
+/*
+ * Wait for PRESENCE {id, state} at u (earlier ones for other ids stay).
+ * Each wait follows one change of id's state, so u knew the other state
+ * before: one notice repeating that is let through (a login's second
+ * reading of its friends' states may overlap a friend's own notice).
+ */
 static void
 wait_presence(struct user *u, long long id, const char *state)
 {
 	long long deadline = harness_now_ms() + PUSH_MS;
-	int i;
+	int i, match, repeats = 0;
 
 	for (;;) {
 		for (i = 0; i < u->nseen; i++) {
 			if (u->seen[i].id != id)
 				continue;
-			ck_assert_msg(strcmp(u->seen[i].state, state) == 0,
+			match = strcmp(u->seen[i].state, state) == 0;
+			ck_assert_msg(match || repeats++ == 0,
 			    "user %s: PRESENCE of %lld is %s, expected %s",
 			    u->name, id, u->seen[i].state, state);
 			memmove(&u->seen[i], &u->seen[i + 1],
 			    (size_t)(u->nseen - i - 1) * sizeof(u->seen[0]));
 			u->nseen--;
-			return;
+			if (match)
+				return;
+			i--;
 		}
 		ck_assert_msg(harness_now_ms() < deadline, "user %s: no "
 		    "PRESENCE {id %lld, %s} within %d ms", u->name, id, state,
@@ -1336,6 +1237,184 @@ START_TEST(test_friends_presence)
 	wait_presence(b, a->id, "offline");
 	ck_assert_str_eq(friend_state(b, a->id), "offline");
 	quiet(all, 4);		/* d, nobody's friend, heard nothing */
+}
+END_TEST
+
+/* Pause writes in Redis for ms (reads go on). */
+static void
+pause_writes(const char *ms)
+{
+	const char *argv[4] = { "CLIENT", "PAUSE", ms, "WRITE" };
+	char type, out[64];
+	long long num;
+
+	ck_assert(redis_cmd(&type, out, sizeof(out), &num, 4, argv) == 0 &&
+	    strcmp(out, "OK") == 0);
+}
+
+/*
+ * u was told `told` about friend id (in its LOGIN_ACK); wait (bounded)
+ * until that, with the PRESENCE notices since applied in order, says
+ * `want`, and nothing contradicts it for QUIET_MS after.
+ */
+static void
+view_becomes(struct user *u, long long id, const char *told,
+    const char *want)
+{
+	long long deadline = harness_now_ms() + PUSH_MS, quiet_end = 0;
+	char view[8];
+	int i;
+
+	(void)snprintf(view, sizeof(view), "%s", told);
+	for (;;) {
+		for (i = 0; i < u->nseen; i++)
+			if (u->seen[i].id == id) {
+				(void)snprintf(view, sizeof(view), "%s",
+				    u->seen[i].state);
+				memmove(&u->seen[i], &u->seen[i + 1],
+				    (size_t)(u->nseen - i - 1) *
+				    sizeof(u->seen[0]));
+				u->nseen--;
+				i--;
+			}
+		if (strcmp(view, want) != 0)
+			quiet_end = 0;
+		else if (quiet_end == 0)
+			quiet_end = harness_now_ms() + QUIET_MS;
+		else if (harness_now_ms() >= quiet_end)
+			return;
+		ck_assert_msg(harness_now_ms() < deadline || quiet_end != 0,
+		    "user %s: friend %lld is %s to it (LOGIN_ACK said %s), "
+		    "not %s, after %d ms", u->name, id, view, told, want,
+		    PUSH_MS);
+		ck_assert_msg(pump(u, 20) || u->c == NULL,
+		    "user %s: connection lost: %s", u->name,
+		    chatc_error(u->c));
+	}
+}
+
+/* chatctl stats presence_settled, hosts 0 and 1. */
+static long long
+settled_sum(void)
+{
+	char err[256];
+	long long sum = 0, n;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		ck_assert_msg(harness_stats_sum(&H, i, "presence_settled", &n,
+		    NULL, err, sizeof(err)) == 0, "stats of host %d: %s", i,
+		    err);
+		sum += n;
+	}
+	return sum;
+}
+
+/* Send LOGIN for u at a host; the LOGIN_ACK is read by login_ack. */
+static void
+login_send(struct user *u, int where)
+{
+	cJSON *req = login_req(u->id, u->name);
+
+	ck_assert_msg(u->c == NULL, "user %s is already online", u->name);
+	u->c = xconnect(where);
+	u->host = where;
+	ck_assert_int_eq(chatc_send(u->c, req), 0);
+	cJSON_Delete(req);
+}
+
+/* u's LOGIN_ACK, after login_send; returns what it says of friend id. */
+static const char *
+login_ack(struct user *u, long long id)
+{
+	static char told[16];
+	cJSON *r;
+
+	r = chatc_wait_msgid(u->c, MSG_LOGIN_ACK, REQ_MS);
+	ck_assert_msg(r != NULL && chatc_errno(r) == 0, "login %s: %s %s",
+	    u->name, r != NULL ? jtext(r) : "", chatc_error(u->c));
+	ck_assert_int_eq(host_of(u->id), u->host);
+	(void)snprintf(told, sizeof(told), "%s", ack_friend_state(r, id));
+	cJSON_Delete(r);
+	return told;
+}
+
+/*
+ * Two friends log in at once on two hosts while Redis holds writes: each
+ * login reads the other's state before either claim exists, so both
+ * LOGIN_ACKs say offline and neither "online" notice finds the other.
+ * Once the sessions are reachable, each must learn that the other is
+ * online.
+ */
+START_TEST(test_presence_logins_at_once)
+{
+	struct user a, b;
+	char told_a[16], told_b[16];
+	long long settled0;
+
+	begin();
+	settled0 = settled_sum();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	online_at(&a, 0);
+	ack_ok_free(a.c, chatc_add_friend(a.c, b.id, REQ_MS), MSG_ADD_FRIEND);
+	logout(&a, 1);
+
+	pause_writes("500");
+	login_send(&a, 0);
+	login_send(&b, 1);
+	(void)snprintf(told_a, sizeof(told_a), "%s", login_ack(&a, b.id));
+	(void)snprintf(told_b, sizeof(told_b), "%s", login_ack(&b, a.id));
+	view_becomes(&a, b.id, told_a, "online");
+	view_becomes(&b, a.id, told_b, "online");
+	/* At least one side read the other online on its second reading
+	 * and corrected its client (chatctl stats presence_settled). */
+	ck_assert_msg(settled_sum() > settled0, "presence_settled did not "
+	    "move on hosts 0 and 1 (%lld)", settled0);
+	logout(&a, 1);
+	logout(&b, 1);
+}
+END_TEST
+
+/*
+ * A friend logs out on another host while a login waits for its claim:
+ * the LOGIN_ACK said online, and the friend's "offline" notice went by
+ * a reading that did not find the new session.  It must end up offline.
+ */
+START_TEST(test_presence_logout_during_login)
+{
+	struct user a, b;
+	char told[16];
+	cJSON *req, *r;
+	long long deadline;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	online_at(&b, 1);
+	ack_ok_free(b.c, chatc_add_friend(b.c, a.id, REQ_MS), MSG_ADD_FRIEND);
+
+	pause_writes("500");
+	login_send(&a, 0);
+	deadline = harness_now_ms() + REQ_MS;
+	while (host_of(a.id) != 0 && harness_now_ms() < deadline)
+		harness_sleep_ms(1);
+	ck_assert_msg(host_of(a.id) == 0, "a's login did not reach host 0's "
+	    "presence table");
+	req = chatc_build(MSG_LOGINOUT);
+	cJSON_AddStringToObject(req, "seq", "out");
+	ck_assert_int_eq(chatc_send(b.c, req), 0);
+	cJSON_Delete(req);
+	(void)snprintf(told, sizeof(told), "%s", login_ack(&a, b.id));
+	ck_assert_str_eq(told, "online");
+	view_becomes(&a, b.id, told, "offline");
+	r = chatc_wait_msgid(b.c, MSG_ACK, REQ_MS);
+	ck_assert_msg(r != NULL && chatc_errno(r) == 0, "b's LOGINOUT: %s",
+	    chatc_error(b.c));
+	cJSON_Delete(r);
+	harness_close(b.c);
+	b.c = NULL;
+	logout(&a, 1);
 }
 END_TEST
 
@@ -2319,6 +2398,8 @@ cluster_suite(void)
 		test_duplicate_login,
 		test_stale_claim_of_this_host,
 		test_logout_ack_after_release,
+		test_presence_logins_at_once,
+		test_presence_logout_during_login,
 		test_friends_presence,
 		test_group_cache_cross_host,
 		test_script_flush,
