@@ -46,6 +46,9 @@ struct conn {
 	unsigned dirty:1, want_out:1, paused:1, close_after_flush:1,
 	    in_list:1, pulling:1, pull_again:1, stalled:1;
 	char *name;			/* when ONLINE, else NULL */
+	void *held_ack;			/* a LOGINOUT's ACK waiting for the
+					 * offline pull in flight
+					 * (handle_account.c) */
 };
 
 /* Wrap an accepted socket; NULL when out of memory (fd then closed). */

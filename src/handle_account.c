@@ -145,6 +145,21 @@ offdel_run(struct job *j, struct store *st)
 	dj->rc = store_offline_delete(st, dj->uid, dj->ids, dj->n);
 }
 
+static void loginout_step(struct worker *, void *, int);
+
+/* The pull in flight on c (fetch, or delete of what was sent) is over. */
+static void
+pull_settled(struct worker *w, struct conn *c)
+{
+	void *la = c->held_ack;
+
+	c->pulling = 0;
+	if (la != NULL) {
+		c->held_ack = NULL;
+		loginout_step(w, la, 1);
+	}
+}
+
 static void
 offdel_done(struct job *j, struct worker *w)
 {
@@ -155,7 +170,7 @@ offdel_done(struct job *j, struct worker *w)
 		log_warnx("user %u: could not delete %zu delivered offline "
 		    "message(s); they will be delivered again", dj->uid,
 		    dj->n);
-	c->pulling = 0;
+	pull_settled(w, c);
 	if (c->state == CONN_ONLINE && c->uid == dj->uid &&
 	    (dj->more || c->pull_again))
 		session_pull_offline(w, c);
@@ -232,7 +247,7 @@ pull_done(struct job *j, struct worker *w)
 	struct pull_job *pj = (struct pull_job *)j;
 	struct conn *c = pj->c;
 
-	c->pulling = 0;
+	pull_settled(w, c);
 	if (c->state == CONN_ONLINE && c->uid == pj->uid) {
 		if (pj->rc != STORE_OK)
 			c->pull_again = 1;	/* retried when output drains */
@@ -1123,19 +1138,23 @@ handle_login(struct worker *w, struct conn *c, const struct request *r)
 
 /* --- LOGINOUT, PING -------------------------------------------------- */
 
-/* A LOGINOUT's ACK, held until the cluster claim is gone. */
+/* A LOGINOUT's ACK, held until the cluster claim is gone and the
+ * offline messages sent are deleted. */
 struct logout_ack {
 	struct conn *c;
 	struct reqinfo ri;
+	int waits;
 };
 
 static void
-loginout_acked(struct worker *w, void *arg, int ok)
+loginout_step(struct worker *w, void *arg, int ok)
 {
 	struct logout_ack *la = arg;
 	struct conn *c = la->c;
 
 	(void)ok;	/* a claim left behind expires (presence_ttl) */
+	if (--la->waits > 0)
+		return;
 	if (c->state != CONN_CLOSED) {
 		reply_ok(w, c, &la->ri, NULL);
 		conn_resume(w, c);
@@ -1146,10 +1165,12 @@ loginout_acked(struct worker *w, void *arg, int ok)
 }
 
 /*
- * The ACK waits for Redis to answer the claim's release, and c reads no
+ * The ACK waits for Redis to answer the claim's release, and for the
+ * delete of offline messages just sent (or their fetch), and c reads no
  * further request meanwhile: once the client has it, a LOGIN on any host
- * finds the user offline.  (A LOGIN on this host would anyway: it takes
- * over a claim left by this host, see CLUSTER_LUA_CLAIM.)
+ * finds the user offline and is not sent those messages again.  (A LOGIN
+ * on this host would not be refused anyway: it takes over a claim left
+ * by this host, see CLUSTER_LUA_CLAIM.)
  */
 void
 handle_loginout(struct worker *w, struct conn *c, const struct request *r)
@@ -1161,10 +1182,15 @@ handle_loginout(struct worker *w, struct conn *c, const struct request *r)
 	la->c = c;
 	reqinfo_init(&la->ri, r);
 	conn_ref(c);
-	if (session_end(w, c, loginout_acked, la))
+	la->waits = 1;		/* this call's own */
+	if (session_end(w, c, loginout_step, la))
+		la->waits++;
+	if (c->pulling && c->held_ack == NULL) {
+		c->held_ack = la;
+		la->waits++;
+	}
+	if (la->waits > 1)
 		conn_pause(w, c);
-	else
-		la->c = NULL;
 	worker_list_del(w, c);
 	conn_set_state(c, CONN_ANON);
 	c->uid = 0;
@@ -1173,12 +1199,7 @@ handle_loginout(struct worker *w, struct conn *c, const struct request *r)
 	c->pull_again = 0;
 	c->last_active = w->now;	/* auth_timeout starts again */
 	worker_list_add(w, c);
-	if (la->c == NULL) {
-		reply_ok(w, c, &la->ri, NULL);
-		conn_unref(w, c);
-		reqinfo_free(&la->ri);
-		free(la);
-	}
+	loginout_step(w, la, 1);
 }
 
 void

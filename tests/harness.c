@@ -1603,6 +1603,17 @@ out:
 	return r;
 }
 
+int
+harness_redis_pause_writes(struct harness *h, const char *ms)
+{
+	const char *argv[4] = { "CLIENT", "PAUSE", ms, "WRITE" };
+	char type, out[64];
+	long long num;
+
+	return harness_redis_cmd(h, &type, out, sizeof(out), &num, 4,
+	    argv) == 0 && strcmp(out, "OK") == 0 ? 0 : -1;
+}
+
 /* --- chatd --------------------------------------------------------------- */
 
 /* The port of the last "listen" key in extra, or 0. */

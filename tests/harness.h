@@ -83,6 +83,9 @@ int harness_stop_redis(struct harness *h);
  */
 int harness_redis_cmd(struct harness *h, char *type, char *out,
     size_t outlen, long long *num, int argc, const char **argv);
+/* CLIENT PAUSE ms WRITE: Redis holds every write (scripts too) for ms
+ * milliseconds while reads go on.  0 or -1. */
+int harness_redis_pause_writes(struct harness *h, const char *ms);
 /*
  * Write a config for instance i (listen on a fresh port, the harness's
  * database, a unique presence_shm name, small hash cost so tests run

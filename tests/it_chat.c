@@ -1260,12 +1260,10 @@ END_TEST
 #define CLAIM_PAUSE_MS	"600"
 START_TEST(test_chat_while_claim_waits)
 {
-	const char *pause[4] = { "CLIENT", "PAUSE", CLAIM_PAUSE_MS, "WRITE" };
 	struct user a, b;
 	struct chatc *bc;
-	char type, out[64];
 	cJSON *req, *m, **off;
-	long long num, deadline;
+	long long deadline;
 	int slot, n;
 
 	begin();
@@ -1273,8 +1271,7 @@ START_TEST(test_chat_while_claim_waits)
 	user_new(&b, "b");
 	user_online(&a, ALL_SLOTS);
 	bc = conn_on(ALL_SLOTS & ~(1u << a.slot), &slot);
-	ck_assert(harness_redis_cmd(&H, &type, out, sizeof(out), &num, 4,
-	    pause) == 0 && strcmp(out, "OK") == 0);
+	ck_assert(harness_redis_pause_writes(&H, CLAIM_PAUSE_MS) == 0);
 	req = chatc_build_login(b.id, PASSWORD);
 	ck_assert_int_eq(chatc_send(bc, req), 0);
 	cJSON_Delete(req);

@@ -233,6 +233,13 @@ redis_cmd(char *type, char *out, size_t outlen, long long *num, int argc,
 	return harness_redis_cmd(&H, type, out, outlen, num, argc, argv);
 }
 
+/* The Redis key of uid's claim. */
+static void
+claim_key(long long uid, char *key, size_t len)
+{
+	(void)snprintf(key, len, "%sonline:%lld", prefix, uid);
+}
+
 /* The claim value of uid ("" when there is none); -1 when Redis is
  * unreachable. */
 static int
@@ -242,7 +249,7 @@ claim_of(long long uid, char *out, size_t outlen)
 	const char *argv[2];
 	long long num;
 
-	(void)snprintf(key, sizeof(key), "%sonline:%lld", prefix, uid);
+	claim_key(uid, key, sizeof(key));
 	argv[0] = "GET";
 	argv[1] = key;
 	if (redis_cmd(&type, out, outlen, &num, 2, argv) == -1)
@@ -1108,7 +1115,7 @@ plant_claim(long long uid, const char *val)
 	const char *argv[5];
 	long long num;
 
-	(void)snprintf(key, sizeof(key), "%sonline:%lld", prefix, uid);
+	claim_key(uid, key, sizeof(key));
 	argv[0] = "SET";
 	argv[1] = key;
 	argv[2] = val;
@@ -1152,26 +1159,23 @@ END_TEST
  * another host right after it succeeds.  Writes are paused in Redis for
  * a while so that the release cannot overtake the ACK by chance.
  */
-#define WRITE_PAUSE_MS	400
+#define WRITE_PAUSE_MS	"400"
 START_TEST(test_logout_ack_after_release)
 {
 	struct user a;
-	char val[256], type, out[64], ms[16];
-	const char *argv[4] = { "CLIENT", "PAUSE", ms, "WRITE" };
-	long long num, t0, took;
+	char val[256];
+	long long t0, took;
 
 	begin();
 	user_new(&a, "a");
 	online_at(&a, 0);
-	(void)snprintf(ms, sizeof(ms), "%d", WRITE_PAUSE_MS);
-	ck_assert(redis_cmd(&type, out, sizeof(out), &num, 4, argv) == 0 &&
-	    strcmp(out, "OK") == 0);
+	ck_assert(harness_redis_pause_writes(&H, WRITE_PAUSE_MS) == 0);
 	t0 = harness_now_ms();
 	ack_ok_free(a.c, chatc_logout(a.c, REQ_MS), MSG_LOGINOUT);
 	took = harness_now_ms() - t0;
 	ck_assert_msg(claim_of(a.id, val, sizeof(val)) == 0 && val[0] == '\0',
 	    "claim \"%s\" still there when LOGINOUT was ACKed (after %lld "
-	    "ms; Redis paused writes for %d ms)", val, took, WRITE_PAUSE_MS);
+	    "ms; Redis paused writes for %s ms)", val, took, WRITE_PAUSE_MS);
 	harness_close(a.c);
 	a.c = NULL;
 	a.host = -1;
@@ -1239,18 +1243,6 @@ START_TEST(test_friends_presence)
 	quiet(all, 4);		/* d, nobody's friend, heard nothing */
 }
 END_TEST
-
-/* Pause writes in Redis for ms (reads go on). */
-static void
-pause_writes(const char *ms)
-{
-	const char *argv[4] = { "CLIENT", "PAUSE", ms, "WRITE" };
-	char type, out[64];
-	long long num;
-
-	ck_assert(redis_cmd(&type, out, sizeof(out), &num, 4, argv) == 0 &&
-	    strcmp(out, "OK") == 0);
-}
 
 /*
  * u was told `told` about friend id (in its LOGIN_ACK); wait (bounded)
@@ -1360,7 +1352,7 @@ START_TEST(test_presence_logins_at_once)
 	ack_ok_free(a.c, chatc_add_friend(a.c, b.id, REQ_MS), MSG_ADD_FRIEND);
 	logout(&a, 1);
 
-	pause_writes("500");
+	ck_assert(harness_redis_pause_writes(&H, "500") == 0);
 	login_send(&a, 0);
 	login_send(&b, 1);
 	(void)snprintf(told_a, sizeof(told_a), "%s", login_ack(&a, b.id));
@@ -1394,7 +1386,7 @@ START_TEST(test_presence_logout_during_login)
 	online_at(&b, 1);
 	ack_ok_free(b.c, chatc_add_friend(b.c, a.id, REQ_MS), MSG_ADD_FRIEND);
 
-	pause_writes("500");
+	ck_assert(harness_redis_pause_writes(&H, "500") == 0);
 	login_send(&a, 0);
 	deadline = harness_now_ms() + REQ_MS;
 	while (host_of(a.id) != 0 && harness_now_ms() < deadline)
@@ -1794,7 +1786,7 @@ claim_ttl(long long uid)
 	const char *argv[2];
 	long long num;
 
-	(void)snprintf(key, sizeof(key), "%sonline:%lld", prefix, uid);
+	claim_key(uid, key, sizeof(key));
 	argv[0] = "TTL";
 	argv[1] = key;
 	if (redis_cmd(&type, out, sizeof(out), &num, 2, argv) == -1 ||
@@ -2055,7 +2047,7 @@ START_TEST(test_pull_hint_to_unclaimed_user)
 	(void)chat(&a0, &a1, NULL);
 	await(all, 2, PUSH_MS);
 
-	(void)snprintf(key, sizeof(key), "%sonline:%lld", prefix, a1.id);
+	claim_key(a1.id, key, sizeof(key));
 	argv[0] = "DEL";
 	argv[1] = key;
 	/* Host 1 re-creates the claim when it renews (every TTL / 3): in
