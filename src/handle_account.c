@@ -315,8 +315,9 @@ presence_line(uint32_t uid, int online, size_t *len)
  * on this host directly, the others through Redis when they are online
  * elsewhere (online[i] from the cluster lookup; NULL: publish to every
  * friend not found here).  A notice for someone offline is not worth
- * storing.  reached[i] (when not NULL) is set for each friend the notice was
- * handed to: a session here, or a PUBLISH.
+ * storing.  With reached (may be NULL), friends whose reached[i] is set
+ * are skipped, and it is set for those the notice is handed to: a
+ * session here, or a PUBLISH.
  */
 static void
 presence_push(struct worker *w, uint32_t uid, const uint32_t *friends,
@@ -330,6 +331,8 @@ presence_push(struct worker *w, uint32_t uid, const uint32_t *friends,
 	if (n == 0 || (line = presence_line(uid, state, &len)) == NULL)
 		return;
 	for (i = 0; i < n; i++) {
+		if (reached != NULL && reached[i])
+			continue;
 		done = deliver_user(w, friends[i], line, len) == DELIVER_DONE;
 		if (!done && (online == NULL || online[i]))
 			done = bus_publish(w, friends[i], line, len, NULL,
@@ -423,16 +426,9 @@ settle_done(struct job *j, struct worker *w)
 			}
 			free(line);
 		}
-		if (c->state == CONN_ONLINE && (line = presence_line(s->uid,
-		    1, &len)) != NULL) {
-			for (i = 0; i < s->n; i++)
-				if (s->now[i] && !s->reached[i] &&
-				    deliver_user(w, s->fids[i], line, len) !=
-				    DELIVER_DONE)
-					(void)bus_publish(w, s->fids[i], line,
-					    len, NULL, NULL);
-			free(line);
-		}
+		if (c->state == CONN_ONLINE)
+			presence_push(w, s->uid, s->fids, s->now, s->n, 1,
+			    s->reached);
 	}
 	conn_unref(w, c);
 	settle_free(s);
@@ -979,7 +975,8 @@ login_finish(struct worker *w, struct login_job *lj)
 		goto out;	/* the offline rows stay stored */
 	}
 	w->stats->offline_delivered += lj->off.n;
-	if ((reached = calloc(lj->nf + 1, 1)) == NULL)
+	reached = NULL;
+	if (lj->nf > 0 && (reached = calloc(lj->nf, 1)) == NULL)
 		fatalx("%s: out of memory", __func__);
 	presence_push(w, c->uid, lj->fids, lj->states_known ? lj->fonline :
 	    NULL, lj->nf, 1, reached);
@@ -987,8 +984,7 @@ login_finish(struct worker *w, struct login_job *lj)
 		settle_open(w, c, lj->nf, lj->fids, lj->ftold, reached);
 		lj->fids = NULL;
 		lj->ftold = NULL;
-	} else
-		free(reached);
+	}
 	if (lj->off.n > 0)
 		(void)offline_queue(w, c, &lj->off, lj->off.n,
 		    lj->off.truncated || lj->off.n ==

@@ -1304,6 +1304,59 @@ START_TEST(test_chat_while_claim_waits)
 }
 END_TEST
 
+/*
+ * A friend's session ends while a login waits for its claim (Redis holds
+ * writes): the "offline" notice must not be stored as an offline message
+ * for the user logging in (notices are never stored, chat-protocol(7)),
+ * and the user still learns that the friend is offline.
+ */
+START_TEST(test_presence_not_stored)
+{
+	struct user a, b;
+	struct chatc *bc;
+	cJSON *req, *m, **off;
+	long long deadline;
+	int slot, n;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_online(&a, ALL_SLOTS);
+	ack_ok_free(a.c, chatc_add_friend(a.c, b.id, REQ_MS), MSG_ADD_FRIEND);
+	bc = conn_on(ALL_SLOTS & ~(1u << a.slot), &slot);
+	ck_assert(harness_redis_pause_writes(&H, CLAIM_PAUSE_MS) == 0);
+	req = chatc_build_login(b.id, PASSWORD);
+	ck_assert_int_eq(chatc_send(bc, req), 0);
+	cJSON_Delete(req);
+	deadline = harness_now_ms() + REQ_MS;
+	while (slot_of(b.id, NULL) < 0 && harness_now_ms() < deadline)
+		harness_sleep_ms(1);
+	ck_assert_msg(slot_of(b.id, NULL) == slot, "b's login did not reach "
+	    "the presence table of worker %d", slot);
+	harness_close(a.c);
+	a.c = NULL;
+	deadline = harness_now_ms() + QUIET_MS;
+	while (harness_now_ms() < deadline) {
+		ck_assert_msg(db_offline_count(b.id) == 0, "a PRESENCE was "
+		    "stored offline for b");
+		harness_sleep_ms(POLL_MS);
+	}
+
+	m = chatc_wait_msgid(bc, MSG_LOGIN_ACK, REQ_MS);
+	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "login: %s",
+	    chatc_error(bc));
+	off = offline_of(m, &n);
+	cJSON_Delete(m);
+	free_objs(off, n);
+	ck_assert_int_eq(n, 0);
+	b.c = bc;
+	b.slot = slot;
+	check_presence(&b, a.id, "offline");
+	ck_assert_int_eq(db_offline_count(b.id), 0);
+	user_logout(&b);
+}
+END_TEST
+
 /* --- groups -------------------------------------------------------------- */
 
 static long long
@@ -3231,6 +3284,7 @@ chat_suite(void)
 		test_relogin_other_worker,
 		test_chat_during_login,
 		test_chat_while_claim_waits,
+		test_presence_not_stored,
 		test_groups,
 		test_group_chat,
 		test_group_cache_invalidation,
