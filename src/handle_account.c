@@ -251,9 +251,14 @@ pull_done(struct job *j, struct worker *w)
 	if (c->state == CONN_ONLINE && c->uid == pj->uid) {
 		if (pj->rc != STORE_OK)
 			c->pull_again = 1;	/* retried when output drains */
-		else
+		else if (pj->b.n > 0)
 			(void)offline_queue(w, c, &pj->b, 0,
 			    pj->b.truncated || pj->b.n == (size_t)pj->limit);
+		else if (c->pull_again)
+			/* Asked for while this fetch ran, which may have
+			 * read before the new message was stored; with rows,
+			 * offdel_done looks at pull_again. */
+			session_pull_offline(w, c);
 	}
 	offline_batch_free(&pj->b);
 	conn_unref(w, c);

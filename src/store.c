@@ -378,20 +378,31 @@ store_exec(struct store *s, enum stmt_id id, const struct sval *in, int nin,
 	return rc;
 }
 
-/* Transactions: plain statements without user data, so not prepared. */
+/*
+ * Transactions: plain statements without user data, so not prepared.  A
+ * link found lost by START TRANSACTION had run nothing of it: connect
+ * again once, as store_exec does outside a transaction (a job thread's
+ * connection killed by the server, wait_timeout).
+ */
 static int
 store_tx(struct store *s, const char *what)
 {
-	int rc;
+	int start = strcmp(what, "START TRANSACTION") == 0, tries, rc;
+	unsigned int err;
 
-	if ((rc = store_connect(s)) != STORE_OK)
-		return rc;
-	s->in_tx = strcmp(what, "START TRANSACTION") == 0;
-	if (mysql_query(s->db, what) != 0) {
+	for (tries = 0; ; tries++) {
+		if ((rc = store_connect(s)) != STORE_OK)
+			return rc;
+		s->in_tx = start;
+		if (mysql_query(s->db, what) == 0)
+			return STORE_OK;
 		s->in_tx = 0;
-		return store_fail(s, mysql_errno(s->db), mysql_error(s->db));
+		err = mysql_errno(s->db);
+		rc = store_fail(s, err, mysql_error(s->db));
+		if (!start || tries > 0 || !store_lost(err))
+			return rc;
+		s->next_attempt = 0;
 	}
-	return STORE_OK;
 }
 
 static void
