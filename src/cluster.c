@@ -29,6 +29,7 @@ struct cluster {
 void
 cluster_key_online(const struct conf *c, uint32_t uid, char *buf, size_t len)
 {
+	/* (cluster_online writes the same keys without snprintf.) */
 	(void)snprintf(buf, len, "%sonline:%u", c->redis_prefix, uid);
 }
 
@@ -162,9 +163,10 @@ cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
     unsigned char *online)
 {
 	const char **argv;
-	size_t *argvlen, i;
-	char (*keys)[CLUSTER_KEY_MAX];
+	size_t *argvlen, i, plen, d;
+	char prefix[CLUSTER_KEY_MAX], digits[10], *keys, *k;
 	redisReply *r;
+	uint32_t v;
 	int rc = -1;
 
 	memset(online, 0, n);
@@ -172,17 +174,31 @@ cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
 		return 0;
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return -1;
-	argv = calloc(n + 1, sizeof(*argv));
-	argvlen = calloc(n + 1, sizeof(*argvlen));
-	keys = calloc(n, sizeof(*keys));
+	/* cluster_key_online's keys, the prefix printed once: a member of
+	 * big groups asks for hundreds at each login. */
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "%sonline:",
+	    cl->conf->redis_prefix);
+	if (plen >= sizeof(prefix))
+		plen = sizeof(prefix) - 1;
+	argv = malloc((n + 1) * sizeof(*argv));
+	argvlen = malloc((n + 1) * sizeof(*argvlen));
+	keys = malloc(n * (plen + sizeof(digits)));
 	if (argv == NULL || argvlen == NULL || keys == NULL)
 		fatalx("%s: out of memory", __func__);
 	argv[0] = "MGET";
 	argvlen[0] = 4;
 	for (i = 0; i < n; i++) {
-		cluster_key_online(cl->conf, ids[i], keys[i], sizeof(keys[i]));
-		argv[i + 1] = keys[i];
-		argvlen[i + 1] = strlen(keys[i]);
+		k = keys + i * (plen + sizeof(digits));
+		memcpy(k, prefix, plen);
+		d = sizeof(digits);
+		v = ids[i];
+		do {
+			digits[--d] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v != 0);
+		memcpy(k + plen, digits + d, sizeof(digits) - d);
+		argv[i + 1] = k;
+		argvlen[i + 1] = plen + sizeof(digits) - d;
 	}
 	r = redisCommandArgv(cl->rc, (int)n + 1, argv, argvlen);
 	if (r == NULL) {

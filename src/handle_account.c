@@ -24,6 +24,7 @@
 #include "abuse.h"
 #include "job.h"
 #include "log.h"
+#include "loginack.h"
 #include "presence.h"
 #include "protocol.h"
 #include "store.h"
@@ -741,8 +742,8 @@ struct login_job {
 	char name[PROTO_NAME_MAX + 1];
 	struct hash_wait hw;
 	int states_known;	/* friends' states came from Redis */
-	cJSON *friends;		/* [{id,name}] */
-	cJSON *groups;		/* [{id,groupname,groupdesc,users:[...]}] */
+	struct ack_users friends;
+	struct ack_groups groups;
 	struct offline_batch off;
 	/* Made by login_run, off the event loop: */
 	struct presence *presence;	/* for the states of this host */
@@ -754,104 +755,92 @@ struct login_job {
 	size_t nf;
 };
 
+/* Each user's state by Redis (other hosts); 0, or -1 when unknown (no
+ * Redis, or it failed: then every state is left offline). */
 static int
-login_add_group(void *arg, uint32_t id, const char *name, const char *desc,
-    const char *role)
+ack_cluster_states(struct store *st, struct ack_users *l)
 {
-	cJSON *g = cJSON_CreateObject();
+	unsigned char *online;
+	uint32_t *ids;
+	size_t i;
+	int rc;
 
-	cJSON_AddNumberToObject(g, "id", id);
-	cJSON_AddStringToObject(g, "groupname", name);
-	cJSON_AddStringToObject(g, "groupdesc", desc);
-	cJSON_AddItemToObject(g, "users", cJSON_CreateArray());
-	cJSON_AddItemToArray(arg, g);
-	return 0;
+	if (l->n == 0)
+		return 0;
+	if (store_cluster(st) == NULL)
+		return -1;
+	if ((ids = calloc(l->n, sizeof(*ids))) == NULL ||
+	    (online = calloc(l->n, 1)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	for (i = 0; i < l->n; i++)
+		ids[i] = l->v[i].id;
+	if ((rc = cluster_online(store_cluster(st), ids, l->n, online)) == 0)
+		for (i = 0; i < l->n; i++)
+			l->v[i].online = online[i] != 0;
+	free(ids);
+	free(online);
+	return rc;
 }
 
-/* Set each {id,...} of arr's "state" (online on this host, else what
- * Redis said, else offline; `self`, who is logging in, online) and turn
- * the objects into the classic array of JSON strings. */
-static cJSON *
-login_stringify(struct presence *p, cJSON *arr, int with_state,
-    uint32_t self)
+/* Online on this host, or by Redis; `self`, who is logging in, online. */
+static void
+ack_local_states(struct presence *p, struct ack_users *l, uint32_t self)
 {
-	cJSON *out = cJSON_CreateArray(), *item;
-	char *s;
+	struct presence_entry e;
+	size_t i;
 
-	cJSON_ArrayForEach(item, arr) {
-		if (with_state && (uint32_t)cJSON_GetObjectItem(item,
-		    "id")->valuedouble == self) {
-			cJSON_DeleteItemFromObjectCaseSensitive(item, "state");
-			cJSON_AddStringToObject(item, "state", "online");
-		} else if (with_state)
-			json_set_state_in(p, item);
-		if ((s = cJSON_PrintUnformatted(item)) == NULL)
-			fatalx("%s: out of memory", __func__);
-		cJSON_AddItemToArray(out, cJSON_CreateString(s));
-		free(s);
-	}
-	return out;
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].id == self || presence_lookup(p, l->v[i].id,
+		    &e) == PRESENCE_OK)
+			l->v[i].online = 1;
 }
 
 /*
  * The LOGIN_ACK line and the friends' ids and Redis states, on the job
- * thread: for a member of big groups it is millions of instructions
- * (every member, with its state, as a JSON string inside JSON), which the
- * event loop would spend while its clients wait.  The presence table is
- * shared memory that any thread may read.
+ * thread: for a member of big groups it is every member with its state,
+ * which the event loop would spend time on while its clients wait.  The
+ * presence table is shared memory that any thread may read.
  */
 static void
 login_build_ack(struct login_job *lj)
 {
-	cJSON *obj, *g, *users;
+	struct ack_parts a;
+	struct jbuf out;
 	size_t i;
 
-	lj->nf = (size_t)cJSON_GetArraySize(lj->friends);
+	lj->nf = lj->friends.n;
 	if ((lj->fids = calloc(lj->nf + 1, sizeof(*lj->fids))) == NULL ||
-	    (lj->fonline = calloc(lj->nf + 1, 1)) == NULL)
+	    (lj->fonline = calloc(lj->nf + 1, 1)) == NULL ||
+	    (lj->ftold = calloc(lj->nf + 1, 1)) == NULL)
 		fatalx("%s: out of memory", __func__);
-	i = 0;
-	cJSON_ArrayForEach(g, lj->friends) {
-		lj->fids[i] = (uint32_t)cJSON_GetObjectItem(g,
-		    "id")->valuedouble;
-		lj->fonline[i++] = json_state_online(g);
+	for (i = 0; i < lj->nf; i++) {
+		lj->fids[i] = lj->friends.v[i].id;
+		lj->fonline[i] = lj->friends.v[i].online;
 	}
-	obj = cJSON_CreateObject();
-	cJSON_AddNumberToObject(obj, "msgid", MSG_LOGIN_ACK);
-	cJSON_AddNumberToObject(obj, "errno", 0);
-	cJSON_AddNumberToObject(obj, "id", lj->uid);
-	cJSON_AddStringToObject(obj, "name", lj->name);
-	if (lj->ri.seq != NULL)
-		cJSON_AddItemToObject(obj, "seq", cJSON_Duplicate(lj->ri.seq,
-		    1));
-	cJSON_AddItemToObject(obj, "friends", login_stringify(lj->presence,
-	    lj->friends, 1, lj->uid));
-	if ((lj->ftold = calloc(lj->nf + 1, 1)) == NULL)
-		fatalx("%s: out of memory", __func__);
-	i = 0;
-	cJSON_ArrayForEach(g, lj->friends)	/* with the states just set */
-		lj->ftold[i++] = json_state_online(g);
-	cJSON_ArrayForEach(g, lj->groups) {
-		users = cJSON_DetachItemFromObject(g, "users");
-		cJSON_AddItemToObject(g, "users", login_stringify(lj->presence,
-		    users, 1, lj->uid));
-		cJSON_Delete(users);
-	}
-	cJSON_AddItemToObject(obj, "groups", login_stringify(lj->presence,
-	    lj->groups, 0, 0));
-	users = cJSON_CreateArray();
-	for (i = 0; i < lj->off.n; i++) {
-		lj->off.texts[i][lj->off.lens[i]] = '\0';
-		cJSON_AddItemToArray(users, cJSON_CreateString(lj->off.texts[i]));
-		lj->off.texts[i][lj->off.lens[i]] = '\n';
-	}
-	cJSON_AddItemToObject(obj, "offlinemsg", users);
-	lj->ack = reply_line(obj, &lj->ack_len);
-	cJSON_Delete(obj);
+	ack_local_states(lj->presence, &lj->friends, lj->uid);
+	for (i = 0; i < lj->nf; i++)
+		lj->ftold[i] = lj->friends.v[i].online;
+	for (i = 0; i < lj->groups.n; i++)
+		ack_local_states(lj->presence, &lj->groups.v[i].users,
+		    lj->uid);
+	memset(&a, 0, sizeof(a));
+	a.uid = lj->uid;
+	a.name = lj->name;
+	a.seq = lj->ri.seq;
+	a.friends = &lj->friends;
+	a.groups = &lj->groups;
+	a.off_texts = lj->off.texts;
+	a.off_lens = lj->off.lens;
+	a.off_n = lj->off.n;
+	jbuf_init(&out);
+	login_ack_write(&out, &a);
+	if (out.oom)
+		jbuf_free(&out);
+	lj->ack = out.p;
+	lj->ack_len = out.len;
 	/* What is left is not needed on the loop. */
-	cJSON_Delete(lj->friends);
-	cJSON_Delete(lj->groups);
-	lj->friends = lj->groups = NULL;
+	ack_users_free(&lj->friends);
+	ack_groups_free(&lj->groups);
 }
 
 static void
@@ -859,7 +848,7 @@ login_run(struct job *j, struct store *st)
 {
 	struct login_job *lj = (struct login_job *)j;
 	char hash[256];
-	cJSON *g;
+	size_t i;
 	int rc;
 
 	rc = store_user_get(st, lj->uid, lj->name, sizeof(lj->name), hash,
@@ -876,27 +865,24 @@ login_run(struct job *j, struct store *st)
 		lj->err = CERR_AUTH;
 		goto out;
 	}
-	lj->friends = cJSON_CreateArray();
-	lj->groups = cJSON_CreateArray();
-	if ((rc = store_friend_list(st, lj->uid, json_add_user,
-	    lj->friends)) != STORE_OK ||
-	    (rc = store_group_list(st, lj->uid, login_add_group,
-	    lj->groups)) != STORE_OK) {
+	if ((rc = store_friend_list(st, lj->uid, ack_add_friend,
+	    &lj->friends)) != STORE_OK ||
+	    (rc = store_group_list(st, lj->uid, ack_add_group,
+	    &lj->groups)) != STORE_OK) {
 		lj->err = CERR_UNAVAILABLE;
 		goto out;
 	}
-	cJSON_ArrayForEach(g, lj->groups) {
-		rc = store_group_members(st, (uint32_t)cJSON_GetObjectItem(g,
-		    "id")->valuedouble, json_add_member,
-		    cJSON_GetObjectItem(g, "users"));
+	for (i = 0; i < lj->groups.n; i++) {
+		rc = store_group_members(st, lj->groups.v[i].id,
+		    ack_add_member, &lj->groups.v[i].users);
 		if (rc != STORE_OK && rc != STORE_NOTFOUND) {
 			lj->err = CERR_UNAVAILABLE;
 			goto out;
 		}
 	}
-	lj->states_known = json_cluster_states(st, lj->friends) == 0;
-	cJSON_ArrayForEach(g, lj->groups)
-		json_cluster_states(st, cJSON_GetObjectItem(g, "users"));
+	lj->states_known = ack_cluster_states(st, &lj->friends) == 0;
+	for (i = 0; i < lj->groups.n; i++)
+		(void)ack_cluster_states(st, &lj->groups.v[i].users);
 	if (lj->offline_limit > 0 && store_offline_fetch(st, lj->uid,
 	    lj->offline_limit, offline_collect, &lj->off) != STORE_OK) {
 		lj->err = CERR_UNAVAILABLE;
@@ -928,8 +914,8 @@ login_reply_error(struct worker *w, struct conn *c, const struct reqinfo *ri,
 static void
 login_free(struct worker *w, struct login_job *lj)
 {
-	cJSON_Delete(lj->friends);
-	cJSON_Delete(lj->groups);
+	ack_users_free(&lj->friends);
+	ack_groups_free(&lj->groups);
 	free(lj->ack);
 	free(lj->fids);
 	free(lj->fonline);

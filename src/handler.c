@@ -420,27 +420,13 @@ json_cluster_states(struct store *st, cJSON *arr)
 	return rc;
 }
 
-int
-json_state_online(const cJSON *item)
-{
-	const cJSON *st = cJSON_GetObjectItemCaseSensitive(item, "state");
-
-	return cJSON_IsString(st) && strcmp(st->valuestring, "online") == 0;
-}
-
 void
 json_set_state(struct worker *w, cJSON *item)
-{
-	json_set_state_in(w->presence, item);
-}
-
-void
-json_set_state_in(struct presence *p, cJSON *item)
 {
 	uint32_t id = (uint32_t)cJSON_GetObjectItem(item, "id")->valuedouble;
 	struct presence_entry e;
 
-	if (presence_lookup(p, id, &e) == PRESENCE_OK) {
+	if (presence_lookup(w->presence, id, &e) == PRESENCE_OK) {
 		cJSON_DeleteItemFromObjectCaseSensitive(item, "state");
 		cJSON_AddStringToObject(item, "state", "online");
 	} else if (cJSON_GetObjectItemCaseSensitive(item, "state") == NULL)

@@ -145,10 +145,6 @@ int json_cluster_states(struct store *st, cJSON *arr);
 /* Loop: settle item's "state": online when on this host, else what the
  * cluster said, else offline. */
 void json_set_state(struct worker *w, cJSON *item);
-/* The same from any thread, with the presence table p. */
-void json_set_state_in(struct presence *p, cJSON *item);
-/* 1 when item's "state" (as set by json_cluster_states) is online. */
-int json_state_online(const cJSON *item);
 
 /* Session (handle_account.c): end a logged-in session (logout or close),
  * and fetch a logged-in user's offline messages onto c.  session_end's

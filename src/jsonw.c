@@ -100,9 +100,15 @@ jbuf_escape_len(unsigned char ch)
 void
 jbuf_str(struct jbuf *b, const char *s)
 {
+	jbuf_strn(b, s, strlen(s));
+}
+
+void
+jbuf_strn(struct jbuf *b, const char *s, size_t n)
+{
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)s;
-	size_t n = strlen(s), i, k, run, more;
+	size_t i, k, run, more;
 	int grown = 0;
 	char *o;
 
@@ -153,6 +159,84 @@ jbuf_str(struct jbuf *b, const char *s)
 	}
 	*o++ = '"';
 	b->len = (size_t)(o - b->p);
+}
+
+/* k backslashes. */
+static void
+jbuf_backslashes(struct jbuf *b, unsigned k)
+{
+	static const char bs[] = "\\\\\\\\\\\\\\\\";
+
+	for (; k > sizeof(bs) - 1; k -= sizeof(bs) - 1)
+		jbuf_raw(b, bs, sizeof(bs) - 1);
+	if (k > 0)
+		jbuf_raw(b, bs, k);
+}
+
+void
+jbuf_raw_deep(struct jbuf *b, const char *s, size_t n, unsigned depth)
+{
+	size_t i = 0, run;
+
+	while (i < n) {
+		for (run = 0; i + run < n && s[i + run] != '"' &&
+		    s[i + run] != '\\'; run++)
+			;
+		if (run > 0)
+			jbuf_raw(b, s + i, run);
+		if ((i += run) == n)
+			break;
+		/* Each level escapes the backslashes of the one inside. */
+		jbuf_backslashes(b, (1u << depth) - 1);
+		jbuf_raw(b, s + i++, 1);
+	}
+}
+
+void
+jbuf_str_deep(struct jbuf *b, const char *s, size_t n, unsigned depth)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, run;
+	unsigned char ch;
+	char u[5];
+
+	if (depth == 0) {
+		jbuf_strn(b, s, n);
+		return;
+	}
+	jbuf_backslashes(b, (1u << depth) - 1);	/* the quote, that deep */
+	jbuf_lit(b, "\"");
+	for (i = 0; i < n; i += run) {
+		if ((run = json_plain_span(s + i, n - i)) > 0) {
+			jbuf_raw(b, s + i, run);
+			continue;
+		}
+		run = 1;
+		ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\') {
+			/* Escaped once inside the string, then each level. */
+			jbuf_backslashes(b, (2u << depth) - 1);
+			jbuf_raw(b, s + i, 1);
+			continue;
+		}
+		jbuf_backslashes(b, 1u << depth);
+		switch (ch) {
+		case '\b': jbuf_lit(b, "b"); break;
+		case '\f': jbuf_lit(b, "f"); break;
+		case '\n': jbuf_lit(b, "n"); break;
+		case '\r': jbuf_lit(b, "r"); break;
+		case '\t': jbuf_lit(b, "t"); break;
+		default:
+			u[0] = 'u';
+			u[1] = u[2] = '0';
+			u[3] = hex[ch >> 4];
+			u[4] = hex[ch & 15];
+			jbuf_raw(b, u, sizeof(u));
+			break;
+		}
+	}
+	jbuf_backslashes(b, (1u << depth) - 1);
+	jbuf_lit(b, "\"");
 }
 
 void

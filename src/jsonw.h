@@ -29,8 +29,22 @@ void jbuf_trim(struct jbuf *b, size_t keep);
 void jbuf_raw(struct jbuf *b, const char *s, size_t n);
 /* Append a string literal as it is. */
 #define jbuf_lit(b, s) jbuf_raw((b), "" s, sizeof(s) - 1)
-/* Append s as a JSON string, quotes included. */
+/* Append s as a JSON string, quotes included; jbuf_strn: its first n
+ * bytes (a NUL among them is escaped, not an end). */
 void jbuf_str(struct jbuf *b, const char *s);
+void jbuf_strn(struct jbuf *b, const char *s, size_t n);
+/*
+ * JSON nested in JSON strings, as the classic LOGIN_ACK has it (a member
+ * printed into a string inside a group printed into a string): what a
+ * text reads like `depth` strings deep, without printing it at each
+ * depth and escaping the whole again.  jbuf_raw_deep appends JSON text
+ * s (no control bytes; its '"' and '\\' are escaped once per level);
+ * jbuf_str_deep appends s as a JSON string, quotes included, as
+ * jbuf_strn would, then escaped `depth` times.  Depth 0 is as it is.
+ */
+void jbuf_raw_deep(struct jbuf *b, const char *s, size_t n, unsigned depth);
+void jbuf_str_deep(struct jbuf *b, const char *s, size_t n, unsigned depth);
+#define jbuf_lit_deep(b, s, d) jbuf_raw_deep((b), "" s, sizeof(s) - 1, (d))
 /* Append v in decimal. */
 void jbuf_u64(struct jbuf *b, uint64_t v);
 /* Append item as cJSON_PrintUnformatted would: strings and int-sized

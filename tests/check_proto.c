@@ -22,6 +22,7 @@
 #include "handler.h"
 #include "jarena.h"
 #include "jsonw.h"
+#include "loginack.h"
 #include "protocol.h"
 #include "request.h"
 #include "utf8.h"
@@ -1441,6 +1442,177 @@ START_TEST(test_arena_request)
 }
 END_TEST
 
+/* LOGIN_ACK: the direct writer against the construction it replaced,
+ * cJSON objects printed into strings (members inside their group, the
+ * group into a string again), for random lists. */
+static cJSON *
+ref_users(const struct ack_users *l)
+{
+	cJSON *out = cJSON_CreateArray(), *o;
+	char *p;
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "id", l->v[i].id);
+		cJSON_AddStringToObject(o, "name", l->v[i].name);
+		if (l->v[i].role[0] != '\0')
+			cJSON_AddStringToObject(o, "role", l->v[i].role);
+		cJSON_AddStringToObject(o, "state", l->v[i].online ?
+		    "online" : "offline");
+		p = cJSON_PrintUnformatted(o);
+		cJSON_AddItemToArray(out, cJSON_CreateString(p));
+		cJSON_free(p);
+		cJSON_Delete(o);
+	}
+	return out;
+}
+
+static char *
+ref_login_ack(const struct ack_parts *a, size_t *len)
+{
+	cJSON *obj = cJSON_CreateObject(), *arr, *g;
+	char *p, *line, text[300];
+	size_t i;
+
+	cJSON_AddNumberToObject(obj, "msgid", MSG_LOGIN_ACK);
+	cJSON_AddNumberToObject(obj, "errno", 0);
+	cJSON_AddNumberToObject(obj, "id", a->uid);
+	cJSON_AddStringToObject(obj, "name", a->name);
+	if (a->seq != NULL)
+		cJSON_AddItemToObject(obj, "seq", cJSON_Duplicate(a->seq, 1));
+	cJSON_AddItemToObject(obj, "friends", ref_users(a->friends));
+	arr = cJSON_CreateArray();
+	for (i = 0; i < a->groups->n; i++) {
+		g = cJSON_CreateObject();
+		cJSON_AddNumberToObject(g, "id", a->groups->v[i].id);
+		cJSON_AddStringToObject(g, "groupname", a->groups->v[i].name);
+		cJSON_AddStringToObject(g, "groupdesc", a->groups->v[i].desc);
+		cJSON_AddItemToObject(g, "users",
+		    ref_users(&a->groups->v[i].users));
+		p = cJSON_PrintUnformatted(g);
+		cJSON_AddItemToArray(arr, cJSON_CreateString(p));
+		cJSON_free(p);
+		cJSON_Delete(g);
+	}
+	cJSON_AddItemToObject(obj, "groups", arr);
+	arr = cJSON_CreateArray();
+	for (i = 0; i < a->off_n; i++) {
+		memcpy(text, a->off_texts[i], a->off_lens[i]);
+		text[a->off_lens[i]] = '\0';
+		cJSON_AddItemToArray(arr, cJSON_CreateString(text));
+	}
+	cJSON_AddItemToObject(obj, "offlinemsg", arr);
+	line = reply_line(obj, len);
+	cJSON_Delete(obj);
+	return line;
+}
+
+/* n random bytes 1..255 (none when ascii: printable ASCII only). */
+static void
+rand_text(unsigned int *seed, char *s, size_t max, int ascii)
+{
+	size_t n = rand_r(seed) % max, j;
+
+	for (j = 0; j < n; j++)
+		s[j] = (char)(ascii ? 32 + rand_r(seed) % 95 :
+		    1 + rand_r(seed) % 255);
+	s[n] = '\0';
+}
+
+static uint32_t
+rand_id(unsigned int *seed)
+{
+	switch (rand_r(seed) % 3) {
+	case 0: return 1 + rand_r(seed) % 100;
+	case 1: return UINT32_MAX - rand_r(seed) % 3;
+	default: return (uint32_t)rand_r(seed) * 2u + 1;
+	}
+}
+
+static void
+rand_users(unsigned int *seed, struct ack_users *l, int members)
+{
+	static const char *roles[] = { "creator", "normal" };
+	char name[PROTO_NAME_MAX + 1];
+	int i, n = rand_r(seed) % 12;
+
+	for (i = 0; i < n; i++) {
+		rand_text(seed, name, sizeof(name), rand_r(seed) % 2);
+		if (members)
+			ack_add_member(l, rand_id(seed), name,
+			    roles[rand_r(seed) % 2]);
+		else
+			ack_add_friend(l, rand_id(seed), name);
+		l->v[l->n - 1].online = rand_r(seed) % 2;
+	}
+}
+
+START_TEST(test_login_ack_like_cjson)
+{
+	static const char *seqs[] = { NULL, "7", "-3", "-0", "1.5", "1e300",
+	    "\"s\\\"q\\u0001\"", "{\"a\":[1,true,null]}", "[]", "false" };
+	unsigned int seed = 4242;
+	char name[PROTO_NAME_MAX + 1], gname[PROTO_GROUPNAME_MAX + 1];
+	char gdesc[PROTO_GROUPDESC_MAX + 1], texts[4][300], *tp[4];
+	size_t lens[4], reflen, k;
+	struct ack_users friends;
+	struct ack_groups groups;
+	struct ack_parts a;
+	struct jbuf out;
+	cJSON *seq;
+	char *ref;
+	int i, j, ng;
+
+	for (i = 0; i < 400; i++) {
+		memset(&friends, 0, sizeof(friends));
+		memset(&groups, 0, sizeof(groups));
+		rand_users(&seed, &friends, 0);
+		ng = rand_r(&seed) % 4;
+		for (j = 0; j < ng; j++) {
+			rand_text(&seed, gname, sizeof(gname), j % 2);
+			rand_text(&seed, gdesc, sizeof(gdesc), j % 2);
+			ack_add_group(&groups, rand_id(&seed), gname, gdesc,
+			    "normal");
+			rand_users(&seed, &groups.v[j].users, 1);
+		}
+		memset(&a, 0, sizeof(a));
+		a.off_n = rand_r(&seed) % 5;
+		for (k = 0; k < a.off_n; k++) {
+			rand_text(&seed, texts[k], sizeof(texts[k]) - 1, 0);
+			lens[k] = strlen(texts[k]);
+			texts[k][lens[k]] = '\n';	/* as stored: not ended */
+			tp[k] = texts[k];
+		}
+		rand_text(&seed, name, sizeof(name), 0);
+		seq = seqs[i % 10] != NULL ? cJSON_Parse(seqs[i % 10]) : NULL;
+		a.uid = rand_id(&seed);
+		a.name = name;
+		a.seq = seq;
+		a.friends = &friends;
+		a.groups = &groups;
+		a.off_texts = tp;
+		a.off_lens = lens;
+		jbuf_init(&out);
+		login_ack_write(&out, &a);
+		ref = ref_login_ack(&a, &reflen);
+		ck_assert_ptr_nonnull(ref);
+		ck_assert_int_eq(out.oom, 0);
+		for (k = 0; k < out.len && k < reflen && out.p[k] == ref[k];)
+			k++;
+		/* (The lines hold random bytes: only where they part.) */
+		ck_assert_msg(out.len == reflen && k == reflen,
+		    "round %d: LOGIN_ACK differs from cJSON's at byte %zu "
+		    "of %zu (cJSON: %zu bytes)", i, k, out.len, reflen);
+		free(ref);
+		jbuf_free(&out);
+		cJSON_Delete(seq);
+		ack_users_free(&friends);
+		ack_groups_free(&groups);
+	}
+}
+END_TEST
+
 /* deliver_presence_of: the friend id of a PRESENCE line as chatd writes
  * it (the one that presence_line builds), 0 for anything else. */
 static uint32_t
@@ -1563,6 +1735,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_jsonw_u64_like_cjson);
 	tcase_add_test(tc, test_jsonw_grows);
 	tcase_add_test(tc, test_ack_line_like_reply_ok);
+	tcase_add_test(tc, test_login_ack_like_cjson);
 	tcase_add_test(tc, test_json_plain_span_every_position);
 	suite_add_tcase(s, tc);
 
