@@ -350,6 +350,12 @@ inbox_ring_size(const struct inbox *ib)
 	return ib->cap;
 }
 
+char *
+inbox_ring_bytes(const struct inbox *h, int src, int dst)
+{
+	return inbox_ring(h, src, dst)->data;
+}
+
 /* Queue m behind what already waits for room in slot's ring. */
 static int
 inbox_wait(struct inbox *h, int slot, const struct inbox_msg *m)

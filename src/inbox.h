@@ -101,6 +101,10 @@ size_t inbox_poll(struct inbox *h, inbox_fn *fn, void *arg);
 int inbox_sleep(struct inbox *h);
 void inbox_woke(struct inbox *h);
 
+/* The bytes of the ring from sender src (nslots: the master) to worker
+ * dst, inbox_ring_size of them: for tests that damage a record. */
+char *inbox_ring_bytes(const struct inbox *h, int src, int dst);
+
 /* Master: unmap and close everything (after the workers are gone). */
 void inbox_destroy(struct inbox *ib);
 

@@ -4,7 +4,7 @@
  * token and frame; a frame sent to many recipients in a row crosses once;
  * a full ring queues, a full queue refuses; sleepers are woken, busy
  * workers are not; a respawned worker goes on where its predecessor
- * stopped.
+ * stopped; a damaged record is dropped, not followed.
  *
  * The rings are real ones (shared memory, eventfds); "workers" are handles
  * of one process, and in the last test a forked sender.
@@ -135,6 +135,69 @@ woken(int fd)
 	ck_assert_int_eq(read(fd, &v, sizeof(v)), (int)sizeof(v));
 	return 1;
 }
+
+/*
+ * A damaged record (only a sender's bug could make one) is dropped with
+ * what follows it in that publish, and logged; the records before it
+ * arrive, and so does everything published afterwards.  The first four
+ * bytes of a record are its size; a DELIVER's id, at byte 8, counts its
+ * recipients.
+ */
+static void
+check_bad_record(int how)
+{
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, BIG_QUEUE);
+	static struct got got[8];
+	struct sink s = { got, 0, 8 };
+	char *ring = inbox_ring_bytes(b, 0, 1);
+	uint32_t size, v;
+
+	send_deliver(a, 1, "first\n");
+	send_deliver(a, 2, "second\n");	/* another frame: a new record */
+	send_deliver(a, 3, "third\n");
+	memcpy(&size, ring, sizeof(size));
+	ck_assert_int_eq(inbox_flush(a, 1), 0);
+	/* Damage the second record. */
+	switch (how) {
+	case 0:		/* a size that is not a multiple of 8 */
+		v = size + 3;
+		memcpy(ring + size, &v, sizeof(v));
+		break;
+	case 1:		/* a size past the end of the ring */
+		v = (uint32_t)inbox_ring_size(ib) * 2;
+		memcpy(ring + size, &v, sizeof(v));
+		break;
+	case 2:		/* more recipients than the record holds */
+		v = 1000;
+		memcpy(ring + size + 8, &v, sizeof(v));
+		break;
+	case 3:		/* a size below a header */
+		v = 0;
+		memcpy(ring + size, &v, sizeof(v));
+		break;
+	}
+	ck_assert_uint_eq(inbox_poll(b, collect, &s), 1);
+	ck_assert_uint_eq(got[0].id, 1);
+	ck_assert_str_eq(got[0].frame, "first\n");
+	ck_assert_uint_eq(inbox_poll(b, collect, &s), 0);
+	/* The ring goes on. */
+	send_deliver(a, 4, "fourth\n");
+	send_msg(a, 1, INBOX_KICK, 5, NULL, 0);
+	ck_assert_int_eq(inbox_flush(a, 1), 0);
+	ck_assert_uint_eq(inbox_poll(b, collect, &s), 2);
+	ck_assert_uint_eq(got[1].id, 4);
+	ck_assert_str_eq(got[1].frame, "fourth\n");
+	ck_assert_int_eq(got[2].type, INBOX_KICK);
+	ck_assert_uint_eq(got[2].id, 5);
+	ck_assert_uint_eq(got[2].token, 1005);
+	rig_close(ib, a, b);
+}
+
+START_TEST(test_bad_record_dropped)
+{
+	check_bad_record(_i);
+}
+END_TEST
 
 /*
  * 5,000 members of one group on the other worker: the frame crosses once.
@@ -602,6 +665,7 @@ inbox_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_repeated_frame_crosses_once);
+	tcase_add_loop_test(tc, test_bad_record_dropped, 0, 4);
 	tcase_add_test(tc, test_same_buffer_other_frame);
 	tcase_add_test(tc, test_order_across_types);
 	tcase_add_test(tc, test_wrap_and_wait);
