@@ -2,7 +2,8 @@
  * jsonw.h - writing JSON text directly into a growable buffer, for the
  * frames on the message path (one per chat message), where building a
  * cJSON tree and printing it cost more than everything else chatd does
- * per message.
+ * per message, and for LOGIN_ACK's lists of JSON inside JSON strings
+ * (loginack.c).
  *
  * The output is byte for byte what cJSON_PrintUnformatted gives for the
  * same values: strings escaped the way cJSON escapes them, integers in
