@@ -755,46 +755,6 @@ struct login_job {
 	size_t nf;
 };
 
-/* Each user's state by Redis (other hosts); 0, or -1 when unknown (no
- * Redis, or it failed: then every state is left offline). */
-static int
-ack_cluster_states(struct store *st, struct ack_users *l)
-{
-	unsigned char *online;
-	uint32_t *ids;
-	size_t i;
-	int rc;
-
-	if (l->n == 0)
-		return 0;
-	if (store_cluster(st) == NULL)
-		return -1;
-	if ((ids = calloc(l->n, sizeof(*ids))) == NULL ||
-	    (online = calloc(l->n, 1)) == NULL)
-		fatalx("%s: out of memory", __func__);
-	for (i = 0; i < l->n; i++)
-		ids[i] = l->v[i].id;
-	if ((rc = cluster_online(store_cluster(st), ids, l->n, online)) == 0)
-		for (i = 0; i < l->n; i++)
-			l->v[i].online = online[i] != 0;
-	free(ids);
-	free(online);
-	return rc;
-}
-
-/* Online on this host, or by Redis; `self`, who is logging in, online. */
-static void
-ack_local_states(struct presence *p, struct ack_users *l, uint32_t self)
-{
-	struct presence_entry e;
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		if (l->v[i].id == self || presence_lookup(p, l->v[i].id,
-		    &e) == PRESENCE_OK)
-			l->v[i].online = 1;
-}
-
 /*
  * The LOGIN_ACK line and the friends' ids and Redis states, on the job
  * thread: for a member of big groups it is every member with its state,
@@ -817,11 +777,11 @@ login_build_ack(struct login_job *lj)
 		lj->fids[i] = lj->friends.v[i].id;
 		lj->fonline[i] = lj->friends.v[i].online;
 	}
-	ack_local_states(lj->presence, &lj->friends, lj->uid);
+	users_local_states(lj->presence, &lj->friends, lj->uid);
 	for (i = 0; i < lj->nf; i++)
 		lj->ftold[i] = lj->friends.v[i].online;
 	for (i = 0; i < lj->groups.n; i++)
-		ack_local_states(lj->presence, &lj->groups.v[i].users,
+		users_local_states(lj->presence, &lj->groups.v[i].users,
 		    lj->uid);
 	memset(&a, 0, sizeof(a));
 	a.uid = lj->uid;
@@ -880,9 +840,9 @@ login_run(struct job *j, struct store *st)
 			goto out;
 		}
 	}
-	lj->states_known = ack_cluster_states(st, &lj->friends) == 0;
+	lj->states_known = users_cluster_states(st, &lj->friends) == 0;
 	for (i = 0; i < lj->groups.n; i++)
-		(void)ack_cluster_states(st, &lj->groups.v[i].users);
+		(void)users_cluster_states(st, &lj->groups.v[i].users);
 	if (lj->offline_limit > 0 && store_offline_fetch(st, lj->uid,
 	    lj->offline_limit, offline_collect, &lj->off) != STORE_OK) {
 		lj->err = CERR_UNAVAILABLE;

@@ -99,26 +99,23 @@ handle_del_friend(struct worker *w, struct conn *c, const struct request *r)
 static void
 list_run(struct reqjob *rj, struct store *st)
 {
-	rj->result = cJSON_CreateArray();
-	rj->rc = store_friend_list(st, rj->uid, json_add_user, rj->result);
+	rj->rc = store_friend_list(st, rj->uid, ack_add_friend, &rj->users);
 	if (rj->rc == STORE_OK)
-		json_cluster_states(st, rj->result);
+		(void)users_cluster_states(st, &rj->users);
 }
 
 static void
 list_done(struct reqjob *rj, struct worker *w)
 {
-	cJSON *extra, *f;
+	cJSON *extra;
 
 	if (rj->rc != STORE_OK) {
 		reply_error(w, rj->c, &rj->ri, CERR_UNAVAILABLE, NULL);
 		return;
 	}
-	cJSON_ArrayForEach(f, rj->result)
-		json_set_state(w, f);
+	users_local_states(w->presence, &rj->users, 0);
 	extra = cJSON_CreateObject();
-	cJSON_AddItemToObject(extra, "friends", rj->result);
-	rj->result = NULL;
+	cJSON_AddItemToObject(extra, "friends", ack_users_json(&rj->users));
 	reply_ok(w, rj->c, &rj->ri, extra);
 }
 

@@ -219,38 +219,33 @@ handle_group_list(struct worker *w, struct conn *c, const struct request *r)
 static void
 members_run(struct reqjob *rj, struct store *st)
 {
-	rj->result = cJSON_CreateArray();
-	rj->rc = store_group_members(st, rj->id, json_add_member, rj->result);
+	rj->rc = store_group_members(st, rj->id, ack_add_member, &rj->users);
 	if (rj->rc == STORE_OK)
-		json_cluster_states(st, rj->result);
+		(void)users_cluster_states(st, &rj->users);
 }
 
 static void
 members_done(struct reqjob *rj, struct worker *w)
 {
-	cJSON *extra, *u;
+	cJSON *extra;
 	int member = 0;
+	size_t i;
 
 	if (rj->rc != STORE_OK) {
 		reply_error(w, rj->c, &rj->ri, rj->rc == STORE_NOTFOUND ?
 		    CERR_NO_GROUP : CERR_UNAVAILABLE, NULL);
 		return;
 	}
-	cJSON_ArrayForEach(u, rj->result) {
-		uint32_t id = (uint32_t)cJSON_GetObjectItem(u,
-		    "id")->valuedouble;
-
-		member |= id == rj->uid;
-		json_set_state(w, u);
-	}
+	for (i = 0; i < rj->users.n; i++)
+		member |= rj->users.v[i].id == rj->uid;
 	if (!member) {
 		reply_error(w, rj->c, &rj->ri, CERR_NOT_MEMBER,
 		    "only members may list a group's members");
 		return;
 	}
+	users_local_states(w->presence, &rj->users, 0);
 	extra = cJSON_CreateObject();
-	cJSON_AddItemToObject(extra, "users", rj->result);
-	rj->result = NULL;
+	cJSON_AddItemToObject(extra, "users", ack_users_json(&rj->users));
 	reply_ok(w, rj->c, &rj->ri, extra);
 }
 

@@ -321,6 +321,7 @@ reqjob_release(struct worker *w, struct reqjob *rj)
 	conn_unref(w, rj->c);
 	reqinfo_free(&rj->ri);
 	cJSON_Delete(rj->result);
+	ack_users_free(&rj->users);
 	free(rj->s1);
 	free(rj->s2);
 	free(rj);
@@ -367,68 +368,38 @@ reqjob_submit(struct worker *w, struct reqjob *rj)
 }
 
 int
-json_add_user(void *arg, uint32_t id, const char *name)
-{
-	cJSON *u = cJSON_CreateObject();
-
-	cJSON_AddNumberToObject(u, "id", id);
-	cJSON_AddStringToObject(u, "name", name);
-	cJSON_AddItemToArray(arg, u);
-	return 0;
-}
-
-int
-json_add_member(void *arg, uint32_t id, const char *name, const char *role)
-{
-	cJSON *u = cJSON_CreateObject();
-
-	cJSON_AddNumberToObject(u, "id", id);
-	cJSON_AddStringToObject(u, "name", name);
-	cJSON_AddStringToObject(u, "role", role);
-	cJSON_AddItemToArray(arg, u);
-	return 0;
-}
-
-int
-json_cluster_states(struct store *st, cJSON *arr)
+users_cluster_states(struct store *st, struct ack_users *l)
 {
 	unsigned char *online;
 	uint32_t *ids;
-	size_t n, i = 0;
-	cJSON *item;
+	size_t i;
 	int rc;
 
-	n = (size_t)cJSON_GetArraySize(arr);
-	if (n == 0)
+	if (l->n == 0)
 		return 0;
 	if (store_cluster(st) == NULL)
 		return -1;
-	if ((ids = calloc(n, sizeof(*ids))) == NULL ||
-	    (online = calloc(n, 1)) == NULL)
+	if ((ids = calloc(l->n, sizeof(*ids))) == NULL ||
+	    (online = calloc(l->n, 1)) == NULL)
 		fatalx("%s: out of memory", __func__);
-	cJSON_ArrayForEach(item, arr)
-		ids[i++] = (uint32_t)cJSON_GetObjectItem(item,
-		    "id")->valuedouble;
-	if ((rc = cluster_online(store_cluster(st), ids, n, online)) == 0) {
-		i = 0;
-		cJSON_ArrayForEach(item, arr)
-			cJSON_AddStringToObject(item, "state", online[i++] ?
-			    "online" : "offline");
-	}
+	for (i = 0; i < l->n; i++)
+		ids[i] = l->v[i].id;
+	if ((rc = cluster_online(store_cluster(st), ids, l->n, online)) == 0)
+		for (i = 0; i < l->n; i++)
+			l->v[i].online = online[i] != 0;
 	free(ids);
 	free(online);
 	return rc;
 }
 
 void
-json_set_state(struct worker *w, cJSON *item)
+users_local_states(struct presence *p, struct ack_users *l, uint32_t self)
 {
-	uint32_t id = (uint32_t)cJSON_GetObjectItem(item, "id")->valuedouble;
 	struct presence_entry e;
+	size_t i;
 
-	if (presence_lookup(w->presence, id, &e) == PRESENCE_OK) {
-		cJSON_DeleteItemFromObjectCaseSensitive(item, "state");
-		cJSON_AddStringToObject(item, "state", "online");
-	} else if (cJSON_GetObjectItemCaseSensitive(item, "state") == NULL)
-		cJSON_AddStringToObject(item, "state", "offline");
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].id == self || presence_lookup(p, l->v[i].id,
+		    &e) == PRESENCE_OK)
+			l->v[i].online = 1;
 }

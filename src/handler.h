@@ -18,6 +18,7 @@
 #include "bus.h"
 #include "job.h"
 #include "jsonw.h"
+#include "loginack.h"
 #include "request.h"
 
 struct worker;
@@ -120,6 +121,7 @@ struct reqjob {
 	uint32_t id2;
 	int rc;			/* a store_rc */
 	cJSON *result;
+	struct ack_users users;	/* friends / members, with states */
 	char *s1, *s2;
 	size_t len;
 	void (*run)(struct reqjob *rj, struct store *st);
@@ -133,18 +135,13 @@ void reqjob_submit(struct worker *w, struct reqjob *rj);
  * was referenced with conn_ref but is finished without running). */
 void reqjob_release(struct worker *w, struct reqjob *rj);
 
-/* store_* row callbacks appending {id,name} / {id,name,role} objects to
- * the cJSON array arg (run on job threads). */
-int json_add_user(void *arg, uint32_t id, const char *name);
-int json_add_member(void *arg, uint32_t id, const char *name,
-    const char *role);
-
-/* Job thread: give each {id,...} of arr a "state" from the cluster's
- * claims (nothing when Redis cannot be asked). */
-int json_cluster_states(struct store *st, cJSON *arr);
-/* Loop: settle item's "state": online when on this host, else what the
- * cluster said, else offline. */
-void json_set_state(struct worker *w, cJSON *item);
+/* Job thread: each user of l online when the cluster's claims say so;
+ * 0, or -1 when Redis cannot be asked (every state left as it was). */
+int users_cluster_states(struct store *st, struct ack_users *l);
+/* Any thread: each user of l online also when on this host (the
+ * presence table p), and `self` (0: none) online. */
+void users_local_states(struct presence *p, struct ack_users *l,
+    uint32_t self);
 
 /* Session (handle_account.c): end a logged-in session (logout or close),
  * and fetch a logged-in user's offline messages onto c.  session_end's

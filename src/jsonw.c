@@ -89,12 +89,28 @@ json_plain_span(const char *s, size_t n)
 	return i;
 }
 
-/* Bytes the escape of ch takes in a JSON string (ch needs one). */
+/* What follows the backslash in the escape of ch (ch needs one) into
+ * tail; its length. */
 static size_t
-jbuf_escape_len(unsigned char ch)
+json_escape_tail(unsigned char ch, char tail[5])
 {
-	return ch < 32 && ch != '\b' && ch != '\f' && ch != '\n' &&
-	    ch != '\r' && ch != '\t' ? 6 : 2;
+	static const char hex[] = "0123456789abcdef";
+
+	switch (ch) {
+	case '"': tail[0] = '"'; return 1;
+	case '\\': tail[0] = '\\'; return 1;
+	case '\b': tail[0] = 'b'; return 1;
+	case '\f': tail[0] = 'f'; return 1;
+	case '\n': tail[0] = 'n'; return 1;
+	case '\r': tail[0] = 'r'; return 1;
+	case '\t': tail[0] = 't'; return 1;
+	default:
+		tail[0] = 'u';
+		tail[1] = tail[2] = '0';
+		tail[3] = hex[ch >> 4];
+		tail[4] = hex[ch & 15];
+		return 5;
+	}
 }
 
 void
@@ -106,11 +122,10 @@ jbuf_str(struct jbuf *b, const char *s)
 void
 jbuf_strn(struct jbuf *b, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i, k, run, more;
 	int grown = 0;
-	char *o;
+	char *o, tail[5];
 
 	/* Most strings need no escape: one pass.  At the first escape,
 	 * the rest is measured and reserved exactly (reserving 6 bytes per
@@ -121,8 +136,6 @@ jbuf_strn(struct jbuf *b, const char *s, size_t n)
 	o = b->p + b->len;
 	*o++ = '"';
 	for (i = 0;; i++) {
-		unsigned char ch;
-
 		run = json_plain_span(s + i, n - i);
 		memcpy(o, s + i, run);
 		o += run;
@@ -131,31 +144,15 @@ jbuf_strn(struct jbuf *b, const char *s, size_t n)
 		if (!grown) {
 			for (more = 1, k = i; k < n;
 			    k += 1 + json_plain_span(s + k + 1, n - k - 1))
-				more += jbuf_escape_len(u[k]) - 1;
+				more += json_escape_tail(u[k], tail);
 			b->len = (size_t)(o - b->p);
 			if (jbuf_reserve(b, n - i + more) == -1)
 				return;
 			o = b->p + b->len;
 			grown = 1;
 		}
-		ch = u[i];
 		*o++ = '\\';
-		switch (ch) {
-		case '"': *o++ = '"'; break;
-		case '\\': *o++ = '\\'; break;
-		case '\b': *o++ = 'b'; break;
-		case '\f': *o++ = 'f'; break;
-		case '\n': *o++ = 'n'; break;
-		case '\r': *o++ = 'r'; break;
-		case '\t': *o++ = 't'; break;
-		default:
-			*o++ = 'u';
-			*o++ = '0';
-			*o++ = '0';
-			*o++ = hex[ch >> 4];
-			*o++ = hex[ch & 15];
-			break;
-		}
+		o += json_escape_tail(u[i], o);
 	}
 	*o++ = '"';
 	b->len = (size_t)(o - b->p);
@@ -195,10 +192,8 @@ jbuf_raw_deep(struct jbuf *b, const char *s, size_t n, unsigned depth)
 void
 jbuf_str_deep(struct jbuf *b, const char *s, size_t n, unsigned depth)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t i, run;
-	unsigned char ch;
-	char u[5];
+	char tail[5];
 
 	if (depth == 0) {
 		jbuf_strn(b, s, n);
@@ -211,29 +206,12 @@ jbuf_str_deep(struct jbuf *b, const char *s, size_t n, unsigned depth)
 			jbuf_raw(b, s + i, run);
 			continue;
 		}
-		run = 1;
-		ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\') {
-			/* Escaped once inside the string, then each level. */
-			jbuf_backslashes(b, (2u << depth) - 1);
-			jbuf_raw(b, s + i, 1);
-			continue;
-		}
+		/* The escape's backslash, escaped at each level; its tail
+		 * ('"' or '\\' is escaped again) as any text that deep. */
 		jbuf_backslashes(b, 1u << depth);
-		switch (ch) {
-		case '\b': jbuf_lit(b, "b"); break;
-		case '\f': jbuf_lit(b, "f"); break;
-		case '\n': jbuf_lit(b, "n"); break;
-		case '\r': jbuf_lit(b, "r"); break;
-		case '\t': jbuf_lit(b, "t"); break;
-		default:
-			u[0] = 'u';
-			u[1] = u[2] = '0';
-			u[3] = hex[ch >> 4];
-			u[4] = hex[ch & 15];
-			jbuf_raw(b, u, sizeof(u));
-			break;
-		}
+		jbuf_raw_deep(b, tail, json_escape_tail((unsigned char)s[i],
+		    tail), depth);
+		run = 1;
 	}
 	jbuf_backslashes(b, (1u << depth) - 1);
 	jbuf_lit(b, "\"");

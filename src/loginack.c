@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "log.h"
 #include "loginack.h"
 
@@ -85,6 +87,25 @@ ack_users_free(struct ack_users *u)
 {
 	free(u->v);
 	memset(u, 0, sizeof(*u));
+}
+
+cJSON *
+ack_users_json(const struct ack_users *l)
+{
+	cJSON *arr = cJSON_CreateArray(), *o;
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "id", l->v[i].id);
+		cJSON_AddStringToObject(o, "name", l->v[i].name);
+		if (l->v[i].role[0] != '\0')
+			cJSON_AddStringToObject(o, "role", l->v[i].role);
+		cJSON_AddStringToObject(o, "state", l->v[i].online ?
+		    "online" : "offline");
+		cJSON_AddItemToArray(arr, o);
+	}
+	return arr;
 }
 
 void

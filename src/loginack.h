@@ -1,15 +1,18 @@
 /*
  * loginack.h - the lists of a LOGIN_ACK (friends, groups with their
  * members) as plain arrays, and the line written from them directly.
+ * FRIEND_LIST and GROUP_MEMBERS read their users into the same arrays
+ * (ack_users_json gives their reply's array).
  *
  * The classic LOGIN_ACK carries every friend and every member of every
  * group of the user as a JSON object printed into a JSON string, and
  * each group, members included, printed into a string once more.  Built
- * as cJSON trees and printed twice, a member of a group of 500 and one
- * of 50 cost about 7.7 million instructions per login.  The writer here
- * gives the same bytes as that construction, writing each part directly
- * as it reads that deep (jbuf_str_deep); tests/check_proto.c holds the
- * two side by side.
+ * as cJSON trees and printed twice, the login of a member of a group of
+ * 500 and one of 50 took 12.5 million instructions in all (2.55 million
+ * since; BENCHMARKS.md, change 14).  The writer here gives the same
+ * bytes as that construction, writing each part directly as it reads
+ * that deep (jbuf_str_deep); tests/check_proto.c holds the two side by
+ * side.
  */
 #ifndef CHATD_LOGINACK_H
 #define CHATD_LOGINACK_H
@@ -56,6 +59,9 @@ int ack_add_member(void *arg, uint32_t id, const char *name,
     const char *role);
 
 void ack_users_free(struct ack_users *u);
+/* The list as FRIEND_LIST and GROUP_MEMBERS carry it: an array of
+ * {"id":N,"name":"..."[,"role":"..."],"state":"..."} objects. */
+struct cJSON *ack_users_json(const struct ack_users *l);
 void ack_groups_free(struct ack_groups *g);
 
 /* The parts of a successful LOGIN_ACK. */

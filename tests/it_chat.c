@@ -1258,39 +1258,64 @@ END_TEST
  * is stored; it must follow LOGIN_ACK.
  */
 #define CLAIM_PAUSE_MS	"600"
+
+/* b's login sent on a worker other than a's with Redis writes paused,
+ * once it reached that worker's presence table: its claim waits, its
+ * offline messages are read.  The connection; its worker in *slot. */
+static struct chatc *
+login_held(const struct user *a, const struct user *b, int *slot)
+{
+	struct chatc *bc;
+	long long deadline;
+	cJSON *req;
+
+	bc = conn_on(ALL_SLOTS & ~(1u << a->slot), slot);
+	ck_assert(harness_redis_pause_writes(&H, CLAIM_PAUSE_MS) == 0);
+	req = chatc_build_login(b->id, PASSWORD);
+	ck_assert_int_eq(chatc_send(bc, req), 0);
+	cJSON_Delete(req);
+	deadline = harness_now_ms() + REQ_MS;
+	while (slot_of(b->id, NULL) < 0 && harness_now_ms() < deadline)
+		harness_sleep_ms(1);
+	ck_assert_msg(slot_of(b->id, NULL) == *slot, "b's login did not "
+	    "reach the presence table of worker %d", *slot);
+	return bc;
+}
+
+/* The offline messages in c's successful LOGIN_ACK, counted. */
+static int
+login_ack_offline(struct chatc *c)
+{
+	cJSON *m, **off;
+	int n;
+
+	m = chatc_wait_msgid(c, MSG_LOGIN_ACK, REQ_MS);
+	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "login: %s",
+	    chatc_error(c));
+	off = offline_of(m, &n);
+	cJSON_Delete(m);
+	free_objs(off, n);
+	return n;
+}
+
 START_TEST(test_chat_while_claim_waits)
 {
 	struct user a, b;
 	struct chatc *bc;
-	cJSON *req, *m, **off;
-	long long deadline;
+	cJSON *m;
 	int slot, n;
 
 	begin();
 	user_new(&a, "a");
 	user_new(&b, "b");
 	user_online(&a, ALL_SLOTS);
-	bc = conn_on(ALL_SLOTS & ~(1u << a.slot), &slot);
-	ck_assert(harness_redis_pause_writes(&H, CLAIM_PAUSE_MS) == 0);
-	req = chatc_build_login(b.id, PASSWORD);
-	ck_assert_int_eq(chatc_send(bc, req), 0);
-	cJSON_Delete(req);
-	deadline = harness_now_ms() + REQ_MS;
-	while (slot_of(b.id, NULL) < 0 && harness_now_ms() < deadline)
-		harness_sleep_ms(1);
-	ck_assert_msg(slot_of(b.id, NULL) == slot, "b's login did not reach "
-	    "the presence table of worker %d", slot);
+	bc = login_held(&a, &b, &slot);
 	ack_ok_free(a.c, request(a.c, one_chat_req(b.id, "while claiming")),
 	    MSG_ONE_CHAT);
 
-	m = chatc_wait_msgid(bc, MSG_LOGIN_ACK, REQ_MS);
-	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "login: %s",
-	    chatc_error(bc));
-	off = offline_of(m, &n);
-	cJSON_Delete(m);
+	n = login_ack_offline(bc);
 	ck_assert_msg(n == 0, "LOGIN_ACK has %d offline message(s), read "
 	    "before the message was sent", n);
-	free_objs(off, n);
 	m = chatc_wait_msgid(bc, MSG_ONE_CHAT, PUSH_MS);
 	ck_assert_msg(m != NULL, "the message stored while the login waited "
 	    "for its claim did not follow LOGIN_ACK within %d ms: %s",
@@ -1314,25 +1339,15 @@ START_TEST(test_presence_not_stored)
 {
 	struct user a, b;
 	struct chatc *bc;
-	cJSON *req, *m, **off;
 	long long deadline;
-	int slot, n;
+	int slot;
 
 	begin();
 	user_new(&a, "a");
 	user_new(&b, "b");
 	user_online(&a, ALL_SLOTS);
 	ack_ok_free(a.c, chatc_add_friend(a.c, b.id, REQ_MS), MSG_ADD_FRIEND);
-	bc = conn_on(ALL_SLOTS & ~(1u << a.slot), &slot);
-	ck_assert(harness_redis_pause_writes(&H, CLAIM_PAUSE_MS) == 0);
-	req = chatc_build_login(b.id, PASSWORD);
-	ck_assert_int_eq(chatc_send(bc, req), 0);
-	cJSON_Delete(req);
-	deadline = harness_now_ms() + REQ_MS;
-	while (slot_of(b.id, NULL) < 0 && harness_now_ms() < deadline)
-		harness_sleep_ms(1);
-	ck_assert_msg(slot_of(b.id, NULL) == slot, "b's login did not reach "
-	    "the presence table of worker %d", slot);
+	bc = login_held(&a, &b, &slot);
 	harness_close(a.c);
 	a.c = NULL;
 	deadline = harness_now_ms() + QUIET_MS;
@@ -1342,13 +1357,7 @@ START_TEST(test_presence_not_stored)
 		harness_sleep_ms(POLL_MS);
 	}
 
-	m = chatc_wait_msgid(bc, MSG_LOGIN_ACK, REQ_MS);
-	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "login: %s",
-	    chatc_error(bc));
-	off = offline_of(m, &n);
-	cJSON_Delete(m);
-	free_objs(off, n);
-	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(login_ack_offline(bc), 0);
 	b.c = bc;
 	b.slot = slot;
 	check_presence(&b, a.id, "offline");
