@@ -369,6 +369,22 @@ step_storm() {
 	echo "hashing beside it:"
 	sed 's/^/  /' "$state/hash.txt"
 	stop_chatd
+	# The host's own floor: the relay (no hashing, no parsing) at the
+	# same rate beside the same hashing.  A chat p99 the relay cannot
+	# keep either is a limit of the host, not of chatd.
+	say "the relay at the same rate beside the same hashing (the host's floor)"
+	start_relay $((port + 1))
+	(sleep 2; "$bench" -d "$dur" hash >"$state/hash.txt" 2>&1) &
+	storm=$!
+	run_once=1
+	run "relay: 1:1 at $half msg/s beside chat-bench hash" -R \
+	    -t "127.0.0.1:$((port + 1))" -n "$users" -w 16 -r "$half" \
+	    -d $((dur + 4)) -p "$(spids)" chat || true
+	run_once=0
+	wait "$storm" || true
+	echo "hashing beside it:"
+	sed 's/^/  /' "$state/hash.txt"
+	stop_chatd
 }
 
 step_group() {
