@@ -10,11 +10,13 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include <ini.h>
 
@@ -32,62 +34,65 @@ struct conf_key {
 	long min, max;		/* CONF_INT */
 	long def_int;
 	const char *def_str;
+	enum conf_reload how;	/* what a reload does with a new value */
 };
 
-#define KINT(sec, name, min, max, def) \
-	{ sec, #name, CONF_INT, offsetof(struct conf, name), 0, min, max, def, NULL }
-#define KSTR(sec, name, def) \
+#define KINT(sec, name, min, max, def, how) \
+	{ sec, #name, CONF_INT, offsetof(struct conf, name), 0, min, max, def, \
+	  NULL, CONF_##how }
+#define KSTR(sec, name, def, how) \
 	{ sec, #name, CONF_STR, offsetof(struct conf, name), \
-	  sizeof(((struct conf *)0)->name), 0, 0, 0, def }
+	  sizeof(((struct conf *)0)->name), 0, 0, 0, def, CONF_##how }
 
 static const struct conf_key conf_keys[] = {
-	KSTR("server", listen, "127.0.0.1:6000"),
-	KSTR("server", node_id, ""),
-	KINT("server", workers, 0, 64, 0),
-	KINT("server", max_connections, 16, 1000000, 10000),
-	KINT("server", max_frame, 1024, 16777216, 65536),
-	KINT("server", max_output, 65536, 268435456, 1048576),
-	KINT("server", max_message, 1, 16777216, 4096),
-	KINT("server", auth_timeout, 1, 3600, 30),
-	KINT("server", idle_timeout, 0, 86400, 300),
-	KINT("server", job_threads, 1, 64, 2),
-	KINT("server", job_queue_max, 16, 1000000, 4096),
-	KINT("server", offline_batch, 0, 10000, 100),
-	KINT("server", hash_opslimit, 1, 10, 2),
-	KINT("server", hash_memlimit_kib, 8, 4194304, 65536),
-	KINT("server", hash_concurrency, 0, 1024, 0),
-	KINT("server", respawn_delay_max, 1, 3600, 30),
-	KINT("server", shutdown_timeout, 1, 600, 10),
-	KSTR("server", log_level, "info"),
-	KSTR("server", presence_shm, "/chatd-presence"),
-	KINT("server", presence_capacity, 16, 16777216, 65536),
-	KINT("server", rate_limit, 0, 1000000, 100),
-	KINT("server", rate_burst, 1, 1000000, 200),
-	KINT("server", login_fail_max, 0, 1000, 5),
-	KINT("server", login_fail_max_addr, 0, 1000000, 100),
-	KINT("server", login_fail_window, 1, 86400, 300),
-	KINT("server", login_delay_max, 1, 3600, 60),
-	KINT("server", max_conns_per_addr, 0, 1000000, 0),
-	KSTR("server", user, ""),
-	KSTR("server", group, ""),
-	KSTR("server", control_socket, "/run/chatd/chatd.sock"),
-	KSTR("server", control_mode, "0660"),
-	KSTR("database", db_host, "127.0.0.1"),
-	KINT("database", db_port, 1, 65535, 3306),
-	KSTR("database", db_socket, ""),
-	KSTR("database", db_name, "chat"),
-	KSTR("database", db_user, "chatd"),
-	KSTR("database", db_password, ""),
-	KINT("database", db_connect_timeout, 1, 300, 5),
-	KINT("database", db_retry_interval, 1, 300, 2),
-	KSTR("redis", redis_host, "127.0.0.1"),
-	KINT("redis", redis_port, 1, 65535, 6379),
-	KSTR("redis", redis_socket, ""),
-	KSTR("redis", redis_prefix, "chat:"),
-	KINT("redis", presence_ttl, 3, 3600, 30),
-	KINT("redis", redis_retry_max, 1, 300, 5),
-	KINT("redis", redis_timeout, 1, 60, 2),
+	KSTR("server", listen, "127.0.0.1:6000", RESTART),
+	KSTR("server", node_id, "", WORKERS),
+	KINT("server", workers, 0, 64, 0, RESTART),
+	KINT("server", max_connections, 16, 1000000, 10000, LIVE),
+	KINT("server", max_frame, 1024, 16777216, 65536, RESTART),
+	KINT("server", max_output, 65536, 268435456, 1048576, WORKERS),
+	KINT("server", max_message, 1, 16777216, 4096, LIVE),
+	KINT("server", auth_timeout, 1, 3600, 30, LIVE),
+	KINT("server", idle_timeout, 0, 86400, 300, LIVE),
+	KINT("server", job_threads, 1, 64, 2, WORKERS),
+	KINT("server", job_queue_max, 16, 1000000, 4096, WORKERS),
+	KINT("server", offline_batch, 0, 10000, 100, LIVE),
+	KINT("server", hash_opslimit, 1, 10, 2, LIVE),
+	KINT("server", hash_memlimit_kib, 8, 4194304, 65536, LIVE),
+	KINT("server", hash_concurrency, 0, 1024, 0, WORKERS),
+	KINT("server", respawn_delay_max, 1, 3600, 30, LIVE),
+	KINT("server", shutdown_timeout, 1, 600, 10, LIVE),
+	KSTR("server", log_level, "info", LIVE),
+	KSTR("server", presence_shm, "/chatd-presence", RESTART),
+	KINT("server", presence_capacity, 16, 16777216, 65536, RESTART),
+	KINT("server", rate_limit, 0, 1000000, 100, LIVE),
+	KINT("server", rate_burst, 1, 1000000, 200, LIVE),
+	KINT("server", login_fail_max, 0, 1000, 5, LIVE),
+	KINT("server", login_fail_max_addr, 0, 1000000, 100, LIVE),
+	KINT("server", login_fail_window, 1, 86400, 300, LIVE),
+	KINT("server", login_delay_max, 1, 3600, 60, LIVE),
+	KINT("server", max_conns_per_addr, 0, 1000000, 0, LIVE),
+	KSTR("server", user, "", RESTART),
+	KSTR("server", group, "", RESTART),
+	KSTR("server", control_socket, "/run/chatd/chatd.sock", RESTART),
+	KSTR("server", control_mode, "0660", RESTART),
+	KSTR("database", db_host, "127.0.0.1", WORKERS),
+	KINT("database", db_port, 1, 65535, 3306, WORKERS),
+	KSTR("database", db_socket, "", WORKERS),
+	KSTR("database", db_name, "chat", WORKERS),
+	KSTR("database", db_user, "chatd", WORKERS),
+	KSTR("database", db_password, "", WORKERS),
+	KINT("database", db_connect_timeout, 1, 300, 5, WORKERS),
+	KINT("database", db_retry_interval, 1, 300, 2, WORKERS),
+	KSTR("redis", redis_host, "127.0.0.1", WORKERS),
+	KINT("redis", redis_port, 1, 65535, 6379, WORKERS),
+	KSTR("redis", redis_socket, "", WORKERS),
+	KSTR("redis", redis_prefix, "chat:", WORKERS),
+	KINT("redis", presence_ttl, 3, 3600, 30, LIVE),
+	KINT("redis", redis_retry_max, 1, 300, 5, LIVE),
+	KINT("redis", redis_timeout, 1, 60, 2, WORKERS),
 };
+#define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
 
 struct conf_parse {
 	struct conf *c;
@@ -105,7 +110,7 @@ conf_defaults(struct conf *c)
 	size_t i;
 
 	memset(c, 0, sizeof(*c));
-	for (i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++) {
+	for (i = 0; i < NKEYS; i++) {
 		const struct conf_key *k = &conf_keys[i];
 		char *p = (char *)c + k->offset;
 
@@ -162,7 +167,7 @@ conf_handler(void *user, const char *section, const char *name,
 		return 1;	/* keep the first error only */
 	if (name == NULL)
 		return 1;	/* a section header on its own */
-	for (i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++) {
+	for (i = 0; i < NKEYS; i++) {
 		const struct conf_key *k = &conf_keys[i];
 
 		if (strcmp(k->name, name) != 0)
@@ -322,4 +327,130 @@ int
 conf_redis_enabled(const struct conf *c)
 {
 	return c->redis_host[0] != '\0' || c->redis_socket[0] != '\0';
+}
+
+
+static int
+conf_key_differs(const struct conf_key *k, const struct conf *a,
+    const struct conf *b)
+{
+	const char *pa = (const char *)a + k->offset;
+	const char *pb = (const char *)b + k->offset;
+
+	if (k->type == CONF_INT)
+		return *(const int *)(const void *)pa !=
+		    *(const int *)(const void *)pb;
+	return strcmp(pa, pb) != 0;
+}
+
+int
+conf_compare(const struct conf *a, const struct conf *b, conf_change_fn *fn,
+    void *arg)
+{
+	size_t i;
+	int most = -1;
+
+	for (i = 0; i < NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+
+		if (!conf_key_differs(k, a, b))
+			continue;
+		if (fn != NULL)
+			fn(k->name, k->how, arg);
+		if ((int)k->how > most)
+			most = (int)k->how;
+	}
+	return most;
+}
+
+void
+conf_copy_keys(struct conf *to, const struct conf *from,
+    enum conf_reload how)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+
+		if (k->how != how || !conf_key_differs(k, to, from))
+			continue;
+		if (k->type == CONF_INT)
+			memcpy((char *)to + k->offset,
+			    (const char *)from + k->offset, sizeof(int));
+		else
+			memcpy((char *)to + k->offset,
+			    (const char *)from + k->offset, k->size);
+	}
+}
+
+/*
+ * A seqlock: the writer makes seq odd, writes, makes it even again; a
+ * reader copies between two even readings that agree.
+ */
+struct conf_share {
+	atomic_uint_fast64_t seq;
+	uint64_t gen;
+	int level;
+	struct conf conf;
+};
+
+struct conf_share *
+conf_share_create(const struct conf *c, int level)
+{
+	struct conf_share *sh;
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		return NULL;
+	atomic_init(&sh->seq, 0);
+	sh->gen = 0;
+	(void)conf_share_publish(sh, c, level);
+	return sh;
+}
+
+void
+conf_share_destroy(struct conf_share *sh)
+{
+	if (sh != NULL)
+		(void)munmap(sh, sizeof(*sh));
+}
+
+uint64_t
+conf_share_publish(struct conf_share *sh, const struct conf *c, int level)
+{
+	uint_fast64_t s = atomic_load_explicit(&sh->seq, memory_order_relaxed);
+	uint64_t gen;
+
+	atomic_store_explicit(&sh->seq, s + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	gen = ++sh->gen;
+	sh->level = level;
+	memcpy(&sh->conf, c, sizeof(*c));
+	atomic_store_explicit(&sh->seq, s + 2, memory_order_release);
+	return gen;
+}
+
+uint64_t
+conf_share_read(const struct conf_share *sh, struct conf *c, int *level)
+{
+	uint_fast64_t s1, s2;
+	uint64_t gen;
+	long tries;
+
+	/* A write is one memcpy; a seq odd for this long means a master
+	 * killed in the middle of one. */
+	for (tries = 0; tries < 10000000; tries++) {
+		s1 = atomic_load_explicit(&sh->seq, memory_order_acquire);
+		if (s1 & 1)
+			continue;
+		gen = sh->gen;
+		*level = sh->level;
+		memcpy(c, &sh->conf, sizeof(*c));
+		atomic_thread_fence(memory_order_acquire);
+		s2 = atomic_load_explicit(&sh->seq, memory_order_relaxed);
+		if (s1 == s2)
+			return gen;
+	}
+	return 0;
 }

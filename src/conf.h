@@ -64,6 +64,18 @@ struct conf {
 	int redis_timeout;		/* seconds, blocking calls */
 };
 
+/*
+ * What a reload (SIGHUP) does with a key's new value; chatd.conf(5),
+ * "Reloading", lists the keys of each kind.
+ */
+enum conf_reload {
+	CONF_LIVE,	/* the running workers take it, connections stay */
+	CONF_WORKERS,	/* new workers take it (their database and Redis
+			 * links are made with it); connections close */
+	CONF_RESTART,	/* shapes what the master holds: only a restart
+			 * applies it */
+};
+
 /* Fill c with every default. */
 void conf_defaults(struct conf *c);
 /*
@@ -77,5 +89,36 @@ int conf_redis_enabled(const struct conf *c);
 /* Resolve derived values (workers=0, hash_concurrency=0, empty node_id).
  * 0 or -1 with err. */
 int conf_finish(struct conf *c, char *err, size_t errlen);
+
+/* Called by conf_compare for each key whose value differs. */
+typedef void conf_change_fn(const char *key, enum conf_reload how,
+    void *arg);
+/* The strongest enum conf_reload among the keys whose values differ
+ * between a and b (fn, when not NULL, hears of each); -1 when none does. */
+int conf_compare(const struct conf *a, const struct conf *b,
+    conf_change_fn *fn, void *arg);
+/* Copy from's values of the keys of kind `how` into to, key by key (a
+ * thread reading to's other keys meanwhile reads nothing written). */
+void conf_copy_keys(struct conf *to, const struct conf *from,
+    enum conf_reload how);
+
+/*
+ * The configuration the master publishes for its workers to apply on a
+ * reload: one shared mapping, made before the workers are forked, with
+ * one writer (the master) and a sequence count, so a reader never keeps
+ * a half-written copy.  Each publication has a new generation.
+ */
+struct conf_share;
+
+/* A share holding c and log level `level` as generation 1, or NULL. */
+struct conf_share *conf_share_create(const struct conf *c, int level);
+void conf_share_destroy(struct conf_share *sh);
+/* Master: publish c and level; returns the new generation. */
+uint64_t conf_share_publish(struct conf_share *sh, const struct conf *c,
+    int level);
+/* Worker: a consistent copy into *c and *level; returns its generation,
+ * or 0 when no consistent copy could be had (nothing usable in *c). */
+uint64_t conf_share_read(const struct conf_share *sh, struct conf *c,
+    int *level);
 
 #endif

@@ -73,6 +73,8 @@ struct master {
 	int lock_fd;		/* flock held for the life of this instance */
 	char lock_name[CONF_STR_MAX + 8];
 	char hash_name[HASHSLOT_NAME_MAX];	/* hash_concurrency slots */
+	struct conf_share *share;	/* the configuration for workers */
+	uint64_t conf_gen;		/* its generation */
 };
 
 static volatile sig_atomic_t sig_chld, sig_term, sig_hup, sig_alrm;
@@ -160,25 +162,13 @@ master_spawn(struct master *m, int i)
 		for (j = 0; j < m->nslots; j++)
 			if (j != i)
 				(void)close(m->slots[j].fd);
-		worker_main(m->conf, i, m->nslots, s->fd, m->presence,
-		    m->inbox, &m->stats[i], m->ready_fd);
+		worker_main(m->conf, m->share, i, m->nslots, s->fd,
+		    m->presence, m->inbox, &m->stats[i], m->ready_fd);
 	}
 	s->pid = pid;
 	s->started = time(NULL);
 	s->replacing = 0;
 	log_debug("worker %d started, pid %ld", i, (long)pid);
-}
-
-static int
-master_running(const struct master *m)
-{
-	int i, n = 0;
-
-	/* A slot whose old worker is still stopping for a reload does not
-	 * count as running. */
-	for (i = 0; i < m->nslots; i++)
-		n += m->slots[i].pid != 0 && !m->slots[i].replacing;
-	return n;
 }
 
 /* Workers alive at all, replaced or not. */
@@ -295,14 +285,47 @@ master_respawn_due(struct master *m)
 			master_spawn(m, i);
 }
 
+/* The log level the configuration asks for, or debug under -d. */
+static int
+master_log_level(const struct master *m)
+{
+	return m->debug ? LOG_LEVEL_DEBUG : log_level_parse(m->conf->log_level);
+}
+
+struct reload_plan {
+	int how;		/* strongest kind changed, restart keys aside */
+	const char *why;	/* a key that needs new workers */
+};
+
+static void
+reload_note(const char *key, enum conf_reload how, void *arg)
+{
+	struct reload_plan *p = arg;
+
+	if (how == CONF_RESTART) {
+		log_warnx("reload: %s changed; restart chatd to apply it",
+		    key);
+		return;
+	}
+	if (how == CONF_WORKERS && p->why == NULL)
+		p->why = key;
+	if ((int)how > p->how)
+		p->how = (int)how;
+}
+
 /*
  * SIGHUP: parse the file into a scratch copy; only a complete parse
  * replaces the running config.  Keys that shape the shared segment, the
- * sockets or the inboxes need a restart and keep their old values.
+ * sockets or the inboxes need a restart and keep their old values.  When
+ * only live keys changed (conf.c says which), the running workers take
+ * the new configuration from the share and keep their connections;
+ * otherwise every worker is replaced.  Either way the reload is complete
+ * once every slot runs a worker that applied the new generation.
  */
 static void
 master_reload(struct master *m)
 {
+	struct reload_plan plan = { -1, NULL };
 	struct conf next;
 	char err[512];
 	int i;
@@ -315,29 +338,8 @@ master_reload(struct master *m)
 		(void)sd_notify(0, "READY=1");
 		return;
 	}
-#define KEEP_STR(k) do {						\
-	if (strcmp(next.k, m->conf->k) != 0)				\
-		log_warnx("reload: " #k " changed; restart chatd to "	\
-		    "apply it");					\
-	memcpy(next.k, m->conf->k, sizeof(next.k));			\
-} while (0)
-#define KEEP_INT(k) do {						\
-	if (next.k != m->conf->k)					\
-		log_warnx("reload: " #k " changed; restart chatd to "	\
-		    "apply it");					\
-	next.k = m->conf->k;						\
-} while (0)
-	KEEP_STR(listen);
-	KEEP_STR(presence_shm);
-	KEEP_STR(control_socket);
-	KEEP_STR(control_mode);
-	KEEP_STR(user);
-	KEEP_STR(group);
-	KEEP_INT(workers);
-	KEEP_INT(presence_capacity);
-	KEEP_INT(max_frame);
-#undef KEEP_STR
-#undef KEEP_INT
+	(void)conf_compare(m->conf, &next, reload_note, &plan);
+	conf_copy_keys(&next, m->conf, CONF_RESTART);
 	/* The rules between keys must hold for what will actually run. */
 	if (conf_finish(&next, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running "
@@ -346,18 +348,43 @@ master_reload(struct master *m)
 		return;
 	}
 	*m->conf = next;
-	log_setlevel(m->debug ? LOG_LEVEL_DEBUG :
-	    log_level_parse(m->conf->log_level));
-	log_info("configuration reloaded from %s; replacing workers",
-	    m->conf_path);
-	for (i = 0; i < m->nslots; i++) {
-		if (m->slots[i].pid != 0) {
-			m->slots[i].replacing = 1;
-			(void)kill(m->slots[i].pid, SIGTERM);
-		} else
-			m->slots[i].next_start = 0;
-	}
+	log_setlevel(master_log_level(m));
+	m->conf_gen = conf_share_publish(m->share, m->conf,
+	    master_log_level(m));
 	m->reloading = 1;
+	if (plan.how == CONF_WORKERS) {
+		log_info("configuration reloaded from %s; %s changed, "
+		    "replacing workers", m->conf_path, plan.why);
+		for (i = 0; i < m->nslots; i++) {
+			if (m->slots[i].pid != 0) {
+				m->slots[i].replacing = 1;
+				(void)kill(m->slots[i].pid, SIGTERM);
+			} else
+				m->slots[i].next_start = 0;
+		}
+		return;
+	}
+	log_info("configuration reloaded from %s; %s", m->conf_path,
+	    plan.how == CONF_LIVE ? "workers apply it in place" :
+	    "no value changed");
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].pid != 0 && !m->slots[i].replacing)
+			(void)kill(m->slots[i].pid, SIGHUP);
+}
+
+/* Every slot runs a worker (not one stopping for a reload) that applied
+ * the configuration generation now published. */
+static int
+master_reload_done(const struct master *m)
+{
+	int i;
+
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].pid == 0 || m->slots[i].replacing ||
+		    __atomic_load_n(&m->stats[i].conf_gen,
+		    __ATOMIC_ACQUIRE) < m->conf_gen)
+			return 0;
+	return 1;
 }
 
 /* Check the schema once at start; a database that is down is not fatal. */
@@ -679,6 +706,9 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (m.stats == MAP_FAILED)
 		fatal("mmap worker counters");
+	if ((m.share = conf_share_create(conf, master_log_level(&m))) == NULL)
+		fatal("mmap the configuration for workers");
+	m.conf_gen = 1;
 	m.started = time(NULL);
 	if ((m.inbox = inbox_create(m.nslots, (size_t)conf->max_frame + 512,
 	    err, sizeof(err))) == NULL)
@@ -764,7 +794,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 			continue;
 		}
 		master_respawn_due(&m);
-		if (m.reloading && master_running(&m) == m.nslots) {
+		if (m.reloading && master_reload_done(&m)) {
 			m.reloading = 0;
 			log_info("reload complete: %d workers", m.nslots);
 			(void)sd_notify(0, "READY=1");
@@ -773,6 +803,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	for (i = 0; i < m.nslots; i++)
 		(void)close(m.slots[i].fd);
 	presence_close(m.presence);
+	conf_share_destroy(m.share);
 	(void)presence_unlink(conf->presence_shm);
 	hashslot_unlink(m.hash_name);
 	(void)shm_unlink(m.lock_name);

@@ -318,6 +318,42 @@ worker_stop(struct worker *w)
 }
 
 static void
+reload_count(const char *key, enum conf_reload how, void *arg)
+{
+	(void)key;
+	if (how == CONF_LIVE)
+		++*(int *)arg;
+}
+
+/*
+ * Take the live keys of the configuration the master published (a
+ * reload in place, SIGHUP), and say which generation this worker runs.
+ * Also once at start: a SIGHUP sent before the signalfd existed is lost,
+ * but not the generation it announced.
+ */
+static void
+worker_reload(struct worker *w, int logit)
+{
+	struct conf next;
+	uint64_t gen;
+	int level, n = 0;
+
+	if ((gen = conf_share_read(w->share, &next, &level)) == 0) {
+		log_warnx("reload: no consistent configuration to read; "
+		    "keeping the running one");
+		return;
+	}
+	(void)conf_compare(w->conf, &next, reload_count, &n);
+	conf_copy_keys(w->conf_rw, &next, CONF_LIVE);
+	log_setlevel(level);
+	w->lim.max_message = (size_t)w->conf->max_message;
+	__atomic_store_n(&w->stats->conf_gen, gen, __ATOMIC_RELEASE);
+	if (logit)
+		log_info("configuration generation %llu applied in place "
+		    "(%d key(s) changed)", (unsigned long long)gen, n);
+}
+
+static void
 worker_signal(struct worker *w)
 {
 	struct signalfd_siginfo si;
@@ -325,12 +361,15 @@ worker_signal(struct worker *w)
 	while (read(w->sig_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGTERM)
 			worker_stop(w);
+		else if (si.ssi_signo == SIGHUP)
+			worker_reload(w, 1);
 	}
 }
 
 static void
-worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
-    int listen_fd, struct presence *presence, struct inbox *inbox)
+worker_init(struct worker *w, struct conf *conf,
+    const struct conf_share *share, int slot, int nslots, int listen_fd,
+    struct presence *presence, struct inbox *inbox)
 {
 	struct itimerspec its;
 	sigset_t set;
@@ -338,7 +377,8 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	size_t busy_at;
 
 	memset(w, 0, sizeof(*w));
-	w->conf = conf;
+	w->conf = w->conf_rw = conf;
+	w->share = share;
 	w->slot = slot;
 	w->nslots = nslots;
 	w->listen_fd = listen_fd;
@@ -357,13 +397,16 @@ worker_init(struct worker *w, const struct conf *conf, int slot, int nslots,
 	if ((w->rbuf = malloc(w->rbuf_size)) == NULL)
 		fatalx("%s: out of memory", __func__);
 
-	/* SIGINT (Ctrl-C reaches the whole group) and SIGHUP are the
-	 * master's business; SIGTERM from the master means stop. */
+	/* SIGINT (Ctrl-C reaches the whole group) is the master's
+	 * business; from the master, SIGTERM means stop and SIGHUP a
+	 * reload in place.  SIGHUP stays ignored outside the signalfd
+	 * (blocked, it is still queued for it). */
 	(void)signal(SIGINT, SIG_IGN);
 	(void)signal(SIGHUP, SIG_IGN);
 	(void)signal(SIGPIPE, SIG_IGN);
 	(void)sigemptyset(&set);
 	(void)sigaddset(&set, SIGTERM);
+	(void)sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
 	if ((w->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
@@ -479,9 +522,9 @@ worker_event(struct worker *w, struct epoll_event *ev)
 }
 
 void
-worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
-    struct presence *presence, struct inbox *inbox,
-    struct worker_stats *stats, int ready_fd)
+worker_main(struct conf *conf, const struct conf_share *share, int slot,
+    int nslots, int listen_fd, struct presence *presence,
+    struct inbox *inbox, struct worker_stats *stats, int ready_fd)
 {
 	struct epoll_event evs[WORKER_EVENTS], pevs[WORKER_PEER_EVENTS];
 	struct worker w;
@@ -491,11 +534,13 @@ worker_main(const struct conf *conf, int slot, int nslots, int listen_fd,
 
 	(void)snprintf(name, sizeof(name), "worker %d", slot);
 	log_setproc(name);
-	worker_init(&w, conf, slot, nslots, listen_fd, presence, inbox);
+	worker_init(&w, conf, share, slot, nslots, listen_fd, presence,
+	    inbox);
 	w.stats = stats;
 	w.stats->pid = (int32_t)getpid();
 	w.stats->started = (int64_t)w.now;
 	w.stats->conns_open = w.stats->online = 0;
+	worker_reload(&w, 0);
 	log_info("started, listening");
 	if (ready_fd != -1) {
 		(void)!write(ready_fd, "", 1);

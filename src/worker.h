@@ -47,6 +47,8 @@ struct worker_stats {
 	uint64_t hash_waits;		/* hashes that waited for a slot */
 	uint64_t hash_wait_ms;		/* their total wait */
 	uint64_t errors[CERR_MAX + 1];
+	uint64_t conf_gen;		/* configuration generation applied
+					 * (conf_share); atomic stores */
 };
 
 struct conn_list {
@@ -56,6 +58,9 @@ struct conn_list {
 
 struct worker {
 	const struct conf *conf;
+	struct conf *conf_rw;	/* the same struct: worker_reload writes its
+				 * live keys (job threads read only others) */
+	const struct conf_share *share;	/* what the master publishes */
 	int slot, nslots;
 	int epfd;		/* clients, the listener and peer_epfd */
 	int peer_epfd;		/* inbox wakeups, Redis, signals, timer (served
@@ -100,9 +105,10 @@ struct worker {
 
 /* Run worker `slot` on listen_fd until told to stop; never returns.
  * Once set up it writes one byte to ready_fd (when not -1) and closes it. */
-void worker_main(const struct conf *conf, int slot, int nslots,
-    int listen_fd, struct presence *presence, struct inbox *inbox,
-    struct worker_stats *stats, int ready_fd) __attribute__((noreturn));
+void worker_main(struct conf *conf, const struct conf_share *share,
+    int slot, int nslots, int listen_fd, struct presence *presence,
+    struct inbox *inbox, struct worker_stats *stats, int ready_fd)
+    __attribute__((noreturn));
 
 /* Milliseconds on a monotonic clock (wraps; for differences). */
 uint64_t worker_now_ms(const struct worker *w);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "conf.h"
 
@@ -688,6 +689,104 @@ START_TEST(test_example_conf)
 }
 END_TEST
 
+/* conf_compare's report: "key:kind," for each key that differs. */
+static void
+note_key(const char *key, enum conf_reload how, void *arg)
+{
+	char *buf = arg;
+	size_t len = strlen(buf);
+
+	(void)snprintf(buf + len, 512 - len, "%s:%d,", key, (int)how);
+}
+
+START_TEST(test_reload_kinds)
+{
+	struct conf a, b, t;
+	char seen[512] = "";
+
+	conf_defaults(&a);
+	b = a;
+	ck_assert_int_eq(conf_compare(&a, &b, note_key, seen), -1);
+	ck_assert_str_eq(seen, "");
+
+	/* Live keys only: the running workers take them. */
+	b.max_message = 10;
+	(void)snprintf(b.log_level, sizeof(b.log_level), "debug");
+	ck_assert_int_eq(conf_compare(&a, &b, note_key, seen), CONF_LIVE);
+	ck_assert_str_eq(seen, "max_message:0,log_level:0,");
+
+	/* One key that needs new workers decides. */
+	b.job_threads = 5;
+	(void)snprintf(b.db_host, sizeof(b.db_host), "db2.example.org");
+	seen[0] = '\0';
+	ck_assert_int_eq(conf_compare(&a, &b, note_key, seen), CONF_WORKERS);
+	ck_assert_str_eq(seen, "max_message:0,job_threads:1,log_level:0,"
+	    "db_host:1,");
+	b.workers = 7;
+	ck_assert_int_eq(conf_compare(&a, &b, NULL, NULL), CONF_RESTART);
+
+	/* Only the kind asked for is copied; a shorter string whole. */
+	(void)snprintf(a.log_level, sizeof(a.log_level), "warning");
+	t = a;
+	conf_copy_keys(&t, &b, CONF_LIVE);
+	ck_assert_int_eq(t.max_message, 10);
+	ck_assert_str_eq(t.log_level, "debug");
+	ck_assert_int_eq(t.job_threads, a.job_threads);
+	ck_assert_str_eq(t.db_host, a.db_host);
+	ck_assert_int_eq(t.workers, a.workers);
+	conf_copy_keys(&t, &b, CONF_RESTART);
+	ck_assert_int_eq(t.workers, 7);
+	ck_assert_int_eq(t.job_threads, a.job_threads);
+	conf_copy_keys(&t, &b, CONF_WORKERS);
+	ck_assert_int_eq(conf_compare(&t, &b, NULL, NULL), -1);
+}
+END_TEST
+
+/*
+ * The share is one mapping shared with processes forked after it was
+ * made: a child sees what the parent publishes later, with its
+ * generation.
+ */
+START_TEST(test_share_across_fork)
+{
+	struct conf_share *sh;
+	struct conf a, got;
+	int level, status, go[2];
+	pid_t pid;
+	char byte;
+
+	conf_defaults(&a);
+	ck_assert_ptr_nonnull(sh = conf_share_create(&a, 3));
+	ck_assert_uint_eq(conf_share_read(sh, &got, &level), 1);
+	ck_assert_int_eq(level, 3);
+	ck_assert_int_eq(conf_compare(&a, &got, NULL, NULL), -1);
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_ne(pid = fork(), -1);
+	if (pid == 0) {
+		/* After the parent's second publication. */
+		if (read(go[0], &byte, 1) != 1)
+			_exit(2);
+		if (conf_share_read(sh, &got, &level) != 3 || level != 4 ||
+		    got.max_message != 99 || strcmp(got.db_name, "other"))
+			_exit(1);
+		_exit(0);
+	}
+	a.max_message = 50;
+	ck_assert_uint_eq(conf_share_publish(sh, &a, 3), 2);
+	a.max_message = 99;
+	(void)snprintf(a.db_name, sizeof(a.db_name), "other");
+	ck_assert_uint_eq(conf_share_publish(sh, &a, 4), 3);
+	ck_assert_int_eq(write(go[1], "", 1), 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "the child read another configuration (status %d)", status);
+	(void)close(go[0]);
+	(void)close(go[1]);
+	conf_share_destroy(sh);
+}
+END_TEST
+
 static Suite *
 conf_suite(void)
 {
@@ -743,6 +842,11 @@ conf_suite(void)
 
 	tc = tcase_create("example");
 	tcase_add_test(tc, test_example_conf);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("reload");
+	tcase_add_test(tc, test_reload_kinds);
+	tcase_add_test(tc, test_share_across_fork);
 	suite_add_tcase(s, tc);
 	return s;
 }

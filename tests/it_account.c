@@ -1512,38 +1512,166 @@ wait_replaced(const pid_t *before, pid_t *after)
 	}
 }
 
+/* Append text to instance 0's config file; the file as it was. */
+static char *
+conf_append(const char *text, size_t *lenp)
+{
+	const char *conf = H.chatd[0].conf_path;
+	char *orig, *more;
+
+	ck_assert_ptr_nonnull(orig = slurp(conf, lenp));
+	ck_assert_ptr_nonnull(more = malloc(*lenp + strlen(text) + 1));
+	memcpy(more, orig, *lenp);
+	memcpy(more + *lenp, text, strlen(text) + 1);
+	write_file(conf, more, *lenp + strlen(text));
+	free(more);
+	return orig;
+}
+
+/* Bytes in instance 0's log now. */
+static size_t
+log_size(void)
+{
+	size_t len = 0;
+
+	free(slurp(H.chatd[0].log_path, &len));
+	return len;
+}
+
+/* How often needle is in instance 0's log past byte off, once the log
+ * has at least `want` of them there or ms pass. */
+static int
+log_count_after(size_t off, const char *needle, int want, long ms)
+{
+	long long deadline = harness_now_ms() + ms;
+	const char *p;
+	char *text;
+	size_t len;
+	int n;
+
+	for (;;) {
+		ck_assert_ptr_nonnull(text = slurp(H.chatd[0].log_path, &len));
+		ck_assert_uint_ge(len, off);
+		for (n = 0, p = text + off; (p = strstr(p, needle)) != NULL;
+		    p += strlen(needle))
+			n++;
+		free(text);
+		if (n >= want || harness_now_ms() >= deadline)
+			return n;
+		harness_sleep_ms(50);
+	}
+}
+
+/*
+ * A reload that changes only keys the running workers can take (here
+ * max_message and rate_limit) keeps every worker and every connection,
+ * and the new values are in force on those connections at once: a chat
+ * of 11 bytes passes, is refused after max_message = 10, and passes
+ * again when the file is put back and reloaded.
+ */
+START_TEST(test_sighup_in_place)
+{
+	static const char live[] = "\n[server]\nmax_message = 10\n"
+	    "rate_limit = 1000\n";
+	pid_t before[NWORKERS], after[NWORKERS];
+	const char *conf = H.chatd[0].conf_path;
+	struct chatc *a, *b;
+	long long ida, idb;
+	cJSON *r, *m;
+	char *orig;
+	size_t len, off;
+	int round, i;
+
+	a = user_online(0, "live", &ida);
+	b = user_online(0, "live", &idb);
+	ck_assert_int_eq(workers_now(before), NWORKERS);
+	for (round = 0; round < 3; round++) {
+		/* 11 bytes: refused only while max_message is 10. */
+		r = must(a, chatc_one_chat(a, idb, "0123456789x", T_REPLY),
+		    "ONE_CHAT of 11 bytes");
+		if (round == 1) {
+			check_error(r, CERR_BAD_REQUEST, MSG_ONE_CHAT, ANY);
+		} else {
+			ck_assert_msg(chatc_errno(r) == 0, "11 bytes refused "
+			    "in round %d: %s", round, dump(r));
+			cJSON_Delete(r);
+			m = recv_msg(b, "the chat of 11 bytes");
+			ck_assert_msg(msgid_of(m) == MSG_ONE_CHAT &&
+			    str(m, "msg") != NULL &&
+			    strcmp(str(m, "msg"), "0123456789x") == 0,
+			    "want the chat, got %s", dump(m));
+			cJSON_Delete(m);
+		}
+		if (round == 2)
+			break;
+		orig = NULL;
+		if (round == 0)
+			orig = conf_append(live, &len);
+		off = log_size();
+		ck_assert_int_eq(harness_signal_chatd(&H, 0, SIGHUP, 0), 0);
+		i = log_count_after(off, "reload complete", 1, T_RESPAWN);
+		if (orig != NULL) {
+			write_file(conf, orig, len);
+			free(orig);
+		}
+		ck_assert_msg(i == 1, "no \"reload complete\" after SIGHUP "
+		    "(round %d)", round);
+		ck_assert_int_eq(log_count_after(off, "workers apply it in "
+		    "place", 1, 0), 1);
+		ck_assert_int_eq(log_count_after(off, "applied in place "
+		    "(2 key(s) changed)", NWORKERS, T_RESPAWN), NWORKERS);
+		ck_assert_int_eq(log_count_after(off, "replacing workers", 0,
+		    0), 0);
+		ck_assert_int_eq(workers_now(after), NWORKERS);
+		for (i = 0; i < NWORKERS; i++)
+			ck_assert_msg(after[i] == before[i], "worker %ld "
+			    "replaced by a reload in place", (long)before[i]);
+		ping_ok(a);
+		ping_ok(b);
+	}
+	chatc_close(a);
+	chatc_close(b);
+}
+END_TEST
+
 START_TEST(test_sighup_reload)
 {
 	static const char junk[] = "this line is not a setting\n";
 	pid_t before[NWORKERS], after[NWORKERS], again[NWORKERS];
 	const char *conf = H.chatd[0].conf_path;
-	struct chatc *c;
+	struct chatc *c, *old;
 	long long id;
-	char *orig, *bad;
-	size_t len;
+	char *orig;
+	size_t len, off;
 	int n, i;
 
+	/* job_threads needs new workers: the old connections close. */
+	old = user_online(0, "hup", &id);
 	n = workers_now(before);
 	ck_assert_int_eq(n, NWORKERS);
-	ck_assert(!harness_log_contains(&H, 0, "configuration reloaded"));
+	orig = conf_append("\n[server]\njob_threads = 3\n", &len);
+	off = log_size();
 	ck_assert_int_eq(harness_signal_chatd(&H, 0, SIGHUP, 0), 0);
-	ck_assert_msg(log_wait("configuration reloaded", T_RESPAWN),
-	    "no \"configuration reloaded\" in the log after SIGHUP");
+	i = log_count_after(off, "job_threads changed, replacing workers", 1,
+	    T_RESPAWN);
+	write_file(conf, orig, len);
+	free(orig);
+	ck_assert_msg(i == 1, "no \"job_threads changed, replacing workers\" "
+	    "in the log after SIGHUP");
 	wait_replaced(before, after);
-	ck_assert_msg(log_wait("reload complete", T_RESPAWN),
-	    "no \"reload complete\" in the log");
+	ck_assert_msg(log_count_after(off, "reload complete", 1, T_RESPAWN) ==
+	    1, "no \"reload complete\" in the log");
+	ck_assert_ptr_null(chatc_recv(old, T_REPLY));
+	ck_assert_msg(chatc_closed(old), "a connection outlived its "
+	    "replaced worker: %s", chatc_error(old));
+	chatc_close(old);
 	c = user_online(0, "hup", &id);
 	chatc_close(c);
 
 	/* A config that does not parse: the reload fails and changes
 	 * nothing. */
 	ck_assert(!harness_log_contains(&H, 0, "reload failed"));
-	ck_assert_ptr_nonnull(orig = slurp(conf, &len));
-	ck_assert_ptr_nonnull(bad = malloc(len + sizeof(junk)));
-	memcpy(bad, orig, len);
-	memcpy(bad + len, junk, sizeof(junk));
-	write_file(conf, bad, len + sizeof(junk) - 1);
-	free(bad);
+	orig = conf_append(junk, &len);
 	ck_assert_int_eq(harness_signal_chatd(&H, 0, SIGHUP, 0), 0);
 	i = log_wait("reload failed", T_RESPAWN);
 	write_file(conf, orig, len);
@@ -1574,14 +1702,21 @@ START_TEST(test_sighup_complete_after_new_workers)
 	pid_t before[NWORKERS], after[NWORKERS];
 	const char *log = H.chatd[0].log_path;
 	long long deadline;
-	char *text, *complete, *started, needle[64];
-	size_t off, len;
+	char *text, *complete, *started, needle[64], *orig;
+	size_t off, len, olen;
 	int i;
 
 	ck_assert_int_eq(workers_now(before), NWORKERS);
 	ck_assert_ptr_nonnull(text = slurp(log, &off));
 	free(text);
+	/* A value unlike the running one (3 after test_sighup_reload, 2
+	 * when run alone): new workers. */
+	orig = conf_append("\n[server]\njob_threads = 4\n", &olen);
 	ck_assert_int_eq(harness_signal_chatd(&H, 0, SIGHUP, 0), 0);
+	i = log_count_after(off, "configuration reloaded", 1, T_RESPAWN);
+	write_file(H.chatd[0].conf_path, orig, olen);
+	free(orig);
+	ck_assert_int_eq(i, 1);
 	wait_replaced(before, after);
 	deadline = harness_now_ms() + T_RESPAWN;
 	for (;;) {
@@ -1965,6 +2100,7 @@ account_suite(void)
 
 	tc = tcase_new(s, "signals");
 	tcase_add_test(tc, test_sigkill_worker);
+	tcase_add_test(tc, test_sighup_in_place);
 	tcase_add_test(tc, test_sighup_reload);
 	tcase_add_test(tc, test_sighup_complete_after_new_workers);
 

@@ -8,7 +8,8 @@
  * chatctl is run as a program, exactly as an operator runs it, and judged
  * by its exit status and what it prints: status, stats and who (as tables
  * and with -j), kick (the kicked client sees EOF and may log in again),
- * reload (new worker pids, chatd keeps serving), stop (chatd exits 0),
+ * reload (nothing changed: the same workers, a client logged in before
+ * still served), stop (chatd exits 0),
  * the exit status 3 when nothing answers on the socket, the refusal of
  * kick, reload and stop to a caller who is neither root nor chatd's user
  * (run as "nobody", only when the suite runs as root), and db status,
@@ -58,7 +59,7 @@
 #define T_REPLY		10000	/* a reply from chatd (hashing, MySQL) */
 #define T_EOF		5000	/* a kicked connection shows EOF */
 #define T_EFFECT	10000	/* polling for an asynchronous effect */
-#define T_RELOAD	20000	/* every worker replaced after a reload */
+#define T_RELOAD	20000	/* a reload completes */
 #define T_STOP		20000	/* chatd exits after "chatctl stop" */
 #define T_RUN		30000	/* one chatctl, mandoc or systemd-analyze */
 #define T_MAKE		300000	/* one make install / uninstall */
@@ -843,14 +844,21 @@ START_TEST(test_stop)
 }
 END_TEST
 
+/*
+ * chatctl reload with the file unchanged: the master reloads, nothing
+ * needs new workers, so every worker stays and a client logged in before
+ * is still served after "reload complete".
+ */
 START_TEST(test_reload)
 {
 	pid_t before[NWORKERS + 2], after[NWORKERS + 2];
 	long long deadline;
-	struct user u;
+	struct user u, v;
 	struct run r;
-	int n, m, i, j, fresh = 0, e;
+	int n, m, i, j;
 
+	user_register(&u, 0, "reload");
+	user_login_ok(&u, 0);
 	n = harness_chatd_workers(&H, 0, before, NWORKERS + 2);
 	ck_assert_int_eq(n, NWORKERS);
 
@@ -860,31 +868,32 @@ START_TEST(test_reload)
 	run_free(&r);
 
 	deadline = harness_now_ms() + T_RELOAD;
-	while (!fresh) {
-		m = harness_chatd_workers(&H, 0, after, NWORKERS + 2);
-		fresh = m == NWORKERS;
-		for (i = 0; fresh && i < m; i++)
-			for (j = 0; j < n; j++)
-				if (after[i] == before[j])
-					fresh = 0;
-		if (!fresh) {
-			ck_assert_msg(harness_now_ms() < deadline, "workers not "
-			    "replaced %d ms after chatctl reload", T_RELOAD);
-			harness_sleep_ms(POLL_MS);
-		}
+	while (!harness_log_contains(&H, 0, "reload complete")) {
+		ck_assert_msg(harness_now_ms() < deadline, "no \"reload "
+		    "complete\" %d ms after chatctl reload", T_RELOAD);
+		harness_sleep_ms(POLL_MS);
+	}
+	ck_assert(harness_log_contains(&H, 0, "no value changed"));
+	m = harness_chatd_workers(&H, 0, after, NWORKERS + 2);
+	ck_assert_int_eq(m, NWORKERS);
+	for (i = 0; i < m; i++) {
+		for (j = 0; j < n && after[i] != before[j]; j++)
+			;
+		ck_assert_msg(j < n, "worker %ld is new after a reload that "
+		    "changed nothing", (long)after[i]);
 	}
 
-	/* chatd keeps serving with the new workers. */
-	user_register(&u, 0, "reload");
-	while ((e = user_login(&u, 0)) != 0 && harness_now_ms() < deadline)
-		harness_sleep_ms(POLL_MS);
-	ck_assert_msg(e == 0, "login after reload: errno %d", e);
+	/* The session from before is served, and new ones start. */
 	ping_ok(u.c);
+	user_register(&v, 0, "reload");
+	user_login_ok(&v, 0);
+	ping_ok(v.c);
 	ck_assert_int_eq(kill(H.chatd[0].pid, 0), 0);
 	ctl(&r, "-s", sock0, "status", NULL);
 	ASSERT_STATUS(&r, 0, "status after reload");
 	run_free(&r);
 	chatc_close(u.c);
+	chatc_close(v.c);
 }
 END_TEST
 
