@@ -186,16 +186,20 @@ cmd_status(int argc, char **argv)
 	    num(reply, "pid"), up);
 	(void)printf("config %s, listening on %s\n", str(reply, "config"),
 	    str(reply, "listen"));
-	(void)printf("online users on this host: %.0f\n\n",
+	(void)printf("online users on this host: %.0f\n",
 	    num(reply, "online"));
-	(void)printf("%-7s %-8s %-8s %8s %8s %12s %12s\n", "worker", "pid",
-	    "state", "conns", "online", "msgs-in", "msgs-out");
+	(void)printf("configuration generation %.0f\n\n",
+	    num(reply, "config_generation"));
+	(void)printf("%-7s %-8s %-8s %6s %8s %8s %12s %12s\n", "worker",
+	    "pid", "state", "config", "conns", "online", "msgs-in",
+	    "msgs-out");
 	cJSON_ArrayForEach(w, cJSON_GetObjectItem(reply, "workers"))
-		(void)printf("%-7.0f %-8.0f %-8s %8.0f %8.0f %12.0f %12.0f\n",
-		    num(w, "worker"), num(w, "pid"),
+		(void)printf("%-7.0f %-8.0f %-8s %6.0f %8.0f %8.0f %12.0f "
+		    "%12.0f\n", num(w, "worker"), num(w, "pid"),
 		    cJSON_IsTrue(cJSON_GetObjectItem(w, "running")) ?
-		    "running" : "down", num(w, "conns_open"),
-		    num(w, "online"), num(w, "msgs_in"), num(w, "msgs_out"));
+		    "running" : "down", num(w, "config_generation"),
+		    num(w, "conns_open"), num(w, "online"), num(w, "msgs_in"),
+		    num(w, "msgs_out"));
 	cJSON_Delete(reply);
 	return 0;
 }
@@ -227,7 +231,8 @@ cmd_stats(int argc, char **argv)
 		double total = 0;
 
 		if (!cJSON_IsNumber(field) || strcmp(k, "worker") == 0 ||
-		    strcmp(k, "pid") == 0 || strcmp(k, "started") == 0)
+		    strcmp(k, "pid") == 0 || strcmp(k, "started") == 0 ||
+		    strcmp(k, "config_generation") == 0)
 			continue;
 		(void)printf("%-22s", k);
 		cJSON_ArrayForEach(e, ws) {

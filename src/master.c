@@ -519,11 +519,16 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 		cJSON_AddStringToObject(reply, "listen", m->conf->listen);
 		cJSON_AddNumberToObject(reply, "online",
 		    presence_count(m->presence));
+		cJSON_AddNumberToObject(reply, "config_generation",
+		    (double)m->conf_gen);
 		for (i = 0; i < m->nslots; i++) {
 			cJSON *w = stats_json(&m->stats[i], i);
 
 			cJSON_AddBoolToObject(w, "running",
 			    m->slots[i].pid != 0);
+			cJSON_AddNumberToObject(w, "config_generation",
+			    (double)__atomic_load_n(&m->stats[i].conf_gen,
+			    __ATOMIC_ACQUIRE));
 			cJSON_AddItemToArray(ws, w);
 		}
 		return NULL;

@@ -486,6 +486,11 @@ START_TEST(test_status_json)
 				found = 1;
 		ck_assert_msg(found, "worker %d not in status", (int)pids[i]);
 	}
+	/* Every worker runs the generation the master published. */
+	ck_assert_int_ge((int)jnum(o, "config_generation"), 1);
+	cJSON_ArrayForEach(w, cJSON_GetObjectItem(o, "workers"))
+		ck_assert_int_eq((int)jnum(w, "config_generation"),
+		    (int)jnum(o, "config_generation"));
 	cJSON_Delete(o);
 	/* The other read commands parse too. */
 	o = ctl_json("stats", NULL);
@@ -855,12 +860,16 @@ START_TEST(test_reload)
 	long long deadline;
 	struct user u, v;
 	struct run r;
-	int n, m, i, j;
+	cJSON *o, *w;
+	int n, m, i, j, gen;
 
 	user_register(&u, 0, "reload");
 	user_login_ok(&u, 0);
 	n = harness_chatd_workers(&H, 0, before, NWORKERS + 2);
 	ck_assert_int_eq(n, NWORKERS);
+	o = ctl_json("status", NULL);
+	gen = (int)jnum(o, "config_generation");
+	cJSON_Delete(o);
 
 	ctl(&r, "-s", sock0, "reload", NULL);
 	ASSERT_STATUS(&r, 0, "reload");
@@ -882,6 +891,11 @@ START_TEST(test_reload)
 		ck_assert_msg(j < n, "worker %ld is new after a reload that "
 		    "changed nothing", (long)after[i]);
 	}
+	o = ctl_json("status", NULL);
+	ck_assert_int_eq((int)jnum(o, "config_generation"), gen + 1);
+	cJSON_ArrayForEach(w, cJSON_GetObjectItem(o, "workers"))
+		ck_assert_int_eq((int)jnum(w, "config_generation"), gen + 1);
+	cJSON_Delete(o);
 
 	/* The session from before is served, and new ones start. */
 	ping_ok(u.c);
