@@ -358,28 +358,27 @@ step_storm() {
 	# chatd's loops wait for their own hashing.
 	say "the same chat with the same hashing in another process (control)"
 	start_chatd bench
-	(sleep 2; "$bench" -d "$dur" hash >"$state/hash.txt" 2>&1) &
-	storm=$!
-	run_once=1
-	run "chatd: 1:1 at $half msg/s beside chat-bench hash" \
+	beside_hash "chatd: 1:1 at $half msg/s beside chat-bench hash" \
 	    -t "127.0.0.1:$port" -U "$ufile" -n "$users" -w 16 -r "$half" \
-	    -d $((dur + 4)) -p "$(spids)" chat || true
-	run_once=0
-	wait "$storm" || true
-	echo "hashing beside it:"
-	sed 's/^/  /' "$state/hash.txt"
-	stop_chatd
+	    -d $((dur + 4)) -p "$(spids)" chat
 	# The host's own floor: the relay (no hashing, no parsing) at the
 	# same rate beside the same hashing.  A chat p99 the relay cannot
 	# keep either is a limit of the host, not of chatd.
 	say "the relay at the same rate beside the same hashing (the host's floor)"
 	start_relay $((port + 1))
+	beside_hash "relay: 1:1 at $half msg/s beside chat-bench hash" -R \
+	    -t "127.0.0.1:$((port + 1))" -n "$users" -w 16 -r "$half" \
+	    -d $((dur + 4)) -p "$(spids)" chat
+}
+
+# beside_hash LABEL chat-bench-args...: one run (not repeated) with
+# `chat-bench hash` started 2 s into it, then the hashing's own figures;
+# stops the servers of the step.
+beside_hash() {
 	(sleep 2; "$bench" -d "$dur" hash >"$state/hash.txt" 2>&1) &
 	storm=$!
 	run_once=1
-	run "relay: 1:1 at $half msg/s beside chat-bench hash" -R \
-	    -t "127.0.0.1:$((port + 1))" -n "$users" -w 16 -r "$half" \
-	    -d $((dur + 4)) -p "$(spids)" chat || true
+	run "$@" || true
 	run_once=0
 	wait "$storm" || true
 	echo "hashing beside it:"
