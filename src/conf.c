@@ -363,11 +363,12 @@ conf_compare(const struct conf *a, const struct conf *b, conf_change_fn *fn,
 	return most;
 }
 
-void
+int
 conf_copy_keys(struct conf *to, const struct conf *from,
     enum conf_reload how)
 {
 	size_t i;
+	int n = 0;
 
 	for (i = 0; i < NKEYS; i++) {
 		const struct conf_key *k = &conf_keys[i];
@@ -380,7 +381,9 @@ conf_copy_keys(struct conf *to, const struct conf *from,
 		else
 			memcpy((char *)to + k->offset,
 			    (const char *)from + k->offset, k->size);
+		n++;
 	}
+	return n;
 }
 
 /*

@@ -98,8 +98,9 @@ typedef void conf_change_fn(const char *key, enum conf_reload how,
 int conf_compare(const struct conf *a, const struct conf *b,
     conf_change_fn *fn, void *arg);
 /* Copy from's values of the keys of kind `how` into to, key by key (a
- * thread reading to's other keys meanwhile reads nothing written). */
-void conf_copy_keys(struct conf *to, const struct conf *from,
+ * thread reading to's other keys meanwhile reads nothing written); the
+ * number of values that changed. */
+int conf_copy_keys(struct conf *to, const struct conf *from,
     enum conf_reload how);
 
 /*

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +18,14 @@
 #include "log.h"
 
 static char log_proc[32] = "chatd";
-static int log_level = LOG_LEVEL_INFO;
+/* Set by a worker's loop on reload while its job threads log. */
+static atomic_int log_level = LOG_LEVEL_INFO;
 
 void
 log_init(const char *procname, int level)
 {
 	log_setproc(procname);
-	log_level = level;
+	atomic_store_explicit(&log_level, level, memory_order_relaxed);
 }
 
 void
@@ -35,13 +37,13 @@ log_setproc(const char *procname)
 void
 log_setlevel(int level)
 {
-	log_level = level;
+	atomic_store_explicit(&log_level, level, memory_order_relaxed);
 }
 
 int
 log_getlevel(void)
 {
-	return log_level;
+	return atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 int
@@ -66,7 +68,7 @@ log_vwrite(int pri, int with_errno, const char *fmt, va_list ap)
 	int saved = errno;
 	int n;
 
-	if (pri > log_level)
+	if (pri > atomic_load_explicit(&log_level, memory_order_relaxed))
 		goto out;
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (with_errno)

@@ -292,25 +292,18 @@ master_log_level(const struct master *m)
 	return m->debug ? LOG_LEVEL_DEBUG : log_level_parse(m->conf->log_level);
 }
 
-struct reload_plan {
-	int how;		/* strongest kind changed, restart keys aside */
-	const char *why;	/* a key that needs new workers */
-};
-
+/* conf_compare's report on a reload: a warning for each key that needs
+ * a restart; the first key that needs new workers in *arg. */
 static void
 reload_note(const char *key, enum conf_reload how, void *arg)
 {
-	struct reload_plan *p = arg;
+	const char **why = arg;
 
-	if (how == CONF_RESTART) {
+	if (how == CONF_RESTART)
 		log_warnx("reload: %s changed; restart chatd to apply it",
 		    key);
-		return;
-	}
-	if (how == CONF_WORKERS && p->why == NULL)
-		p->why = key;
-	if ((int)how > p->how)
-		p->how = (int)how;
+	else if (how == CONF_WORKERS && *why == NULL)
+		*why = key;
 }
 
 /*
@@ -325,10 +318,10 @@ reload_note(const char *key, enum conf_reload how, void *arg)
 static void
 master_reload(struct master *m)
 {
-	struct reload_plan plan = { -1, NULL };
+	const char *why = NULL;
 	struct conf next;
 	char err[512];
-	int i;
+	int i, how, level;
 
 	(void)sd_notify(0, "RELOADING=1");
 	conf_defaults(&next);
@@ -338,8 +331,8 @@ master_reload(struct master *m)
 		(void)sd_notify(0, "READY=1");
 		return;
 	}
-	(void)conf_compare(m->conf, &next, reload_note, &plan);
-	conf_copy_keys(&next, m->conf, CONF_RESTART);
+	(void)conf_compare(m->conf, &next, reload_note, &why);
+	(void)conf_copy_keys(&next, m->conf, CONF_RESTART);
 	/* The rules between keys must hold for what will actually run. */
 	if (conf_finish(&next, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running "
@@ -347,14 +340,15 @@ master_reload(struct master *m)
 		(void)sd_notify(0, "READY=1");
 		return;
 	}
+	how = conf_compare(m->conf, &next, NULL, NULL);
 	*m->conf = next;
-	log_setlevel(master_log_level(m));
-	m->conf_gen = conf_share_publish(m->share, m->conf,
-	    master_log_level(m));
+	level = master_log_level(m);
+	log_setlevel(level);
+	m->conf_gen = conf_share_publish(m->share, m->conf, level);
 	m->reloading = 1;
-	if (plan.how == CONF_WORKERS) {
+	if (how == CONF_WORKERS) {
 		log_info("configuration reloaded from %s; %s changed, "
-		    "replacing workers", m->conf_path, plan.why);
+		    "replacing workers", m->conf_path, why);
 		for (i = 0; i < m->nslots; i++) {
 			if (m->slots[i].pid != 0) {
 				m->slots[i].replacing = 1;
@@ -365,7 +359,7 @@ master_reload(struct master *m)
 		return;
 	}
 	log_info("configuration reloaded from %s; %s", m->conf_path,
-	    plan.how == CONF_LIVE ? "workers apply it in place" :
+	    how == CONF_LIVE ? "workers apply it in place" :
 	    "no value changed");
 	for (i = 0; i < m->nslots; i++)
 		if (m->slots[i].pid != 0 && !m->slots[i].replacing)

@@ -317,14 +317,6 @@ worker_stop(struct worker *w)
 		conn_close(w, w->anon.head, "server stopping");
 }
 
-static void
-reload_count(const char *key, enum conf_reload how, void *arg)
-{
-	(void)key;
-	if (how == CONF_LIVE)
-		++*(int *)arg;
-}
-
 /*
  * Take the live keys of the configuration the master published (a
  * reload in place, SIGHUP), and say which generation this worker runs.
@@ -336,15 +328,14 @@ worker_reload(struct worker *w, int logit)
 {
 	struct conf next;
 	uint64_t gen;
-	int level, n = 0;
+	int level, n;
 
 	if ((gen = conf_share_read(w->share, &next, &level)) == 0) {
 		log_warnx("reload: no consistent configuration to read; "
 		    "keeping the running one");
 		return;
 	}
-	(void)conf_compare(w->conf, &next, reload_count, &n);
-	conf_copy_keys(w->conf_rw, &next, CONF_LIVE);
+	n = conf_copy_keys(w->conf_rw, &next, CONF_LIVE);
 	log_setlevel(level);
 	w->lim.max_message = (size_t)w->conf->max_message;
 	__atomic_store_n(&w->stats->conf_gen, gen, __ATOMIC_RELEASE);

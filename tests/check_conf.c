@@ -728,17 +728,18 @@ START_TEST(test_reload_kinds)
 	/* Only the kind asked for is copied; a shorter string whole. */
 	(void)snprintf(a.log_level, sizeof(a.log_level), "warning");
 	t = a;
-	conf_copy_keys(&t, &b, CONF_LIVE);
+	ck_assert_int_eq(conf_copy_keys(&t, &b, CONF_LIVE), 2);
 	ck_assert_int_eq(t.max_message, 10);
 	ck_assert_str_eq(t.log_level, "debug");
 	ck_assert_int_eq(t.job_threads, a.job_threads);
 	ck_assert_str_eq(t.db_host, a.db_host);
 	ck_assert_int_eq(t.workers, a.workers);
-	conf_copy_keys(&t, &b, CONF_RESTART);
+	ck_assert_int_eq(conf_copy_keys(&t, &b, CONF_RESTART), 1);
 	ck_assert_int_eq(t.workers, 7);
 	ck_assert_int_eq(t.job_threads, a.job_threads);
-	conf_copy_keys(&t, &b, CONF_WORKERS);
+	ck_assert_int_eq(conf_copy_keys(&t, &b, CONF_WORKERS), 2);
 	ck_assert_int_eq(conf_compare(&t, &b, NULL, NULL), -1);
+	ck_assert_int_eq(conf_copy_keys(&t, &b, CONF_LIVE), 0);
 }
 END_TEST
 

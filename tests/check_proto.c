@@ -1444,27 +1444,21 @@ END_TEST
 
 /* LOGIN_ACK: the direct writer against the construction it replaced,
  * cJSON objects printed into strings (members inside their group, the
- * group into a string again), for random lists. */
+ * group into a string again), for random lists.  The objects are
+ * FRIEND_LIST's and GROUP_MEMBERS' (ack_users_json), so the test also
+ * holds LOGIN_ACK's users to the same keys in the same order. */
 static cJSON *
 ref_users(const struct ack_users *l)
 {
-	cJSON *out = cJSON_CreateArray(), *o;
+	cJSON *out = cJSON_CreateArray(), *objs = ack_users_json(l), *o;
 	char *p;
-	size_t i;
 
-	for (i = 0; i < l->n; i++) {
-		o = cJSON_CreateObject();
-		cJSON_AddNumberToObject(o, "id", l->v[i].id);
-		cJSON_AddStringToObject(o, "name", l->v[i].name);
-		if (l->v[i].role[0] != '\0')
-			cJSON_AddStringToObject(o, "role", l->v[i].role);
-		cJSON_AddStringToObject(o, "state", l->v[i].online ?
-		    "online" : "offline");
+	cJSON_ArrayForEach(o, objs) {
 		p = cJSON_PrintUnformatted(o);
 		cJSON_AddItemToArray(out, cJSON_CreateString(p));
 		cJSON_free(p);
-		cJSON_Delete(o);
 	}
+	cJSON_Delete(objs);
 	return out;
 }
 
