@@ -19,7 +19,9 @@
 #include "log.h"
 
 struct cluster {
-	const struct conf *conf;
+	struct conf conf;	/* a copy: the master keeps a handle opened
+				 * under an older configuration after a
+				 * reload, for workers started under it */
 	redisContext *rc;
 	time_t next_attempt;
 	int down_logged;
@@ -72,6 +74,19 @@ cluster_channel_uid(const struct conf *c, const char *channel, size_t len)
 	return *end == '\0' && v > 0 && v < UINT32_MAX ? (uint32_t)v : 0;
 }
 
+int
+cluster_conf_same(const struct conf *a, const struct conf *b)
+{
+	if (!conf_redis_enabled(a) || !conf_redis_enabled(b))
+		return conf_redis_enabled(a) == conf_redis_enabled(b);
+	return strcmp(a->redis_host, b->redis_host) == 0 &&
+	    a->redis_port == b->redis_port &&
+	    strcmp(a->redis_socket, b->redis_socket) == 0 &&
+	    strcmp(a->redis_prefix, b->redis_prefix) == 0 &&
+	    strcmp(a->node_id, b->node_id) == 0 &&
+	    a->redis_timeout == b->redis_timeout;
+}
+
 struct cluster *
 cluster_open(const struct conf *conf)
 {
@@ -81,7 +96,7 @@ cluster_open(const struct conf *conf)
 		return NULL;
 	if ((cl = calloc(1, sizeof(*cl))) == NULL)
 		fatalx("%s: out of memory", __func__);
-	cl->conf = conf;
+	cl->conf = *conf;
 	return cl;
 }
 
@@ -117,7 +132,7 @@ cluster_load(struct cluster *cl)
 static int
 cluster_connect(struct cluster *cl)
 {
-	const struct conf *c = cl->conf;
+	const struct conf *c = &cl->conf;
 	struct timeval tv = { c->redis_timeout, 0 };
 	time_t now = time(NULL);
 
@@ -177,7 +192,7 @@ cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
 	/* cluster_key_online's keys, the prefix printed once: a member of
 	 * big groups asks for hundreds at each login. */
 	plen = (size_t)snprintf(prefix, sizeof(prefix), "%sonline:",
-	    cl->conf->redis_prefix);
+	    cl->conf.redis_prefix);
 	if (plen >= sizeof(prefix))
 		plen = sizeof(prefix) - 1;
 	argv = malloc((n + 1) * sizeof(*argv));
@@ -246,14 +261,15 @@ cluster_eval_release(struct cluster *cl, const char *key, const char *val,
 }
 
 int
-cluster_release(struct cluster *cl, uint32_t uid, const char *value)
+cluster_release(struct cluster *cl, uint32_t uid, uint64_t token)
 {
-	char key[CLUSTER_KEY_MAX];
+	char key[CLUSTER_KEY_MAX], value[CLUSTER_KEY_MAX];
 	redisReply *r;
 
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return -1;
-	cluster_key_online(cl->conf, uid, key, sizeof(key));
+	cluster_key_online(&cl->conf, uid, key, sizeof(key));
+	cluster_claim_value(&cl->conf, token, value, sizeof(value));
 	r = cluster_eval_release(cl, key, value, strlen(value));
 	if (r == NULL) {
 		cluster_fail(cl);
@@ -282,8 +298,8 @@ cluster_release_node(struct cluster *cl)
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return -1;
 	(void)snprintf(pattern, sizeof(pattern), "%sonline:*",
-	    cl->conf->redis_prefix);
-	(void)snprintf(mine, sizeof(mine), "%s|", cl->conf->node_id);
+	    cl->conf.redis_prefix);
+	(void)snprintf(mine, sizeof(mine), "%s|", cl->conf.node_id);
 	mlen = strlen(mine);
 	do {
 		r = redisCommand(cl->rc, "SCAN %s MATCH %s COUNT 1000", cursor,

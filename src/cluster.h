@@ -89,9 +89,13 @@ uint32_t cluster_channel_uid(const struct conf *c, const char *channel,
 struct cluster;
 
 /* A blocking client with redis_timeout; connects lazily.  NULL when Redis
- * is not configured. */
+ * is not configured.  It keeps a copy of conf: it goes on talking to the
+ * server, and naming keys and claims, as conf said when it was opened. */
 struct cluster *cluster_open(const struct conf *conf);
 void cluster_close(struct cluster *cl);
+/* 1 when a and b make the same client: Redis off in both, or the same
+ * server, timeout, key prefix and node id. */
+int cluster_conf_same(const struct conf *a, const struct conf *b);
 /* online[i] = 1 when ids[i] has a claim anywhere.  0, or -1 when Redis
  * cannot be asked (callers then know only their own host). */
 int cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
@@ -100,7 +104,8 @@ int cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
  * so its users need not wait presence_ttl after a restart.  Returns the
  * number deleted, or -1 when Redis cannot be asked. */
 long cluster_release_node(struct cluster *cl);
-/* Delete uid's claim if it is still `value`.  0 or -1. */
-int cluster_release(struct cluster *cl, uint32_t uid, const char *value);
+/* Delete uid's claim if it is still the one of the session `token` of
+ * this node.  0 or -1. */
+int cluster_release(struct cluster *cl, uint32_t uid, uint64_t token);
 
 #endif

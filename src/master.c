@@ -52,6 +52,9 @@ struct slot {
 	time_t next_start;	/* respawn not before (backoff) */
 	int fails;		/* consecutive quick deaths */
 	int replacing;		/* stopped for a reload: respawn at once */
+	struct cluster *cluster;	/* the master's Redis client when the
+					 * worker started: its claims are
+					 * there, named as it named them */
 };
 
 struct master {
@@ -68,8 +71,10 @@ struct master {
 	struct worker_stats *stats;	/* per slot, shared with workers */
 	struct control *control;	/* NULL when control_socket is empty */
 	time_t started;
-	struct cluster *cluster;	/* Redis, to release a dead worker's
-					 * claims; NULL on one host */
+	struct cluster *cluster;	/* Redis of the running configuration,
+					 * to release a dead worker's claims;
+					 * NULL on one host.  Older ones live
+					 * on in slots (master_cluster_put) */
 	int lock_fd;		/* flock held for the life of this instance */
 	char lock_name[CONF_STR_MAX + 8];
 	char hash_name[HASHSLOT_NAME_MAX];	/* hash_concurrency slots */
@@ -145,6 +150,39 @@ master_listen(const char *listen_addr, char *err, size_t errlen)
 	return fd;
 }
 
+/* Close a Redis client of an older configuration once no worker started
+ * under it is left. */
+static void
+master_cluster_put(struct master *m, struct cluster *cl)
+{
+	int i;
+
+	if (cl == NULL || cl == m->cluster)
+		return;
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].cluster == cl)
+			return;
+	cluster_close(cl);
+}
+
+/* Close every Redis client: at exit, and in a new worker, where they are
+ * copies (closing a hiredis context sends nothing, so the master's
+ * connections go on). */
+static void
+master_close_clusters(struct master *m)
+{
+	struct cluster *old;
+	int i;
+
+	for (i = 0; i < m->nslots; i++) {
+		old = m->slots[i].cluster;
+		m->slots[i].cluster = NULL;
+		master_cluster_put(m, old);
+	}
+	cluster_close(m->cluster);
+	m->cluster = NULL;
+}
+
 static void
 master_spawn(struct master *m, int i)
 {
@@ -158,16 +196,22 @@ master_spawn(struct master *m, int i)
 		return;
 	}
 	if (pid == 0) {
-		/* Only this slot's socket; the master keeps the others. */
+		/* Only this slot's socket; the master keeps the others, and
+		 * its control socket and Redis connections, which would
+		 * otherwise stay open as long as this worker lives. */
 		for (j = 0; j < m->nslots; j++)
 			if (j != i)
 				(void)close(m->slots[j].fd);
+		if (m->control != NULL)
+			(void)close(control_fd(m->control));
+		master_close_clusters(m);
 		worker_main(m->conf, m->share, i, m->nslots, s->fd,
 		    m->presence, m->inbox, &m->stats[i], m->ready_fd);
 	}
 	s->pid = pid;
 	s->started = time(NULL);
 	s->replacing = 0;
+	s->cluster = m->cluster;
 	log_debug("worker %d started, pid %ld", i, (long)pid);
 }
 
@@ -193,24 +237,25 @@ static int
 release_one(const struct presence_entry *e, void *arg)
 {
 	struct release_arg *ra = arg;
-	char val[CLUSTER_KEY_MAX];
 
 	if (e->slot != ra->slot || e->pid != ra->pid)
 		return 0;
-	cluster_claim_value(ra->m->conf, e->token, val, sizeof(val));
-	if (cluster_release(ra->m->cluster, e->uid, val) == 0)
+	if (cluster_release(ra->m->slots[ra->slot].cluster, e->uid,
+	    e->token) == 0)
 		ra->n++;
 	return 0;
 }
 
 /* Blocking, bounded by redis_timeout: the master has nothing else to do
- * while a worker is being replaced. */
+ * while a worker is being replaced.  The claims are released on the
+ * server, and under the names, the worker used: a reload may have
+ * changed them since it started. */
 static void
 master_release_claims(struct master *m, int slot, pid_t pid)
 {
 	struct release_arg ra = { m, slot, pid, 0 };
 
-	if (m->cluster == NULL)
+	if (m->slots[slot].cluster == NULL)
 		return;
 	(void)presence_foreach(m->presence, release_one, &ra);
 	if (ra.n > 0)
@@ -221,6 +266,7 @@ master_release_claims(struct master *m, int slot, pid_t pid)
 static void
 master_reap(struct master *m)
 {
+	struct cluster *old;
 	struct slot *s;
 	time_t now = time(NULL);
 	pid_t pid;
@@ -240,6 +286,9 @@ master_reap(struct master *m)
 		 * anyone else routes to the dead worker. */
 		master_release_claims(m, i, pid);
 		n = presence_remove_slot(m->presence, (uint16_t)i, pid);
+		old = s->cluster;
+		s->cluster = NULL;
+		master_cluster_put(m, old);
 		if (m->stopping || s->replacing) {
 			if (n > 0)
 				log_info("worker %d: cleared %zu presence "
@@ -318,6 +367,7 @@ reload_note(const char *key, enum conf_reload how, void *arg)
 static void
 master_reload(struct master *m)
 {
+	struct cluster *old;
 	const char *why = NULL;
 	struct conf next;
 	char err[512];
@@ -341,6 +391,13 @@ master_reload(struct master *m)
 		return;
 	}
 	how = conf_compare(m->conf, &next, NULL, NULL);
+	if (!cluster_conf_same(m->conf, &next)) {
+		/* Workers started from now on use the new Redis; the
+		 * running ones keep the old client until they are reaped. */
+		old = m->cluster;
+		m->cluster = cluster_open(&next);
+		master_cluster_put(m, old);
+	}
 	*m->conf = next;
 	level = master_log_level(m);
 	log_setlevel(level);
@@ -809,7 +866,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	(void)close(m.lock_fd);
 	control_close(m.control);
 	inbox_destroy(m.inbox);
-	cluster_close(m.cluster);
+	master_close_clusters(&m);
 	free(m.slots);
 	mysql_library_end();
 	log_info("stopped");

@@ -1965,20 +1965,29 @@ harness_chatd_workers(struct harness *h, int i, pid_t *pids, int max)
 }
 
 int
-harness_log_contains(struct harness *h, int i, const char *needle)
+harness_log_count(struct harness *h, int i, const char *needle)
 {
-	size_t len;
+	size_t len, nlen = strlen(needle);
+	const char *p;
 	char *buf;
-	int found;
+	int n = 0;
 
 	if (i < 0 || i >= HARNESS_MAX_CHATD ||
-	    h->chatd[i].log_path[0] == '\0')
+	    h->chatd[i].log_path[0] == '\0' || nlen == 0)
 		return 0;
 	if ((buf = read_from(h->chatd[i].log_path, 0, &len)) == NULL)
 		return 0;
-	found = buf_contains(buf, len, needle, 0);
+	for (p = buf; (p = memmem(p, len - (size_t)(p - buf), needle,
+	    nlen)) != NULL; p += nlen)
+		n++;
 	free(buf);
-	return found;
+	return n;
+}
+
+int
+harness_log_contains(struct harness *h, int i, const char *needle)
+{
+	return harness_log_count(h, i, needle) > 0;
 }
 
 /* --- nginx --------------------------------------------------------------- */

@@ -121,8 +121,9 @@ int harness_start_nginx(struct harness *h, const int *inst, int n);
 int harness_stop_nginx(struct harness *h);
 /* Worker pids of instance i (children of its master), up to max. */
 int harness_chatd_workers(struct harness *h, int i, pid_t *pids, int max);
-/* 1 when the instance's log contains needle. */
+/* 1 when the instance's log contains needle; how many times it does. */
 int harness_log_contains(struct harness *h, int i, const char *needle);
+int harness_log_count(struct harness *h, int i, const char *needle);
 /* Stop everything started and remove h->dir.  Safe to call twice. */
 void harness_stop_all(struct harness *h);
 

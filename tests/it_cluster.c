@@ -20,7 +20,10 @@
  * And regression tests of races the cluster used to lose: a message
  * right after the recipient's LOGIN_ACK, a group message right after a
  * join's ACK, a join while Redis is down, the publishers' connections
- * killed, a frozen host, friend states after Redis restarted.
+ * killed, a frozen host, friend states after Redis restarted.  And a
+ * reload that switches a fourth host's Redis on and then moves it to a
+ * second redis-server: a killed worker's claims are released on the
+ * server that worker used.
  *
  * Every chat message a test sends goes into a ledger (recipient, text);
  * every chat frame a client receives, live or in a LOGIN_ACK's
@@ -240,10 +243,10 @@ claim_key(long long uid, char *key, size_t len)
 	(void)snprintf(key, len, "%sonline:%lld", prefix, uid);
 }
 
-/* The claim value of uid ("" when there is none); -1 when Redis is
- * unreachable. */
+/* The claim value of uid in the Redis of r ("" when there is none); -1
+ * when that Redis is unreachable. */
 static int
-claim_of(long long uid, char *out, size_t outlen)
+claim_at(struct harness *r, long long uid, char *out, size_t outlen)
 {
 	char key[256], type;
 	const char *argv[2];
@@ -252,11 +255,18 @@ claim_of(long long uid, char *out, size_t outlen)
 	claim_key(uid, key, sizeof(key));
 	argv[0] = "GET";
 	argv[1] = key;
-	if (redis_cmd(&type, out, outlen, &num, 2, argv) == -1)
+	if (harness_redis_cmd(r, &type, out, outlen, &num, 2, argv) == -1)
 		return -1;
 	if (type == 'n')
 		out[0] = '\0';
 	return 0;
+}
+
+/* The same in the cluster's Redis. */
+static int
+claim_of(long long uid, char *out, size_t outlen)
+{
+	return claim_at(&H, uid, out, outlen);
 }
 
 /* Subscribers of a channel (name after the prefix), -1 when unknown. */
@@ -2231,6 +2241,183 @@ START_TEST(test_friend_state_after_redis_restart)
 }
 END_TEST
 
+/* --- a reload that moves a host to another Redis ------------------------ */
+
+#define MOVER	3	/* the instance test_reload_moves_redis runs */
+
+/* Append lines to the mover's configuration and SIGHUP its master;
+ * returns how many reloads it had completed. */
+static int
+mover_reload_start(const char *lines)
+{
+	int before = harness_log_count(&H, MOVER, "reload complete");
+	FILE *fp = fopen(H.chatd[MOVER].conf_path, "a");
+
+	ck_assert_msg(fp != NULL, "open %s: %s", H.chatd[MOVER].conf_path,
+	    strerror(errno));
+	ck_assert_int_ge(fputs(lines, fp), 0);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_int_eq(harness_signal_chatd(&H, MOVER, SIGHUP, 0), 0);
+	return before;
+}
+
+/* Wait (bounded) until the mover logs one more reload complete. */
+static void
+mover_reload_wait(int before)
+{
+	long long deadline = harness_now_ms() + RECOVER_MS;
+
+	while (harness_log_count(&H, MOVER, "reload complete") == before) {
+		ck_assert_msg(harness_now_ms() < deadline, "chatd-%d: no "
+		    "\"reload complete\" within %d ms", MOVER, RECOVER_MS);
+		harness_sleep_ms(POLL_MS);
+	}
+}
+
+/* Log u in on the mover, again while its new worker is still connecting
+ * to Redis (errno 13), bounded; its claim must then be in the Redis of
+ * r, from node "mover".  Returns the session's connection. */
+static struct chatc *
+mover_login(struct user *u, struct harness *r)
+{
+	long long deadline = harness_now_ms() + RECOVER_MS;
+	struct chatc *c;
+	char val[256];
+	cJSON *ack;
+	int e;
+
+	for (;;) {
+		c = xconnect(MOVER);
+		ack = chatc_login(c, u->id, PASSWORD, REQ_MS);
+		ck_assert_msg(ack != NULL && jnum(ack, "msgid") ==
+		    MSG_LOGIN_ACK, "login %s on the mover: %s", u->name,
+		    ack != NULL ? jtext(ack) : chatc_error(c));
+		e = chatc_errno(ack);
+		cJSON_Delete(ack);
+		if (e == 0)
+			break;
+		harness_close(c);
+		ck_assert_msg(e == CERR_UNAVAILABLE &&
+		    harness_now_ms() < deadline, "login %s on the mover: "
+		    "errno %d", u->name, e);
+		harness_sleep_ms(100);
+	}
+	ck_assert_int_eq(claim_at(r, u->id, val, sizeof(val)), 0);
+	ck_assert_msg(strncmp(val, "mover|", 6) == 0, "user %s: claim \"%s\" "
+	    "in the Redis on port %d after LOGIN_ACK", u->name, val,
+	    r->redis_port);
+	return c;
+}
+
+/* Wait (bounded by SETTLE_MS, far below the mover's presence_ttl of 60 s)
+ * until u has no claim in the Redis of r. */
+static void
+mover_released(struct user *u, struct harness *r)
+{
+	long long deadline = harness_now_ms() + SETTLE_MS;
+	char val[256] = "?";
+
+	while (claim_at(r, u->id, val, sizeof(val)) != 0 || val[0] != '\0') {
+		ck_assert_msg(harness_now_ms() < deadline, "user %s: claim "
+		    "\"%s\" still in the Redis on port %d %d ms after its "
+		    "worker was killed", u->name, val, r->redis_port,
+		    SETTLE_MS);
+		harness_sleep_ms(POLL_MS);
+	}
+}
+
+/* The mover's one worker, and a new one once it is no longer w. */
+static pid_t
+mover_worker(pid_t w)
+{
+	long long deadline = harness_now_ms() + RECOVER_MS;
+	pid_t w2 = 0;
+
+	while (harness_chatd_workers(&H, MOVER, &w2, 1) != 1 || w2 == w) {
+		ck_assert_msg(harness_now_ms() < deadline, "chatd-%d: no "
+		    "worker in place of pid %d", MOVER, (int)w);
+		harness_sleep_ms(POLL_MS);
+	}
+	return w2;
+}
+
+/* SIGKILL the mover's one worker, which holds u's session: its master
+ * must release the claim in the Redis of r at once.  Then wait for the
+ * worker that replaces it. */
+static void
+mover_kill_worker(struct user *u, struct harness *r, struct chatc *c)
+{
+	pid_t w = mover_worker(0);
+
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+	mover_released(u, r);
+	harness_close(c);
+	(void)mover_worker(w);
+}
+
+/*
+ * A reload that switches Redis on, then moves it to another server,
+ * moves the master's client too: a worker killed after each releases its
+ * user's claim on the server it made it on, at once, not presence_ttl
+ * later.  A worker started before the move and killed after it (stopped
+ * first, so it cannot log its user out itself) has its claim released on
+ * the old server.  (The master used to keep the client it started with:
+ * none, or the old server.)
+ */
+START_TEST(test_reload_moves_redis)
+{
+	struct harness rb;
+	struct user u;
+	struct chatc *c;
+	char lines[128], val[256];
+	pid_t w;
+	int n;
+
+	begin();
+	user_new(&u, "mover");
+	ck_assert_msg(harness_start_chatd(&H, MOVER, "[server]\nworkers = 1\n"
+	    "node_id = mover\n[redis]\nredis_host =\npresence_ttl = 60\n") ==
+	    0, "chatd-%d did not start", MOVER);
+	/* A second redis-server, of this test process only. */
+	rb = H;
+	rb.redis_pid = 0;
+	rb.redis_port = 0;
+	ck_assert_msg(harness_start_redis(&rb) == 0, "a second redis-server "
+	    "did not start");
+
+	/* No Redis, then the cluster's. */
+	(void)snprintf(lines, sizeof(lines), "[redis]\nredis_host = "
+	    "127.0.0.1\nredis_port = %d\n", H.redis_port);
+	mover_reload_wait(mover_reload_start(lines));
+	c = mover_login(&u, &H);
+	mover_kill_worker(&u, &H, c);
+
+	/* The cluster's Redis, then the second one, while a worker started
+	 * under the first holds a session and is stopped. */
+	c = mover_login(&u, &H);
+	w = mover_worker(0);
+	ck_assert_int_eq(kill(w, SIGSTOP), 0);
+	(void)snprintf(lines, sizeof(lines), "[redis]\nredis_port = %d\n",
+	    rb.redis_port);
+	n = mover_reload_start(lines);
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+	mover_released(&u, &H);
+	harness_close(c);
+	mover_reload_wait(n);
+
+	c = mover_login(&u, &rb);
+	ck_assert_int_eq(claim_of(u.id, val, sizeof(val)), 0);
+	ck_assert_msg(val[0] == '\0', "claim \"%s\" in the cluster's Redis "
+	    "after the move", val);
+	mover_kill_worker(&u, &rb, c);
+
+	ck_assert_int_eq(harness_log_count(&H, MOVER,
+	    "released 1 cluster claim(s)"), 3);
+	ck_assert_int_eq(harness_signal_chatd(&H, MOVER, SIGTERM, 1), 0);
+	ck_assert_int_eq(harness_stop_redis(&rb), 0);
+}
+END_TEST
+
 /* --- fixture --------------------------------------------------------------- */
 
 /* redis_prefix from instance 0's config. */
@@ -2416,6 +2603,7 @@ cluster_suite(void)
 	const TTest *const stale[] = {
 		test_friend_state_after_redis_restart,
 	};
+	const TTest *const moves[] = { test_reload_moves_redis };
 	Suite *s = suite_create("it_cluster");
 
 	add_tcase(s, "cluster", chat, sizeof(chat) / sizeof(chat[0]));
@@ -2426,6 +2614,7 @@ cluster_suite(void)
 	add_tcase(s, "publisher drop", pubdrop, 1);
 	add_tcase(s, "frozen host", frozen, 1);
 	add_tcase(s, "stale lookups", stale, 1);
+	add_tcase(s, "reload moves redis", moves, 1);
 	return s;
 }
 
