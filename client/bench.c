@@ -52,6 +52,7 @@ static const char *const mode_names[] = {
 	[MODE_CHAT] = "chat",
 	[MODE_GROUP] = "group",
 	[MODE_HASH] = "hash",
+	[MODE_JITTER] = "jitter",
 };
 
 struct child {
@@ -69,7 +70,7 @@ usage(int status)
 	FILE *fp = status == 0 ? stdout : stderr;
 
 	(void)fprintf(fp,
-"usage: chat-bench [options] register|login|idle|chat|group|hash\n"
+"usage: chat-bench [options] register|login|idle|chat|group|hash|jitter\n"
 "  -t, --target HOST:PORT[,...]  chatd (or chat-relay) addresses [%s]\n"
 "  -R, --relay                   the targets are chat-relay(1)\n"
 "  -n, --users N                 users / connections [1000]\n"
@@ -321,12 +322,12 @@ parse_args(struct bench_opts *o, int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		usage(2);
-	for (i = 0; i <= MODE_HASH; i++)
+	for (i = 0; i <= MODE_JITTER; i++)
 		if (strcmp(argv[optind], mode_names[i]) == 0)
 			break;
-	if (i > MODE_HASH)
+	if (i > MODE_JITTER)
 		die("unknown mode \"%s\" (register, login, idle, chat, group, "
-		    "hash)", argv[optind]);
+		    "hash, jitter)", argv[optind]);
 	o->mode = (enum bench_mode)i;
 	/* One hash at a time unless told: chatd's hash_concurrency on two
 	 * CPUs. */
@@ -382,8 +383,8 @@ us(uint64_t ns)
 	return (double)ns / 1000.0;
 }
 
-static void
-add_lat(cJSON *obj, const char *key, const struct hist *h)
+void
+bench_json_lat(cJSON *obj, const char *key, const struct hist *h)
 {
 	static const double qs[] = { 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975,
 	    0.99, 0.995, 0.999, 0.9999 };
@@ -425,8 +426,8 @@ fmt_ns(char *buf, size_t len, uint64_t ns)
 	return buf;
 }
 
-static void
-print_lat(const char *label, const struct hist *h)
+void
+bench_print_lat(const char *label, const struct hist *h)
 {
 	char a[32], b[32], c[32], d[32], e[32], f[32];
 
@@ -523,7 +524,7 @@ report_json(const struct report *rp)
 		cJSON_AddNumberToObject(j, "known", (double)r->ops_known);
 		cJSON_AddNumberToObject(j, "ops_per_s", rp->window_s > 0 ?
 		    (double)r->ops_ok / rp->window_s : 0);
-		add_lat(j, "op_latency", &r->op);
+		bench_json_lat(j, "op_latency", &r->op);
 		break;
 	case MODE_IDLE:
 		cJSON_AddNumberToObject(j, "connections", (double)r->ops_ok);
@@ -531,7 +532,7 @@ report_json(const struct report *rp)
 		    (double)r->ops_ok / ((double)r->setup_ns / 1e9) : 0);
 		cJSON_AddNumberToObject(j, "disconnects",
 		    (double)r->disconnects);
-		add_lat(j, "login_latency", &r->op);
+		bench_json_lat(j, "login_latency", &r->op);
 		break;
 	default:
 		cJSON_AddNumberToObject(j, "sent", (double)r->sent);
@@ -560,7 +561,7 @@ report_json(const struct report *rp)
 			cJSON_AddNumberToObject(j, "acks_stored",
 			    (double)r->acks_stored);
 		}
-		add_lat(j, "latency", &r->lat);
+		bench_json_lat(j, "latency", &r->lat);
 		break;
 	}
 	cJSON_AddNumberToObject(j, "bench_cpu_s", (double)r->cpu_ns / 1e9);
@@ -647,7 +648,7 @@ report_table(const struct report *rp)
 			    "taken but not in it\n", "skipped",
 			    (unsigned long long)r->ops_known, o->users_file,
 			    (unsigned long long)r->ops_exist);
-		print_lat("latency", &r->op);
+		bench_print_lat("latency", &r->op);
 		break;
 	case MODE_IDLE:
 		(void)printf("  %-10s %llu logged in in %.2f s (%.0f/s), held "
@@ -656,7 +657,7 @@ report_table(const struct report *rp)
 		    r->setup_ns > 0 ? (double)r->ops_ok /
 		    ((double)r->setup_ns / 1e9) : 0.0, o->warmup + o->duration,
 		    (unsigned long long)r->disconnects);
-		print_lat("login", &r->op);
+		bench_print_lat("login", &r->op);
 		break;
 	default:
 		(void)printf("  %-10s %llu users logged in in %.2f s\n",
@@ -684,7 +685,7 @@ report_table(const struct report *rp)
 			(void)printf("  %-10s %llu delivered, %llu stored\n",
 			    "acks", (unsigned long long)r->acks_delivered,
 			    (unsigned long long)r->acks_stored);
-		print_lat("latency", &r->lat);
+		bench_print_lat("latency", &r->lat);
 		break;
 	}
 	if (r->err[0] != '\0' && !r->failed)
@@ -836,6 +837,8 @@ main(int argc, char **argv)
 	parse_args(&o, argc, argv);
 	if (o.mode == MODE_HASH)
 		return bench_hash(&o);
+	if (o.mode == MODE_JITTER)
+		return bench_jitter(&o);
 	o.run_id = (uint16_t)((unsigned)getpid() ^ (unsigned)time(NULL));
 	memset(&rp, 0, sizeof(rp));
 	rp.o = &o;

@@ -39,6 +39,7 @@ enum bench_mode {
 	MODE_CHAT,		/* 1:1 among N online users */
 	MODE_GROUP,		/* groups of G members */
 	MODE_HASH,		/* password hashes, no server: a control */
+	MODE_JITTER,		/* wakeup lateness, no server: the floor */
 };
 
 struct bench_target {
@@ -135,6 +136,13 @@ void bench_merge(struct bench_result *d, const struct bench_result *s);
 int64_t bench_now(void);			/* CLOCK_MONOTONIC ns */
 /* Mode hash (bench_hash.c): the whole run; the exit status. */
 int bench_hash(const struct bench_opts *o);
+/* Mode jitter (bench_jitter.c): the whole run; the exit status. */
+int bench_jitter(const struct bench_opts *o);
+/* bench.c: a histogram of latencies as JSON object `key` of obj (count,
+ * min, mean, quantiles, max, the ladder), and as one line of the table. */
+struct cJSON;
+void bench_json_lat(struct cJSON *obj, const char *key, const struct hist *h);
+void bench_print_lat(const char *label, const struct hist *h);
 void bench_sleep_until(int64_t t);
 struct bench_usage {
 	double host_busy_s;	/* /proc/stat: all CPUs, not idle */

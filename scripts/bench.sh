@@ -214,10 +214,11 @@ run() {
 	    "ok=\(.ok) \(.error // "")",
 	    (if .delivered_per_s then "delivered/s=\(.delivered_per_s|floor) sent/s=\(.sent_per_s|floor) lost=\(.lost) errors=\(.errors) skipped=\(.skipped)" else empty end),
 	    (if .latency.p50_us then "latency us: p50=\(.latency.p50_us) p99=\(.latency.p99_us) p99.9=\(.latency.p99_9_us) max=\(.latency.max_us)" else empty end),
+	    (if .mode == "jitter" then "wakeups late us: p50=\(.late.p50_us) p99.9=\(.late.p99_9_us) max=\(.late.max_us); stalls of 2 ms or more: \([.cpus[] | "cpu \(.cpu) \(.stalls_2ms)"] | join(", ")) in \(.duration_s | floor) s" else empty end),
 	    (if .ops_per_s then "ops/s=\(.ops_per_s) ok=\(.ok_ops) failed=\(.failed_ops) existing=\(.existing)" else empty end),
 	    (if .op_latency.p50_us then "op latency ms: p50=\(.op_latency.p50_us/1000) p99=\(.op_latency.p99_us/1000)" else empty end),
 	    (if .connections then "connections=\(.connections) logins/s=\(.logins_per_s|floor)" else empty end),
-	    "host: busy=\(.host.busy_cores) softirq=\(.host.softirq_cores) other=\(.host.other_cores)",
+	    "host: busy=\(.host.busy_cores) softirq=\(.host.softirq_cores // "-") other=\(.host.other_cores)",
 	    (if .server_usage then "server: cpu=\(.server_usage.cpu_s)s (\(.server_usage.cpu_per_s) cores) per-cpu-s=\(.server_usage.delivered_per_cpu_s // .server_usage.ops_per_cpu_s // "-") pss=\(.server_usage.pss_kib)KiB base=\(.server_usage.pss_base_kib)KiB per-conn=\(.server_usage.pss_per_conn_bytes // "-")B" else empty end)
 	    ' 2>/dev/null || echo "$out"
 	echo "$out" | jq -e .ok >/dev/null 2>&1
@@ -317,6 +318,10 @@ step_latency() {
 		step_chat
 	fi
 	half=$((max_rate / 2))
+	# The host's own floor in this sitting: how late it wakes a thread
+	# that asked to run, with nothing else running.
+	say "wakeup lateness of this host, idle (chat-bench jitter)"
+	run "host: wakeups every 100 us, idle" -d "$dur" jitter || true
 	say "latency at half of chatd's max rate: $half msg/s"
 	k=1
 	while [ "$k" -le "$lat_rounds" ]; do

@@ -419,6 +419,45 @@ START_TEST(test_hash)
 }
 END_TEST
 
+/* The host's floor: wakeup lateness per CPU, no server.  Wakeups every
+ * 100 us for 0.5 s on each thread: thousands, each late by at least 0 and
+ * the quantiles in order; the per-thread counts add up to the whole. */
+START_TEST(test_jitter)
+{
+	const cJSON *cpus, *c;
+	double total = 0, stalls;
+	cJSON *j;
+
+	j = bench_json("-d", "0.5", "-T", "2", "jitter", NULL);
+	ck_assert_int_eq((int)num(j, "threads"), 2);
+	ck_assert_msg(num(j, "period_us") == 100, "period %g us",
+	    num(j, "period_us"));
+	ck_assert_msg(num(j, "duration_s") >= 0.5 &&
+	    num(j, "duration_s") < 30, "ran %g s", num(j, "duration_s"));
+	cpus = cJSON_GetObjectItemCaseSensitive(j, "cpus");
+	ck_assert_int_eq(cJSON_GetArraySize(cpus), 2);
+	cJSON_ArrayForEach(c, cpus) {
+		ck_assert_msg(num(c, "late.count") >= 100, "%g wakeups",
+		    num(c, "late.count"));
+		ck_assert_msg(num(c, "late.p50_us") <= num(c, "late.p99_9_us")
+		    && num(c, "late.p99_9_us") <= num(c, "late.max_us"),
+		    "quantiles out of order");
+		stalls = num(c, "stalls_0_5ms");
+		ck_assert_msg(num(c, "stalls_2ms") <= stalls, "more long "
+		    "stalls than stalls");
+		/* Each stall is at least 0.5 ms late. */
+		ck_assert_msg(num(c, "stalled_ms") >= stalls * 0.5,
+		    "%g stalls in %g ms", stalls, num(c, "stalled_ms"));
+		total += num(c, "late.count");
+	}
+	ck_assert_msg(num(j, "late.count") == total, "all: %g wakeups, the "
+	    "CPUs %g", num(j, "late.count"), total);
+	ck_assert_msg(num(j, "host.busy_cores") >= 0 &&
+	    num(j, "host.other_cores") >= 0, "negative host load");
+	cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(test_table_and_usage)
 {
 	char out[OUT_MAX], err[OUT_MAX];
@@ -483,6 +522,7 @@ bench_suite(void)
 	tcase_add_test(tc, test_relay);
 	tcase_add_test(tc, test_table_and_usage);
 	tcase_add_test(tc, test_hash);
+	tcase_add_test(tc, test_jitter);
 	suite_add_tcase(s, tc);
 	return s;
 }
