@@ -12,6 +12,7 @@
 #define CHATD_BENCH_H
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -144,6 +145,8 @@ struct cJSON;
 void bench_json_lat(struct cJSON *obj, const char *key, const struct hist *h);
 void bench_print_lat(const char *label, const struct hist *h);
 void bench_sleep_until(int64_t t);
+/* pthread_create, saying why on stderr when it fails.  0 or -1. */
+int bench_thread(pthread_t *tid, void *(*fn)(void *), void *arg);
 struct bench_usage {
 	double host_busy_s;	/* /proc/stat: all CPUs, not idle */
 	double host_all_s;	/* /proc/stat: all CPUs, all time */

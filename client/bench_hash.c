@@ -62,7 +62,7 @@ bench_hash(const struct bench_opts *o)
 	int64_t start;
 	double secs, cpu;
 	long hashes = 0;
-	int i, n = o->threads, failed = 0, rc;
+	int i, n = o->threads, failed = 0;
 
 	if (sodium_init() < 0) {
 		(void)fprintf(stderr, "chat-bench: sodium_init failed\n");
@@ -75,10 +75,7 @@ bench_hash(const struct bench_opts *o)
 		memset(&t[i], 0, sizeof(t[i]));
 		t[i].o = o;
 		t[i].deadline = start + (int64_t)(o->duration * 1e9);
-		if ((rc = pthread_create(&t[i].tid, NULL, hash_thread,
-		    &t[i])) != 0) {
-			(void)fprintf(stderr, "chat-bench: pthread_create: "
-			    "%s\n", strerror(rc));
+		if (bench_thread(&t[i].tid, hash_thread, &t[i]) == -1) {
 			n = i;
 			failed = 1;
 			break;

@@ -153,7 +153,7 @@ bench_jitter(const struct bench_opts *o)
 	pid_t self = getpid();
 	int64_t start;
 	double secs;
-	int i, n = o->threads, rc, failed = 0;
+	int i, n = o->threads, failed = 0;
 
 	if (n > JITTER_MAX_THREADS)
 		n = JITTER_MAX_THREADS;
@@ -167,10 +167,7 @@ bench_jitter(const struct bench_opts *o)
 		hist_init(&t[i].late);
 		t[i].deadline = start + (int64_t)(o->duration * 1e9);
 		t[i].cpu = i;
-		if ((rc = pthread_create(&t[i].tid, NULL, jitter_thread,
-		    &t[i])) != 0) {
-			(void)fprintf(stderr, "chat-bench: pthread_create: "
-			    "%s\n", strerror(rc));
+		if (bench_thread(&t[i].tid, jitter_thread, &t[i]) == -1) {
 			n = i;
 			failed = 1;
 			break;

@@ -21,6 +21,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,18 @@ bench_now(void)
 
 	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int
+bench_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+	int rc;
+
+	if ((rc = pthread_create(tid, NULL, fn, arg)) == 0)
+		return 0;
+	(void)fprintf(stderr, "chat-bench: pthread_create: %s\n",
+	    strerror(rc));
+	return -1;
 }
 
 void
