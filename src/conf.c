@@ -329,7 +329,6 @@ conf_redis_enabled(const struct conf *c)
 	return c->redis_host[0] != '\0' || c->redis_socket[0] != '\0';
 }
 
-
 static int
 conf_key_differs(const struct conf_key *k, const struct conf *a,
     const struct conf *b)
@@ -375,12 +374,8 @@ conf_copy_keys(struct conf *to, const struct conf *from,
 
 		if (k->how != how || !conf_key_differs(k, to, from))
 			continue;
-		if (k->type == CONF_INT)
-			memcpy((char *)to + k->offset,
-			    (const char *)from + k->offset, sizeof(int));
-		else
-			memcpy((char *)to + k->offset,
-			    (const char *)from + k->offset, k->size);
+		memcpy((char *)to + k->offset, (const char *)from + k->offset,
+		    k->type == CONF_INT ? sizeof(int) : k->size);
 		n++;
 	}
 	return n;

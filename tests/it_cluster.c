@@ -23,7 +23,9 @@
  * killed, a frozen host, friend states after Redis restarted.  And a
  * reload that switches a fourth host's Redis on and then moves it to a
  * second redis-server: a killed worker's claims are released on the
- * server that worker used.
+ * server that worker used.  And that a worker shares no socket with its
+ * master but its slot's listening one (not the master's control socket
+ * or Redis connection).
  *
  * Every chat message a test sends goes into a ledger (recipient, text);
  * every chat frame a client receives, live or in a LOGIN_ACK's
@@ -76,6 +78,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -2241,6 +2244,63 @@ START_TEST(test_friend_state_after_redis_restart)
 }
 END_TEST
 
+/* --- what a worker inherits ------------------------------------------------ */
+
+/* The inodes of pid's open sockets, up to max; how many. */
+static int
+socket_inodes(pid_t pid, unsigned long *ino, int max)
+{
+	char dir[64], path[320], link[64];
+	struct dirent *d;
+	ssize_t len;
+	DIR *dp;
+	int n = 0;
+
+	(void)snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	ck_assert_msg((dp = opendir(dir)) != NULL, "opendir %s: %s", dir,
+	    strerror(errno));
+	while ((d = readdir(dp)) != NULL && n < max) {
+		(void)snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		if ((len = readlink(path, link, sizeof(link) - 1)) <= 0)
+			continue;
+		link[len] = '\0';
+		if (sscanf(link, "socket:[%lu]", &ino[n]) == 1)
+			n++;
+	}
+	(void)closedir(dp);
+	return n;
+}
+
+/*
+ * A worker shares one socket with its master: its slot's listening
+ * socket.  Not the master's control socket (a chatctl would queue on a
+ * socket nobody accepts on once the master is gone), nor the master's
+ * Redis connection (it would stay open for as long as the worker lives,
+ * after the master closed it on a reload).
+ */
+START_TEST(test_worker_inherits_one_socket)
+{
+	unsigned long mine[256], theirs[256];
+	pid_t w[NWORKERS];
+	int nm, nt, i, j, k, shared;
+
+	begin();
+	ck_assert_int_eq(harness_chatd_workers(&H, 0, w, NWORKERS),
+	    NWORKERS);
+	nm = socket_inodes(H.chatd[0].pid, mine, 256);
+	/* The listening sockets, the control socket, the Redis link. */
+	ck_assert_msg(nm >= NWORKERS + 2, "the master has %d sockets", nm);
+	for (k = 0; k < NWORKERS; k++) {
+		nt = socket_inodes(w[k], theirs, 256);
+		for (shared = 0, i = 0; i < nt; i++)
+			for (j = 0; j < nm; j++)
+				shared += theirs[i] == mine[j];
+		ck_assert_msg(shared == 1, "worker pid %d shares %d sockets "
+		    "with its master", (int)w[k], shared);
+	}
+}
+END_TEST
+
 /* --- a reload that moves a host to another Redis ------------------------ */
 
 #define MOVER	3	/* the instance test_reload_moves_redis runs */
@@ -2583,6 +2643,7 @@ cluster_suite(void)
 		test_group_cache_cross_host,
 		test_script_flush,
 		test_pull_hint_to_unclaimed_user,
+		test_worker_inherits_one_socket,
 	};
 	/* Messages right after a LOGIN_ACK or a join's ACK. */
 	const TTest *const after_ack[] = {
