@@ -159,6 +159,16 @@ struct bench_usage {
 /* pids and their children (chatd's master and workers), and the whole
  * host's CPU time (so load from anything else is visible). */
 void bench_usage(const pid_t *pids, int npids, struct bench_usage *u);
+/* How an idle CPU of this host waits (Linux cpuidle), which decides what
+ * waking a sleeping loop costs. */
+struct bench_idle {
+	char driver[32];	/* "" when the host has no cpuidle */
+	char governor[32];
+	long halt_poll_ns;	/* the haltpoll driver's guest_halt_poll_ns:
+				 * how long an idle virtual CPU polls before
+				 * it halts; -1 without that driver */
+};
+void bench_idle(struct bench_idle *i);
 /* Load ids of users first..first+n-1 from the users file into ids (0 when
  * absent).  Returns how many were found, -1 when the file cannot be read
  * (a missing file counts as empty). */

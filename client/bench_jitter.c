@@ -79,6 +79,7 @@ jitter_thread(void *arg)
  * (which sleeps nearly all the time): a busy host is no idle floor. */
 struct jitter_host {
 	double busy, other;
+	struct bench_idle idle;
 };
 
 static void
@@ -109,6 +110,11 @@ jitter_json(const struct jitter_thread *t, int n, const struct hist *all,
 	hj = cJSON_AddObjectToObject(j, "host");
 	cJSON_AddNumberToObject(hj, "busy_cores", h->busy);
 	cJSON_AddNumberToObject(hj, "other_cores", h->other);
+	cJSON_AddStringToObject(hj, "cpuidle_driver", h->idle.driver);
+	cJSON_AddStringToObject(hj, "cpuidle_governor", h->idle.governor);
+	if (h->idle.halt_poll_ns >= 0)
+		cJSON_AddNumberToObject(hj, "halt_poll_ns",
+		    (double)h->idle.halt_poll_ns);
 	if ((s = cJSON_PrintUnformatted(j)) != NULL)
 		(void)printf("%s\n", s);
 	cJSON_free(s);
@@ -140,6 +146,16 @@ jitter_text(const struct jitter_thread *t, int n, const struct hist *all,
 	(void)printf("  %-10s %.2f cores busy, %.2f by other processes%s\n",
 	    "host", h->busy, h->other, h->other > 0.15 ?
 	    " (not an idle host: figures disturbed)" : "");
+	(void)printf("  %-10s cpuidle driver %s, governor %s", "",
+	    h->idle.driver[0] != '\0' ? h->idle.driver : "none",
+	    h->idle.governor[0] != '\0' ? h->idle.governor : "none");
+	if (h->idle.halt_poll_ns == 0)
+		(void)printf(", an idle CPU halts at once "
+		    "(guest_halt_poll_ns 0)");
+	else if (h->idle.halt_poll_ns > 0)
+		(void)printf(", an idle CPU polls up to %ld us before it "
+		    "halts (guest_halt_poll_ns)", h->idle.halt_poll_ns / 1000);
+	(void)printf("\n");
 }
 
 int
@@ -189,6 +205,7 @@ bench_jitter(const struct bench_opts *o)
 	    (u1.cpu_s - u0.cpu_s)) / secs : 0;
 	if (host.other < 0)
 		host.other = 0;
+	bench_idle(&host.idle);
 	if (o->json)
 		jitter_json(t, n, &all, secs, &host);
 	else

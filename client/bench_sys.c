@@ -146,6 +146,42 @@ host_cpu(struct bench_usage *u)
 	(void)fclose(fp);
 }
 
+/* The first line of a small sysfs file into buf, without its newline;
+ * "" when it cannot be read. */
+static void
+sysfs_line(const char *path, char *buf, size_t len)
+{
+	FILE *fp;
+
+	buf[0] = '\0';
+	if ((fp = fopen(path, "r")) == NULL)
+		return;
+	if (fgets(buf, (int)len, fp) == NULL)
+		buf[0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	(void)fclose(fp);
+}
+
+void
+bench_idle(struct bench_idle *i)
+{
+	char v[32], *end;
+
+	sysfs_line("/sys/devices/system/cpu/cpuidle/current_driver",
+	    i->driver, sizeof(i->driver));
+	sysfs_line("/sys/devices/system/cpu/cpuidle/current_governor",
+	    i->governor, sizeof(i->governor));
+	i->halt_poll_ns = -1;
+	if (strcmp(i->driver, "haltpoll") != 0)
+		return;
+	sysfs_line("/sys/module/haltpoll/parameters/guest_halt_poll_ns", v,
+	    sizeof(v));
+	errno = 0;
+	i->halt_poll_ns = strtol(v, &end, 10);
+	if (v[0] == '\0' || *end != '\0' || errno != 0)
+		i->halt_poll_ns = -1;
+}
+
 void
 bench_usage(const pid_t *pids, int npids, struct bench_usage *u)
 {

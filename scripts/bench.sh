@@ -214,7 +214,7 @@ run() {
 	    "ok=\(.ok) \(.error // "")",
 	    (if .delivered_per_s then "delivered/s=\(.delivered_per_s|floor) sent/s=\(.sent_per_s|floor) lost=\(.lost) errors=\(.errors) skipped=\(.skipped)" else empty end),
 	    (if .latency.p50_us then "latency us: p50=\(.latency.p50_us) p99=\(.latency.p99_us) p99.9=\(.latency.p99_9_us) max=\(.latency.max_us)" else empty end),
-	    (if .mode == "jitter" then "wakeups late us: p50=\(.late.p50_us) p99.9=\(.late.p99_9_us) max=\(.late.max_us); stalls of 2 ms or more: \([.cpus[] | "cpu \(.cpu) \(.stalls_2ms)"] | join(", ")) in \(.duration_s | floor) s" else empty end),
+	    (if .mode == "jitter" then "wakeups late us: p50=\(.late.p50_us) p99.9=\(.late.p99_9_us) max=\(.late.max_us); stalls of 2 ms or more: \([.cpus[] | "cpu \(.cpu) \(.stalls_2ms)"] | join(", ")) in \(.duration_s | floor) s; cpuidle \(.host.cpuidle_driver // "-") halt_poll_ns=\(.host.halt_poll_ns // "-")" else empty end),
 	    (if .ops_per_s then "ops/s=\(.ops_per_s) ok=\(.ok_ops) failed=\(.failed_ops) existing=\(.existing)" else empty end),
 	    (if .op_latency.p50_us then "op latency ms: p50=\(.op_latency.p50_us/1000) p99=\(.op_latency.p99_us/1000)" else empty end),
 	    (if .connections then "connections=\(.connections) logins/s=\(.logins_per_s|floor)" else empty end),

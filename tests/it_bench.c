@@ -422,8 +422,25 @@ END_TEST
 /* The host's floor: wakeup lateness per CPU, no server.  Wakeups every
  * 100 us for 0.5 s on each thread: thousands, each late by at least 0 and
  * the quantiles in order; the per-thread counts add up to the whole. */
+/* The first line of a sysfs file, "" when there is none. */
+static void
+sysfs_first_line(const char *path, char *buf, size_t len)
+{
+	FILE *fp = fopen(path, "r");
+
+	buf[0] = '\0';
+	if (fp == NULL)
+		return;
+	if (fgets(buf, (int)len, fp) == NULL)
+		buf[0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	(void)fclose(fp);
+}
+
 START_TEST(test_jitter)
 {
+	char driver[64], poll[64];
+	const cJSON *d;
 	const cJSON *cpus, *c;
 	double total = 0, stalls;
 	cJSON *j;
@@ -454,6 +471,21 @@ START_TEST(test_jitter)
 	    "CPUs %g", num(j, "late.count"), total);
 	ck_assert_msg(num(j, "host.busy_cores") >= 0 &&
 	    num(j, "host.other_cores") >= 0, "negative host load");
+	/* The host's idle setting is reported as sysfs has it. */
+	sysfs_first_line("/sys/devices/system/cpu/cpuidle/current_driver",
+	    driver, sizeof(driver));
+	d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    j, "host"), "cpuidle_driver");
+	ck_assert_msg(cJSON_IsString(d), "no host.cpuidle_driver");
+	ck_assert_str_eq(d->valuestring, driver);
+	if (strcmp(driver, "haltpoll") == 0) {
+		sysfs_first_line(
+		    "/sys/module/haltpoll/parameters/guest_halt_poll_ns",
+		    poll, sizeof(poll));
+		ck_assert_msg(num(j, "host.halt_poll_ns") == atof(poll),
+		    "halt_poll_ns %g, sysfs %s", num(j, "host.halt_poll_ns"),
+		    poll);
+	}
 	cJSON_Delete(j);
 }
 END_TEST
