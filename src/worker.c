@@ -435,17 +435,26 @@ worker_init(struct worker *w, struct conf *conf,
 	if (timerfd_settime(w->timer_fd, 0, &its, NULL) == -1)
 		fatal("timerfd_settime");
 	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
-	    (w->peer_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+	    (w->peer_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+	    (w->cong_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
 	worker_epoll_add(w->epfd, listen_fd, TAG_LISTEN, EPOLLIN);
 	worker_epoll_add(w->epfd, w->peer_epfd, TAG_PEER, EPOLLIN);
+	worker_epoll_add(w->cong_epfd, w->peer_epfd, TAG_PEER, EPOLLIN);
 	worker_epoll_add(w->peer_epfd, w->sig_fd, TAG_SIGNAL, EPOLLIN);
 	worker_epoll_add(w->peer_epfd, w->timer_fd, TAG_TIMER, EPOLLIN);
 	/* Job completions are new work like client input (a group
 	 * load's fan-out): not taken while other workers are behind. */
 	worker_epoll_add(w->epfd, jobq_fd(w->jobs), TAG_JOBS, EPOLLIN);
-	/* Never read: edge-triggered, each wakeup is one event. */
-	worker_epoll_add(w->peer_epfd, inbox_wake_fd(w->inbox), TAG_INBOX,
+	/*
+	 * Never read: edge-triggered, each wakeup is one event.  In the
+	 * main set itself, not behind peer_epfd, so that a wakeup by
+	 * another worker costs one epoll_wait, not two; and in the
+	 * congested set, where a congested worker waits.
+	 */
+	worker_epoll_add(w->epfd, inbox_wake_fd(w->inbox), TAG_INBOX,
+	    EPOLLIN | EPOLLET);
+	worker_epoll_add(w->cong_epfd, inbox_wake_fd(w->inbox), TAG_INBOX,
 	    EPOLLIN | EPOLLET);
 	if ((w->bus = bus_create(w)) != NULL)
 		bus_tick(w);	/* connect now, not a second from now */
@@ -543,8 +552,9 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 		 * wait) and peer events (Redis, jobs, signals, the timer)
 		 * first: a group change announced before a client's request
 		 * must be seen by it.  While the queues to other workers are
-		 * congested, wait for peer events alone: clients are not read
-		 * until the other workers have taken what they were sent.
+		 * congested, wait for the inbox and peer events alone
+		 * (cong_epfd): clients are not read until the other workers
+		 * have taken what they were sent.
 		 */
 		congested = worker_busy(&w);
 		if (!congested && w.nstalled > 0) {
@@ -556,7 +566,7 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 		/* Other workers write our eventfd only while we sleep. */
 		if (timeout != 0 && !inbox_sleep(w.inbox))
 			timeout = 0;
-		n = epoll_wait(congested ? w.peer_epfd : w.epfd, evs,
+		n = epoll_wait(congested ? w.cong_epfd : w.epfd, evs,
 		    WORKER_EVENTS, timeout);
 		if (timeout != 0)
 			inbox_woke(w.inbox);
@@ -564,16 +574,14 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 			fatal("epoll_wait");
 		w.now = time(NULL);
 		(void)inbox_poll(w.inbox, worker_inbox_one, &w);
-		if (!congested) {
-			for (i = 0; i < n; i++)
-				if (evs[i].data.u64 == TAG_PEER)
-					break;
-			if (i < n) {
-				m = epoll_wait(w.peer_epfd, pevs,
-				    WORKER_PEER_EVENTS, 0);
-				for (i = 0; i < m; i++)
-					worker_event(&w, &pevs[i]);
-			}
+		for (i = 0; i < n; i++)
+			if (evs[i].data.u64 == TAG_PEER)
+				break;
+		if (i < n) {
+			m = epoll_wait(w.peer_epfd, pevs, WORKER_PEER_EVENTS,
+			    0);
+			for (i = 0; i < m; i++)
+				worker_event(&w, &pevs[i]);
 		}
 		for (i = 0; i < n; i++)
 			worker_event(&w, &evs[i]);

@@ -62,10 +62,12 @@ struct worker {
 				 * live keys (job threads read only others) */
 	const struct conf_share *share;	/* what the master publishes */
 	int slot, nslots;
-	int epfd;		/* clients, the listener and peer_epfd */
-	int peer_epfd;		/* inbox wakeups, Redis, signals, timer (served
-				 * first, and alone while the inboxes
-				 * are congested) */
+	int epfd;		/* clients, the listener, job completions,
+				 * inbox wakeups and peer_epfd */
+	int peer_epfd;		/* Redis, signals, timer (served first) */
+	int cong_epfd;		/* inbox wakeups and peer_epfd: all that is
+				 * waited for while the inboxes of other
+				 * workers are congested */
 	int listen_fd;		/* -1 once stopped accepting */
 	int sig_fd;
 	int timer_fd;
