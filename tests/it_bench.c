@@ -419,9 +419,6 @@ START_TEST(test_hash)
 }
 END_TEST
 
-/* The host's floor: wakeup lateness per CPU, no server.  Wakeups every
- * 100 us for 0.5 s on each thread: thousands, each late by at least 0 and
- * the quantiles in order; the per-thread counts add up to the whole. */
 /* The first line of a sysfs file, "" when there is none. */
 static void
 sysfs_first_line(const char *path, char *buf, size_t len)
@@ -437,11 +434,14 @@ sysfs_first_line(const char *path, char *buf, size_t len)
 	(void)fclose(fp);
 }
 
+/* The host's floor: wakeup lateness per CPU, no server.  Wakeups every
+ * 100 us for 0.5 s on each thread: thousands, each late by at least 0 and
+ * the quantiles in order; the per-thread counts add up to the whole; the
+ * host's idle setting is sysfs's. */
 START_TEST(test_jitter)
 {
 	char driver[64], poll[64];
-	const cJSON *d;
-	const cJSON *cpus, *c;
+	const cJSON *cpus, *c, *d;
 	double total = 0, stalls;
 	cJSON *j;
 
