@@ -154,7 +154,7 @@ sysfs_line(const char *path, char *buf, size_t len)
 	FILE *fp;
 
 	buf[0] = '\0';
-	if ((fp = fopen(path, "r")) == NULL)
+	if ((fp = fopen(path, "re")) == NULL)
 		return;
 	if (fgets(buf, (int)len, fp) == NULL)
 		buf[0] = '\0';

@@ -549,12 +549,12 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 	for (;;) {
 		/*
 		 * What other workers sent (their rings, read after every
-		 * wait) and peer events (Redis, jobs, signals, the timer)
-		 * first: a group change announced before a client's request
-		 * must be seen by it.  While the queues to other workers are
+		 * wait) and peer events (Redis, signals, the timer) first:
+		 * a group change announced before a client's request must be
+		 * seen by it.  While the queues to other workers are
 		 * congested, wait for the inbox and peer events alone
-		 * (cong_epfd): clients are not read until the other workers
-		 * have taken what they were sent.
+		 * (cong_epfd): clients and job completions are not taken
+		 * until the other workers have taken what they were sent.
 		 */
 		congested = worker_busy(&w);
 		if (!congested && w.nstalled > 0) {
