@@ -101,6 +101,11 @@ master_sighandler(int sig)
 	case SIGALRM:
 		sig_alrm = 1;
 		break;
+	case SIGUSR1:
+		/* A worker applied a configuration generation: nothing to
+		 * note, the wakeup is the point (the loop checks whether a
+		 * reload is complete each time round). */
+		break;
 	}
 }
 
@@ -778,6 +783,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	(void)sigaction(SIGINT, &sa, NULL);
 	(void)sigaction(SIGHUP, &sa, NULL);
 	(void)sigaction(SIGALRM, &sa, NULL);
+	(void)sigaction(SIGUSR1, &sa, NULL);
 	(void)signal(SIGPIPE, SIG_IGN);
 	(void)sigemptyset(&block);
 	(void)sigaddset(&block, SIGCHLD);
@@ -785,6 +791,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	(void)sigaddset(&block, SIGINT);
 	(void)sigaddset(&block, SIGHUP);
 	(void)sigaddset(&block, SIGALRM);
+	(void)sigaddset(&block, SIGUSR1);
 	(void)sigprocmask(SIG_BLOCK, &block, NULL);
 	(void)sigemptyset(&empty);
 

@@ -339,6 +339,11 @@ worker_reload(struct worker *w, int logit)
 	log_setlevel(level);
 	w->lim.max_message = (size_t)w->conf->max_message;
 	__atomic_store_n(&w->stats->conf_gen, gen, __ATOMIC_RELEASE);
+	/* The master reports the reload complete when every worker runs
+	 * this generation; wake it now rather than at its next tick.  Not
+	 * if it died: the parent is then someone else. */
+	if (getppid() == w->master)
+		(void)kill(w->master, SIGUSR1);
 	if (logit)
 		log_info("configuration generation %llu applied in place "
 		    "(%d key(s) changed)", (unsigned long long)gen, n);
@@ -404,7 +409,7 @@ worker_init(struct worker *w, struct conf *conf,
 		fatal("signalfd");
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		fatal("prctl");
-	if (getppid() == 1)
+	if ((w->master = getppid()) == 1)
 		fatalx("master died during start");
 
 	if (sodium_init() < 0)

@@ -71,6 +71,8 @@ struct worker {
 	int listen_fd;		/* -1 once stopped accepting */
 	int sig_fd;
 	int timer_fd;
+	pid_t master;		/* told (SIGUSR1) when a configuration
+				 * generation is applied */
 	struct inbox *inbox;
 	struct bus *bus;		/* NULL on one host (no Redis) */
 	struct jobq *jobs;

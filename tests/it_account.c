@@ -1729,6 +1729,51 @@ START_TEST(test_sighup_complete_after_new_workers)
 }
 END_TEST
 
+/*
+ * A reload in place is reported as soon as the workers have applied it:
+ * each wakes the master (SIGUSR1), which used to notice only at its
+ * next one-second tick.  Five reloads of the unchanged file, one after
+ * the other, each waited for: at a tick per reload they took at least
+ * four seconds (every reload after the first is sent just after a tick
+ * and completes at the next); woken, each takes the log poll's 50 ms
+ * and a few more.  The bound is about the tick, not about speed: it
+ * leaves five times what the reloads take under AddressSanitizer.
+ */
+START_TEST(test_sighup_reported_at_once)
+{
+	enum { ROUNDS = 5, BOUND_MS = 2500 };
+	pid_t before[NWORKERS], after[NWORKERS];
+	long long t0, took;
+	size_t off;
+	int i, round;
+
+	/* First settle on the file as it is: an earlier test of this
+	 * case may have left it unlike what runs (new workers). */
+	off = log_size();
+	ck_assert_int_eq(harness_signal_chatd(&H, 0, SIGHUP, 0), 0);
+	ck_assert_int_eq(log_count_after(off, "reload complete", 1,
+	    T_RESPAWN), 1);
+	ck_assert_int_eq(workers_now(before), NWORKERS);
+	off = log_size();
+	t0 = harness_now_ms();
+	for (round = 1; round <= ROUNDS; round++) {
+		ck_assert_int_eq(harness_signal_chatd(&H, 0, SIGHUP, 0), 0);
+		i = log_count_after(off, "reload complete", round, T_RESPAWN);
+		ck_assert_msg(i == round, "%d \"reload complete\" after %d "
+		    "SIGHUPs", i, round);
+	}
+	took = harness_now_ms() - t0;
+	ck_assert_msg(took < BOUND_MS, "%d reloads in place took %lld ms: "
+	    "completion waits for the master's tick", ROUNDS, took);
+	ck_assert_int_eq(log_count_after(off, "applied in place",
+	    ROUNDS * NWORKERS, T_RESPAWN), ROUNDS * NWORKERS);
+	ck_assert_int_eq(workers_now(after), NWORKERS);
+	for (i = 0; i < NWORKERS; i++)
+		ck_assert_msg(after[i] == before[i], "worker %ld replaced by "
+		    "a reload of an unchanged file", (long)before[i]);
+}
+END_TEST
+
 /* --- SIGTERM, on an instance of its own ---------------------------------- */
 
 START_TEST(test_sigterm)
@@ -2089,6 +2134,7 @@ account_suite(void)
 	tcase_add_test(tc, test_sighup_in_place);
 	tcase_add_test(tc, test_sighup_reload);
 	tcase_add_test(tc, test_sighup_complete_after_new_workers);
+	tcase_add_test(tc, test_sighup_reported_at_once);
 
 	tc = tcase_new(s, "sigterm");
 	tcase_add_test(tc, test_sigterm);
