@@ -4,7 +4,8 @@
  * The client runs CLUSTER_LUA_RELEASE by its digest: SCRIPT LOAD on every
  * connect, EVALSHA after, and EVAL with the text when Redis answers
  * NOSCRIPT (it lost its scripts; the script is loaded again for the next
- * call).
+ * call).  It releases claims CLUSTER_RELEASE_BATCH to a command: a dead
+ * worker's thousands of sessions are a few round trips, not one each.
  */
 #include "config.h"
 
@@ -239,61 +240,165 @@ cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
 	return rc;
 }
 
-/* Run CLUSTER_LUA_RELEASE on key for the value val; the reply, NULL on an
- * I/O error. */
-static redisReply *
-cluster_eval_release(struct cluster *cl, const char *key, const char *val,
-    size_t vlen)
-{
-	redisReply *r;
+/*
+ * Claims to delete, CLUSTER_RELEASE_BATCH at a time: the arguments of
+ * one EVALSHA (the command, the digest, the key count, the keys, the
+ * values) and the storage of its keys and values.
+ */
+struct release_batch {
+	struct cluster *cl;
+	size_t n;			/* claims in the batch */
+	long deleted;			/* by the batches sent */
+	int failed;			/* a batch could not be sent */
+	const char *argv[3 + 2 * CLUSTER_RELEASE_BATCH];
+	size_t argvlen[3 + 2 * CLUSTER_RELEASE_BATCH];
+	char keys[CLUSTER_RELEASE_BATCH][CLUSTER_KEY_MAX];
+	char vals[CLUSTER_RELEASE_BATCH][CLUSTER_KEY_MAX];
+	size_t klen[CLUSTER_RELEASE_BATCH], vlen[CLUSTER_RELEASE_BATCH];
+};
 
+/* Run CLUSTER_LUA_RELEASE on b's claims; the reply, NULL on an I/O
+ * error. */
+static redisReply *
+release_eval(struct release_batch *b)
+{
+	struct cluster *cl = b->cl;
+	char nkeys[24];
+	redisReply *r;
+	int argc = 3 + 2 * (int)b->n;
+
+	(void)snprintf(nkeys, sizeof(nkeys), "%zu", b->n);
+	b->argv[2] = nkeys;
+	b->argvlen[2] = strlen(nkeys);
 	if (cl->release_sha[0] != '\0') {
-		r = redisCommand(cl->rc, "EVALSHA %s 1 %s %b",
-		    cl->release_sha, key, val, vlen);
+		b->argv[0] = "EVALSHA";
+		b->argvlen[0] = 7;
+		b->argv[1] = cl->release_sha;
+		b->argvlen[1] = CLUSTER_SHA_LEN - 1;
+		r = redisCommandArgv(cl->rc, argc, b->argv, b->argvlen);
 		if (r == NULL || r->type != REDIS_REPLY_ERROR ||
 		    strncmp(r->str, "NOSCRIPT", 8) != 0)
 			return r;
 		freeReplyObject(r);
 		cluster_load(cl);
 	}
-	return redisCommand(cl->rc, "EVAL %s 1 %s %b", CLUSTER_LUA_RELEASE,
-	    key, val, vlen);
+	b->argv[0] = "EVAL";
+	b->argvlen[0] = 4;
+	b->argv[1] = CLUSTER_LUA_RELEASE;
+	b->argvlen[1] = sizeof(CLUSTER_LUA_RELEASE) - 1;
+	return redisCommandArgv(cl->rc, argc, b->argv, b->argvlen);
 }
 
-int
-cluster_release(struct cluster *cl, uint32_t uid, uint64_t token)
+/* Send the batch (once more on a fresh connection after an I/O error:
+ * the script deletes only what still matches, so a second run is
+ * harmless) and empty it. */
+static void
+release_flush(struct release_batch *b)
 {
-	char key[CLUSTER_KEY_MAX], value[CLUSTER_KEY_MAX];
-	redisReply *r;
+	struct cluster *cl = b->cl;
+	redisReply *r = NULL;
+	size_t i;
 
-	if (cl == NULL || cluster_connect(cl) == -1)
-		return -1;
-	cluster_key_online(&cl->conf, uid, key, sizeof(key));
-	cluster_claim_value(&cl->conf, token, value, sizeof(value));
-	r = cluster_eval_release(cl, key, value, strlen(value));
-	if (r == NULL) {
+	if (b->n == 0)
+		return;
+	for (i = 0; i < b->n; i++) {
+		b->argv[3 + i] = b->keys[i];
+		b->argvlen[3 + i] = b->klen[i];
+		b->argv[3 + b->n + i] = b->vals[i];
+		b->argvlen[3 + b->n + i] = b->vlen[i];
+	}
+	if (cluster_connect(cl) == 0 && (r = release_eval(b)) == NULL) {
 		cluster_fail(cl);
 		cl->next_attempt = 0;
 		if (cluster_connect(cl) == 0)
-			r = cluster_eval_release(cl, key, value,
-			    strlen(value));
+			r = release_eval(b);
 	}
-	if (r == NULL) {
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+		b->deleted += r->integer;
+	else {
+		if (r != NULL)
+			log_warnx("redis: releasing claims: %s",
+			    r->type == REDIS_REPLY_ERROR ? r->str :
+			    "unexpected reply");
+		b->failed = 1;
+	}
+	if (r != NULL)
+		freeReplyObject(r);
+	else
 		cluster_fail(cl);
+	b->n = 0;
+}
+
+static struct release_batch *
+release_begin(struct cluster *cl)
+{
+	struct release_batch *b;
+
+	if ((b = malloc(sizeof(*b))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	b->cl = cl;
+	b->n = 0;
+	b->deleted = 0;
+	b->failed = 0;
+	return b;
+}
+
+/* Add the claim key = val to the batch; sent when full. */
+static void
+release_add(struct release_batch *b, const char *key, size_t klen,
+    const char *val, size_t vlen)
+{
+	if (klen >= CLUSTER_KEY_MAX || vlen >= CLUSTER_KEY_MAX)
+		return;		/* never one of ours */
+	memcpy(b->keys[b->n], key, klen);
+	b->klen[b->n] = klen;
+	memcpy(b->vals[b->n], val, vlen);
+	b->vlen[b->n] = vlen;
+	if (++b->n == CLUSTER_RELEASE_BATCH)
+		release_flush(b);
+}
+
+/* Send what is left; the claims deleted, or -1 if a batch failed. */
+static long
+release_end(struct release_batch *b)
+{
+	long n;
+
+	release_flush(b);
+	n = b->failed ? -1 : b->deleted;
+	free(b);
+	return n;
+}
+
+long
+cluster_release(struct cluster *cl, const uint32_t *uids,
+    const uint64_t *tokens, size_t n)
+{
+	struct release_batch *b;
+	char key[CLUSTER_KEY_MAX], val[CLUSTER_KEY_MAX];
+	size_t i;
+
+	if (cl == NULL)
 		return -1;
+	if (n == 0)
+		return 0;
+	b = release_begin(cl);
+	for (i = 0; i < n; i++) {
+		cluster_key_online(&cl->conf, uids[i], key, sizeof(key));
+		cluster_claim_value(&cl->conf, tokens[i], val, sizeof(val));
+		release_add(b, key, strlen(key), val, strlen(val));
 	}
-	freeReplyObject(r);
-	return 0;
+	return release_end(b);
 }
 
 long
 cluster_release_node(struct cluster *cl)
 {
+	struct release_batch *b;
 	char pattern[CLUSTER_KEY_MAX], mine[CLUSTER_KEY_MAX];
 	char cursor[32] = "0";
-	redisReply *r, *v;
+	redisReply *r, *keys, *v, *e;
 	size_t i, mlen;
-	long n = 0;
 
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return -1;
@@ -301,37 +406,70 @@ cluster_release_node(struct cluster *cl)
 	    cl->conf.redis_prefix);
 	(void)snprintf(mine, sizeof(mine), "%s|", cl->conf.node_id);
 	mlen = strlen(mine);
+	b = release_begin(cl);
 	do {
+		/* A batch sent while scanning may have lost the
+		 * connection. */
+		if (cl->rc == NULL && cluster_connect(cl) == -1) {
+			b->failed = 1;
+			break;
+		}
 		r = redisCommand(cl->rc, "SCAN %s MATCH %s COUNT 1000", cursor,
 		    pattern);
 		if (r == NULL || r->type != REDIS_REPLY_ARRAY ||
-		    r->elements != 2) {
+		    r->elements != 2 ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
 			if (r != NULL)
 				freeReplyObject(r);
 			cluster_fail(cl);
-			return -1;
+			b->failed = 1;
+			break;
 		}
 		(void)snprintf(cursor, sizeof(cursor), "%s",
 		    r->element[0]->str);
-		for (i = 0; i < r->element[1]->elements; i++) {
-			const char *key = r->element[1]->element[i]->str;
+		keys = r->element[1];
+		/* The values of this page in one MGET: the claims to
+		 * release are the ones that name this node. */
+		if (keys->elements > 0) {
+			const char **argv;
+			size_t *argvlen;
 
-			v = redisCommand(cl->rc, "GET %s", key);
-			if (v != NULL && v->type == REDIS_REPLY_STRING &&
-			    v->len > mlen && memcmp(v->str, mine, mlen) == 0) {
-				redisReply *d = cluster_eval_release(cl, key,
-				    v->str, v->len);
-
-				if (d != NULL) {
-					n += d->type == REDIS_REPLY_INTEGER &&
-					    d->integer > 0;
-					freeReplyObject(d);
-				}
+			argv = malloc((keys->elements + 1) * sizeof(*argv));
+			argvlen = malloc((keys->elements + 1) *
+			    sizeof(*argvlen));
+			if (argv == NULL || argvlen == NULL)
+				fatalx("%s: out of memory", __func__);
+			argv[0] = "MGET";
+			argvlen[0] = 4;
+			for (i = 0; i < keys->elements; i++) {
+				argv[i + 1] = keys->element[i]->str;
+				argvlen[i + 1] = keys->element[i]->len;
 			}
-			if (v != NULL)
-				freeReplyObject(v);
+			v = redisCommandArgv(cl->rc, (int)keys->elements + 1,
+			    argv, argvlen);
+			free(argv);
+			free(argvlen);
+			if (v == NULL || v->type != REDIS_REPLY_ARRAY ||
+			    v->elements != keys->elements) {
+				if (v != NULL)
+					freeReplyObject(v);
+				freeReplyObject(r);
+				cluster_fail(cl);
+				b->failed = 1;
+				break;
+			}
+			for (i = 0; i < v->elements; i++) {
+				e = v->element[i];
+				if (e->type == REDIS_REPLY_STRING &&
+				    e->len > mlen &&
+				    memcmp(e->str, mine, mlen) == 0)
+					release_add(b, keys->element[i]->str,
+					    keys->element[i]->len, e->str,
+					    e->len);
+			}
+			freeReplyObject(v);
 		}
 		freeReplyObject(r);
 	} while (strcmp(cursor, "0") != 0);
-	return n;
+	return release_end(b);
 }

@@ -42,10 +42,17 @@
 	"string.sub(v, 1, #ARGV[3]) == ARGV[3] then " \
 	"redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end " \
 	"return 0"
-/* Delete KEYS[1] only when it still holds ARGV[1]. */
+/* Delete each KEYS[i] only when it still holds ARGV[i].  Returns the
+ * number deleted (a worker's logout sends one key). */
 #define CLUSTER_LUA_RELEASE \
-	"if redis.call('GET', KEYS[1]) == ARGV[1] then " \
-	"return redis.call('DEL', KEYS[1]) end return 0"
+	"local n = 0 " \
+	"for i, k in ipairs(KEYS) do " \
+	"if redis.call('GET', k) == ARGV[i] then " \
+	"n = n + redis.call('DEL', k) end end " \
+	"return n"
+/* Claims deleted by one run of CLUSTER_LUA_RELEASE from the blocking
+ * client (the master's, after a worker died or at start). */
+#define CLUSTER_RELEASE_BATCH 500
 /* Renew every claim KEYS[i] = ARGV[i + 1] for ARGV[1] s unless another
  * node holds it (a missing one is re-created).  Returns the positions
  * i (1-based) of the claims taken by someone else, usually none. */
@@ -104,8 +111,11 @@ int cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
  * so its users need not wait presence_ttl after a restart.  Returns the
  * number deleted, or -1 when Redis cannot be asked. */
 long cluster_release_node(struct cluster *cl);
-/* Delete uid's claim if it is still the one of the session `token` of
- * this node.  0 or -1. */
-int cluster_release(struct cluster *cl, uint32_t uid, uint64_t token);
+/* Delete the claim of uids[i] where it is still the one of the session
+ * tokens[i] of this node, CLUSTER_RELEASE_BATCH claims to a command.
+ * Returns the number deleted, or -1 when Redis could not be asked for
+ * all of them (those not asked expire after presence_ttl). */
+long cluster_release(struct cluster *cl, const uint32_t *uids,
+    const uint64_t *tokens, size_t n);
 
 #endif

@@ -231,41 +231,68 @@ master_alive(const struct master *m)
 	return n;
 }
 
+/* The sessions of a dead worker, to release their claims. */
 struct release_arg {
-	struct master *m;
 	int slot;
 	pid_t pid;
-	size_t n;
+	size_t n, cap;
+	uint32_t *uids;
+	uint64_t *tokens;
 };
 
 static int
-release_one(const struct presence_entry *e, void *arg)
+release_collect(const struct presence_entry *e, void *arg)
 {
 	struct release_arg *ra = arg;
+	size_t cap;
 
 	if (e->slot != ra->slot || e->pid != ra->pid)
 		return 0;
-	if (cluster_release(ra->m->slots[ra->slot].cluster, e->uid,
-	    e->token) == 0)
-		ra->n++;
+	if (ra->n == ra->cap) {
+		cap = ra->cap == 0 ? 1024 : ra->cap * 2;
+		ra->uids = reallocarray(ra->uids, cap, sizeof(*ra->uids));
+		ra->tokens = reallocarray(ra->tokens, cap,
+		    sizeof(*ra->tokens));
+		if (ra->uids == NULL || ra->tokens == NULL)
+			fatalx("%s: out of memory", __func__);
+		ra->cap = cap;
+	}
+	ra->uids[ra->n] = e->uid;
+	ra->tokens[ra->n] = e->token;
+	ra->n++;
 	return 0;
 }
 
-/* Blocking, bounded by redis_timeout: the master has nothing else to do
- * while a worker is being replaced.  The claims are released on the
- * server, and under the names, the worker used: a reload may have
+/* Blocking, bounded by redis_timeout (a few round trips:
+ * CLUSTER_RELEASE_BATCH claims to a command): the master has nothing
+ * else to do while a worker is being replaced.  The claims are released
+ * on the server, and under the names, the worker used: a reload may have
  * changed them since it started. */
 static void
 master_release_claims(struct master *m, int slot, pid_t pid)
 {
-	struct release_arg ra = { m, slot, pid, 0 };
+	struct release_arg ra;
+	long n;
 
 	if (m->slots[slot].cluster == NULL)
 		return;
-	(void)presence_foreach(m->presence, release_one, &ra);
-	if (ra.n > 0)
-		log_info("worker %d: released %zu cluster claim(s)", slot,
-		    ra.n);
+	memset(&ra, 0, sizeof(ra));
+	ra.slot = slot;
+	ra.pid = pid;
+	(void)presence_foreach(m->presence, release_collect, &ra);
+	if (ra.n > 0) {
+		n = cluster_release(m->slots[slot].cluster, ra.uids,
+		    ra.tokens, ra.n);
+		if (n >= 0)
+			log_info("worker %d: released %ld cluster claim(s)",
+			    slot, n);
+		else
+			log_warnx("worker %d: could not release all of its "
+			    "%zu cluster claim(s); the rest expire after "
+			    "presence_ttl", slot, ra.n);
+	}
+	free(ra.uids);
+	free(ra.tokens);
 }
 
 static void

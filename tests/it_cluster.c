@@ -2478,6 +2478,145 @@ START_TEST(test_reload_moves_redis)
 }
 END_TEST
 
+/* --- claims released many at a time ------------------------------------ */
+
+#define BULK		510	/* sessions: more than one release batch (500) */
+
+/* Log in every one of ids on instance MOVER; their connections. */
+static void
+bulk_login(const long long *ids, struct chatc **c)
+{
+	cJSON *ack;
+	int i;
+
+	for (i = 0; i < BULK; i++) {
+		c[i] = xconnect(MOVER);
+		ack = chatc_login(c[i], ids[i], PASSWORD, REQ_MS);
+		ck_assert_msg(ack != NULL && chatc_errno(ack) == 0,
+		    "login %lld on the bulk host: %s", ids[i],
+		    ack != NULL ? jtext(ack) : chatc_error(c[i]));
+		cJSON_Delete(ack);
+	}
+}
+
+/* Claims of ids in the cluster's Redis held by node "bulk". */
+static int
+bulk_claims(const long long *ids)
+{
+	char val[256];
+	int i, n = 0;
+
+	for (i = 0; i < BULK; i++) {
+		ck_assert_int_eq(claim_of(ids[i], val, sizeof(val)), 0);
+		n += strncmp(val, "bulk|", 5) == 0;
+	}
+	return n;
+}
+
+/* Wait (bounded by SETTLE_MS, far below presence_ttl) until none of ids
+ * has a claim. */
+static void
+bulk_released(const long long *ids, const char *after)
+{
+	long long deadline = harness_now_ms() + SETTLE_MS;
+	int n;
+
+	while ((n = bulk_claims(ids)) > 0) {
+		ck_assert_msg(harness_now_ms() < deadline, "%d of %d claims "
+		    "still in Redis %d ms after %s", n, BULK, SETTLE_MS,
+		    after);
+		harness_sleep_ms(POLL_MS);
+	}
+}
+
+/*
+ * Claims are released CLUSTER_RELEASE_BATCH to a Redis command, and
+ * every one of them: BULK sessions (two batches) on a host of one worker
+ * with presence_ttl 60, so only a release can remove them in the time
+ * allowed.  A SIGKILLed worker's, by its master, after Redis lost its
+ * scripts (SCRIPT FLUSH: the batch goes again as EVAL); and the ones a
+ * host SIGKILLed whole left, when it starts again.  Users are made with
+ * SQL, with the password hash of one registered through chatd.
+ */
+START_TEST(test_release_in_batches)
+{
+	static long long ids[BULK];
+	static struct chatc *c[BULK];
+	char sql[1024], *out, *p, *end, name[64], type, res[64];
+	const char *flush[2] = { "SCRIPT", "FLUSH" };
+	size_t outlen = BULK * 24;
+	long long first, num;
+	pid_t w, master;
+	int i;
+
+	begin();
+	ck_assert_msg(harness_start_chatd(&H, MOVER, "[server]\nworkers = 1\n"
+	    "node_id = bulk\n[redis]\npresence_ttl = 60\n") == 0,
+	    "chatd-%d did not start", MOVER);
+	first = register_user("bulk", name, sizeof(name), MOVER);
+	(void)snprintf(sql, sizeof(sql), "INSERT INTO `%s`.users (name, "
+	    "password) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT "
+	    "n + 1 FROM s WHERE n < %d) SELECT CONCAT('%s_', n), (SELECT "
+	    "password FROM `%s`.users WHERE id = %lld) FROM s", H.db_name,
+	    BULK - 1, name, H.db_name, first);
+	ck_assert_int_eq(harness_sql(&H, sql), 0);
+	(void)snprintf(sql, sizeof(sql), "SELECT id FROM `%s`.users WHERE "
+	    "id = %lld OR name LIKE '%s\\_%%' ORDER BY id", H.db_name, first,
+	    name);
+	ck_assert_ptr_nonnull(out = malloc(outlen));
+	ck_assert_int_eq(harness_sql_value(&H, sql, out, outlen), 0);
+	for (i = 0, p = out; i < BULK && *p != '\0'; i++, p = end) {
+		ids[i] = strtoll(p, &end, 10);
+		ck_assert_msg(end != p && ids[i] > 0, "user id \"%.20s\"", p);
+		while (*end == '\n')
+			end++;
+	}
+	free(out);
+	ck_assert_int_eq(i, BULK);
+
+	/* A worker killed: its master releases the claims. */
+	bulk_login(ids, c);
+	ck_assert_int_eq(bulk_claims(ids), BULK);
+	ck_assert_int_eq(redis_cmd(&type, res, sizeof(res), &num, 2, flush),
+	    0);
+	w = mover_worker(0);
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+	bulk_released(ids, "the worker was killed");
+	ck_assert_int_eq(harness_log_count(&H, MOVER, "worker 0: released "
+	    "510 cluster claim(s)"), 1);
+	for (i = 0; i < BULK; i++)
+		harness_close(c[i]);
+	(void)mover_worker(w);
+
+	/* The host killed whole: released when it starts again. */
+	bulk_login(ids, c);
+	ck_assert_int_eq(bulk_claims(ids), BULK);
+	master = H.chatd[MOVER].pid;
+	w = mover_worker(0);
+	(void)kill(master, SIGKILL);
+	(void)kill(w, SIGKILL);
+	{
+		long long deadline = harness_now_ms() + SETTLE_MS;
+
+		while (alive(master) || alive(w)) {
+			ck_assert_msg(harness_now_ms() < deadline, "the bulk "
+			    "host still alive after SIGKILL");
+			harness_sleep_ms(10);
+		}
+	}
+	for (i = 0; i < BULK; i++)
+		harness_close(c[i]);
+	ck_assert_int_eq(bulk_claims(ids), BULK);
+	ck_assert_msg(harness_start_chatd(&H, MOVER, "[server]\nworkers = 1\n"
+	    "node_id = bulk\n[redis]\npresence_ttl = 60\n") == 0,
+	    "chatd-%d did not start again", MOVER);
+	ck_assert_int_eq(bulk_claims(ids), 0);
+	ck_assert_int_eq(harness_log_count(&H, MOVER, "released 510 cluster "
+	    "claim(s) of node bulk left by an earlier run"), 1);
+	ck_assert_int_eq(harness_signal_chatd(&H, MOVER, SIGTERM, 1), 0);
+}
+END_TEST
+
 /* --- fixture --------------------------------------------------------------- */
 
 /* redis_prefix from instance 0's config. */
@@ -2665,6 +2804,7 @@ cluster_suite(void)
 		test_friend_state_after_redis_restart,
 	};
 	const TTest *const moves[] = { test_reload_moves_redis };
+	const TTest *const bulk[] = { test_release_in_batches };
 	Suite *s = suite_create("it_cluster");
 
 	add_tcase(s, "cluster", chat, sizeof(chat) / sizeof(chat[0]));
@@ -2676,6 +2816,7 @@ cluster_suite(void)
 	add_tcase(s, "frozen host", frozen, 1);
 	add_tcase(s, "stale lookups", stale, 1);
 	add_tcase(s, "reload moves redis", moves, 1);
+	add_tcase(s, "claims released in batches", bulk, 1);
 	return s;
 }
 
