@@ -28,6 +28,9 @@
 #define CTL_DEFAULT_SOCKET "/run/chatd/chatd.sock"
 #define CTL_TIMEOUT_MS 5000
 #define CTL_REPLY_MAX (64 * 1024 * 1024)
+/* How long reload waits for the workers: old ones stopping take up to
+ * shutdown_timeout (30 s by default). */
+#define CTL_RELOAD_WAIT_MS 60000
 
 static const char *ctl_socket = CTL_DEFAULT_SOCKET;
 static int ctl_json;
@@ -36,8 +39,9 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	(void)fprintf(stderr,
-	    "usage: chatctl [-j] [-s socket] status | stats | who [-w worker]\n"
-	    "       chatctl [-s socket] kick uid | reload | stop\n"
+	    "usage: chatctl [-j] [-s socket] status | stats | who [-w worker] "
+	    "| reload\n"
+	    "       chatctl [-s socket] kick uid | stop\n"
 	    "       chatctl [-c chatd.conf] db status | init | migrate\n");
 	exit(2);
 }
@@ -125,6 +129,15 @@ ctl_simple(const char *cmd)
 	reply = ctl_call(req);
 	cJSON_Delete(req);
 	return reply;
+}
+
+static long long
+ctl_now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static double
@@ -327,6 +340,77 @@ cmd_kick(int argc, char **argv)
 	return 0;
 }
 
+/* Slots that run a worker with configuration generation gen or later
+ * (the rest are still stopping, starting or applying it). */
+static int
+ctl_workers_at(const cJSON *status, double gen, int *all)
+{
+	const cJSON *w;
+	int n = 0;
+
+	*all = 0;
+	cJSON_ArrayForEach(w, cJSON_GetObjectItem(status, "workers")) {
+		(*all)++;
+		n += cJSON_IsTrue(cJSON_GetObjectItem(w, "running")) &&
+		    num(w, "config_generation") >= gen;
+	}
+	return n;
+}
+
+/*
+ * The master loads the file when asked, so a file that does not load is
+ * this command's error (exit 1, the running configuration stays).  Then
+ * wait, bounded, until every worker runs the new generation: at once
+ * for a reload in place, after the old workers stopped when new ones are
+ * needed.
+ */
+static int
+cmd_reload(int argc, char **argv)
+{
+	struct timespec pause = { 0, 50 * 1000 * 1000 };
+	long long deadline;
+	cJSON *reply, *status;
+	const cJSON *k;
+	double gen;
+	int at, all;
+
+	if (argc != 1)
+		usage();
+	reply = ctl_simple(argv[0]);
+	gen = num(reply, "config_generation");
+	cJSON_ArrayForEach(k, cJSON_GetObjectItem(reply, "restart_needed"))
+		if (cJSON_IsString(k))
+			warnx("%s changed; restart chatd to apply it (the "
+			    "running value stays)", k->valuestring);
+	deadline = ctl_now_ms() + CTL_RELOAD_WAIT_MS;
+	for (;;) {
+		status = ctl_simple("status");
+		at = ctl_workers_at(status, gen, &all);
+		cJSON_Delete(status);
+		if (at == all)
+			break;
+		if (ctl_now_ms() >= deadline) {
+			cJSON_Delete(reply);
+			errx(1, "generation %.0f loaded, but after %d s only %d "
+			    "of %d workers run it (see chatd's log)", gen,
+			    CTL_RELOAD_WAIT_MS / 1000, at, all);
+		}
+		(void)nanosleep(&pause, NULL);
+	}
+	cJSON_AddNumberToObject(reply, "workers", all);
+	if (ctl_json)
+		return print_json(reply);
+	if (strcmp(str(reply, "applied"), "new workers") == 0)
+		(void)printf("reload complete: configuration generation %.0f, "
+		    "%d new workers (%s changed)\n", gen, all,
+		    str(reply, "new_workers_for"));
+	else
+		(void)printf("reload complete: configuration generation %.0f, "
+		    "%s, %d workers\n", gen, str(reply, "applied"), all);
+	cJSON_Delete(reply);
+	return 0;
+}
+
 static int
 cmd_signal(int argc, char **argv)
 {
@@ -345,7 +429,7 @@ static const struct ctl_cmd {
 	{ "stats", cmd_stats },
 	{ "who", cmd_who },
 	{ "kick", cmd_kick },
-	{ "reload", cmd_signal },
+	{ "reload", cmd_reload },
 	{ "stop", cmd_signal },
 	{ "db", ctl_db },
 };

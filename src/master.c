@@ -373,54 +373,74 @@ master_log_level(const struct master *m)
 	return m->debug ? LOG_LEVEL_DEBUG : log_level_parse(m->conf->log_level);
 }
 
+/* What conf_compare reports on a reload: the first key that needs new
+ * workers, and (for chatctl) the keys that need a restart. */
+struct reload_notes {
+	const char *why;
+	cJSON *restart;		/* NULL on SIGHUP */
+};
+
 /* conf_compare's report on a reload: a warning for each key that needs
- * a restart; the first key that needs new workers in *arg. */
+ * a restart. */
 static void
 reload_note(const char *key, enum conf_reload how, void *arg)
 {
-	const char **why = arg;
+	struct reload_notes *rn = arg;
 
-	if (how == CONF_RESTART)
+	if (how == CONF_RESTART) {
 		log_warnx("reload: %s changed; restart chatd to apply it",
 		    key);
-	else if (how == CONF_WORKERS && *why == NULL)
-		*why = key;
+		if (rn->restart != NULL)
+			cJSON_AddItemToArray(rn->restart,
+			    cJSON_CreateString(key));
+	} else if (how == CONF_WORKERS && rn->why == NULL)
+		rn->why = key;
+}
+
+/* The file as the next configuration: the running values of the keys
+ * that need a restart, and the rules between keys checked on that. */
+static int
+reload_parse(const struct master *m, struct conf *next,
+    struct reload_notes *rn, char *err, size_t errlen)
+{
+	conf_defaults(next);
+	if (conf_load(next, m->conf_path, err, errlen) == -1)
+		return -1;
+	(void)conf_compare(m->conf, next, reload_note, rn);
+	(void)conf_copy_keys(next, m->conf, CONF_RESTART);
+	return conf_finish(next, err, errlen);
 }
 
 /*
- * SIGHUP: parse the file into a scratch copy; only a complete parse
- * replaces the running config.  Keys that shape the shared segment, the
- * sockets or the inboxes need a restart and keep their old values.  When
- * only live keys changed (conf.c says which), the running workers take
- * the new configuration from the share and keep their connections;
- * otherwise every worker is replaced.  Either way the reload is complete
- * once every slot runs a worker that applied the new generation.
+ * SIGHUP, or chatctl reload (reply: what it did; the error is returned
+ * to chatctl too): parse the file into a scratch copy; only a complete
+ * parse replaces the running config.  Keys that shape the shared
+ * segment, the sockets or the inboxes need a restart and keep their old
+ * values.  When only live keys changed (conf.c says which), the running
+ * workers take the new configuration from the share and keep their
+ * connections; otherwise every worker is replaced.  Either way the
+ * reload is complete once every slot runs a worker that applied the new
+ * generation.
  */
-static void
-master_reload(struct master *m)
+static const char *
+master_reload(struct master *m, cJSON *reply)
 {
+	static char failed[600];
+	struct reload_notes rn = { NULL, NULL };
 	struct cluster *old;
-	const char *why = NULL;
 	struct conf next;
 	char err[512];
 	int i, how, level;
 
 	(void)sd_notify(0, "RELOADING=1");
-	conf_defaults(&next);
-	if (conf_load(&next, m->conf_path, err, sizeof(err)) == -1) {
-		log_warnx("reload failed, keeping the running "
-		    "configuration: %s", err);
+	rn.restart = cJSON_CreateArray();
+	if (reload_parse(m, &next, &rn, err, sizeof(err)) == -1) {
+		cJSON_Delete(rn.restart);
+		(void)snprintf(failed, sizeof(failed), "reload failed, "
+		    "keeping the running configuration: %s", err);
+		log_warnx("%s", failed);
 		(void)sd_notify(0, "READY=1");
-		return;
-	}
-	(void)conf_compare(m->conf, &next, reload_note, &why);
-	(void)conf_copy_keys(&next, m->conf, CONF_RESTART);
-	/* The rules between keys must hold for what will actually run. */
-	if (conf_finish(&next, err, sizeof(err)) == -1) {
-		log_warnx("reload failed, keeping the running "
-		    "configuration: %s", err);
-		(void)sd_notify(0, "READY=1");
-		return;
+		return failed;
 	}
 	how = conf_compare(m->conf, &next, NULL, NULL);
 	if (!cluster_conf_same(m->conf, &next)) {
@@ -435,9 +455,21 @@ master_reload(struct master *m)
 	log_setlevel(level);
 	m->conf_gen = conf_share_publish(m->share, m->conf, level);
 	m->reloading = 1;
+	if (reply != NULL) {
+		cJSON_AddNumberToObject(reply, "config_generation",
+		    (double)m->conf_gen);
+		cJSON_AddStringToObject(reply, "applied",
+		    how == CONF_WORKERS ? "new workers" :
+		    how == CONF_LIVE ? "in place" : "no value changed");
+		if (rn.why != NULL)
+			cJSON_AddStringToObject(reply, "new_workers_for",
+			    rn.why);
+		cJSON_AddItemToObject(reply, "restart_needed", rn.restart);
+	} else
+		cJSON_Delete(rn.restart);
 	if (how == CONF_WORKERS) {
 		log_info("configuration reloaded from %s; %s changed, "
-		    "replacing workers", m->conf_path, why);
+		    "replacing workers", m->conf_path, rn.why);
 		for (i = 0; i < m->nslots; i++) {
 			if (m->slots[i].pid != 0) {
 				m->slots[i].replacing = 1;
@@ -445,7 +477,7 @@ master_reload(struct master *m)
 			} else
 				m->slots[i].next_start = 0;
 		}
-		return;
+		return NULL;
 	}
 	log_info("configuration reloaded from %s; %s", m->conf_path,
 	    how == CONF_LIVE ? "workers apply it in place" :
@@ -453,6 +485,7 @@ master_reload(struct master *m)
 	for (i = 0; i < m->nslots; i++)
 		if (m->slots[i].pid != 0 && !m->slots[i].replacing)
 			(void)kill(m->slots[i].pid, SIGHUP);
+	return NULL;
 }
 
 /* Every slot runs a worker (not one stopping for a reload) that applied
@@ -654,8 +687,11 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 		return NULL;
 	}
 	if (strcmp(cmd, "reload") == 0) {
-		sig_hup = 1;
-		return NULL;
+		/* At once, so chatctl hears whether the file loaded; it
+		 * then watches the workers' generations in status. */
+		if (m->stopping)
+			return "chatd is stopping";
+		return master_reload(m, reply);
 	}
 	if (strcmp(cmd, "stop") == 0) {
 		sig_term = 1;
@@ -863,7 +899,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		if (sig_hup) {
 			sig_hup = 0;
 			if (!m.stopping)
-				master_reload(&m);
+				(void)master_reload(&m, NULL);
 		}
 		if (sig_alrm) {
 			sig_alrm = 0;

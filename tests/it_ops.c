@@ -9,7 +9,10 @@
  * by its exit status and what it prints: status, stats and who (as tables
  * and with -j), kick (the kicked client sees EOF and may log in again),
  * reload (nothing changed: the same workers, a client logged in before
- * still served), stop (chatd exits 0),
+ * still served, and chatctl returns once every worker runs the new
+ * generation; a file that does not load is chatctl's error and changes
+ * nothing; a key that needs a restart is named and keeps its value),
+ * stop (chatd exits 0),
  * the exit status 3 when nothing answers on the socket, the refusal of
  * kick, reload and stop to a caller who is neither root nor chatd's user
  * (run as "nobody", only when the suite runs as root), and db status,
@@ -328,6 +331,19 @@ jnum(const cJSON *o, const char *k)
 		ck_abort_msg("\"%s\" is not a number in %s", k, s);
 	}
 	return v->valuedouble;
+}
+
+static const char *
+jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	char *s;
+
+	if (!cJSON_IsString(v)) {
+		s = cJSON_PrintUnformatted(o);
+		ck_abort_msg("\"%s\" is not a string in %s", k, s);
+	}
+	return v->valuestring;
 }
 
 /* The sum of counter k over every worker of a stats reply. */
@@ -861,6 +877,7 @@ START_TEST(test_reload)
 	struct user u, v;
 	struct run r;
 	cJSON *o, *w;
+	char want[160];
 	int n, m, i, j, gen;
 
 	user_register(&u, 0, "reload");
@@ -873,8 +890,16 @@ START_TEST(test_reload)
 
 	ctl(&r, "-s", sock0, "reload", NULL);
 	ASSERT_STATUS(&r, 0, "reload");
-	ck_assert_msg(strstr(r.out, "reload requested") != NULL, "%s", r.out);
+	xfmt(want, sizeof(want), "reload complete: configuration generation "
+	    "%d, no value changed, %d workers\n", gen + 1, NWORKERS);
+	ck_assert_msg(strcmp(r.out, want) == 0, "%s", r.out);
 	run_free(&r);
+	/* chatctl returned once every worker runs the new generation. */
+	o = ctl_json("status", NULL);
+	ck_assert_int_eq((int)jnum(o, "config_generation"), gen + 1);
+	cJSON_ArrayForEach(w, cJSON_GetObjectItem(o, "workers"))
+		ck_assert_int_eq((int)jnum(w, "config_generation"), gen + 1);
+	cJSON_Delete(o);
 
 	deadline = harness_now_ms() + T_RELOAD;
 	while (!harness_log_contains(&H, 0, "reload complete")) {
@@ -1155,6 +1180,103 @@ write_file(const char *path, const char *text, mode_t mode)
 	ck_assert(fclose(fp) == 0);
 }
 
+/* chatd-0's configuration generation and its workers' pids, sorted. */
+static int
+reload_state(pid_t *pids)
+{
+	cJSON *o;
+	int gen, n;
+
+	o = ctl_json("status", NULL);
+	gen = (int)jnum(o, "config_generation");
+	cJSON_Delete(o);
+	n = harness_chatd_workers(&H, 0, pids, NWORKERS + 2);
+	ck_assert_int_eq(n, NWORKERS);
+	if (pids[0] > pids[1]) {
+		pid_t t = pids[0];
+
+		pids[0] = pids[1];
+		pids[1] = t;
+	}
+	return gen;
+}
+
+/*
+ * chatctl reload of a file that does not load fails itself (exit 1, the
+ * parser's message with the file and line), and nothing changes: the
+ * generation, the workers.  The file is put back before the test ends.
+ */
+START_TEST(test_reload_bad_file)
+{
+	const char *conf = H.chatd[0].conf_path;
+	pid_t before[NWORKERS + 2], after[NWORKERS + 2];
+	char *orig, *bad;
+	struct run r;
+	int gen;
+
+	gen = reload_state(before);
+	orig = slurp(conf);
+	ck_assert_ptr_nonnull(bad = malloc(strlen(orig) + 64));
+	(void)strcpy(bad, orig);
+	(void)strcat(bad, "\n[server]\nworkers = lots\n");
+	write_file(conf, bad, 0600);
+	free(bad);
+	ctl(&r, "-s", sock0, "reload", NULL);
+	write_file(conf, orig, 0600);
+	free(orig);
+	ASSERT_STATUS(&r, 1, "reload of a broken file");
+	ck_assert_msg(strstr(r.err, "reload failed, keeping the running "
+	    "configuration") != NULL && strstr(r.err, conf) != NULL &&
+	    strstr(r.err, "workers") != NULL, "%s", r.err);
+	ck_assert_msg(strstr(r.out, "reload complete") == NULL, "%s", r.out);
+	run_free(&r);
+	ck_assert_int_eq(reload_state(after), gen);
+	ck_assert_msg(after[0] == before[0] && after[1] == before[1],
+	    "workers replaced by a reload that failed");
+}
+END_TEST
+
+/*
+ * A key that needs a restart (listen) is named on chatctl's stderr and
+ * keeps its running value; the rest of the reload goes through, in
+ * place, and chatctl still says so.
+ */
+START_TEST(test_reload_restart_key)
+{
+	const char *conf = H.chatd[0].conf_path;
+	pid_t before[NWORKERS + 2], after[NWORKERS + 2];
+	char *orig, *more, want[160];
+	struct run r;
+	cJSON *o;
+	int gen;
+
+	gen = reload_state(before);
+	orig = slurp(conf);
+	ck_assert_ptr_nonnull(more = malloc(strlen(orig) + 64));
+	(void)strcpy(more, orig);
+	(void)strcat(more, "\n[server]\nlisten = 127.0.0.1:1\n");
+	write_file(conf, more, 0600);
+	free(more);
+	ctl(&r, "-s", sock0, "reload", NULL);
+	write_file(conf, orig, 0600);
+	free(orig);
+	ASSERT_STATUS(&r, 0, "reload with listen changed");
+	ck_assert_msg(strstr(r.err, "listen changed; restart chatd to apply "
+	    "it") != NULL, "%s", r.err);
+	xfmt(want, sizeof(want), "reload complete: configuration generation "
+	    "%d, no value changed, %d workers\n", gen + 1, NWORKERS);
+	ck_assert_msg(strcmp(r.out, want) == 0, "%s", r.out);
+	run_free(&r);
+	o = ctl_json("status", NULL);
+	ck_assert_msg(strcmp(jstr(o, "listen"), "127.0.0.1:1") != 0,
+	    "listen became %s without a restart", jstr(o, "listen"));
+	cJSON_Delete(o);
+	ck_assert_int_eq(reload_state(after), gen + 1);
+	ck_assert_msg(after[0] == before[0] && after[1] == before[1],
+	    "workers replaced for a key that needs a restart");
+}
+END_TEST
+
 START_TEST(test_systemd_verify)
 {
 	char prog[PATH_MAX], man[PATH_MAX], dir[PATH_MAX], unit[PATH_MAX];
@@ -1386,6 +1508,8 @@ ops_suite(void)
 
 	/* Last: it replaces chatd-0's workers. */
 	tc = tcase_new(s, "reload", 1);
+	tcase_add_test(tc, test_reload_bad_file);
+	tcase_add_test(tc, test_reload_restart_key);
 	tcase_add_test(tc, test_reload);
 	return s;
 }
