@@ -28,8 +28,8 @@
 #define CTL_DEFAULT_SOCKET "/run/chatd/chatd.sock"
 #define CTL_TIMEOUT_MS 5000
 #define CTL_REPLY_MAX (64 * 1024 * 1024)
-/* How long reload waits for the workers: old ones stopping take up to
- * shutdown_timeout (30 s by default). */
+/* How long reload waits at least for the workers; longer when old ones
+ * may take longer to stop (shutdown_timeout + 10 s). */
 #define CTL_RELOAD_WAIT_MS 60000
 
 static const char *ctl_socket = CTL_DEFAULT_SOCKET;
@@ -372,17 +372,21 @@ cmd_reload(int argc, char **argv)
 	cJSON *reply, *status;
 	const cJSON *k;
 	double gen;
+	long long wait_ms;
 	int at, all;
 
 	if (argc != 1)
 		usage();
 	reply = ctl_simple(argv[0]);
 	gen = num(reply, "config_generation");
+	wait_ms = (long long)(num(reply, "shutdown_timeout") + 10) * 1000;
+	if (wait_ms < CTL_RELOAD_WAIT_MS)
+		wait_ms = CTL_RELOAD_WAIT_MS;
 	cJSON_ArrayForEach(k, cJSON_GetObjectItem(reply, "restart_needed"))
 		if (cJSON_IsString(k))
 			warnx("%s changed; restart chatd to apply it (the "
 			    "running value stays)", k->valuestring);
-	deadline = ctl_now_ms() + CTL_RELOAD_WAIT_MS;
+	deadline = ctl_now_ms() + wait_ms;
 	for (;;) {
 		status = ctl_simple("status");
 		at = ctl_workers_at(status, gen, &all);
@@ -391,9 +395,9 @@ cmd_reload(int argc, char **argv)
 			break;
 		if (ctl_now_ms() >= deadline) {
 			cJSON_Delete(reply);
-			errx(1, "generation %.0f loaded, but after %d s only %d "
-			    "of %d workers run it (see chatd's log)", gen,
-			    CTL_RELOAD_WAIT_MS / 1000, at, all);
+			errx(1, "generation %.0f loaded, but after %lld s only "
+			    "%d of %d workers run it (see chatd's log)", gen,
+			    wait_ms / 1000, at, all);
 		}
 		(void)nanosleep(&pause, NULL);
 	}

@@ -377,7 +377,7 @@ master_log_level(const struct master *m)
  * workers, and (for chatctl) the keys that need a restart. */
 struct reload_notes {
 	const char *why;
-	cJSON *restart;		/* NULL on SIGHUP */
+	cJSON *restart;		/* NULL on SIGHUP (no one to tell) */
 };
 
 /* conf_compare's report on a reload: a warning for each key that needs
@@ -433,7 +433,8 @@ master_reload(struct master *m, cJSON *reply)
 	int i, how, level;
 
 	(void)sd_notify(0, "RELOADING=1");
-	rn.restart = cJSON_CreateArray();
+	if (reply != NULL)
+		rn.restart = cJSON_CreateArray();
 	if (reload_parse(m, &next, &rn, err, sizeof(err)) == -1) {
 		cJSON_Delete(rn.restart);
 		(void)snprintf(failed, sizeof(failed), "reload failed, "
@@ -465,8 +466,10 @@ master_reload(struct master *m, cJSON *reply)
 			cJSON_AddStringToObject(reply, "new_workers_for",
 			    rn.why);
 		cJSON_AddItemToObject(reply, "restart_needed", rn.restart);
-	} else
-		cJSON_Delete(rn.restart);
+		/* How long old workers may take to stop. */
+		cJSON_AddNumberToObject(reply, "shutdown_timeout",
+		    m->conf->shutdown_timeout);
+	}
 	if (how == CONF_WORKERS) {
 		log_info("configuration reloaded from %s; %s changed, "
 		    "replacing workers", m->conf_path, rn.why);

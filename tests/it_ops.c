@@ -10,7 +10,8 @@
  * and with -j), kick (the kicked client sees EOF and may log in again),
  * reload (nothing changed: the same workers, a client logged in before
  * still served, and chatctl returns once every worker runs the new
- * generation; a file that does not load is chatctl's error and changes
+ * generation, also when new workers are needed, and not while a worker
+ * is stopped; a file that does not load is chatctl's error and changes
  * nothing; a key that needs a restart is named and keeps its value),
  * stop (chatd exits 0),
  * the exit status 3 when nothing answers on the socket, the refusal of
@@ -931,6 +932,17 @@ START_TEST(test_reload)
 	ctl(&r, "-s", sock0, "status", NULL);
 	ASSERT_STATUS(&r, 0, "status after reload");
 	run_free(&r);
+
+	/* The same with -j: what the reload did, as JSON. */
+	o = ctl_json("reload", NULL);
+	ck_assert_int_eq((int)jnum(o, "config_generation"), gen + 2);
+	ck_assert_str_eq(jstr(o, "applied"), "no value changed");
+	ck_assert_int_eq((int)jnum(o, "workers"), NWORKERS);
+	ck_assert((int)jnum(o, "shutdown_timeout") >= 1);
+	w = cJSON_GetObjectItem(o, "restart_needed");
+	ck_assert(cJSON_IsArray(w) && cJSON_GetArraySize(w) == 0);
+	ck_assert_ptr_null(cJSON_GetObjectItem(o, "new_workers_for"));
+	cJSON_Delete(o);
 	chatc_close(u.c);
 	chatc_close(v.c);
 }
@@ -1180,16 +1192,26 @@ write_file(const char *path, const char *text, mode_t mode)
 	ck_assert(fclose(fp) == 0);
 }
 
-/* chatd-0's configuration generation and its workers' pids, sorted. */
+/* chatd-0's configuration generation. */
 static int
-reload_state(pid_t *pids)
+reload_state_gen(void)
 {
 	cJSON *o;
-	int gen, n;
+	int gen;
 
 	o = ctl_json("status", NULL);
 	gen = (int)jnum(o, "config_generation");
 	cJSON_Delete(o);
+	return gen;
+}
+
+/* chatd-0's configuration generation and its workers' pids, sorted. */
+static int
+reload_state(pid_t *pids)
+{
+	int gen, n;
+
+	gen = reload_state_gen();
 	n = harness_chatd_workers(&H, 0, pids, NWORKERS + 2);
 	ck_assert_int_eq(n, NWORKERS);
 	if (pids[0] > pids[1]) {
@@ -1233,6 +1255,91 @@ START_TEST(test_reload_bad_file)
 	ck_assert_int_eq(reload_state(after), gen);
 	ck_assert_msg(after[0] == before[0] && after[1] == before[1],
 	    "workers replaced by a reload that failed");
+}
+END_TEST
+
+/*
+ * chatctl reload returns only once every worker runs the new generation:
+ * with one worker stopped (SIGSTOP), it cannot apply the reload, and
+ * chatctl is still waiting half a second later; once the worker goes on
+ * (SIGCONT), chatctl says the reload is complete.
+ */
+START_TEST(test_reload_waits_for_workers)
+{
+	pid_t w[NWORKERS + 2], child, done;
+	long long deadline;
+	struct run r;
+	int gen, st = 0, waited;
+
+	gen = reload_state(w);
+	ck_assert_int_eq(kill(w[0], SIGSTOP), 0);
+	if ((child = fork()) == 0) {
+		ctl(&r, "-s", sock0, "reload", NULL);
+		_exit(r.status == 0 &&
+		    strstr(r.out, "reload complete") != NULL ? 0 : 1);
+	}
+	if (child == -1)
+		(void)kill(w[0], SIGCONT);
+	ck_assert(child > 0);
+	/* The master reloads while the worker is stopped: wait for the
+	 * generation, then give chatctl the time it would need to return. */
+	deadline = harness_now_ms() + T_RELOAD;
+	while (reload_state_gen() != gen + 1 && harness_now_ms() < deadline)
+		harness_sleep_ms(POLL_MS);
+	harness_sleep_ms(500);
+	waited = waitpid(child, &st, WNOHANG) == 0;
+	(void)kill(w[0], SIGCONT);
+	ck_assert_msg(waited, "chatctl reload returned while worker %ld was "
+	    "stopped (exit status 0x%x)", (long)w[0], st);
+	deadline = harness_now_ms() + T_RELOAD;
+	while ((done = waitpid(child, &st, WNOHANG)) == 0 &&
+	    harness_now_ms() < deadline)
+		harness_sleep_ms(POLL_MS);
+	ck_assert_msg(done == child && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == 0, "chatctl reload after SIGCONT: status 0x%x",
+	    st);
+	ck_assert_int_eq(reload_state(w), gen + 1);
+}
+END_TEST
+
+/*
+ * A key that needs new workers (job_threads): chatctl returns once the
+ * old workers have stopped and new ones run the new generation, and
+ * says so; putting the file back is the same again.
+ */
+START_TEST(test_reload_new_workers)
+{
+	const char *conf = H.chatd[0].conf_path;
+	pid_t before[NWORKERS + 2], after[NWORKERS + 2];
+	char *orig, *more, want[160];
+	struct run r;
+	int gen, round, i, j;
+
+	gen = reload_state(before);
+	orig = slurp(conf);
+	ck_assert_ptr_nonnull(more = malloc(strlen(orig) + 64));
+	(void)strcpy(more, orig);
+	(void)strcat(more, "\n[server]\njob_threads = 3\n");
+	for (round = 1; round <= 2; round++) {
+		write_file(conf, round == 1 ? more : orig, 0600);
+		ctl(&r, "-s", sock0, "reload", NULL);
+		ASSERT_STATUS(&r, 0, "reload with job_threads changed");
+		xfmt(want, sizeof(want), "reload complete: configuration "
+		    "generation %d, %d new workers (job_threads changed)\n",
+		    gen + round, NWORKERS);
+		ck_assert_msg(strcmp(r.out, want) == 0, "round %d: %s", round,
+		    r.out);
+		run_free(&r);
+		ck_assert_int_eq(reload_state(after), gen + round);
+		for (i = 0; i < NWORKERS; i++)
+			for (j = 0; j < NWORKERS; j++)
+				ck_assert_msg(after[i] != before[j], "round %d: "
+				    "worker %ld still runs after chatctl "
+				    "reload returned", round, (long)after[i]);
+		memcpy(before, after, sizeof(before));
+	}
+	free(more);
+	free(orig);
 }
 END_TEST
 
@@ -1510,6 +1617,8 @@ ops_suite(void)
 	tc = tcase_new(s, "reload", 1);
 	tcase_add_test(tc, test_reload_bad_file);
 	tcase_add_test(tc, test_reload_restart_key);
+	tcase_add_test(tc, test_reload_new_workers);
+	tcase_add_test(tc, test_reload_waits_for_workers);
 	tcase_add_test(tc, test_reload);
 	return s;
 }
