@@ -1223,6 +1223,26 @@ reload_state(pid_t *pids)
 	return gen;
 }
 
+/* chatctl reload with `extra` appended to chatd-0's file, which is put
+ * back as it was before this returns. */
+static void
+reload_with(struct run *r, const char *extra)
+{
+	const char *conf = H.chatd[0].conf_path;
+	char *orig, *more;
+
+	orig = slurp(conf);
+	ck_assert_ptr_nonnull(more = malloc(strlen(orig) + strlen(extra) +
+	    1));
+	(void)strcpy(more, orig);
+	(void)strcat(more, extra);
+	write_file(conf, more, 0600);
+	free(more);
+	ctl(r, "-s", sock0, "reload", NULL);
+	write_file(conf, orig, 0600);
+	free(orig);
+}
+
 /*
  * chatctl reload of a file that does not load fails itself (exit 1, the
  * parser's message with the file and line), and nothing changes: the
@@ -1232,20 +1252,11 @@ START_TEST(test_reload_bad_file)
 {
 	const char *conf = H.chatd[0].conf_path;
 	pid_t before[NWORKERS + 2], after[NWORKERS + 2];
-	char *orig, *bad;
 	struct run r;
 	int gen;
 
 	gen = reload_state(before);
-	orig = slurp(conf);
-	ck_assert_ptr_nonnull(bad = malloc(strlen(orig) + 64));
-	(void)strcpy(bad, orig);
-	(void)strcat(bad, "\n[server]\nworkers = lots\n");
-	write_file(conf, bad, 0600);
-	free(bad);
-	ctl(&r, "-s", sock0, "reload", NULL);
-	write_file(conf, orig, 0600);
-	free(orig);
+	reload_with(&r, "\n[server]\nworkers = lots\n");
 	ASSERT_STATUS(&r, 1, "reload of a broken file");
 	ck_assert_msg(strstr(r.err, "reload failed, keeping the running "
 	    "configuration") != NULL && strstr(r.err, conf) != NULL &&
@@ -1309,20 +1320,16 @@ END_TEST
  */
 START_TEST(test_reload_new_workers)
 {
-	const char *conf = H.chatd[0].conf_path;
 	pid_t before[NWORKERS + 2], after[NWORKERS + 2];
-	char *orig, *more, want[160];
+	char want[160];
 	struct run r;
 	int gen, round, i, j;
 
 	gen = reload_state(before);
-	orig = slurp(conf);
-	ck_assert_ptr_nonnull(more = malloc(strlen(orig) + 64));
-	(void)strcpy(more, orig);
-	(void)strcat(more, "\n[server]\njob_threads = 3\n");
 	for (round = 1; round <= 2; round++) {
-		write_file(conf, round == 1 ? more : orig, 0600);
-		ctl(&r, "-s", sock0, "reload", NULL);
+		/* job_threads = 3, then the file as it was. */
+		reload_with(&r, round == 1 ? "\n[server]\njob_threads = 3\n" :
+		    "");
 		ASSERT_STATUS(&r, 0, "reload with job_threads changed");
 		xfmt(want, sizeof(want), "reload complete: configuration "
 		    "generation %d, %d new workers (job_threads changed)\n",
@@ -1338,8 +1345,6 @@ START_TEST(test_reload_new_workers)
 				    "reload returned", round, (long)after[i]);
 		memcpy(before, after, sizeof(before));
 	}
-	free(more);
-	free(orig);
 }
 END_TEST
 
@@ -1350,23 +1355,14 @@ END_TEST
  */
 START_TEST(test_reload_restart_key)
 {
-	const char *conf = H.chatd[0].conf_path;
 	pid_t before[NWORKERS + 2], after[NWORKERS + 2];
-	char *orig, *more, want[160];
+	char want[160];
 	struct run r;
 	cJSON *o;
 	int gen;
 
 	gen = reload_state(before);
-	orig = slurp(conf);
-	ck_assert_ptr_nonnull(more = malloc(strlen(orig) + 64));
-	(void)strcpy(more, orig);
-	(void)strcat(more, "\n[server]\nlisten = 127.0.0.1:1\n");
-	write_file(conf, more, 0600);
-	free(more);
-	ctl(&r, "-s", sock0, "reload", NULL);
-	write_file(conf, orig, 0600);
-	free(orig);
+	reload_with(&r, "\n[server]\nlisten = 127.0.0.1:1\n");
 	ASSERT_STATUS(&r, 0, "reload with listen changed");
 	ck_assert_msg(strstr(r.err, "listen changed; restart chatd to apply "
 	    "it") != NULL, "%s", r.err);
