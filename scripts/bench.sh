@@ -425,21 +425,23 @@ step_idle() {
 	w=$((idle / 17000 + 1))
 	cap=$((idle + idle / 4 + 1024))
 	say "$idle idle logged-in connections on $w chatd workers"
-	write_conf bench "$port" "$w" "max_connections = 19000" \
+	# A file of its own: bench.conf stays the 2-worker one, for runs
+	# by hand after the set.
+	write_conf idle "$port" "$w" "max_connections = 19000" \
 	    "presence_capacity = $cap" "job_queue_max = 100000"
-	start_chatd bench
+	start_chatd idle
 	# Memory per connection is measured from a chatd that never held
 	# any: a repeated try starts a new one.
-	rehook=restart_bench_chatd
+	rehook=restart_idle_chatd
 	run "chatd: $idle idle connections" -t "127.0.0.1:$port" -U "$ufile" \
 	    -n "$idle" -d "$dur" -C 64 -p @PIDS@ idle || true
 	rehook=""
 	stop_chatd
 }
 
-restart_bench_chatd() {
+restart_idle_chatd() {
 	stop_chatd
-	start_chatd bench
+	start_chatd idle
 }
 
 step_crosshost() {
