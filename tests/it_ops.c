@@ -1400,9 +1400,14 @@ START_TEST(test_systemd_verify)
 	text = slurp(TOP_SRCDIR "/etc/chatd.service");
 	ck_assert_msg(strstr(text, "ExecStart=/usr/sbin/chatd ") != NULL,
 	    "etc/chatd.service: no ExecStart=/usr/sbin/chatd");
+	ck_assert_msg(strstr(text, "ExecReload=/usr/sbin/chatctl reload\n") !=
+	    NULL, "etc/chatd.service: no ExecReload=/usr/sbin/chatctl reload");
 	fixed = replace_all(text, "/usr/sbin/chatd", TOP_BUILDDIR "/chatd");
+	free(text);
+	text = replace_all(fixed, "/usr/sbin/chatctl", TOP_BUILDDIR
+	    "/chatctl");
 	xfmt(unit, sizeof(unit), "%s/chatd.service", dir);
-	write_file(unit, fixed, 0644);
+	write_file(unit, text, 0644);
 	free(text);
 	free(fixed);
 	/* Its Documentation= pages must exist: a man tree of ours. */
@@ -1516,6 +1521,10 @@ START_TEST(test_install)
 		text = slurp(path);
 		xfmt(want, sizeof(want), "ExecStart=%s/chatd -c %s\n",
 		    INST_SBINDIR, conf);
+		ck_assert_msg(strstr(text, want) != NULL, "%s has no %s", path,
+		    want);
+		xfmt(want, sizeof(want), "ExecReload=%s/chatctl reload\n",
+		    INST_SBINDIR);
 		ck_assert_msg(strstr(text, want) != NULL, "%s has no %s", path,
 		    want);
 		ck_assert(strstr(text, "Type=notify") != NULL);
