@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "chatctl.h"
+#include "conf.h"
 
 #define CTL_DEFAULT_SOCKET "/run/chatd/chatd.sock"
 #define CTL_TIMEOUT_MS 5000
@@ -32,18 +33,45 @@
  * may take longer to stop (shutdown_timeout + 10 s). */
 #define CTL_RELOAD_WAIT_MS 60000
 
-static const char *ctl_socket = CTL_DEFAULT_SOCKET;
+static const char *ctl_socket;	/* -s, else ctl_socket_find() */
 static int ctl_json;
 
 static void __attribute__((noreturn))
 usage(void)
 {
 	(void)fprintf(stderr,
-	    "usage: chatctl [-j] [-s socket] status | stats | who [-w worker] "
-	    "| reload\n"
-	    "       chatctl [-s socket] kick uid | stop\n"
+	    "usage: chatctl [-j] [-c chatd.conf | -s socket] status | stats |\n"
+	    "           who [-w worker] | reload\n"
+	    "       chatctl [-c chatd.conf | -s socket] kick uid | stop\n"
 	    "       chatctl [-c chatd.conf] db status | init | migrate\n");
 	exit(2);
+}
+
+/*
+ * Without -s: the control_socket of the configuration file (-c, or the
+ * installed one) when that file loads, so chatctl finds a socket chatd
+ * was told to put elsewhere; the default when it does not (not there,
+ * not readable by this user, or not valid: a reload must still reach
+ * chatd to say what is wrong with it).
+ */
+static void
+ctl_socket_find(void)
+{
+	static char path[CONF_STR_MAX];
+	struct conf c;
+	char errbuf[512];
+
+	if (ctl_socket != NULL)
+		return;
+	ctl_socket = CTL_DEFAULT_SOCKET;
+	conf_defaults(&c);
+	if (conf_load(&c, ctl_db_conf, errbuf, sizeof(errbuf)) == -1)
+		return;
+	if (c.control_socket[0] == '\0')
+		errx(3, "chatd's control socket is off (control_socket is "
+		    "empty in %s)", ctl_db_conf);
+	(void)snprintf(path, sizeof(path), "%s", c.control_socket);
+	ctl_socket = path;
 }
 
 /* Send {"version":1,"cmd":...} plus args and return the reply object. */
@@ -58,6 +86,7 @@ ctl_call(cJSON *req)
 	cJSON *reply;
 	int fd;
 
+	ctl_socket_find();
 	cJSON_AddNumberToObject(req, "version", 1);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;

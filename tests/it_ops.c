@@ -1192,6 +1192,44 @@ write_file(const char *path, const char *text, mode_t mode)
 	ck_assert(fclose(fp) == 0);
 }
 
+/*
+ * Without -s, chatctl uses the control_socket of the configuration file
+ * (-c) when the file loads: chatd-0's file finds chatd-0.  A file that
+ * turns the socket off is a clear exit 3; a file that is not there
+ * leaves the default path.
+ */
+START_TEST(test_socket_from_conf)
+{
+	char path[PATH_MAX], *text, *off;
+	struct run r;
+
+	ctl(&r, "-c", H.chatd[0].conf_path, "status", NULL);
+	ASSERT_STATUS(&r, 0, "status with -c and no -s");
+	ck_assert_msg(strstr(r.out, "node " NODE_ID ",") != NULL, "%s", r.out);
+	run_free(&r);
+
+	text = slurp(H.chatd[0].conf_path);
+	off = replace_all(text, "control_socket = ", "control_socket =\n#");
+	free(text);
+	xfmt(path, sizeof(path), "%s/off-%ld.conf", H.dir, (long)getpid());
+	write_file(path, off, 0600);
+	free(off);
+	ctl(&r, "-c", path, "status", NULL);
+	ASSERT_STATUS(&r, 3, "status with control_socket empty");
+	ck_assert_msg(strstr(r.err, "control socket is off") != NULL &&
+	    strstr(r.err, path) != NULL, "%s", r.err);
+	run_free(&r);
+	(void)unlink(path);
+
+	xfmt(path, sizeof(path), "%s/absent.conf", H.dir);
+	ctl(&r, "-c", path, "status", NULL);
+	ASSERT_STATUS(&r, 3, "status with no configuration file");
+	ck_assert_msg(strstr(r.err, "/run/chatd/chatd.sock") != NULL, "%s",
+	    r.err);
+	run_free(&r);
+}
+END_TEST
+
 /* chatd-0's configuration generation. */
 static int
 reload_state_gen(void)
@@ -1608,6 +1646,7 @@ ops_suite(void)
 	tcase_add_test(tc, test_kick);
 	tcase_add_test(tc, test_stats_move);
 	tcase_add_test(tc, test_not_reachable);
+	tcase_add_test(tc, test_socket_from_conf);
 	tcase_add_test(tc, test_unprivileged);
 
 	tc = tcase_new(s, "db", 1);
