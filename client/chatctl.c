@@ -29,9 +29,11 @@
 #define CTL_DEFAULT_SOCKET "/run/chatd/chatd.sock"
 #define CTL_TIMEOUT_MS 5000
 #define CTL_REPLY_MAX (64 * 1024 * 1024)
-/* How long reload waits at least for the workers; longer when old ones
- * may take longer to stop (shutdown_timeout + 10 s). */
-#define CTL_RELOAD_WAIT_MS 60000
+/* reload asks every CTL_RELOAD_POLL_MS whether the workers run the new
+ * configuration, for as long as old ones may take to stop
+ * (shutdown_timeout) and CTL_RELOAD_SLACK_MS more. */
+#define CTL_RELOAD_POLL_MS 50
+#define CTL_RELOAD_SLACK_MS 10000
 
 static const char *ctl_socket;	/* -s, else ctl_socket_find() */
 static int ctl_json;
@@ -158,15 +160,6 @@ ctl_simple(const char *cmd)
 	reply = ctl_call(req);
 	cJSON_Delete(req);
 	return reply;
-}
-
-static long long
-ctl_now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static double
@@ -369,64 +362,46 @@ cmd_kick(int argc, char **argv)
 	return 0;
 }
 
-/* Slots that run a worker with configuration generation gen or later
- * (the rest are still stopping, starting or applying it). */
-static int
-ctl_workers_at(const cJSON *status, double gen, int *all)
-{
-	const cJSON *w;
-	int n = 0;
-
-	*all = 0;
-	cJSON_ArrayForEach(w, cJSON_GetObjectItem(status, "workers")) {
-		(*all)++;
-		n += cJSON_IsTrue(cJSON_GetObjectItem(w, "running")) &&
-		    num(w, "config_generation") >= gen;
-	}
-	return n;
-}
-
 /*
  * The master loads the file when asked, so a file that does not load is
  * this command's error (exit 1, the running configuration stays).  Then
- * wait, bounded, until every worker runs the new generation: at once
- * for a reload in place, after the old workers stopped when new ones are
- * needed.
+ * wait, bounded, until the master says every worker runs the new
+ * generation (status: config_generation_complete): at once for a reload
+ * in place, after the old workers stopped when new ones are needed.
  */
 static int
 cmd_reload(int argc, char **argv)
 {
-	struct timespec pause = { 0, 50 * 1000 * 1000 };
-	long long deadline;
+	struct timespec pause = { 0, CTL_RELOAD_POLL_MS * 1000 * 1000 };
 	cJSON *reply, *status;
 	const cJSON *k;
-	double gen;
-	long long wait_ms;
-	int at, all;
+	double gen, done;
+	long long wait_ms, polls;
+	int all;
 
 	if (argc != 1)
 		usage();
 	reply = ctl_simple(argv[0]);
 	gen = num(reply, "config_generation");
-	wait_ms = (long long)(num(reply, "shutdown_timeout") + 10) * 1000;
-	if (wait_ms < CTL_RELOAD_WAIT_MS)
-		wait_ms = CTL_RELOAD_WAIT_MS;
+	wait_ms = (long long)num(reply, "shutdown_timeout") * 1000 +
+	    CTL_RELOAD_SLACK_MS;
 	cJSON_ArrayForEach(k, cJSON_GetObjectItem(reply, "restart_needed"))
 		if (cJSON_IsString(k))
 			warnx("%s changed; restart chatd to apply it (the "
 			    "running value stays)", k->valuestring);
-	deadline = ctl_now_ms() + wait_ms;
-	for (;;) {
+	for (polls = wait_ms / CTL_RELOAD_POLL_MS;; polls--) {
 		status = ctl_simple("status");
-		at = ctl_workers_at(status, gen, &all);
+		done = num(status, "config_generation_complete");
+		all = cJSON_GetArraySize(cJSON_GetObjectItem(status,
+		    "workers"));
 		cJSON_Delete(status);
-		if (at == all)
+		if (done >= gen)
 			break;
-		if (ctl_now_ms() >= deadline) {
+		if (polls == 0) {
 			cJSON_Delete(reply);
-			errx(1, "generation %.0f loaded, but after %lld s only "
-			    "%d of %d workers run it (see chatd's log)", gen,
-			    wait_ms / 1000, at, all);
+			errx(1, "generation %.0f loaded, but not every worker "
+			    "runs it after %lld s (see chatctl status and "
+			    "chatd's log)", gen, wait_ms / 1000);
 		}
 		(void)nanosleep(&pause, NULL);
 	}

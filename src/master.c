@@ -80,6 +80,9 @@ struct master {
 	char hash_name[HASHSLOT_NAME_MAX];	/* hash_concurrency slots */
 	struct conf_share *share;	/* the configuration for workers */
 	uint64_t conf_gen;		/* its generation */
+	uint64_t conf_gen_done;		/* the newest every worker runs:
+					 * a reload is complete (chatctl
+					 * waits for it in status) */
 };
 
 static volatile sig_atomic_t sig_chld, sig_term, sig_hup, sig_alrm;
@@ -640,6 +643,8 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 		    presence_count(m->presence));
 		cJSON_AddNumberToObject(reply, "config_generation",
 		    (double)m->conf_gen);
+		cJSON_AddNumberToObject(reply, "config_generation_complete",
+		    (double)m->conf_gen_done);
 		for (i = 0; i < m->nslots; i++) {
 			cJSON *w = stats_json(&m->stats[i], i);
 
@@ -835,7 +840,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		fatal("mmap worker counters");
 	if ((m.share = conf_share_create(conf, master_log_level(&m))) == NULL)
 		fatal("mmap the configuration for workers");
-	m.conf_gen = 1;
+	m.conf_gen = m.conf_gen_done = 1;
 	m.started = time(NULL);
 	if ((m.inbox = inbox_create(m.nslots, (size_t)conf->max_frame + 512,
 	    err, sizeof(err))) == NULL)
@@ -925,6 +930,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		master_respawn_due(&m);
 		if (m.reloading && master_reload_done(&m)) {
 			m.reloading = 0;
+			m.conf_gen_done = m.conf_gen;
 			log_info("reload complete: %d workers", m.nslots);
 			(void)sd_notify(0, "READY=1");
 		}

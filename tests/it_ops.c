@@ -1352,6 +1352,40 @@ START_TEST(test_reload_waits_for_workers)
 END_TEST
 
 /*
+ * chatctl reload gives up after shutdown_timeout + 10 s (here 1 + 10, the
+ * file setting shutdown_timeout = 1) while a worker cannot apply the
+ * reload (SIGSTOP): exit 1, the configuration loaded but not every
+ * worker running it.  Once the worker goes on, a reload of the file as
+ * it was completes.
+ */
+START_TEST(test_reload_gives_up)
+{
+	pid_t w[NWORKERS + 2];
+	struct run r;
+	int gen, stopped;
+
+	gen = reload_state(w);
+	stopped = kill(w[0], SIGSTOP) == 0;
+	reload_with(&r, "\n[server]\nshutdown_timeout = 1\n");
+	(void)kill(w[0], SIGCONT);
+	ck_assert(stopped);
+	ASSERT_STATUS(&r, 1, "reload while a worker is stopped");
+	ck_assert_msg(strstr(r.err, "not every worker runs it after 11 s") !=
+	    NULL, "%s", r.err);
+	ck_assert_msg(strstr(r.out, "reload complete") == NULL, "%s", r.out);
+	run_free(&r);
+	ck_assert_int_eq(reload_state_gen(), gen + 1);
+
+	ctl(&r, "-s", sock0, "reload", NULL);
+	ASSERT_STATUS(&r, 0, "reload after SIGCONT");
+	ck_assert_msg(strstr(r.out, "reload complete: configuration "
+	    "generation") != NULL, "%s", r.out);
+	run_free(&r);
+	ck_assert_int_eq(reload_state_gen(), gen + 2);
+}
+END_TEST
+
+/*
  * A key that needs new workers (job_threads): chatctl returns once the
  * old workers have stopped and new ones run the new generation, and
  * says so; putting the file back is the same again.
@@ -1663,6 +1697,7 @@ ops_suite(void)
 	tcase_add_test(tc, test_reload_restart_key);
 	tcase_add_test(tc, test_reload_new_workers);
 	tcase_add_test(tc, test_reload_waits_for_workers);
+	tcase_add_test(tc, test_reload_gives_up);
 	tcase_add_test(tc, test_reload);
 	return s;
 }
