@@ -454,6 +454,17 @@ conn_readable(struct worker *w, struct conn *c)
 	}
 }
 
+/* Queue a closed conn for conn_reap, once. */
+static void
+conn_doom(struct worker *w, struct conn *c)
+{
+	if (c->pending_jobs != 0 || c->on_dead)
+		return;
+	c->on_dead = 1;
+	c->dead_next = w->dead;
+	w->dead = c;
+}
+
 void
 conn_close(struct worker *w, struct conn *c, const char *reason)
 {
@@ -474,10 +485,7 @@ conn_close(struct worker *w, struct conn *c, const char *reason)
 	c->in = NULL;
 	c->in_len = 0;
 	obuf_put(w, c);
-	if (c->pending_jobs == 0) {
-		c->dead_next = w->dead;
-		w->dead = c;
-	}
+	conn_doom(w, c);
 }
 
 void
@@ -489,12 +497,16 @@ conn_ref(struct conn *c)
 void
 conn_unref(struct worker *w, struct conn *c)
 {
-	if (--c->pending_jobs == 0 && c->state == CONN_CLOSED) {
-		c->dead_next = w->dead;
-		w->dead = c;
-	}
+	if (--c->pending_jobs == 0 && c->state == CONN_CLOSED)
+		conn_doom(w, c);
 }
 
+/*
+ * Free the conns closed since the last call.  One closed during a
+ * request may have been referenced again after conn_close queued it (a
+ * chat to oneself that overflowed one's own output): it stays, and its
+ * last conn_unref queues it again.
+ */
 void
 conn_reap(struct worker *w)
 {
@@ -502,6 +514,9 @@ conn_reap(struct worker *w)
 
 	while ((c = w->dead) != NULL) {
 		w->dead = c->dead_next;
+		c->on_dead = 0;
+		if (c->pending_jobs != 0)
+			continue;
 		free(c->name);
 		free(c);
 	}

@@ -44,7 +44,8 @@ struct conn {
 	uint32_t rate_tokens;		/* request bucket, thousandths */
 	uint32_t rate_ms;		/* its last refill, worker ms */
 	unsigned dirty:1, want_out:1, paused:1, close_after_flush:1,
-	    in_list:1, pulling:1, pull_again:1, stalled:1;
+	    in_list:1, pulling:1, pull_again:1, stalled:1,
+	    on_dead:1;			/* in the worker's free list */
 	char *name;			/* when ONLINE, else NULL */
 	void *held_ack;			/* a LOGINOUT's ACK waiting for the
 					 * offline pull in flight

@@ -319,6 +319,18 @@ db_offline_wait(long long uid, long want)
 	    "%ld", uid, n, want);
 }
 
+/* Wait (bounded) until uid has at least one offline row. */
+static void
+db_offline_wait_some(long long uid)
+{
+	long long deadline = harness_now_ms() + RETRY_MS;
+
+	while (db_offline_count(uid) == 0 && harness_now_ms() < deadline)
+		harness_sleep_ms(POLL_MS * 2);
+	ck_assert_msg(db_offline_count(uid) > 0, "user %lld: nothing "
+	    "stored offline within %d ms", uid, RETRY_MS);
+}
+
 /* --- connections, users, worker slots ----------------------------------- */
 
 /* Every connection a test opens is tracked (harness_track). */
@@ -2556,6 +2568,121 @@ START_TEST(test_slow_consumer_same_worker)
 }
 END_TEST
 
+/*
+ * A user who chats to themself and reads nothing: the chat that finds
+ * their own output full drops them as a slow consumer in the middle of
+ * their own request, and the same request goes on to store that chat
+ * with them as its sender.  Their worker must survive (under ASan a
+ * freed sender showed as a heap-use-after-free and the worker aborted),
+ * and what was stored must come back at their next login, once each.
+ */
+START_TEST(test_slow_consumer_self)
+{
+	char text[SLOW_TEXTLEN + 1], *frame, needle[160];
+	struct user u;
+	struct chatc *c;
+	struct slow_drain d;
+	int *seen, i, slot, rc, n = 0, ninack, npushed = 0, total;
+	long long deadline;
+	long stored;
+	size_t len, off = 0;
+	ssize_t k;
+	cJSON **offl, *ack, *m;
+
+	ck_assert_msg(slow_ok, "chatd-%d did not start (see stderr)",
+	    SLOW_INST);
+	begin_on(SLOW_INST);
+	user_new(&u, "slowself");
+	seen = calloc(SLOW_NMAX, sizeof(int));
+	frame = malloc(SLOW_TEXTLEN + 128);
+	ck_assert(seen != NULL && frame != NULL);
+	c = conn_on(SLOW_SLOTS, &slot);
+	rc = SLOW_RCVBUF;
+	ck_assert_int_eq(setsockopt(chatc_fd(c), SOL_SOCKET, SO_RCVBUF, &rc,
+	    sizeof(rc)), 0);
+	cJSON_Delete(user_login_conn(&u, c, slot));
+	(void)snprintf(needle, sizeof(needle), "(user %lld): output over "
+	    "max_output (%d bytes), disconnecting the slow consumer", u.id,
+	    SLOW_MAX_OUTPUT);
+
+	/* Write chats to oneself, never reading, until chatd drops us. */
+	deadline = harness_now_ms() + SLOW_SEND_MS;
+	len = 0;
+	while (!harness_log_contains(&H, SLOW_INST, needle)) {
+		ck_assert_msg(harness_now_ms() < deadline, "%d chats to "
+		    "oneself written in %d ms, never dropped as a slow "
+		    "consumer", n, SLOW_SEND_MS);
+		if (off == len) {
+			ck_assert_msg(n < SLOW_NMAX, "%d chats to oneself "
+			    "written, never dropped", n);
+			slow_text(text, n++);
+			len = (size_t)snprintf(frame, SLOW_TEXTLEN + 128,
+			    "{\"msgid\":6,\"toid\":%lld,\"msg\":\"%s\"}",
+			    u.id, text);
+			off = 0;
+		}
+		k = send(chatc_fd(c), frame + off, len - off,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k > 0)
+			off += (size_t)k;
+		else if (k == -1 && (errno == EAGAIN || errno == EINTR))
+			harness_sleep_ms(5);
+		else
+			break;	/* closed: the log line is on its way */
+	}
+	ck_assert_msg(harness_log_contains(&H, SLOW_INST, needle) ||
+	    harness_now_ms() < deadline, "the connection closed but chatd "
+	    "logged no slow consumer");
+	slow_drain(c, &u, u.id, seen, &d);
+	harness_close(c);
+	u.c = NULL;
+
+	/* What the request stored after dropping its sender is written
+	 * by a job that ends with the sender's reference: wait for it. */
+	db_offline_wait_some(u.id);
+	harness_sleep_ms(300);
+	ck_assert_msg(!harness_log_contains(&H, SLOW_INST,
+	    "killed by signal") && !harness_log_contains(&H, SLOW_INST,
+	    "exited with status"), "a worker died after a user chatting to "
+	    "themself was dropped as a slow consumer (see the log of "
+	    "chatd-%d)", SLOW_INST);
+	stored = db_offline_count(u.id);
+
+	/* Log in again: everything stored comes back, once each. */
+	c = xconnect();
+	ack = chatc_login(c, u.id, PASSWORD, REQ_MS);
+	ck_assert_msg(ack != NULL && chatc_errno(ack) == 0, "login after "
+	    "the drop: %s", ack ? chatc_errmsg(ack) : chatc_error(c));
+	offl = offline_of(ack, &ninack);
+	for (i = 0; i < ninack; i++)
+		if ((rc = slow_num(offl[i], &u, u.id)) >= 0)
+			seen[rc]++;
+	free_objs(offl, ninack);
+	cJSON_Delete(ack);
+	while ((m = chatc_recv(c, SLOW_QUIET_MS)) != NULL) {
+		if ((rc = slow_num(m, &u, u.id)) >= 0) {
+			seen[rc]++;
+			npushed++;
+		}
+		cJSON_Delete(m);
+	}
+	harness_close(c);
+	ck_assert_msg(ninack + npushed == stored, "%ld stored, %d came back "
+	    "(%d in LOGIN_ACK, %d pushed)", stored, ninack + npushed, ninack,
+	    npushed);
+	for (i = total = 0; i < n; i++) {
+		ck_assert_msg(seen[i] <= 2, "chat %d to oneself came %d "
+		    "times", i, seen[i]);
+		total += seen[i];
+	}
+	ck_assert_msg(total > 0 && stored > 0, "of %d chats to oneself, %d "
+	    "read before the drop and %ld stored", n, d.frames, stored);
+	db_offline_wait(u.id, 0);
+	free(seen);
+	free(frame);
+}
+END_TEST
+
 /* Across workers: the receiver's worker drops it on an inbox delivery
  * (that chat was ACKed "delivered" and is stored there). */
 START_TEST(test_slow_consumer_other_worker)
@@ -3305,6 +3432,7 @@ chat_suite(void)
 	const TTest *slow[] = {
 		test_slow_consumer_same_worker,
 		test_slow_consumer_other_worker,
+		test_slow_consumer_self,
 	};
 	/* On an instance of their own (BP_INST): small inter-worker queues. */
 	const TTest *bp[] = {
