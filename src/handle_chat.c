@@ -89,23 +89,29 @@ handle_one_chat(struct worker *w, struct conn *c, const struct request *r)
 	reqinfo_free(&ri);
 }
 
-/* Send the frame to every member but the sender and answer the sender. */
+/*
+ * Send user uid's frame to every other member and answer on c, the
+ * session that sent it, or on nothing when that session has ended (the
+ * message was accepted: it is still delivered or stored).
+ */
 static void
-group_fanout(struct worker *w, struct conn *c, const struct reqinfo *ri,
-    const struct group_entry *g, const char *line, size_t len)
+group_fanout(struct worker *w, struct conn *c, uint32_t uid,
+    const struct reqinfo *ri, const struct group_entry *g, const char *line,
+    size_t len)
 {
 	uint32_t *to;
 	size_t i, n = 0;
 
-	if (!group_entry_has(g, c->uid)) {
-		reply_error(w, c, ri, CERR_NOT_MEMBER, "you are not a member "
-		    "of this group");
+	if (!group_entry_has(g, uid)) {
+		if (c != NULL)
+			reply_error(w, c, ri, CERR_NOT_MEMBER, "you are not a "
+			    "member of this group");
 		return;
 	}
 	if ((to = calloc(g->n + 1, sizeof(*to))) == NULL)
 		fatalx("%s: out of memory", __func__);
 	for (i = 0; i < g->n; i++)
-		if (g->members[i] != c->uid)
+		if (g->members[i] != uid)
 			to[n++] = g->members[i];
 	deliver_route(w, c, ri, to, n, line, len);
 	free(to);
@@ -159,18 +165,26 @@ gload_run(struct job *j, struct store *st)
 	gl->rc = store_group_members(st, gl->gid, gload_member, gl);
 }
 
-/* Answer or fan out one waiting message, then free it. */
+/*
+ * Fan out or answer one waiting message, then free it.  A sender who left
+ * meanwhile (logged out, disconnected, dropped) gets no answer, but the
+ * message they sent is fanned out all the same.
+ */
 static void
 gload_finish(struct worker *w, struct reqjob *rj, int rc,
     const struct group_entry *g)
 {
-	if (rj->c->state == CONN_ONLINE && rj->c->uid == rj->uid) {
-		if (rc != STORE_OK)
-			reply_error(w, rj->c, &rj->ri, rc == STORE_NOTFOUND ?
-			    CERR_NO_GROUP : CERR_UNAVAILABLE, NULL);
-		else
-			group_fanout(w, rj->c, &rj->ri, g, rj->s1, rj->len);
-	}
+	struct conn *c = reqjob_live(rj) ? rj->c : NULL;
+
+	if (rc == STORE_OK)
+		group_fanout(w, c, rj->uid, &rj->ri, g, rj->s1, rj->len);
+	else if (c != NULL)
+		reply_error(w, c, &rj->ri, rc == STORE_NOTFOUND ?
+		    CERR_NO_GROUP : CERR_UNAVAILABLE, NULL);
+	else if (rc != STORE_NOTFOUND)
+		log_warnx("user %u's message to group %u is lost: its "
+		    "members could not be read and the sender has left",
+		    rj->uid, rj->id);
 	reqjob_release(w, rj);
 }
 
@@ -267,7 +281,7 @@ handle_group_chat(struct worker *w, struct conn *c, const struct request *r)
 	line = chat_frame(w, c, r, "groupid", gid, &len);
 	if ((g = groupcache_get(&w->groups, gid)) != NULL) {
 		reqinfo_borrow(&ri, r);
-		group_fanout(w, c, &ri, g, line, len);
+		group_fanout(w, c, c->uid, &ri, g, line, len);
 		reqinfo_free(&ri);
 		return;
 	}

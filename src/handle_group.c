@@ -20,7 +20,8 @@
 
 /* An answer held until the change has been announced to every host. */
 struct group_ack {
-	struct conn *c;
+	struct conn *c;		/* NULL when the session already ended */
+	uint32_t uid;
 	struct reqinfo ri;
 	cJSON *extra;
 };
@@ -30,11 +31,14 @@ group_announced(struct worker *w, void *arg, long receivers)
 {
 	struct group_ack *ga = arg;
 
-	if (ga->c->state == CONN_ONLINE)
+	(void)receivers;
+	if (ga->c != NULL && ga->c->state == CONN_ONLINE &&
+	    ga->c->uid == ga->uid)
 		reply_ok(w, ga->c, &ga->ri, ga->extra);
 	else
 		cJSON_Delete(ga->extra);
-	conn_unref(w, ga->c);
+	if (ga->c != NULL)
+		conn_unref(w, ga->c);
 	reqinfo_free(&ga->ri);
 	free(ga);
 }
@@ -43,7 +47,9 @@ group_announced(struct worker *w, void *arg, long receivers)
  * Drop gid from every membership cache (this worker's, this host's other
  * workers' through their inboxes, other hosts' through Redis), then
  * answer the request: once the client has its ACK, a message sent to the
- * group from any host sees the new membership.
+ * group from any host sees the new membership.  The caches are dropped
+ * whether or not the session that asked is still there: the change is
+ * committed.
  */
 static void
 group_changed(struct worker *w, struct reqjob *rj, uint32_t gid,
@@ -55,9 +61,12 @@ group_changed(struct worker *w, struct reqjob *rj, uint32_t gid,
 	deliver_group_invalidate(w, gid);
 	if ((ga = calloc(1, sizeof(*ga))) == NULL)
 		fatalx("%s: out of memory", __func__);
-	ga->c = rj->c;
-	conn_ref(ga->c);
-	reqinfo_copy(&ga->ri, &rj->ri);
+	if (reqjob_live(rj)) {
+		ga->c = rj->c;
+		ga->uid = rj->uid;
+		conn_ref(ga->c);
+		reqinfo_copy(&ga->ri, &rj->ri);
+	}
 	ga->extra = extra;
 	bus_group_changed(w, gid, group_announced, ga);
 }
@@ -145,7 +154,8 @@ member_done(struct reqjob *rj, struct worker *w)
 		err = CERR_UNAVAILABLE;
 		break;
 	}
-	reply_result(w, rj->c, &rj->ri, err, NULL);
+	if (reqjob_live(rj))
+		reply_result(w, rj->c, &rj->ri, err, NULL);
 }
 
 void
@@ -158,6 +168,7 @@ handle_add_group(struct worker *w, struct conn *c, const struct request *r)
 		return;
 	rj = reqjob_new(c, r, join_run, member_done);
 	rj->id = gid;
+	rj->always = 1;		/* the caches drop the group in any case */
 	reqjob_submit(w, rj);
 }
 
@@ -171,6 +182,7 @@ handle_quit_group(struct worker *w, struct conn *c, const struct request *r)
 		return;
 	rj = reqjob_new(c, r, quit_run, member_done);
 	rj->id = gid;
+	rj->always = 1;		/* the caches drop the group in any case */
 	reqjob_submit(w, rj);
 }
 

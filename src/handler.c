@@ -327,12 +327,18 @@ reqjob_release(struct worker *w, struct reqjob *rj)
 	free(rj);
 }
 
+int
+reqjob_live(const struct reqjob *rj)
+{
+	return rj->c->state == CONN_ONLINE && rj->c->uid == rj->uid;
+}
+
 static void
 reqjob_done(struct job *j, struct worker *w)
 {
 	struct reqjob *rj = (struct reqjob *)j;
 
-	if (rj->c->state == CONN_ONLINE && rj->c->uid == rj->uid)
+	if (rj->always || reqjob_live(rj))
 		rj->done(rj, w);
 	reqjob_release(w, rj);
 }

@@ -108,8 +108,10 @@ void handle_group_members(struct worker *w, struct conn *c,
 /*
  * A job on behalf of a logged-in request: run() on a job thread with the
  * store, then done() on the loop, but only while the connection is still
- * logged in as the same user.  reqjob_submit answers errno 13 itself when
- * the job queue is full.
+ * logged in as the same user, unless `always` is set: then done() runs
+ * anyway, for what a committed change must do whoever asked (dropping
+ * cached group members), and answers only when reqjob_live().
+ * reqjob_submit answers errno 13 itself when the job queue is full.
  */
 struct store;
 struct reqjob {
@@ -124,6 +126,7 @@ struct reqjob {
 	struct ack_users users;	/* friends / members, with states */
 	char *s1, *s2;
 	size_t len;
+	int always;		/* done() even after the session ended */
 	void (*run)(struct reqjob *rj, struct store *st);
 	void (*done)(struct reqjob *rj, struct worker *w);
 };
@@ -131,6 +134,8 @@ struct reqjob *reqjob_new(struct conn *c, const struct request *r,
     void (*run)(struct reqjob *, struct store *),
     void (*done)(struct reqjob *, struct worker *));
 void reqjob_submit(struct worker *w, struct reqjob *rj);
+/* Whether rj's connection is still logged in as the user who asked. */
+int reqjob_live(const struct reqjob *rj);
 /* Drop rj's reference to its connection and free it (for a reqjob that
  * was referenced with conn_ref but is finished without running). */
 void reqjob_release(struct worker *w, struct reqjob *rj);

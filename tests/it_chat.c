@@ -1653,6 +1653,130 @@ START_TEST(test_group_cache_invalidation)
 }
 END_TEST
 
+/* Wait (bounded) until uid's membership of gid is `want` (1 or 0) in the
+ * database. */
+static void
+db_member_wait(long long gid, long long uid, int want)
+{
+	long long deadline = harness_now_ms() + RETRY_MS;
+	char sql[160], out[32];
+	int n;
+
+	(void)snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM groupmembers "
+	    "WHERE groupid = %lld AND userid = %lld", gid, uid);
+	for (;;) {
+		ck_assert_msg(harness_sql_value(&H, sql, out, sizeof(out)) == 0,
+		    "query failed: %s", sql);
+		if ((n = atoi(out)) == want)
+			return;
+		ck_assert_msg(harness_now_ms() < deadline, "user %lld: member "
+		    "of group %lld is %d in the database, expected %d", uid,
+		    gid, n, want);
+		harness_sleep_ms(POLL_MS);
+	}
+}
+
+/* Send req (a JSON text) and LOGINOUT in one write, read LOGINOUT's ACK,
+ * close: the session ends while req's job still runs. */
+static void
+request_then_logout(struct user *u, const char *req)
+{
+	char buf[256];
+	cJSON *m;
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "%s{\"msgid\":3,\"seq\":\"bye\"}", req);
+	ck_assert(n > 0 && (size_t)n < sizeof(buf));
+	ck_assert_int_eq(chatc_send_raw(u->c, buf, (size_t)n), 0);
+	while ((m = chatc_recv(u->c, REQ_MS)) != NULL &&
+	    !(jnum(m, "msgid") == MSG_ACK &&
+	    jnum(m, "refmsgid") == MSG_LOGINOUT))
+		cJSON_Delete(m);
+	ck_assert_msg(m != NULL, "user %s: no ACK of LOGINOUT: %s", u->name,
+	    chatc_error(u->c));
+	cJSON_Delete(m);
+	harness_close(u->c);
+	u->c = NULL;
+	u->slot = -1;
+}
+
+/*
+ * ADD_GROUP and QUIT_GROUP followed at once by LOGINOUT: the change is
+ * committed after the session ended, and the workers that cached the
+ * members must drop them all the same.  Otherwise the one who quit keeps
+ * getting the group's messages (stored for them here) and the one who
+ * joined gets none.
+ */
+START_TEST(test_group_change_then_logout)
+{
+	struct user a, q, j, *all[3] = { &a, &q, &j };
+	char gname[PROTO_GROUPNAME_MAX + 1], req[96];
+	cJSON *f;
+	long long gid;
+
+	begin();
+	user_new(&a, "a");	/* sender; its worker caches the group */
+	user_new(&q, "q");	/* quits, then logs out at once */
+	user_new(&j, "j");	/* joins, then logs out at once */
+	users_on_distinct_workers(all, 3);
+
+	gid = create_group(&a, gname, sizeof(gname), "changes");
+	ack_ok_free(q.c, chatc_add_group(q.c, gid, REQ_MS), MSG_ADD_GROUP);
+	ack_status(a.c, request(a.c, group_chat_req(gid, "one")),
+	    MSG_GROUP_CHAT, "delivered");
+	f = wait_msgid(&q, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "one", NULL);
+	cJSON_Delete(f);
+
+	(void)snprintf(req, sizeof(req), "{\"msgid\":14,\"groupid\":%lld}",
+	    gid);
+	request_then_logout(&q, req);
+	(void)snprintf(req, sizeof(req), "{\"msgid\":9,\"groupid\":%lld}",
+	    gid);
+	request_then_logout(&j, req);
+	db_member_wait(gid, q.id, 0);
+	db_member_wait(gid, j.id, 1);
+
+	/* Both are offline now: "two" is stored for j, and not for q. */
+	ack_status(a.c, request(a.c, group_chat_req(gid, "two")),
+	    MSG_GROUP_CHAT, "stored");
+	db_offline_wait(j.id, 1);
+	ck_assert_msg(db_offline_count(q.id) == 0, "a message to the group "
+	    "was stored for user %lld, who had quit it", q.id);
+}
+END_TEST
+
+/*
+ * A group message that waits for its group's members to load, and its
+ * sender logs out before they do: the message was accepted and reaches
+ * the members all the same.
+ */
+START_TEST(test_group_chat_then_logout)
+{
+	struct user a, b, *all[2] = { &a, &b };
+	char gname[PROTO_GROUPNAME_MAX + 1], req[160];
+	cJSON *f;
+	long long gid;
+
+	begin();
+	user_new(&a, "a");	/* sends, then logs out at once */
+	user_new(&b, "b");	/* member, online on another worker */
+	users_on_distinct_workers(all, 2);
+
+	/* A new group: in no worker's cache, so the message waits for its
+	 * members to be read. */
+	gid = create_group(&a, gname, sizeof(gname), "leaving");
+	ack_ok_free(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP);
+	(void)snprintf(req, sizeof(req), "{\"msgid\":10,\"groupid\":%lld,"
+	    "\"msg\":\"parting words\"}", gid);
+	request_then_logout(&a, req);
+	f = wait_msgid(&b, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "parting words",
+	    NULL);
+	cJSON_Delete(f);
+}
+END_TEST
+
 /* --- a classic client ---------------------------------------------------- */
 
 /* Send one object the classic way: compact JSON ended by one NUL. */
@@ -3424,6 +3548,8 @@ chat_suite(void)
 		test_groups,
 		test_group_chat,
 		test_group_cache_invalidation,
+		test_group_change_then_logout,
+		test_group_chat_then_logout,
 		test_classic_session,
 		test_worker_kill_active_reader,
 		test_worker_kill_receiver_not_reading,
