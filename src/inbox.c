@@ -356,7 +356,13 @@ inbox_ring_bytes(const struct inbox *h, int src, int dst)
 	return inbox_ring(h, src, dst)->data;
 }
 
-/* Queue m behind what already waits for room in slot's ring. */
+/*
+ * Queue m behind what already waits for room in slot's ring.  Another
+ * recipient of the last waiting frame extends its record while the
+ * record stays within half the ring, so that it fits the ring once the
+ * receiver has caught up wherever the tail then is; past that, a new
+ * record starts.
+ */
 static int
 inbox_wait(struct inbox *h, int slot, const struct inbox_msg *m)
 {
@@ -365,7 +371,9 @@ inbox_wait(struct inbox *h, int slot, const struct inbox_msg *m)
 	size_t size;
 
 	if (m->type == INBOX_DELIVER && o->wait_last_open &&
-	    inbox_rec_same(&(*o->wait_last)->rec, m)) {
+	    inbox_rec_same(&(*o->wait_last)->rec, m) &&
+	    (*o->wait_last)->rec.size + sizeof(struct inbox_to) <=
+	    h->cap / 2) {
 		p = *o->wait_last;
 		if (o->waiting + sizeof(struct inbox_to) > h->max_queued)
 			goto full;

@@ -362,6 +362,51 @@ START_TEST(test_wrap_and_wait)
 }
 END_TEST
 
+/*
+ * A group of 12,000 members on the other worker, sent while the ring is
+ * full: the recipients wait in the sender, 16 bytes each, 192 KB in all,
+ * more than the 128 KiB ring holds.  They must wait as several records
+ * that each fit the ring, not as one that never does (which blocked
+ * everything from a to b for good).
+ */
+START_TEST(test_big_group_waits_in_pieces)
+{
+	struct inbox *a, *b, *ib = rig_open(&a, &b, BIG_QUEUE, BIG_QUEUE);
+	static struct got got[13000];
+	struct sink s = { got, 0, 13000 };
+	static char buf[MAX_PAYLOAD];
+	uint32_t i, nfill;
+	int rounds;
+
+	/* Distinct frames of 1,000 bytes until they wait. */
+	for (nfill = 0; inbox_flush(a, 1) == 0; nfill++) {
+		ck_assert_uint_lt(nfill, 1000);
+		(void)snprintf(buf, sizeof(buf), "%u", nfill);
+		memset(buf + strlen(buf), 'f', 999 - strlen(buf));
+		buf[999] = '\0';
+		ck_assert_int_eq(send_msg(a, 1, INBOX_DELIVER, nfill, buf,
+		    999), 0);
+	}
+	(void)snprintf(buf, sizeof(buf), "to the group\n");
+	for (i = 0; i < 12000; i++)
+		ck_assert_int_eq(send_msg(a, 1, INBOX_DELIVER, 100000 + i, buf,
+		    strlen(buf)), 0);
+	for (rounds = 0; inbox_flush(a, 1) == 1; rounds++) {
+		ck_assert_msg(rounds < 1000, "after %d rounds of reading, "
+		    "%zu of %u messages arrived and the rest still wait",
+		    rounds, s.n, nfill + 12000);
+		(void)inbox_poll(b, collect, &s);
+	}
+	(void)inbox_poll(b, collect, &s);
+	ck_assert_uint_eq(s.n, nfill + 12000);
+	for (i = 0; i < 12000; i++) {
+		ck_assert_uint_eq(got[nfill + i].id, 100000 + i);
+		ck_assert_str_eq(got[nfill + i].frame, "to the group\n");
+	}
+	rig_close(ib, a, b);
+}
+END_TEST
+
 /* A full queue refuses; what was taken arrives, and room comes back. */
 START_TEST(test_full_queue_refuses)
 {
@@ -669,6 +714,7 @@ inbox_suite(void)
 	tcase_add_test(tc, test_same_buffer_other_frame);
 	tcase_add_test(tc, test_order_across_types);
 	tcase_add_test(tc, test_wrap_and_wait);
+	tcase_add_test(tc, test_big_group_waits_in_pieces);
 	tcase_add_test(tc, test_full_queue_refuses);
 	tcase_add_test(tc, test_wakeups);
 	tcase_add_test(tc, test_room_wakeup);
