@@ -178,10 +178,13 @@ conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
 	if (capped && conn_outq(c) + len > (size_t)w->conf->max_output) {
 		/* Over the cap within one loop turn (a burst from other
 		 * workers) is not a slow reader yet: write what the socket
-		 * takes now, and judge by what is left. */
+		 * takes now, and judge by what is left.  A frame into empty
+		 * output always goes: a forwarded frame may be a little
+		 * larger than max_frame, and max_output may be as small. */
 		conn_flush(w, c);
 		if (c->state == CONN_CLOSED || c->close_after_flush ||
-		    conn_outq(c) + len > (size_t)w->conf->max_output)
+		    (conn_outq(c) > 0 &&
+		    conn_outq(c) + len > (size_t)w->conf->max_output))
 			return -1;
 	}
 	if (c->out_off > 0 && c->out_off == c->out_len)

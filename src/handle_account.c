@@ -133,6 +133,8 @@ struct offdel_job {
 	struct conn *c;
 	uint32_t uid;
 	int more;		/* the batch may not have been the last */
+	int blocked;		/* a row did not fit the output: the rest
+				 * waits for it to drain */
 	int rc;
 	size_t n;
 	uint64_t ids[];
@@ -172,8 +174,11 @@ offdel_done(struct job *j, struct worker *w)
 		    "message(s); they will be delivered again", dj->uid,
 		    dj->n);
 	pull_settled(w, c);
+	/* A blocked pull goes on when the output drains (pull_again and
+	 * handler_conn_drained), not at once: the same rows would not fit
+	 * again, and the fetch would repeat as fast as the database goes. */
 	if (c->state == CONN_ONLINE && c->uid == dj->uid &&
-	    (dj->more || c->pull_again))
+	    (dj->more || c->pull_again) && !(dj->blocked && conn_outq(c) > 0))
 		session_pull_offline(w, c);
 	conn_unref(w, c);
 	free(dj);
@@ -190,10 +195,11 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 {
 	struct offdel_job *dj;
 	size_t i, sent = 0;
+	int blocked = 0;
 
 	for (i = first; i < b->n; i++) {
 		if (conn_send(w, c, b->texts[i], b->lens[i] + 1) == -1) {
-			more = 1;
+			blocked = 1;
 			c->pull_again = 1;
 			break;
 		}
@@ -210,6 +216,7 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 	dj->c = c;
 	dj->uid = c->uid;
 	dj->more = more;
+	dj->blocked = blocked;
 	dj->n = 0;
 	/* ids before `first` went out inside LOGIN_ACK. */
 	for (i = 0; i < first + sent; i++)
@@ -272,8 +279,8 @@ session_pull_offline(struct worker *w, struct conn *c)
 	struct pull_job *pj;
 	size_t room;
 
-	if (c->state != CONN_ONLINE)
-		return;
+	if (c->state != CONN_ONLINE || c->close_after_flush)
+		return;		/* nothing more is queued on it */
 	c->pull_again = 1;
 	if (c->pulling)
 		return;		/* the running pull looks again after */
