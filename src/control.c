@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,8 +18,11 @@
 #include "log.h"
 
 #define CONTROL_REQUEST_MAX 4096	/* bytes of one request */
-#define CONTROL_TIMEOUT_MS 500		/* per read and per write: the
-					 * master serves nothing else meanwhile */
+/* For reading a whole request, and for writing a whole reply: the master
+ * serves nothing else meanwhile, so a client that trickles its bytes in
+ * or reads nothing must not hold it longer. */
+#define CONTROL_READ_MS 500
+#define CONTROL_WRITE_MS 2000
 
 struct control {
 	int fd;
@@ -30,6 +34,7 @@ control_open(const struct conf *c, char *err, size_t errlen)
 {
 	struct sockaddr_un sun;
 	struct control *ctl;
+	struct stat st;
 	unsigned long mode;
 	char *end;
 	int fd;
@@ -61,6 +66,13 @@ control_open(const struct conf *c, char *err, size_t errlen)
 		return NULL;
 	}
 	(void)close(fd);
+	/* Only a socket is replaced: a path that names anything else (a
+	 * slip in the file) is left alone. */
+	if (lstat(sun.sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		(void)snprintf(err, errlen, "control_socket %s: exists and is "
+		    "not a socket", c->control_socket);
+		return NULL;
+	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) == -1) {
 		(void)snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -87,16 +99,35 @@ control_fd(const struct control *ctl)
 	return ctl->fd;
 }
 
-/* Read one line (bounded); returns its length or -1. */
+static long long
+control_now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait for events on fd until deadline (control_now_ms); 1 when ready. */
+static int
+control_wait(int fd, short events, long long deadline)
+{
+	struct pollfd pfd = { fd, events, 0 };
+	long long left = deadline - control_now_ms();
+
+	return left > 0 && poll(&pfd, 1, (int)left) > 0;
+}
+
+/* Read one line (bounded in size and time); returns its length or -1. */
 static ssize_t
 control_read(int fd, char *buf, size_t size)
 {
-	struct pollfd pfd = { fd, POLLIN, 0 };
+	long long deadline = control_now_ms() + CONTROL_READ_MS;
 	size_t len = 0;
 	ssize_t n;
 
 	while (len < size - 1) {
-		if (poll(&pfd, 1, CONTROL_TIMEOUT_MS) <= 0)
+		if (!control_wait(fd, POLLIN, deadline))
 			return -1;
 		n = read(fd, buf + len, size - 1 - len);
 		if (n == 0)
@@ -114,14 +145,14 @@ control_read(int fd, char *buf, size_t size)
 	return (ssize_t)len;
 }
 
+/* Write s (bounded in time: by deadline). */
 static void
-control_write(int fd, const char *s, size_t len)
+control_write(int fd, const char *s, size_t len, long long deadline)
 {
-	struct pollfd pfd = { fd, POLLOUT, 0 };
 	ssize_t n;
 
 	while (len > 0) {
-		if (poll(&pfd, 1, CONTROL_TIMEOUT_MS) <= 0)
+		if (!control_wait(fd, POLLOUT, deadline))
 			return;
 		n = send(fd, s, len, MSG_NOSIGNAL);
 		if (n < 0) {
@@ -142,6 +173,7 @@ control_serve(struct control *ctl, control_fn fn, void *arg)
 	socklen_t credlen = sizeof(cred);
 	cJSON *req = NULL, *reply, *cmd, *ver;
 	const char *error = NULL;
+	long long deadline;
 	char *out;
 	int fd, privileged;
 
@@ -177,8 +209,9 @@ control_serve(struct control *ctl, control_fn fn, void *arg)
 	cJSON_AddNumberToObject(reply, "version", CONTROL_VERSION);
 	cJSON_AddBoolToObject(reply, "ok", error == NULL);
 	if ((out = cJSON_PrintUnformatted(reply)) != NULL) {
-		control_write(fd, out, strlen(out));
-		control_write(fd, "\n", 1);
+		deadline = control_now_ms() + CONTROL_WRITE_MS;
+		control_write(fd, out, strlen(out), deadline);
+		control_write(fd, "\n", 1, deadline);
 		free(out);
 	}
 	cJSON_Delete(reply);

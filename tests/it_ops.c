@@ -1646,6 +1646,72 @@ END_TEST
 
 /* --- suite ---------------------------------------------------------------- */
 
+/*
+ * A client of the control socket that sends a byte now and then and never
+ * ends its line: the master gives it half a second for the whole request
+ * (the limit was per read, so such a client held the master, its reaping
+ * and its watchdog, for as long as it went on).
+ */
+START_TEST(test_control_trickle)
+{
+	struct sockaddr_un sun;
+	long long t0, took;
+	struct run r;
+	pid_t kid;
+	int fd, i, status;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	ck_assert(strlen(sock0) < sizeof(sun.sun_path));
+	(void)strcpy(sun.sun_path, sock0);
+	kid = fork();
+	ck_assert(kid != -1);
+	if (kid == 0) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd == -1 || connect(fd, (struct sockaddr *)&sun,
+		    sizeof(sun)) == -1)
+			_exit(1);
+		for (i = 0; i < 20; i++) {	/* 4 s */
+			if (send(fd, i == 0 ? "{" : " ", 1, MSG_NOSIGNAL) != 1)
+				_exit(0);	/* closed by chatd */
+			usleep(200 * 1000);
+		}
+		_exit(2);
+	}
+	harness_sleep_ms(100);		/* the master is reading it */
+	t0 = harness_now_ms();
+	ctl(&r, "-s", sock0, "status", NULL);
+	took = harness_now_ms() - t0;
+	ASSERT_STATUS(&r, 0, "status beside a trickling client");
+	run_free(&r);
+	ck_assert(waitpid(kid, &status, 0) == kid);
+	ck_assert_msg(took < 2000, "status took %lld ms while another client "
+	    "trickled a request in", took);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "the trickling client was not cut off (status 0x%x)", status);
+}
+END_TEST
+
+/* A control_socket path that names a file which is not a socket: chatd
+ * refuses to start, and the file stays as it was. */
+START_TEST(test_control_socket_not_a_socket)
+{
+	char path[PATH_MAX], extra[PATH_MAX + 64], *text;
+
+	xfmt(path, sizeof(path), "%s/not-a-socket.txt", H.dir);
+	write_file(path, "keep me\n", 0600);
+	xfmt(extra, sizeof(extra), "[server]\ncontrol_socket = %s\n", path);
+	ck_assert_msg(harness_start_chatd(&H, 2, extra) != 0, "chatd started "
+	    "with control_socket naming a regular file");
+	ck_assert_msg(harness_log_contains(&H, 2, "exists and is not a "
+	    "socket"), "chatd did not say why it did not start");
+	text = slurp(path);
+	ck_assert_msg(text != NULL && strcmp(text, "keep me\n") == 0,
+	    "%s was replaced or removed", path);
+	free(text);
+}
+END_TEST
+
 static TCase *
 tcase_new(Suite *s, const char *name, int servers)
 {
@@ -1682,6 +1748,8 @@ ops_suite(void)
 	tcase_add_test(tc, test_not_reachable);
 	tcase_add_test(tc, test_socket_from_conf);
 	tcase_add_test(tc, test_unprivileged);
+	tcase_add_test(tc, test_control_trickle);
+	tcase_add_test(tc, test_control_socket_not_a_socket);
 
 	tc = tcase_new(s, "db", 1);
 	tcase_add_test(tc, test_db_status);
