@@ -67,6 +67,7 @@ struct master {
 	int stopping;
 	int reloading;
 	int ready_fd;		/* write end handed to starting workers */
+	int ready_rfd;		/* its read end, closed in the workers */
 	int debug;		/* -d: debug logging whatever the config */
 	struct worker_stats *stats;	/* per slot, shared with workers */
 	struct control *control;	/* NULL when control_socket is empty */
@@ -212,6 +213,8 @@ master_spawn(struct master *m, int i)
 				(void)close(m->slots[j].fd);
 		if (m->control != NULL)
 			(void)close(control_fd(m->control));
+		if (m->ready_rfd != -1)
+			(void)close(m->ready_rfd);
 		master_close_clusters(m);
 		worker_main(m->conf, m->share, i, m->nslots, s->fd,
 		    m->presence, m->inbox, &m->stats[i], m->ready_fd);
@@ -549,10 +552,12 @@ master_start_workers(struct master *m)
 	if (pipe2(p, O_CLOEXEC) == -1)
 		fatal("pipe2");
 	m->ready_fd = p[1];
+	m->ready_rfd = p[0];
 	for (i = 0; i < m->nslots; i++)
 		master_spawn(m, i);
 	(void)close(p[1]);
 	m->ready_fd = -1;
+	m->ready_rfd = -1;
 	pfd.fd = p[0];
 	pfd.events = POLLIN;
 	while (up < m->nslots) {
@@ -801,6 +806,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 
 	memset(&m, 0, sizeof(m));
 	m.ready_fd = -1;
+	m.ready_rfd = -1;
 	m.debug = debug;
 	m.conf = conf;
 	m.conf_path = conf_path;
