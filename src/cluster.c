@@ -301,6 +301,13 @@ release_flush(struct release_batch *b)
 
 	if (b->n == 0)
 		return;
+	if (b->failed) {
+		/* Redis did not answer an earlier batch even on a new
+		 * connection: asking again would block the master for a
+		 * connect timeout per batch.  The rest expire. */
+		b->n = 0;
+		return;
+	}
 	for (i = 0; i < b->n; i++) {
 		b->argv[3 + i] = b->keys[i];
 		b->argvlen[3 + i] = b->klen[i];
