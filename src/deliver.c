@@ -3,10 +3,13 @@
  *
  * The race this file closes: a sender finds a user offline and stores the
  * message while the user logs in and fetches their offline messages.  The
- * login inserts into the presence table before it fetches; the store job
- * looks the user up again after its INSERT committed.  Whichever happens
- * last sees the other, so either the fetch finds the row or the store
- * finds the user online and asks their worker to pull again.
+ * login's job reads the rows for LOGIN_ACK before the presence entry is
+ * inserted, so that read alone can miss a row; after the insert the
+ * session pulls again (at once on one host, once its channel is
+ * subscribed with Redis).  The store job looks the user up again after
+ * its INSERT committed.  Whichever of the insert and the commit happens
+ * last sees the other: either that later pull finds the row, or the store
+ * finds the user online and asks their worker (or host) to pull again.
  */
 #include "config.h"
 
