@@ -318,8 +318,10 @@ conf_finish(struct conf *c, char *err, size_t errlen)
 		c->hash_concurrency = n <= 2 ? 1 : n > 1025 ? 1024 :
 		    (int)n - 1;
 	}
-	if (c->node_id[0] == '\0')
+	if (c->node_id[0] == '\0') {
 		(void)snprintf(c->node_id, sizeof(c->node_id), "%s", c->listen);
+		c->node_id_auto = 1;
+	}
 	return 0;
 }
 

@@ -15,6 +15,7 @@ struct conf {
 	/* [server] */
 	char listen[CONF_STR_MAX];	/* host:port */
 	char node_id[CONF_STR_MAX];	/* default: listen */
+	int node_id_auto;		/* node_id was derived from listen */
 	int workers;			/* 0 = number of CPUs */
 	int max_connections;		/* per worker */
 	int max_frame;			/* bytes */

@@ -412,6 +412,11 @@ reload_parse(const struct master *m, struct conf *next,
 	conf_defaults(next);
 	if (conf_load(next, m->conf_path, err, errlen) == -1)
 		return -1;
+	/* A node id derived from listen follows the running listen, which
+	 * only a restart changes. */
+	if (next->node_id_auto)
+		(void)snprintf(next->node_id, sizeof(next->node_id), "%s",
+		    m->conf->listen);
 	(void)conf_compare(m->conf, next, reload_note, rn);
 	(void)conf_copy_keys(next, m->conf, CONF_RESTART);
 	return conf_finish(next, err, errlen);

@@ -1452,6 +1452,42 @@ START_TEST(test_reload_restart_key)
 }
 END_TEST
 
+/*
+ * With node_id empty the node id is the listen address.  A reload that
+ * changes listen (which needs a restart) must not change the node id
+ * derived from it either: that would replace every worker, disconnecting
+ * every client, for a key the reload says it ignores.
+ */
+START_TEST(test_reload_listen_derived_node)
+{
+	pid_t before[NWORKERS + 2], after[NWORKERS + 2];
+	char want[160];
+	struct run r;
+	int gen;
+
+	/* First the node id derived from listen (new workers: it changed). */
+	reload_with(&r, "\n[server]\nnode_id =\n");
+	ASSERT_STATUS(&r, 0, "reload with node_id emptied");
+	run_free(&r);
+	gen = reload_state(before);
+	reload_with(&r, "\n[server]\nnode_id =\nlisten = 127.0.0.1:1\n");
+	ASSERT_STATUS(&r, 0, "reload with listen changed, node_id empty");
+	ck_assert_msg(strstr(r.err, "listen changed; restart chatd to apply "
+	    "it") != NULL, "%s", r.err);
+	xfmt(want, sizeof(want), "reload complete: configuration generation "
+	    "%d, no value changed, %d workers\n", gen + 1, NWORKERS);
+	ck_assert_msg(strcmp(r.out, want) == 0, "%s", r.out);
+	run_free(&r);
+	ck_assert_int_eq(reload_state(after), gen + 1);
+	ck_assert_msg(after[0] == before[0] && after[1] == before[1],
+	    "workers replaced when only listen changed");
+	/* Back to the file's own node id. */
+	ctl(&r, "-s", sock0, "reload", NULL);
+	ASSERT_STATUS(&r, 0, "reload of the file as it was");
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(test_systemd_verify)
 {
 	char prog[PATH_MAX], man[PATH_MAX], dir[PATH_MAX], unit[PATH_MAX];
@@ -1763,6 +1799,7 @@ ops_suite(void)
 	tc = tcase_new(s, "reload", 1);
 	tcase_add_test(tc, test_reload_bad_file);
 	tcase_add_test(tc, test_reload_restart_key);
+	tcase_add_test(tc, test_reload_listen_derived_node);
 	tcase_add_test(tc, test_reload_new_workers);
 	tcase_add_test(tc, test_reload_waits_for_workers);
 	tcase_add_test(tc, test_reload_gives_up);
