@@ -169,6 +169,26 @@ buf_append(char **buf, uint32_t *len, uint32_t *cap, const char *data,
 	return 0;
 }
 
+/*
+ * Drop the written part of the output before it grows the buffer: a
+ * reader that always leaves a little unread would otherwise keep in it
+ * everything it was ever sent.  The line being written stays whole from
+ * its start (deliver_drop_slow stores it whole).
+ */
+static void
+conn_compact(struct conn *c)
+{
+	uint32_t from = c->out_off;
+
+	while (from > 0 && c->out[from - 1] != '\n')
+		from--;
+	if (from == 0)
+		return;
+	memmove(c->out, c->out + from, c->out_len - from);
+	c->out_len -= from;
+	c->out_off -= from;
+}
+
 static int
 conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
     int capped)
@@ -189,6 +209,8 @@ conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
 	}
 	if (c->out_off > 0 && c->out_off == c->out_len)
 		c->out_off = c->out_len = 0;
+	else if (c->out_off > 0 && c->out_len + len > c->out_cap)
+		conn_compact(c);
 	if (c->out == NULL && len <= CONN_OBUF_SIZE) {
 		if ((c->out = obuf_get(w)) == NULL)
 			return -1;
