@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +15,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "monotime.h"
 
 #define CONTROL_REQUEST_MAX 4096	/* bytes of one request */
 /* For reading a whole request, and for writing a whole reply: the master
@@ -99,30 +99,21 @@ control_fd(const struct control *ctl)
 	return ctl->fd;
 }
 
-static long long
-control_now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait for events on fd until deadline (control_now_ms); 1 when ready. */
+/* Wait for events on fd until deadline (monotime_ms); 1 when ready. */
 static int
-control_wait(int fd, short events, long long deadline)
+control_wait(int fd, short events, uint64_t deadline)
 {
 	struct pollfd pfd = { fd, events, 0 };
-	long long left = deadline - control_now_ms();
+	uint64_t now = monotime_ms();
 
-	return left > 0 && poll(&pfd, 1, (int)left) > 0;
+	return now < deadline && poll(&pfd, 1, (int)(deadline - now)) > 0;
 }
 
 /* Read one line (bounded in size and time); returns its length or -1. */
 static ssize_t
 control_read(int fd, char *buf, size_t size)
 {
-	long long deadline = control_now_ms() + CONTROL_READ_MS;
+	uint64_t deadline = monotime_ms() + CONTROL_READ_MS;
 	size_t len = 0;
 	ssize_t n;
 
@@ -147,7 +138,7 @@ control_read(int fd, char *buf, size_t size)
 
 /* Write s (bounded in time: by deadline). */
 static void
-control_write(int fd, const char *s, size_t len, long long deadline)
+control_write(int fd, const char *s, size_t len, uint64_t deadline)
 {
 	ssize_t n;
 
@@ -173,7 +164,7 @@ control_serve(struct control *ctl, control_fn fn, void *arg)
 	socklen_t credlen = sizeof(cred);
 	cJSON *req = NULL, *reply, *cmd, *ver;
 	const char *error = NULL;
-	long long deadline;
+	uint64_t deadline;
 	char *out;
 	int fd, privileged;
 
@@ -209,7 +200,7 @@ control_serve(struct control *ctl, control_fn fn, void *arg)
 	cJSON_AddNumberToObject(reply, "version", CONTROL_VERSION);
 	cJSON_AddBoolToObject(reply, "ok", error == NULL);
 	if ((out = cJSON_PrintUnformatted(reply)) != NULL) {
-		deadline = control_now_ms() + CONTROL_WRITE_MS;
+		deadline = monotime_ms() + CONTROL_WRITE_MS;
 		control_write(fd, out, strlen(out), deadline);
 		control_write(fd, "\n", 1, deadline);
 		free(out);

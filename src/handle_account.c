@@ -195,11 +195,9 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 {
 	struct offdel_job *dj;
 	size_t i, sent = 0;
-	int blocked = 0;
 
 	for (i = first; i < b->n; i++) {
 		if (conn_send(w, c, b->texts[i], b->lens[i] + 1) == -1) {
-			blocked = 1;
 			c->pull_again = 1;
 			break;
 		}
@@ -216,7 +214,7 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 	dj->c = c;
 	dj->uid = c->uid;
 	dj->more = more;
-	dj->blocked = blocked;
+	dj->blocked = first + sent < b->n;
 	dj->n = 0;
 	/* ids before `first` went out inside LOGIN_ACK. */
 	for (i = 0; i < first + sent; i++)

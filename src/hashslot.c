@@ -42,6 +42,7 @@
 
 #include "hashslot.h"
 #include "log.h"
+#include "monotime.h"
 
 #define HASHSLOT_GATE 0		/* byte of the waiters' queue */
 #define HASHSLOT_POLL_MS 2	/* gate holder's retry interval, ms */
@@ -148,15 +149,6 @@ hashslot_try(struct hashslot *hs)
 	return 1;
 }
 
-static uint64_t
-hashslot_now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int
 hashslot_acquire(struct hashslot *hs, uint64_t *wait_ms)
 {
@@ -169,7 +161,7 @@ hashslot_acquire(struct hashslot *hs, uint64_t *wait_ms)
 		fatalx("%s: a slot is already held", __func__);
 	if ((rc = hashslot_try(hs)) != 1)
 		goto out;
-	t0 = hashslot_now_ms();
+	t0 = monotime_ms();
 	if (hashslot_lock(hs, HASHSLOT_GATE, F_WRLCK, 1) == -1) {
 		rc = -1;
 		goto out;
@@ -183,7 +175,7 @@ hashslot_acquire(struct hashslot *hs, uint64_t *wait_ms)
 	saved = errno;
 	(void)hashslot_lock(hs, HASHSLOT_GATE, F_UNLCK, 0);
 	errno = saved;
-	*wait_ms = hashslot_now_ms() - t0;
+	*wait_ms = monotime_ms() - t0;
 	if (rc == 0)
 		rc = 1;
 out:

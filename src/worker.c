@@ -35,6 +35,7 @@
 #include "inbox.h"
 #include "job.h"
 #include "log.h"
+#include "monotime.h"
 #include "presence.h"
 #include "worker.h"
 
@@ -61,11 +62,8 @@ enum {
 uint64_t
 worker_now_ms(const struct worker *w)
 {
-	struct timespec ts;
-
 	(void)w;
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return monotime_ms();
 }
 
 /* A 32-bit key for a peer address (IPv4 as is, IPv6 hashed), never 0. */

@@ -1599,6 +1599,27 @@ END_TEST
  * or a quit handled by another worker must reach that cache before the
  * next message.
  */
+/*
+ * A new group of a (creator) and b: b joins, a's first message ("one")
+ * reaches b, so a's worker now has the members in its cache.
+ */
+static long long
+group_of_two_cached(struct user *a, struct user *b, char *gname,
+    size_t gnamelen, const char *desc)
+{
+	long long gid;
+	cJSON *f;
+
+	gid = create_group(a, gname, gnamelen, desc);
+	ack_ok_free(b->c, chatc_add_group(b->c, gid, REQ_MS), MSG_ADD_GROUP);
+	ack_status(a->c, request(a->c, group_chat_req(gid, "one")),
+	    MSG_GROUP_CHAT, "delivered");
+	f = wait_msgid(b, MSG_GROUP_CHAT);
+	check_chat(f, MSG_GROUP_CHAT, a, "groupid", gid, "one", NULL);
+	cJSON_Delete(f);
+	return gid;
+}
+
 START_TEST(test_group_cache_invalidation)
 {
 	struct user a, b, c, *all[3] = { &a, &b, &c };
@@ -1612,13 +1633,7 @@ START_TEST(test_group_cache_invalidation)
 	user_new(&c, "c");	/* joins after the group is cached */
 	users_on_distinct_workers(all, 3);
 
-	gid = create_group(&a, gname, sizeof(gname), "cache");
-	ack_ok_free(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP);
-	ack_status(a.c, request(a.c, group_chat_req(gid, "one")),
-	    MSG_GROUP_CHAT, "delivered");
-	f = wait_msgid(&b, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "one", NULL);
-	cJSON_Delete(f);
+	gid = group_of_two_cached(&a, &b, gname, sizeof(gname), "cache");
 	ack_status(a.c, request(a.c, group_chat_req(gid, "two")),
 	    MSG_GROUP_CHAT, "delivered");
 	f = wait_msgid(&b, MSG_GROUP_CHAT);
@@ -1711,7 +1726,6 @@ START_TEST(test_group_change_then_logout)
 {
 	struct user a, q, j, *all[3] = { &a, &q, &j };
 	char gname[PROTO_GROUPNAME_MAX + 1], req[96];
-	cJSON *f;
 	long long gid;
 
 	begin();
@@ -1720,13 +1734,7 @@ START_TEST(test_group_change_then_logout)
 	user_new(&j, "j");	/* joins, then logs out at once */
 	users_on_distinct_workers(all, 3);
 
-	gid = create_group(&a, gname, sizeof(gname), "changes");
-	ack_ok_free(q.c, chatc_add_group(q.c, gid, REQ_MS), MSG_ADD_GROUP);
-	ack_status(a.c, request(a.c, group_chat_req(gid, "one")),
-	    MSG_GROUP_CHAT, "delivered");
-	f = wait_msgid(&q, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "one", NULL);
-	cJSON_Delete(f);
+	gid = group_of_two_cached(&a, &q, gname, sizeof(gname), "changes");
 
 	(void)snprintf(req, sizeof(req), "{\"msgid\":14,\"groupid\":%lld}",
 	    gid);
