@@ -108,6 +108,8 @@ struct bus {
 	int holding;		/* a NOSCRIPT came: hold new commands until
 				 * sha_pending is 0 */
 	struct bus_cmd *held, **held_tail;
+	size_t inflight;	/* commands taken and not finished yet (sent,
+				 * resent or held) */
 	/* Claim renewal. */
 	time_t next_refresh;	/* when the next round starts */
 	int refreshing;		/* a round is going on */
@@ -401,6 +403,12 @@ bus_up(const struct bus *b)
 	return b != NULL && b->link[BUS_PUB].connected;
 }
 
+int
+bus_busy(const struct bus *b)
+{
+	return b != NULL && b->inflight > 0;
+}
+
 /* --- publisher commands ------------------------------------------------- */
 
 /*
@@ -507,14 +515,16 @@ cmd_send(struct bus *b, struct bus_cmd *c)
 		c->next = NULL;
 		*b->held_tail = c;
 		b->held_tail = &c->next;
-		return 0;
-	}
-	return cmd_write(b, c);
+	} else if (cmd_write(b, c) == -1)
+		return -1;
+	b->inflight++;
+	return 0;
 }
 
 static void
 cmd_finish(struct bus *b, struct bus_cmd *c, const redisReply *reply)
 {
+	b->inflight--;
 	if (c->done != NULL)
 		c->done(b, c, reply);
 	free(c);

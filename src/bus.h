@@ -33,6 +33,9 @@ struct bus *bus_create(struct worker *w);
 void bus_destroy(struct bus *b);
 /* 1 when the publisher is connected. */
 int bus_up(const struct bus *b);
+/* 1 while a command of the publisher waits for its reply (a stopping
+ * worker waits for its claim releases and PUBLISHes). */
+int bus_busy(const struct bus *b);
 /* Every second: reconnect what is down, renew this worker's claims. */
 void bus_tick(struct worker *w);
 /* An epoll event on link `id`. */

@@ -189,11 +189,17 @@ conn_compact(struct conn *c)
 	c->out_off -= from;
 }
 
+int
+conn_closing(const struct worker *w, const struct conn *c)
+{
+	return c->close_after_flush && !w->stopping;
+}
+
 static int
 conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
     int capped)
 {
-	if (c->state == CONN_CLOSED || c->close_after_flush)
+	if (c->state == CONN_CLOSED || conn_closing(w, c))
 		return -1;
 	if (capped && conn_outq(c) + len > (size_t)w->conf->max_output) {
 		/* Over the cap within one loop turn (a burst from other
@@ -202,7 +208,7 @@ conn_queue(struct worker *w, struct conn *c, const char *data, size_t len,
 		 * output always goes: a forwarded frame may be a little
 		 * larger than max_frame, and max_output may be as small. */
 		conn_flush(w, c);
-		if (c->state == CONN_CLOSED || c->close_after_flush ||
+		if (c->state == CONN_CLOSED || conn_closing(w, c) ||
 		    (conn_outq(c) > 0 &&
 		    conn_outq(c) + len > (size_t)w->conf->max_output))
 			return -1;
@@ -269,7 +275,8 @@ conn_flush(struct worker *w, struct conn *c)
 		(void)conn_epoll(w, c, EPOLL_CTL_MOD);
 	}
 	if (c->close_after_flush)
-		conn_close(w, c, "closed after error");
+		conn_close(w, c, w->stopping ? "server stopping" :
+		    "closed after error");
 	else
 		handler_conn_drained(w, c);
 }

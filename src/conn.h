@@ -73,8 +73,13 @@ int conn_send_uncapped(struct worker *w, struct conn *c, const char *data,
 /* Stop/resume reading frames (while a login or registration runs). */
 void conn_pause(struct worker *w, struct conn *c);
 void conn_resume(struct worker *w, struct conn *c);
-/* Close after queued output is written (used after fatal stream errors). */
+/* Close after queued output is written (after fatal stream errors, and
+ * when the worker stops).  Reading stops at once. */
 void conn_close_after_flush(struct worker *w, struct conn *c);
+/* 1 when c closes once its output is written and takes no more output:
+ * after an error.  A connection the stopping worker is draining still
+ * takes what is delivered to it, in order behind what it holds. */
+int conn_closing(const struct worker *w, const struct conn *c);
 /* Close now; reason is logged at debug. */
 void conn_close(struct worker *w, struct conn *c, const char *reason);
 /* Set the state, logging the transition at debug. */

@@ -224,18 +224,12 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 }
 
 void
-deliver_drop_slow(struct worker *w, struct conn *c)
+deliver_rescue(struct worker *w, struct conn *c)
 {
 	static const char p6[] = "{\"msgid\":6,", p10[] = "{\"msgid\":10,";
 	const char *p, *end, *nl;
 	size_t rescued = 0;
 
-	if (c->state == CONN_CLOSED || c->close_after_flush)
-		return;		/* already on its way out */
-	log_warnx("conn %d (user %u): output over max_output (%d bytes), "
-	    "disconnecting the slow consumer", c->fd, c->uid,
-	    w->conf->max_output);
-	w->stats->slow_consumers++;
 	if (c->state == CONN_ONLINE && c->out != NULL) {
 		p = c->out + c->out_off;
 		end = c->out + c->out_len;
@@ -259,6 +253,18 @@ deliver_drop_slow(struct worker *w, struct conn *c)
 			log_info("user %u: %zu queued message(s) stored "
 			    "offline", c->uid, rescued);
 	}
+}
+
+void
+deliver_drop_slow(struct worker *w, struct conn *c)
+{
+	if (c->state == CONN_CLOSED || conn_closing(w, c))
+		return;		/* already on its way out */
+	log_warnx("conn %d (user %u): output over max_output (%d bytes), "
+	    "disconnecting the slow consumer", c->fd, c->uid,
+	    w->conf->max_output);
+	w->stats->slow_consumers++;
+	deliver_rescue(w, c);
 	conn_close(w, c, "output over max_output");
 }
 

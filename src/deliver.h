@@ -54,6 +54,9 @@ void deliver_store(struct worker *w, struct conn *sender,
  * sent but could not read reaches it at its next login.
  */
 void deliver_drop_slow(struct worker *w, struct conn *c);
+/* Store offline the chat frames (6, 10) of c's output not yet written
+ * (a line partly written whole); c is closed next by the caller. */
+void deliver_rescue(struct worker *w, struct conn *c);
 /* The friend id of a PRESENCE notice as chatd writes it, else 0. */
 uint32_t deliver_presence_of(const char *frame, size_t len);
 /* Tell every other worker of this host that group gid changed. */

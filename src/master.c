@@ -38,6 +38,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "master.h"
+#include "monotime.h"
 #include "presence.h"
 #include "store.h"
 #include "worker.h"
@@ -48,10 +49,11 @@
 struct slot {
 	int fd;			/* listening socket, owned by the master */
 	pid_t pid;		/* 0 when no worker runs */
-	time_t started;
+	time_t started;		/* monotime_s(), as the deadlines below */
 	time_t next_start;	/* respawn not before (backoff) */
 	int fails;		/* consecutive quick deaths */
 	int replacing;		/* stopped for a reload: respawn at once */
+	time_t kill_at;		/* replacing: SIGKILL if still running */
 	struct cluster *cluster;	/* the master's Redis client when the
 					 * worker started: its claims are
 					 * there, named as it named them */
@@ -201,7 +203,7 @@ master_spawn(struct master *m, int i)
 
 	if ((pid = fork()) == -1) {
 		log_warn("fork worker %d", i);
-		s->next_start = time(NULL) + 1;
+		s->next_start = monotime_s() + 1;
 		return;
 	}
 	if (pid == 0) {
@@ -220,7 +222,7 @@ master_spawn(struct master *m, int i)
 		    m->presence, m->inbox, &m->stats[i], m->ready_fd);
 	}
 	s->pid = pid;
-	s->started = time(NULL);
+	s->started = monotime_s();
 	s->replacing = 0;
 	s->cluster = m->cluster;
 	log_debug("worker %d started, pid %ld", i, (long)pid);
@@ -306,7 +308,7 @@ master_reap(struct master *m)
 {
 	struct cluster *old;
 	struct slot *s;
-	time_t now = time(NULL);
+	time_t now = monotime_s();
 	pid_t pid;
 	int status, i, delay;
 	size_t n;
@@ -359,10 +361,32 @@ master_reap(struct master *m)
 	}
 }
 
+/* A worker replaced by a reload that outlives its shutdown_timeout (a
+ * hung job, a stopped process) is killed, as on a stop: its slot's new
+ * worker, and the reload's end, wait for it. */
+static void
+master_kill_late(struct master *m)
+{
+	time_t now = monotime_s();
+	struct slot *s;
+	int i;
+
+	for (i = 0; i < m->nslots; i++) {
+		s = &m->slots[i];
+		if (s->pid == 0 || !s->replacing || now < s->kill_at)
+			continue;
+		log_warnx("worker %d (pid %ld), replaced by a reload, did not "
+		    "stop in time (shutdown_timeout); killing it", i,
+		    (long)s->pid);
+		(void)kill(s->pid, SIGKILL);
+		s->kill_at = now + 5;
+	}
+}
+
 static void
 master_respawn_due(struct master *m)
 {
-	time_t now = time(NULL);
+	time_t now = monotime_s();
 	int i;
 
 	if (m->stopping)
@@ -441,7 +465,7 @@ master_reload(struct master *m, cJSON *reply)
 	struct cluster *old;
 	struct conf next;
 	char err[512];
-	int i, how, level;
+	int i, how, level, grace;
 
 	(void)sd_notify(0, "RELOADING=1");
 	if (reply != NULL)
@@ -455,6 +479,10 @@ master_reload(struct master *m, cJSON *reply)
 		return failed;
 	}
 	how = conf_compare(m->conf, &next, NULL, NULL);
+	/* A worker replaced now stops by the shutdown_timeout it runs
+	 * with, the old one: the larger of the two bounds it. */
+	grace = m->conf->shutdown_timeout > next.shutdown_timeout ?
+	    m->conf->shutdown_timeout : next.shutdown_timeout;
 	if (!cluster_conf_same(m->conf, &next)) {
 		/* Workers started from now on use the new Redis; the
 		 * running ones keep the old client until they are reaped. */
@@ -477,9 +505,10 @@ master_reload(struct master *m, cJSON *reply)
 			cJSON_AddStringToObject(reply, "new_workers_for",
 			    rn.why);
 		cJSON_AddItemToObject(reply, "restart_needed", rn.restart);
-		/* How long old workers may take to stop. */
+		/* How long old workers may take to stop (replaced ones
+		 * stop by the timeout they run with). */
 		cJSON_AddNumberToObject(reply, "shutdown_timeout",
-		    m->conf->shutdown_timeout);
+		    how == CONF_WORKERS ? grace : next.shutdown_timeout);
 	}
 	if (how == CONF_WORKERS) {
 		log_info("configuration reloaded from %s; %s changed, "
@@ -487,6 +516,7 @@ master_reload(struct master *m, cJSON *reply)
 		for (i = 0; i < m->nslots; i++) {
 			if (m->slots[i].pid != 0) {
 				m->slots[i].replacing = 1;
+				m->slots[i].kill_at = monotime_s() + grace + 2;
 				(void)kill(m->slots[i].pid, SIGTERM);
 			} else
 				m->slots[i].next_start = 0;
@@ -646,7 +676,7 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 		    PACKAGE_VERSION);
 		cJSON_AddNumberToObject(reply, "pid", getpid());
 		cJSON_AddNumberToObject(reply, "uptime",
-		    (double)(time(NULL) - m->started));
+		    (double)(monotime_s() - m->started));
 		cJSON_AddStringToObject(reply, "config", m->conf_path);
 		cJSON_AddStringToObject(reply, "listen", m->conf->listen);
 		cJSON_AddNumberToObject(reply, "online",
@@ -852,7 +882,7 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 	if ((m.share = conf_share_create(conf, master_log_level(&m))) == NULL)
 		fatal("mmap the configuration for workers");
 	m.conf_gen = m.conf_gen_done = 1;
-	m.started = time(NULL);
+	m.started = monotime_s();
 	if ((m.inbox = inbox_create(m.nslots, (size_t)conf->max_frame + 512,
 	    err, sizeof(err))) == NULL)
 		fatalx("worker inboxes: %s", err);
@@ -908,7 +938,8 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		if (sig_term && !m.stopping) {
 			sig_term = 0;
 			m.stopping = 1;
-			stop_deadline = time(NULL) + conf->shutdown_timeout + 2;
+			stop_deadline = monotime_s() +
+			    conf->shutdown_timeout + 2;
 			log_info("stopping");
 			(void)sd_notify(0, "STOPPING=1");
 			for (i = 0; i < m.nslots; i++)
@@ -927,17 +958,18 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		if (m.stopping) {
 			if (master_alive(&m) == 0)
 				break;
-			if (time(NULL) >= stop_deadline) {
+			if (monotime_s() >= stop_deadline) {
 				log_warnx("workers did not stop in time "
 				    "(shutdown_timeout); killing them");
 				for (i = 0; i < m.nslots; i++)
 					if (m.slots[i].pid != 0)
 						(void)kill(m.slots[i].pid,
 						    SIGKILL);
-				stop_deadline = time(NULL) + 5;
+				stop_deadline = monotime_s() + 5;
 			}
 			continue;
 		}
+		master_kill_late(&m);
 		master_respawn_due(&m);
 		if (m.reloading && master_reload_done(&m)) {
 			m.reloading = 0;

@@ -17,4 +17,14 @@ monotime_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Seconds on the same clock (the master's deadlines and backoffs). */
+static inline time_t
+monotime_s(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
 #endif

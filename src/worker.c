@@ -296,10 +296,19 @@ worker_flush(struct worker *w)
 	}
 }
 
-/* Graceful stop: no new clients, every session ended cleanly. */
+/*
+ * Graceful stop: no new clients and no more requests read.  What was
+ * queued for a client is still written: a connection closes once its
+ * output is (worker_drained), and takes what is delivered to it
+ * meanwhile in order behind it.  worker_stop_rest closes the others.
+ * A connection still logging in closes now.
+ */
 static void
 worker_stop(struct worker *w)
 {
+	struct conn *c, *next;
+	int pass;
+
 	if (w->stopping)
 		return;
 	w->stopping = 1;
@@ -309,10 +318,49 @@ worker_stop(struct worker *w)
 		(void)close(w->listen_fd);
 		w->listen_fd = -1;
 	}
-	while (w->live.head != NULL)
-		conn_close(w, w->live.head, "server stopping");
+	for (pass = 0; pass < 2; pass++)
+		for (c = pass ? w->anon.head : w->live.head; c != NULL;
+		    c = next) {
+			next = c->next;
+			if (conn_outq(c) == 0 ||
+			    c->state == CONN_LOGGING_IN)
+				conn_close(w, c, "server stopping");
+			else
+				conn_close_after_flush(w, c);
+		}
+}
+
+/*
+ * The stopping worker's time to write queued output is over: what the
+ * clients did not read is stored offline (chats only), and the
+ * connections close.
+ */
+static void
+worker_stop_rest(struct worker *w)
+{
+	size_t n = w->nconns;
+
+	if (n == 0)
+		return;
+	while (w->live.head != NULL) {
+		deliver_rescue(w, w->live.head);
+		conn_close(w, w->live.head, "server stopping: output not "
+		    "read in time");
+	}
 	while (w->anon.head != NULL)
-		conn_close(w, w->anon.head, "server stopping");
+		conn_close(w, w->anon.head, "server stopping: output not "
+		    "read in time");
+	log_info("stopping: closed %zu connection(s) whose output was not "
+	    "read within shutdown_timeout / 2", n);
+}
+
+/* A stopping worker is done: no client left, no job running, no reply
+ * from Redis awaited (claim releases, PUBLISHes of logout notices). */
+static int
+worker_stopped(const struct worker *w)
+{
+	return w->nconns == 0 && jobq_pending(w->jobs) == 0 &&
+	    !bus_busy(w->bus);
 }
 
 /*
@@ -531,7 +579,7 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 {
 	struct epoll_event evs[WORKER_EVENTS], pevs[WORKER_PEER_EVENTS];
 	struct worker w;
-	time_t stop_deadline = 0;
+	uint64_t stop_ms = 0, now_ms, flush_ms, limit_ms;
 	char name[32];
 	int i, n, m, congested, timeout;
 
@@ -593,20 +641,31 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 		worker_trim(&w);
 		if (!w.stopping)
 			continue;
-		if (stop_deadline == 0)
-			stop_deadline = w.now + conf->shutdown_timeout;
-		if (jobq_pending(w.jobs) == 0 || w.now >= stop_deadline)
+		/* Half of shutdown_timeout for the clients to read what
+		 * was queued for them, the rest for the sessions to end. */
+		now_ms = monotime_ms();
+		if (stop_ms == 0)
+			stop_ms = now_ms;
+		limit_ms = (uint64_t)conf->shutdown_timeout * 1000;
+		flush_ms = limit_ms / 2;
+		if (now_ms - stop_ms >= flush_ms)
+			worker_stop_rest(&w);
+		if (worker_stopped(&w) || now_ms - stop_ms >= limit_ms)
 			break;
 	}
-	if (jobq_pending(w.jobs) > 0)
-		log_warnx("stopping with %zu job(s) unfinished "
+	if (!worker_stopped(&w))
+		log_warnx("stopping with %zu job(s) unfinished and %s "
 		    "(shutdown_timeout = %d s)", jobq_pending(w.jobs),
-		    conf->shutdown_timeout);
+		    bus_busy(w.bus) ? "Redis commands unanswered" :
+		    "no Redis command unanswered", conf->shutdown_timeout);
+	worker_stop_rest(&w);
 	conn_resume_stalled(&w);	/* drops their references */
+	/* The bus first: its callbacks still submit jobs (a logout's
+	 * notices once its release failed, a fan-out's stores). */
+	bus_destroy(w.bus);
+	w.bus = NULL;
 	jobq_destroy(w.jobs, &w);
 	w.jobs = NULL;
-	bus_destroy(w.bus);	/* its callbacks submit nothing now */
-	w.bus = NULL;
 	worker_flush(&w);
 	conn_reap(&w);
 	groupcache_free(&w.groups);

@@ -12,7 +12,9 @@
  * across hosts; a group membership change on one host seen by a sender on
  * another that had the group cached; one host SIGKILLed whole (its users
  * offline everywhere within presence_ttl, able to log in elsewhere,
- * nothing sent to them lost); redis-server stopped and restarted in the
+ * nothing sent to them lost); one host stopped with SIGTERM (its
+ * sessions ended through Redis before it exits: friends elsewhere told,
+ * no claim left behind); redis-server stopped and restarted in the
  * middle of traffic (same-host chat goes on, cross-host messages stored,
  * logins refused with errno 13, then subscriptions and claims restored);
  * SCRIPT FLUSH in the middle of traffic (the hosts run their scripts by
@@ -1589,6 +1591,73 @@ START_TEST(test_host_killed)
 }
 END_TEST
 
+/*
+ * A host stopped gracefully (SIGTERM to its master): its workers end
+ * every session as a LOGINOUT would, through Redis too, before they
+ * exit.  A friend on another host is told, no claim is left once the
+ * host has exited (the users log in elsewhere at once, not presence_ttl
+ * later), and messages to them are stored from then on.  Before, a
+ * stopping worker left its loop with the claim releases still unsent:
+ * logins elsewhere were refused with errno 2 until the claims expired,
+ * and friends on other hosts were never told.
+ */
+START_TEST(test_host_stopped)
+{
+	struct user u[3], *a = &u[0], *k = &u[1], *k2 = &u[2];
+	struct user *all[3] = { a, k, k2 };
+	pid_t master = H.chatd[2].pid;
+	long long deadline;
+	char val[256];
+	int i, unfinished;
+
+	begin();
+	for (i = 0; i < 3; i++)
+		user_new(&u[i], "stop");
+	online_at(a, 0);
+	online_at(k, 2);
+	online_at(k2, 2);
+	ack_ok_free(a->c, chatc_add_friend(a->c, k->id, REQ_MS),
+	    MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(a, k->id), "online");
+	(void)chat(a, k, NULL);
+	(void)chat(k2, a, NULL);
+	await(all, 3, PUSH_MS);
+
+	unfinished = harness_log_count(&H, 2, "stopping with");
+	ck_assert_int_eq(kill(master, SIGTERM), 0);
+	deadline = harness_now_ms() + SETTLE_MS;
+	while (alive(master)) {
+		ck_assert_msg(harness_now_ms() < deadline, "host 2 still "
+		    "running %d ms after SIGTERM", SETTLE_MS);
+		harness_sleep_ms(10);
+	}
+	dead[2] = 1;
+	/* At once, well within presence_ttl. */
+	for (i = 1; i < 3; i++) {
+		ck_assert_int_eq(claim_of(u[i].id, val, sizeof(val)), 0);
+		ck_assert_msg(val[0] == '\0', "user %s: claim \"%s\" left "
+		    "by the stopped host", u[i].name, val);
+	}
+	ck_assert_int_eq(harness_log_count(&H, 2, "stopping with"),
+	    unfinished);
+	wait_presence(a, k->id, "offline");
+	for (i = 1; i < 3; i++) {
+		ck_assert_msg(!pump(&u[i], PUSH_MS), "user %s: connection "
+		    "still open after the host stopped", u[i].name);
+		drop(&u[i]);
+	}
+
+	(void)chat(a, k2, "stored");
+	online_at(k, 1);
+	wait_presence(a, k->id, "online");
+	online_at(k2, 0);
+	(void)chat(a, k, NULL);
+	await(all, 3, PUSH_MS);
+	quiet(all, 3);
+	ledger_check();
+}
+END_TEST
+
 /* --- tests: Redis restarted ------------------------------------------------ */
 
 /* Send ONE_CHAT from -> to with seq "p<slot>" and do not wait. */
@@ -2792,6 +2861,7 @@ cluster_suite(void)
 	/* Each takes something down: a TCase of its own, so the next
 	 * fixture brings it back. */
 	const TTest *const killed[] = { test_host_killed };
+	const TTest *const stopped[] = { test_host_stopped };
 	const TTest *const redis[] = { test_redis_restart };
 	const TTest *const outage[] = {
 		test_group_cache_after_redis_outage,
@@ -2809,6 +2879,7 @@ cluster_suite(void)
 
 	add_tcase(s, "cluster", chat, sizeof(chat) / sizeof(chat[0]));
 	add_tcase(s, "host killed", killed, 1);
+	add_tcase(s, "host stopped", stopped, 1);
 	add_tcase(s, "redis restart", redis, 1);
 	add_tcase(s, "right after an ACK", after_ack, 2);
 	add_tcase(s, "redis outage", outage, 1);

@@ -1386,6 +1386,54 @@ START_TEST(test_reload_gives_up)
 END_TEST
 
 /*
+ * A worker that a reload replaces but that does not stop (here SIGSTOPped)
+ * is killed once shutdown_timeout + 2 s are over, as on a stop: its slot
+ * gets its new worker and the reload completes, well before chatctl gives
+ * up (shutdown_timeout + 10 s).  shutdown_timeout = 1 is applied in place
+ * first, so the worker being replaced runs with it.
+ */
+START_TEST(test_reload_kills_hung_worker)
+{
+	pid_t w[NWORKERS + 2], after[NWORKERS + 2];
+	long long t0, took;
+	struct run r;
+	int gen, stopped, i;
+
+	gen = reload_state(w);
+	reload_with(&r, "\n[server]\nshutdown_timeout = 1\n");
+	ASSERT_STATUS(&r, 0, "reload of shutdown_timeout");
+	run_free(&r);
+	ck_assert_int_eq(reload_state(w), gen + 1);
+
+	stopped = kill(w[0], SIGSTOP) == 0;
+	t0 = harness_now_ms();
+	reload_with(&r, "\n[server]\nshutdown_timeout = 1\n"
+	    "job_threads = 3\n");
+	took = harness_now_ms() - t0;
+	(void)kill(w[0], SIGCONT);
+	ck_assert(stopped);
+	ASSERT_STATUS(&r, 0, "reload replacing a stopped worker");
+	ck_assert_msg(strstr(r.out, "reload complete: configuration "
+	    "generation") != NULL, "%s", r.out);
+	run_free(&r);
+	ck_assert_msg(took < 8000, "the reload took %lld ms", took);
+	ck_assert_msg(harness_log_contains(&H, 0, "replaced by a reload, did "
+	    "not stop in time (shutdown_timeout); killing it"), "no log line "
+	    "about killing worker %ld", (long)w[0]);
+	ck_assert_int_eq(reload_state(after), gen + 2);
+	for (i = 0; i < NWORKERS; i++)
+		ck_assert_msg(after[i] != w[0] && after[i] != w[1],
+		    "worker %ld still runs after the reload", (long)after[i]);
+
+	/* The file as it was: new workers again, which stop in time. */
+	ctl(&r, "-s", sock0, "reload", NULL);
+	ASSERT_STATUS(&r, 0, "reload of the file as it was");
+	run_free(&r);
+	ck_assert_int_eq(reload_state(after), gen + 3);
+}
+END_TEST
+
+/*
  * A key that needs new workers (job_threads): chatctl returns once the
  * old workers have stopped and new ones run the new generation, and
  * says so; putting the file back is the same again.
@@ -1801,6 +1849,7 @@ ops_suite(void)
 	tcase_add_test(tc, test_reload_new_workers);
 	tcase_add_test(tc, test_reload_waits_for_workers);
 	tcase_add_test(tc, test_reload_gives_up);
+	tcase_add_test(tc, test_reload_kills_hung_worker);
 	tcase_add_test(tc, test_reload);
 	return s;
 }
