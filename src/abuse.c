@@ -60,19 +60,19 @@ limit_request(struct worker *w, struct conn *c)
 {
 	const struct conf *cf = w->conf;
 	uint32_t now_ms, elapsed, cap;
+	uint64_t tokens;
 
 	if (cf->rate_limit == 0)
 		return 0;
-	/* Tokens in thousandths; refilled by rate_limit per second. */
+	/* Tokens in thousandths; refilled by rate_limit per second (in 64
+	 * bits: a second's refill at the largest rate_limit is 10^9, and
+	 * a long idle connection's elapsed time times it overflows 32). */
 	now_ms = (uint32_t)worker_now_ms(w);
 	cap = (uint32_t)cf->rate_burst * 1000;
 	elapsed = now_ms - c->rate_ms;
 	c->rate_ms = now_ms;
-	if (elapsed > 1000000)
-		elapsed = 1000000;
-	c->rate_tokens += elapsed * (uint32_t)cf->rate_limit;
-	if (c->rate_tokens > cap || c->rate_tokens < elapsed)
-		c->rate_tokens = cap;
+	tokens = c->rate_tokens + (uint64_t)elapsed * (uint64_t)cf->rate_limit;
+	c->rate_tokens = tokens > cap ? cap : (uint32_t)tokens;
 	if (c->rate_tokens < 1000) {
 		w->stats->limit_refusals++;
 		return -1;

@@ -497,12 +497,28 @@ conn_doom(struct worker *w, struct conn *c)
 	w->dead = c;
 }
 
+/* Read and drop what the client sent (a bounded number of reads). */
+static void
+conn_discard_input(struct worker *w, struct conn *c)
+{
+	int i;
+
+	for (i = 0; i < 16; i++)
+		if (read(c->fd, w->rbuf, w->rbuf_size) <= 0)
+			break;
+}
+
 void
 conn_close(struct worker *w, struct conn *c, const char *reason)
 {
 	if (c->state == CONN_CLOSED)
 		return;
 	log_debug("conn %d: close: %s", c->fd, reason);
+	/* Input left unread makes close() send a reset, and the client's
+	 * kernel then drops what it has not read of our last output (the
+	 * error reply, or what a stop wrote): read it away first. */
+	if (c->close_after_flush || w->stopping)
+		conn_discard_input(w, c);
 	handler_conn_closed(w, c);
 	worker_list_del(w, c);
 	conn_set_state(c, CONN_CLOSED);

@@ -195,7 +195,12 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 {
 	struct offdel_job *dj;
 	size_t i, sent = 0;
+	int was_pulling = c->pulling;
 
+	/* A conn_send over max_output flushes, and output drained there
+	 * would start another pull (handler_conn_drained) that reads these
+	 * rows again before they are deleted: pulling covers the loop. */
+	c->pulling = 1;
 	for (i = first; i < b->n; i++) {
 		if (conn_send(w, c, b->texts[i], b->lens[i] + 1) == -1) {
 			c->pull_again = 1;
@@ -204,8 +209,10 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 		sent++;
 	}
 	w->stats->offline_delivered += sent;
-	if (b->n == 0)
+	if (b->n == 0) {
+		c->pulling = was_pulling;
 		return 0;
+	}
 	if ((dj = malloc(sizeof(*dj) + b->n * sizeof(uint64_t))) == NULL)
 		fatalx("%s: out of memory", __func__);
 	memset(dj, 0, sizeof(*dj));
@@ -219,7 +226,6 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 	/* ids before `first` went out inside LOGIN_ACK. */
 	for (i = 0; i < first + sent; i++)
 		dj->ids[dj->n++] = b->ids[i];
-	c->pulling = 1;
 	conn_ref(c);
 	if (worker_submit(w, &dj->job) == -1) {
 		c->pulling = 0;

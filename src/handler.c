@@ -250,8 +250,10 @@ handler_frame(struct worker *w, struct conn *c, const char *buf, size_t len)
 	int err;
 
 	err = request_parse(&r, buf, len, &w->lim, errmsg, sizeof(errmsg));
-	if (err == 0 && c->state != CONN_ONLINE &&
-	    !request_allowed_anonymous(r.msgid)) {
+	/* Before login a request other than LOGIN, REG and PING gets errno
+	 * 4, also when its fields are wrong (r.msgid is known then). */
+	if ((err == 0 || (err == CERR_BAD_REQUEST && r.msgid != 0)) &&
+	    c->state != CONN_ONLINE && !request_allowed_anonymous(r.msgid)) {
 		err = CERR_NOT_LOGGED_IN;
 		(void)snprintf(errmsg, sizeof(errmsg), "log in first");
 	} else if (err == 0 && r.msgid == MSG_LOGIN &&
@@ -260,7 +262,8 @@ handler_frame(struct worker *w, struct conn *c, const char *buf, size_t len)
 		(void)snprintf(errmsg, sizeof(errmsg), "already logged in on "
 		    "this connection as %u; log out first", c->uid);
 	}
-	if (err == 0 && limit_request(w, c) == -1) {
+	/* Every frame is charged, those refused for what they are too. */
+	if (limit_request(w, c) == -1) {
 		err = CERR_RATE;
 		(void)snprintf(errmsg, sizeof(errmsg), "too many requests "
 		    "(rate_limit = %d per second); this one was not served",

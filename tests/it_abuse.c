@@ -481,8 +481,9 @@ START_TEST(test_rate_limit)
 	char name[PROTO_NAME_MAX + 1], pw[96], *buf = NULL;
 	long long t_end1, t_end2;
 	size_t len = 0;
-	int acks, refused, acks2, refused2;
+	int acks, refused, acks2, refused2, i;
 	double secs;
+	cJSON *m;
 
 	begin();
 	c = xconnect();
@@ -514,6 +515,28 @@ START_TEST(test_rate_limit)
 	ck_assert_msg(acks2 >= RATE_LIMIT - 1 &&
 	    acks2 <= (int)(RATE_LIMIT * secs) + 2, "%d ACKs %.2f s after "
 	    "the bucket was empty (rate_limit = %d)", acks2, secs, RATE_LIMIT);
+
+	/* Requests refused for what they are count too: with the bucket
+	 * empty, unknown msgids get errno 12, not 14 each (at most one
+	 * token came back meanwhile). */
+	buf = NULL;
+	len = 0;
+	for (i = refused = 0; i < 5; i++)
+		append_line(&buf, &len, chatc_build(999), 3000 + i);
+	send_buf(c, buf, len);
+	for (i = 0; i < 5; i++) {
+		m = chatc_recv(c, REQ_MS);
+		ck_assert_msg(m != NULL, "reply %d of 5: %s", i + 1,
+		    chatc_error(c));
+		ck_assert_msg(jnum(m, "msgid") == MSG_ERROR &&
+		    (chatc_errno(m) == CERR_RATE ||
+		    chatc_errno(m) == CERR_UNKNOWN_MSGID), "unknown msgid: %s",
+		    dump(m));
+		refused += chatc_errno(m) == CERR_RATE;
+		cJSON_Delete(m);
+	}
+	ck_assert_msg(refused >= 4, "only %d of 5 unknown msgids over the "
+	    "rate got errno 12", refused);
 	harness_sleep_ms(1000 / RATE_LIMIT * 2);
 	ping_ok(c, "after the bursts");
 	ck_assert_msg(users_named(name) == 0, "the refused REG created %s",

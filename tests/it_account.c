@@ -968,6 +968,15 @@ START_TEST(test_anon_refused)
 	check_error(send_recv_str(c,
 	    "{\"msgid\":6,\"toid\":1,\"msg\":\"hi\"}\n"), CERR_NOT_LOGGED_IN,
 	    MSG_ONE_CHAT, ABSENT);
+	/* A request refused before login is refused for that, whatever
+	 * else is wrong with it (chat-protocol(7): errno 4). */
+	check_error(send_recv_str(c, "{\"msgid\":6,\"toid\":\"x\"}\n"),
+	    CERR_NOT_LOGGED_IN, MSG_ONE_CHAT, ABSENT);
+	check_error(send_recv_str(c, "{\"msgid\":17}\n"),
+	    CERR_NOT_LOGGED_IN, MSG_GROUP_MEMBERS, ABSENT);
+	/* LOGIN itself is allowed: its own errors stay. */
+	check_ack_error(send_recv_str(c, "{\"msgid\":1,\"id\":\"x\"}\n"),
+	    MSG_LOGIN_ACK, CERR_BAD_REQUEST, ABSENT);
 	expect_quiet(c);
 	chatc_close(c);
 }

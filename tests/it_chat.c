@@ -9,11 +9,15 @@
  * (with the per-worker membership cache), UTF-8 text, a classic client
  * that never sends seq, a worker SIGKILLed while messages are being
  * delivered to its users, a receiver that stops reading until chatd
- * drops it as a slow consumer (on a chatd instance of its own), and, on
+ * drops it as a slow consumer (on a chatd instance of its own), on
  * another instance with small queues between its two workers, pipelined
  * bursts across workers (one to one, a group fan-out from several
  * senders, a group whose cache was just dropped) that must arrive live,
- * once and in order without falling back to Redis or the offline store.
+ * once and in order without falling back to Redis or the offline store,
+ * and, on a third, a graceful stop (SIGTERM) with megabytes of chats
+ * still queued in chatd for a receiver: written to it while it reads,
+ * stored offline for its next login while it does not, lost in neither
+ * case.
  *
  * Which worker serves a user is never left to luck.  The presence table
  * is mapped read-only, and a throwaway "probe" user logs in on each new
@@ -24,7 +28,8 @@
  * never spent on a connection that turns out to be on the wrong worker.
  *
  * The servers are started once in an unchecked fixture (the slow
- * consumer's TCase adds its own chatd instance); each test runs
+ * consumer and backpressure TCases each add a chatd instance of their
+ * own; the graceful-stop tests start and stop theirs); each test runs
  * in its own forked process with user and group names made unique by pid
  * and a counter, since all tests share one database.  Every wait is
  * bounded.
@@ -39,9 +44,11 @@
 #define _GNU_SOURCE 1
 #endif
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/types.h>
@@ -2467,9 +2474,10 @@ slow_drain(struct chatc *c, const struct user *from, long long toid,
 	chatc_reader_free(&rd);
 }
 
-/* N of chatd's "user <uid>: N queued message(s) stored offline", or -1. */
+/* N of instance i's last "user <uid>: N queued message(s) stored
+ * offline", or -1. */
 static int
-slow_rescued(long long uid)
+slow_rescued(int i, long long uid)
 {
 	char line[512], needle[64];
 	const char *p;
@@ -2477,7 +2485,7 @@ slow_rescued(long long uid)
 	int n = -1;
 
 	(void)snprintf(needle, sizeof(needle), "user %lld: ", uid);
-	if ((fp = fopen(H.chatd[SLOW_INST].log_path, "r")) == NULL)
+	if ((fp = fopen(H.chatd[i].log_path, "r")) == NULL)
 		return -1;
 	while (fgets(line, sizeof(line), fp) != NULL)
 		if ((p = strstr(line, needle)) != NULL &&
@@ -2485,6 +2493,57 @@ slow_rescued(long long uid)
 			n = atoi(p + strlen(needle));
 	(void)fclose(fp);
 	return n;
+}
+
+/*
+ * Log r in again on a new connection of any worker (retrying while its
+ * old session may still be ending) and count in seen[] the messages from
+ * s it is given: *ninack in LOGIN_ACK's offlinemsg, *npushed after it,
+ * until the offline table holds nothing more for r.  r stays online.
+ */
+static void
+slow_relogin(struct user *r, const struct user *s, int *seen, int *ninack,
+    int *npushed)
+{
+	long long deadline = harness_now_ms() + RETRY_MS;
+	struct chatc *c;
+	cJSON *ack, *m, **off;
+	int i, rc;
+
+	for (;;) {
+		c = xconnect();
+		ack = chatc_login(c, r->id, PASSWORD, REQ_MS);
+		if (ack != NULL && chatc_errno(ack) == 0)
+			break;
+		cJSON_Delete(ack);
+		harness_close(c);
+		ck_assert_msg(harness_now_ms() < deadline, "receiver could not "
+		    "log in again within %d ms", RETRY_MS);
+		harness_sleep_ms(POLL_MS * 4);
+	}
+	r->c = c;
+	off = offline_of(ack, ninack);
+	for (i = 0; i < *ninack; i++)
+		if ((rc = slow_num(off[i], s, r->id)) >= 0)
+			seen[rc]++;
+	free_objs(off, *ninack);
+	cJSON_Delete(ack);
+	*npushed = 0;
+	deadline = harness_now_ms() + RETRY_MS;
+	for (;;) {
+		while ((m = chatc_recv(r->c, SLOW_QUIET_MS)) != NULL) {
+			if ((rc = slow_num(m, s, r->id)) >= 0) {
+				seen[rc]++;
+				(*npushed)++;
+			}
+			cJSON_Delete(m);
+		}
+		ck_assert_msg(strcmp(chatc_error(r->c), "timeout") == 0,
+		    "receiver after its new login: %s", chatc_error(r->c));
+		if (db_offline_count(r->id) == 0 ||
+		    harness_now_ms() >= deadline)
+			break;
+	}
 }
 
 /*
@@ -2510,7 +2569,7 @@ slow_consumer_run(int same_worker)
 	int ninack = 0, npushed = 0, nbefore, lost, ndup, maxseen, rescued;
 	long long t0 = harness_now_ms(), deadline, left, seq;
 	long sendq = -1;
-	cJSON *m, *ack, **off;
+	cJSON *m;
 
 	seen = calloc(SLOW_NMAX, sizeof(int));
 	acked = calloc(SLOW_NMAX, sizeof(int));
@@ -2611,42 +2670,10 @@ slow_consumer_run(int same_worker)
 	harness_close(r.c);
 	r.c = NULL;
 	ck_assert_int_eq(slot_of(r.id, NULL), -1);
-	rescued = slow_rescued(r.id);
+	rescued = slow_rescued(SLOW_INST, r.id);
 
 	/* Log in again (any worker) and take everything stored. */
-	deadline = harness_now_ms() + RETRY_MS;
-	for (;;) {
-		c = xconnect();
-		ack = chatc_login(c, r.id, PASSWORD, REQ_MS);
-		if (ack != NULL && chatc_errno(ack) == 0)
-			break;
-		cJSON_Delete(ack);
-		harness_close(c);
-		ck_assert_msg(harness_now_ms() < deadline, "receiver could not log "
-		    "in again within %d ms", RETRY_MS);
-		harness_sleep_ms(POLL_MS * 4);
-	}
-	r.c = c;
-	off = offline_of(ack, &ninack);
-	for (i = 0; i < ninack; i++)
-		if ((rc = slow_num(off[i], &s, r.id)) >= 0)
-			seen[rc]++;
-	free_objs(off, ninack);
-	cJSON_Delete(ack);
-	deadline = harness_now_ms() + RETRY_MS;
-	for (;;) {
-		while ((m = chatc_recv(r.c, SLOW_QUIET_MS)) != NULL) {
-			if ((rc = slow_num(m, &s, r.id)) >= 0) {
-				seen[rc]++;
-				npushed++;
-			}
-			cJSON_Delete(m);
-		}
-		ck_assert_msg(strcmp(chatc_error(r.c), "timeout") == 0,
-		    "receiver after its new login: %s", chatc_error(r.c));
-		if (db_offline_count(r.id) == 0 || harness_now_ms() >= deadline)
-			break;
-	}
+	slow_relogin(&r, &s, seen, &ninack, &npushed);
 
 	for (i = lost = ndup = maxseen = 0; i < next; i++) {
 		lost += acked[i] && seen[i] == 0;
@@ -2820,6 +2847,371 @@ END_TEST
 START_TEST(test_slow_consumer_other_worker)
 {
 	slow_consumer_run(0);
+}
+END_TEST
+
+/* --- a graceful stop with output still queued ---------------------------- */
+
+/*
+ * SIGTERM to the master: each worker stops accepting and reading, but
+ * goes on writing every connection's queued output for up to half of
+ * shutdown_timeout; a connection whose output is all written is closed
+ * at once, and on one still holding output when that time is over the
+ * chats in it are stored offline for its user (as for a slow consumer)
+ * before it is closed.  ACKed "delivered" means chatd took charge of a
+ * message: a stop must not lose it.
+ *
+ * Its own chatd (instance STOP_INST), started by each test itself: the
+ * master's exit status can be had only by its parent, the test's
+ * process.  Started again after the stop, with the same configuration,
+ * for the receiver's next login.  One worker (sender and receiver share
+ * it), a max_output far over what is queued (nobody is dropped as a slow
+ * consumer), and every offline message in one LOGIN_ACK as far as its
+ * budget goes.  The messages, their numbering and the receiver's drain
+ * are the slow consumer's (slow_send, slow_num, slow_drain).
+ */
+#define STOP_INST	1
+#define STOP_CONF	"[server]\nworkers = 1\nshutdown_timeout = %d\n" \
+			"max_output = 16777216\nmax_frame = 8192\n" \
+			"max_message = 4096\noffline_batch = 1000\n"
+/*
+ * What must still be in chatd's own output buffer at the SIGTERM, over
+ * what the kernel holds (the server's send queue, ~4 MB once autotuned
+ * whatever the receiver does, and the receiver's buffer).  The kernel
+ * delivers its part after any close, so only this part tells a stop
+ * that writes or stores the output from one that drops it.
+ */
+#define STOP_MARGIN	(2 * 1024 * 1024)
+#define STOP_SEND_MS	20000	/* the whole sending phase */
+#define STOP_EXIT_MS	5000	/* the master's exit, past shutdown_timeout */
+
+struct stop_run {
+	int timeout;		/* shutdown_timeout, seconds */
+	int read_at_once;	/* the receiver reads from the SIGTERM on */
+
+	struct user r, s;	/* receiver, sender */
+	int nsent;		/* messages 0..nsent-1, all ACKed delivered */
+	long sendq;		/* server's kernel send queue at the SIGTERM */
+	int inq;		/* the receiver's receive queue then */
+	long long queued;	/* bytes queued to the receiver, at least */
+	int status;		/* the master's wait status */
+	long long exit_ms;	/* SIGTERM to the master's exit (seen) */
+	long long eof_ms;	/* SIGTERM to the old connection's EOF */
+	struct slow_drain d;	/* the receiver's old connection */
+	int *before;		/* per message: read on the old connection */
+	int *after;		/* got at the next login (LOGIN_ACK, pushed) */
+	int nbefore, ninack, npushed;
+	int rescued;		/* "N queued message(s) stored offline", -1 */
+	int killed;		/* the master killed late workers */
+	int unfinished;		/* a worker stopped with jobs unfinished */
+};
+
+static void
+stop_start(const struct stop_run *sr)
+{
+	char conf[sizeof(STOP_CONF) + 16];
+
+	(void)snprintf(conf, sizeof(conf), STOP_CONF, sr->timeout);
+	ck_assert_msg(harness_start_chatd(&H, STOP_INST, conf) == 0,
+	    "chatd-%d did not start (see stderr)", STOP_INST);
+}
+
+/*
+ * Wait until the master of STOP_INST, SIGTERMed at t0, has exited (at
+ * most shutdown_timeout + STOP_EXIT_MS) and return its wait status.
+ * waitid with WNOWAIT only looks; the harness reaps it (signal 0 sends
+ * nothing) and forgets the instance.
+ */
+static int
+stop_wait_exit(struct stop_run *sr, long long t0)
+{
+	long long deadline = t0 + sr->timeout * 1000LL + STOP_EXIT_MS;
+	pid_t pid = H.chatd[STOP_INST].pid;
+	siginfo_t si;
+
+	for (;;) {
+		memset(&si, 0, sizeof(si));
+		ck_assert_msg(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG |
+		    WNOWAIT) == 0, "waitid chatd-%d: %s", STOP_INST,
+		    strerror(errno));
+		if (si.si_pid == pid)
+			break;
+		ck_assert_msg(harness_now_ms() < deadline, "chatd-%d (pid "
+		    "%ld) still running %lld ms after SIGTERM (shutdown_timeout "
+		    "= %d s)", STOP_INST, (long)pid, harness_now_ms() - t0,
+		    sr->timeout);
+		harness_sleep_ms(POLL_MS);
+	}
+	sr->exit_ms = harness_now_ms() - t0;
+	return harness_signal_chatd(&H, STOP_INST, 0, 1);
+}
+
+/*
+ * Start STOP_INST; a receiver with a small receive buffer logs in and
+ * reads nothing; a sender on the same worker pipelines numbered ~3 KB
+ * messages until every one is ACKed "delivered" and, by the kernel's
+ * own counts, over STOP_MARGIN bytes of them can only be in chatd's
+ * buffer.  SIGTERM the master; the receiver reads its connection to the
+ * end, from the SIGTERM on (read_at_once) or once the master is gone.
+ * Then start the instance again, log the receiver in and count what
+ * comes: in LOGIN_ACK and pushed after it.
+ */
+static void
+stop_run(struct stop_run *sr)
+{
+	struct user *r = &sr->r, *s = &sr->s;
+	struct chatc *c;
+	long long t0, deadline, left, seq;
+	int i, slot, rc, next = 0, inflight = 0, enough = 0;
+	int nkilled, nunfinished;
+	char *acked;
+	cJSON *m;
+
+	ck_assert_msg(harness_ok, "the servers did not start (see stderr)");
+	sr->before = calloc(SLOW_NMAX, sizeof(int));
+	sr->after = calloc(SLOW_NMAX, sizeof(int));
+	acked = calloc(SLOW_NMAX, 1);
+	ck_assert(sr->before != NULL && sr->after != NULL && acked != NULL);
+	stop_start(sr);
+	begin_on(STOP_INST);
+	user_new(r, "stoprecv");
+	user_new(s, "stopsend");
+	c = conn_on(1u, &slot);
+	rc = SLOW_RCVBUF;
+	ck_assert_int_eq(setsockopt(chatc_fd(c), SOL_SOCKET, SO_RCVBUF, &rc,
+	    sizeof(rc)), 0);
+	cJSON_Delete(user_login_conn(r, c, slot));
+	user_online(s, 1u);
+
+	/* Send, a window in flight, until enough stays in chatd. */
+	deadline = harness_now_ms() + STOP_SEND_MS;
+	while ((!enough && next < SLOW_NMAX) || inflight > 0) {
+		while (!enough && next < SLOW_NMAX && inflight < SLOW_WINDOW) {
+			slow_send(s, r->id, next++);
+			inflight++;
+		}
+		left = deadline - harness_now_ms();
+		ck_assert_msg(left > 0, "after %d ms, %d sent, %d ACKed",
+		    STOP_SEND_MS, next, sr->nsent);
+		m = chatc_recv(s->c, (int)left);
+		ck_assert_msg(m != NULL, "sender: %s after %d sent",
+		    chatc_error(s->c), next);
+		if (jnum(m, "msgid") != MSG_ACK &&
+		    jnum(m, "msgid") != MSG_ERROR) {
+			cJSON_Delete(m);
+			continue;
+		}
+		seq = jnum(m, "seq") - SLOW_SEQ0;
+		ck_assert_msg(seq >= 0 && seq < next && !acked[seq],
+		    "reply with unexpected seq %lld", seq + SLOW_SEQ0);
+		ck_assert_msg(jnum(m, "msgid") == MSG_ACK, "message %lld "
+		    "refused: errno %d %s", seq, chatc_errno(m),
+		    chatc_errmsg(m));
+		ck_assert_msg(strcmp(jstr(m, "status"), "delivered") == 0,
+		    "message %lld ACKed %s, not delivered (dropped as a slow "
+		    "consumer?)", seq, jstr(m, "status"));
+		cJSON_Delete(m);
+		acked[seq] = 1;
+		sr->nsent++;
+		inflight--;
+		if (enough || sr->nsent % SLOW_WINDOW != 0)
+			continue;
+		sr->sendq = server_sendq(chatc_fd(r->c),
+		    H.chatd[STOP_INST].port);
+		ck_assert_msg(sr->sendq >= 0, "the receiver's connection is "
+		    "not in /proc/net/tcp");
+		ck_assert_int_eq(ioctl(chatc_fd(r->c), FIONREAD, &sr->inq), 0);
+		enough = (long long)sr->nsent * SLOW_TEXTLEN >
+		    sr->sendq + sr->inq + STOP_MARGIN;
+	}
+	ck_assert_msg(enough, "%d messages of %d bytes ACKed, yet the kernel "
+	    "holds %ld + %d bytes of them: less than %d in chatd's buffer "
+	    "(tcp_wmem's maximum over 4 MB?)", sr->nsent, SLOW_TEXTLEN,
+	    sr->sendq, sr->inq, STOP_MARGIN);
+	free(acked);
+
+	/* The kernel's part again, for the report: chatd has had a loop
+	 * turn to write what the last ACKed messages queued. */
+	harness_sleep_ms(POLL_MS);
+	sr->sendq = server_sendq(chatc_fd(r->c), H.chatd[STOP_INST].port);
+	ck_assert_int_eq(ioctl(chatc_fd(r->c), FIONREAD, &sr->inq), 0);
+	sr->queued = (long long)sr->nsent * SLOW_TEXTLEN;
+	nkilled = harness_log_count(&H, STOP_INST, "did not stop in time");
+	nunfinished = harness_log_count(&H, STOP_INST, "job(s) unfinished");
+
+	t0 = harness_now_ms();
+	ck_assert_int_eq(harness_signal_chatd(&H, STOP_INST, SIGTERM, 0), 0);
+	/* A request the stopping worker does not read: closing with it
+	 * unread would reset the connection, and the receiver's kernel
+	 * would drop what it holds of the output. */
+	ck_assert_int_eq(chatc_send_raw(r->c, "{\"msgid\":18}\n", 13), 0);
+	if (sr->read_at_once) {
+		slow_drain(r->c, s, r->id, sr->before, &sr->d);
+		sr->eof_ms = harness_now_ms() - t0;
+		sr->status = stop_wait_exit(sr, t0);
+	} else {
+		sr->status = stop_wait_exit(sr, t0);
+		slow_drain(r->c, s, r->id, sr->before, &sr->d);
+		sr->eof_ms = harness_now_ms() - t0;
+	}
+	sr->killed = harness_log_count(&H, STOP_INST,
+	    "did not stop in time") > nkilled;
+	sr->unfinished = harness_log_count(&H, STOP_INST,
+	    "job(s) unfinished") > nunfinished;
+	sr->rescued = slow_rescued(STOP_INST, r->id);
+	harness_close(r->c);
+	r->c = NULL;
+	harness_close(s->c);
+	s->c = NULL;
+	for (i = sr->nbefore = 0; i < sr->nsent; i++)
+		sr->nbefore += sr->before[i];
+
+	/* Again, for the receiver's next login. */
+	stop_start(sr);
+	slow_relogin(r, s, sr->after, &sr->ninack, &sr->npushed);
+}
+
+/*
+ * What a stop_run saw, on stderr, when bad or IT_CHAT_VERBOSE is set;
+ * then the runs of messages not seen exactly once in all.
+ */
+static void
+stop_report(const struct stop_run *sr, const char *what, int bad)
+{
+	int i, j;
+
+	if (!bad && getenv("IT_CHAT_VERBOSE") == NULL)
+		return;
+	fprintf(stderr, "it_chat: %s: %d sent (%d bytes each), all ACKed "
+	    "delivered; at the SIGTERM %ld bytes in the server's kernel send "
+	    "queue and %d in the receiver's, of at least %lld queued; master "
+	    "exited (status %#x) after %lld ms; old connection: %d messages "
+	    "read, then a partial line of %zu bytes (#%d) and %s after %lld "
+	    "ms; log: %d rescued%s%s; next login: %d in LOGIN_ACK, %d pushed",
+	    what, sr->nsent, SLOW_TEXTLEN, sr->sendq, sr->inq, sr->queued,
+	    (unsigned)sr->status, sr->exit_ms, sr->nbefore, sr->d.partial,
+	    sr->d.partial_num, sr->d.reset ? "a reset" : "EOF", sr->eof_ms,
+	    sr->rescued, sr->killed ? ", workers killed late" : "",
+	    sr->unfinished ? ", jobs unfinished" : "", sr->ninack,
+	    sr->npushed);
+	for (i = 0; i < sr->nsent; i = j) {
+		for (j = i + 1; j < sr->nsent &&
+		    sr->before[j] == sr->before[i] &&
+		    sr->after[j] == sr->after[i]; j++)
+			;
+		if (sr->before[i] + sr->after[i] == 1)
+			continue;
+		fprintf(stderr, " #%d", i);
+		if (j - 1 > i)
+			fprintf(stderr, "-#%d", j - 1);
+		fprintf(stderr, "(read %d, later %d)", sr->before[i],
+		    sr->after[i]);
+	}
+	fputc('\n', stderr);
+}
+
+static void
+stop_end(struct stop_run *sr)
+{
+	int status;
+
+	harness_close(sr->r.c);
+	sr->r.c = NULL;
+	status = harness_signal_chatd(&H, STOP_INST, SIGTERM, 1);
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0, "chatd-%d at the end: wait status %#x",
+	    STOP_INST, (unsigned)status);
+	free(sr->before);
+	free(sr->after);
+}
+
+/*
+ * The receiver reads nothing until the master is gone: what was queued
+ * for it must all reach it, read before its connection's EOF (the
+ * kernel's part), or stored at the stop and given at its next login.
+ * Only the line the close cut may come twice; the connection must end
+ * in EOF, not a reset, and chatd say what it stored.  Half of
+ * shutdown_timeout is spent writing to a reader that takes nothing; the
+ * other half must hold the storing of some 770 chats (~150 ms here) and
+ * the exit, with room for a sanitizer build: 4 s, not less.
+ */
+START_TEST(test_stop_rescues_unread)
+{
+	struct stop_run sr = { .timeout = 4, .read_at_once = 0 };
+	int i, lost = 0, ndup = 0, maxseen = 0, n;
+
+	stop_run(&sr);
+	for (i = 0; i < sr.nsent; i++) {
+		n = sr.before[i] + sr.after[i];
+		lost += n == 0;
+		ndup += n > 1 ? n - 1 : 0;
+		if (n > maxseen)
+			maxseen = n;
+	}
+	stop_report(&sr, "stop, receiver not reading", lost > 0 ||
+	    ndup > 1 || maxseen > 2 || sr.d.reset || sr.rescued <= 0 ||
+	    sr.status != 0 || sr.killed || sr.unfinished);
+	ck_assert_msg(WIFEXITED(sr.status) && WEXITSTATUS(sr.status) == 0,
+	    "chatd-%d after SIGTERM: wait status %#x", STOP_INST,
+	    (unsigned)sr.status);
+	ck_assert_msg(!sr.d.reset, "the receiver's connection was reset at "
+	    "the stop, not closed");
+	ck_assert_msg(lost == 0, "%d of %d messages lost at the stop (all "
+	    "ACKed delivered; %d read before the EOF, %d at the next login; "
+	    "see stderr)", lost, sr.nsent, sr.nbefore, sr.ninack +
+	    sr.npushed);
+	ck_assert_msg(maxseen <= 2 && ndup <= 1, "%d duplicate(s), a "
+	    "message %d times (see stderr)", ndup, maxseen);
+	ck_assert_msg(sr.rescued > 0, "chatd logged no \"queued message(s) "
+	    "stored offline\" for user %lld at the stop", sr.r.id);
+	ck_assert_msg(!sr.killed && !sr.unfinished, "the worker did not end "
+	    "its stop within shutdown_timeout (%d s; see the log of "
+	    "chatd-%d)", sr.timeout, STOP_INST);
+	stop_end(&sr);
+}
+END_TEST
+
+/*
+ * The receiver reads from the SIGTERM on: everything queued for it
+ * must arrive on its connection, once each and before its EOF, and
+ * nothing be stored offline for it.  Half of shutdown_timeout is far
+ * more than the flush needs: a reader with this receive buffer takes
+ * the ~6 MB on loopback in well under a second (35 to 220 ms here).
+ */
+START_TEST(test_stop_flushes_output)
+{
+	struct stop_run sr = { .timeout = 10, .read_at_once = 1 };
+	int i, lost = 0, ntwice = 0, nlater;
+
+	stop_run(&sr);
+	for (i = 0; i < sr.nsent; i++) {
+		lost += sr.before[i] == 0;
+		ntwice += sr.before[i] > 1;
+	}
+	nlater = sr.ninack + sr.npushed;
+	stop_report(&sr, "stop, receiver reading", lost > 0 || ntwice > 0 ||
+	    nlater > 0 || sr.rescued >= 0 || sr.d.partial > 0 ||
+	    sr.d.reset || sr.status != 0 || sr.killed || sr.unfinished);
+	ck_assert_msg(WIFEXITED(sr.status) && WEXITSTATUS(sr.status) == 0,
+	    "chatd-%d after SIGTERM: wait status %#x", STOP_INST,
+	    (unsigned)sr.status);
+	ck_assert_msg(!sr.d.reset, "the receiver's connection was reset at "
+	    "the stop, not closed");
+	ck_assert_msg(lost == 0, "%d of %d messages lost at the stop: not "
+	    "read before the EOF though the receiver was reading (%d at the "
+	    "next login; see stderr)", lost, sr.nsent, nlater);
+	ck_assert_msg(ntwice == 0, "%d message(s) read twice (see stderr)",
+	    ntwice);
+	ck_assert_msg(sr.d.partial == 0, "the connection ended within a "
+	    "line (%zu bytes of message #%d)", sr.d.partial,
+	    sr.d.partial_num);
+	ck_assert_msg(nlater == 0 && sr.rescued < 0, "chatd stored %d "
+	    "message(s) offline for a receiver that was reading (log: %d); "
+	    "%d came at its next login", sr.rescued, sr.rescued, nlater);
+	ck_assert_msg(!sr.killed && !sr.unfinished, "the worker did not end "
+	    "its stop within shutdown_timeout (%d s; see the log of "
+	    "chatd-%d)", sr.timeout, STOP_INST);
+	stop_end(&sr);
 }
 END_TEST
 
@@ -3575,6 +3967,11 @@ chat_suite(void)
 		test_group_cold_cache_order,
 		test_burst_over_max_output_prompt_reader,
 	};
+	/* Each starts, stops and restarts an instance of its own. */
+	const TTest *stop[] = {
+		test_stop_rescues_unread,
+		test_stop_flushes_output,
+	};
 	Suite *s = suite_create("it_chat");
 
 	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "one host", setup, teardown,
@@ -3585,6 +3982,9 @@ chat_suite(void)
 	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "backpressure", bp_setup,
 	    bp_teardown, close_all, TEST_TIMEOUT_S, bp,
 	    sizeof(bp) / sizeof(bp[0]));
+	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "graceful stop", setup,
+	    teardown, close_all, TEST_TIMEOUT_S, stop,
+	    sizeof(stop) / sizeof(stop[0]));
 	return s;
 }
 
