@@ -319,10 +319,34 @@ conf_finish(struct conf *c, char *err, size_t errlen)
 		    (int)n - 1;
 	}
 	if (c->node_id[0] == '\0') {
-		(void)snprintf(c->node_id, sizeof(c->node_id), "%s", c->listen);
+		conf_node_id_from(c, c->listen);
 		c->node_id_auto = 1;
 	}
 	return 0;
+}
+
+void
+conf_node_id_from(struct conf *c, const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	size_t hlen = colon != NULL ? (size_t)(colon - listen) : 0;
+	char host[256];
+
+	/* Every host of a cluster may listen on the same wildcard address
+	 * and port: their node ids would be one, and each would take the
+	 * others' claims for its own.  The host name tells them apart. */
+	if (colon != NULL && (hlen == 0 ||
+	    (hlen == 1 && listen[0] == '*') ||
+	    (hlen == 7 && strncmp(listen, "0.0.0.0", 7) == 0) ||
+	    (hlen == 2 && strncmp(listen, "::", 2) == 0) ||
+	    (hlen == 4 && strncmp(listen, "[::]", 4) == 0)) &&
+	    gethostname(host, sizeof(host)) == 0 && host[0] != '\0') {
+		host[sizeof(host) - 1] = '\0';
+		(void)snprintf(c->node_id, sizeof(c->node_id), "%s%s", host,
+		    colon);
+		return;
+	}
+	(void)snprintf(c->node_id, sizeof(c->node_id), "%s", listen);
 }
 
 int

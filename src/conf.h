@@ -14,7 +14,7 @@
 struct conf {
 	/* [server] */
 	char listen[CONF_STR_MAX];	/* host:port */
-	char node_id[CONF_STR_MAX];	/* default: listen */
+	char node_id[CONF_STR_MAX];	/* default: conf_node_id_from */
 	int node_id_auto;		/* node_id was derived from listen */
 	int workers;			/* 0 = number of CPUs */
 	int max_connections;		/* per worker */
@@ -90,6 +90,9 @@ int conf_redis_enabled(const struct conf *c);
 /* Resolve derived values (workers=0, hash_concurrency=0, empty node_id).
  * 0 or -1 with err. */
 int conf_finish(struct conf *c, char *err, size_t errlen);
+/* Set node_id as derived from listen: listen itself, or, for a wildcard
+ * address (*, 0.0.0.0, ::, [::] or none), the host name and the port. */
+void conf_node_id_from(struct conf *c, const char *listen);
 
 /* Called by conf_compare for each key whose value differs. */
 typedef void conf_change_fn(const char *key, enum conf_reload how,

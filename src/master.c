@@ -439,8 +439,7 @@ reload_parse(const struct master *m, struct conf *next,
 	/* A node id derived from listen follows the running listen, which
 	 * only a restart changes. */
 	if (next->node_id_auto)
-		(void)snprintf(next->node_id, sizeof(next->node_id), "%s",
-		    m->conf->listen);
+		conf_node_id_from(next, m->conf->listen);
 	(void)conf_compare(m->conf, next, reload_note, rn);
 	(void)conf_copy_keys(next, m->conf, CONF_RESTART);
 	return conf_finish(next, err, errlen);

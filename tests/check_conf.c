@@ -437,6 +437,38 @@ START_TEST(test_finish_node_id)
 }
 END_TEST
 
+/* A wildcard listen, the same on every host of a cluster, gives the host
+ * name and the port: two hosts never share a node id by default. */
+START_TEST(test_finish_node_id_wildcard)
+{
+	static const char *const wild[] = {
+		"0.0.0.0:6002", "*:6002", "[::]:6002", ":6002"
+	};
+	char host[256], id[300];
+	size_t i;
+
+	ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+	ck_assert(host[0] != '\0');
+	(void)snprintf(id, sizeof(id), "%s:6002", host);
+	for (i = 0; i < sizeof(wild) / sizeof(wild[0]); i++) {
+		(void)snprintf(want, sizeof(want), "[server]\nlisten = %s\n",
+		    wild[i]);
+		if (strcmp(wild[i], ":6002") == 0) {
+			/* Not host:port for conf_finish: the derivation
+			 * alone. */
+			conf_node_id_from(&c, wild[i]);
+		} else
+			load_ok(want);
+		ck_assert_msg(strcmp(c.node_id, id) == 0, "listen %s: node_id "
+		    "%s, want %s", wild[i], c.node_id, id);
+	}
+	load_ok("[server]\nlisten = 0.0.0.0:6002\nnode_id = beta\n");
+	ck_assert_str_eq(c.node_id, "beta");
+	load_ok("[server]\nlisten = 127.0.0.2:6002\n");
+	ck_assert_str_eq(c.node_id, "127.0.0.2:6002");
+}
+END_TEST
+
 START_TEST(test_finish_bad_listen)
 {
 	load_fails_with("[server]\nlisten = nocolon\n",
@@ -823,6 +855,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_finish_workers_zero);
 	tcase_add_test(tc, test_finish_hash_concurrency);
 	tcase_add_test(tc, test_finish_node_id);
+	tcase_add_test(tc, test_finish_node_id_wildcard);
 	tcase_add_test(tc, test_finish_bad_listen);
 	tcase_add_test(tc, test_finish_bad_log_level);
 	tcase_add_test(tc, test_finish_bad_presence_shm);
