@@ -189,8 +189,17 @@ control_serve(struct control *ctl, control_fn fn, void *arg)
 		error = "missing \"cmd\"";
 	else {
 		error = fn(arg, cmd->valuestring, req, reply, privileged);
-		log_info("control: \"%s\" from uid %u%s", cmd->valuestring,
-		    (unsigned)cred.uid, error ? " refused" : "");
+		/* What changes something is worth the log; the polls of
+		 * monitoring (and of chatctl reload) are not. */
+		if (error == NULL && (strcmp(cmd->valuestring, "status") == 0 ||
+		    strcmp(cmd->valuestring, "stats") == 0 ||
+		    strcmp(cmd->valuestring, "who") == 0))
+			log_debug("control: \"%s\" from uid %u",
+			    cmd->valuestring, (unsigned)cred.uid);
+		else
+			log_info("control: \"%s\" from uid %u%s",
+			    cmd->valuestring, (unsigned)cred.uid,
+			    error ? " refused" : "");
 	}
 	if (error != NULL) {
 		cJSON_Delete(reply);

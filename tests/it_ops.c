@@ -451,6 +451,23 @@ ping_ok(struct chatc *c)
 
 /* --- chatctl against chatd-0 ------------------------------------------- */
 
+/* Lines of chatd-0's log holding needle, at syslog priority pri ("<6>"
+ * info, "<7>" debug). */
+static int
+log_lines_at(const char *pri, const char *needle)
+{
+	char line[2048];
+	FILE *fp;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(fp = fopen(H.chatd[0].log_path, "r"));
+	while (fgets(line, sizeof(line), fp) != NULL)
+		n += strncmp(line, pri, strlen(pri)) == 0 &&
+		    strstr(line, needle) != NULL;
+	(void)fclose(fp);
+	return n;
+}
+
 START_TEST(test_status)
 {
 	pid_t pids[NWORKERS + 2];
@@ -472,6 +489,9 @@ START_TEST(test_status)
 		    "show worker pid %d running: %s", (int)pids[i], r.out);
 	}
 	run_free(&r);
+	/* A poll is logged at debug only, never at info. */
+	ck_assert_int_eq(log_lines_at("<6>", "control: \"status\""), 0);
+	ck_assert_int_ge(log_lines_at("<7>", "control: \"status\""), 1);
 }
 END_TEST
 
@@ -583,6 +603,8 @@ START_TEST(test_kick)
 	ASSERT_STATUS(&r, 0, "kick");
 	ck_assert_msg(strstr(r.out, "kicked user") != NULL, "%s", r.out);
 	run_free(&r);
+	/* What changes something is logged at info. */
+	ck_assert_int_ge(log_lines_at("<6>", "control: \"kick\""), 1);
 
 	/* The kicked client sees the end of its connection. */
 	m = chatc_recv(u.c, T_EOF);
