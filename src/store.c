@@ -82,6 +82,7 @@ struct store {
 	time_t next_attempt;	/* no reconnect before this time */
 	int down_logged;
 	int in_tx;		/* inside START TRANSACTION */
+	unsigned int last_err;	/* of the last failure (store_fail) */
 	struct cluster *cluster;	/* this thread's Redis client */
 	char err[768];
 };
@@ -209,6 +210,7 @@ static int
 store_fail(struct store *s, unsigned int err, const char *msg)
 {
 	(void)snprintf(s->err, sizeof(s->err), "%s", msg);
+	s->last_err = err;
 	switch (err) {
 	case ER_DUP_ENTRY:
 		return STORE_DUP;
@@ -217,6 +219,10 @@ store_fail(struct store *s, unsigned int err, const char *msg)
 		return STORE_NOREF;
 	case ER_NO_SUCH_TABLE:
 		return STORE_NOTFOUND;
+	case ER_LOCK_DEADLOCK:
+		/* Rolled back whole; store_exec runs it again. */
+		log_debug("database: %s", msg);
+		return STORE_UNAVAILABLE;
 	default:
 		break;
 	}
@@ -242,6 +248,7 @@ store_exec_once(struct store *s, enum stmt_id id, const struct sval *in,
 	int rc = STORE_OK, frc;
 
 	*lost = 0;
+	s->last_err = 0;
 	if ((rc = store_connect(s)) != STORE_OK)
 		return rc;
 	if ((st = s->stmt[id]) == NULL) {
@@ -359,23 +366,39 @@ fail:
 /*
  * Run one prepared statement.  A statement that fails because the link was
  * lost (the server restarted, or closed an idle connection) is retried once
- * on a fresh connection; that is safe because nothing was committed.
+ * on a fresh connection; that is safe because nothing was committed.  So
+ * is one InnoDB chose as a deadlock victim (two users adding each other
+ * at once insert the same two rows in opposite orders): it was rolled
+ * back whole, and run again it sees what the other committed.  Inside a
+ * transaction neither is retried here: the whole transaction is gone.
  */
+#define STORE_DEADLOCK_TRIES	3
+
 static int
 store_exec(struct store *s, enum stmt_id id, const struct sval *in, int nin,
     store_row_fn fn, void *arg, unsigned long long *insert_id,
     unsigned long long *affected)
 {
-	int rc, lost;
+	int rc, lost, tries = 0, relinked = 0;
 
-	rc = store_exec_once(s, id, in, nin, fn, arg, insert_id, affected,
-	    &lost);
-	if (rc == STORE_UNAVAILABLE && lost && !s->in_tx) {
-		s->next_attempt = 0;
+	for (;;) {
 		rc = store_exec_once(s, id, in, nin, fn, arg, insert_id,
 		    affected, &lost);
+		if (rc != STORE_UNAVAILABLE || s->in_tx)
+			return rc;
+		if (lost && !relinked) {
+			relinked = 1;
+			s->next_attempt = 0;
+		} else if (s->last_err == ER_LOCK_DEADLOCK &&
+		    ++tries < STORE_DEADLOCK_TRIES)
+			continue;
+		else {
+			if (s->last_err == ER_LOCK_DEADLOCK)
+				log_warnx("database: deadlock %d times in a "
+				    "row: %s", tries, s->err);
+			return rc;
+		}
 	}
-	return rc;
 }
 
 /*

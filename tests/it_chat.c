@@ -5,7 +5,8 @@
  * session, as raw NUL-terminated JSON.
  *
  * Covered: ONE_CHAT online across workers, offline storage and paging
- * past offline_batch, friends and PRESENCE pushes, groups and GROUP_CHAT
+ * past offline_batch, friends (also two users adding each other at once)
+ * and PRESENCE pushes, groups and GROUP_CHAT
  * (with the per-worker membership cache), UTF-8 text, a classic client
  * that never sends seq, a worker SIGKILLed while messages are being
  * delivered to its users, a receiver that stops reading until chatd
@@ -1036,6 +1037,74 @@ check_friend_list(struct user *u, struct user **want, const char **state,
 	}
 	cJSON_Delete(r);
 }
+
+/*
+ * Two users adding each other at the same moment, from two workers: each
+ * INSERT takes the pair's two rows in the opposite order, and InnoDB may
+ * end one as a deadlock victim.  That statement changed nothing: run
+ * again it finds the rows, so one side gets its ACK and the other errno
+ * 9, never errno 13 (service unavailable).  Many pairs, since the two
+ * must overlap for the deadlock.
+ */
+#define FRIEND_PAIRS	40
+
+/* The reply of msgid ADD_FRIEND on u's connection (PRESENCE set aside). */
+static cJSON *
+add_friend_reply(struct user *u)
+{
+	cJSON *m;
+
+	for (;;) {
+		m = chatc_recv(u->c, REQ_MS);
+		ck_assert_msg(m != NULL, "user %s: %s", u->name,
+		    chatc_error(u->c));
+		if ((jnum(m, "msgid") == MSG_ACK ||
+		    jnum(m, "msgid") == MSG_ERROR) &&
+		    jnum(m, "refmsgid") == MSG_ADD_FRIEND)
+			return m;
+		cJSON_Delete(m);
+	}
+}
+
+START_TEST(test_add_friend_both_ways)
+{
+	struct user a, b, *both[2] = { &a, &b };
+	cJSON *req, *ra, *rb;
+	int i, ea, eb, n13 = 0;
+
+	begin();
+	for (i = 0; i < FRIEND_PAIRS; i++) {
+		user_new(&a, "fa");
+		user_new(&b, "fb");
+		users_on_distinct_workers(both, 2);
+		req = cJSON_CreateObject();
+		cJSON_AddNumberToObject(req, "msgid", MSG_ADD_FRIEND);
+		cJSON_AddNumberToObject(req, "friendid", (double)b.id);
+		cJSON_AddNumberToObject(req, "seq", i + 1);	/* for the ACK */
+		ck_assert_int_eq(chatc_send(a.c, req), 0);
+		cJSON_Delete(req);
+		req = cJSON_CreateObject();
+		cJSON_AddNumberToObject(req, "msgid", MSG_ADD_FRIEND);
+		cJSON_AddNumberToObject(req, "friendid", (double)a.id);
+		cJSON_AddNumberToObject(req, "seq", i + 1);	/* for the ACK */
+		ck_assert_int_eq(chatc_send(b.c, req), 0);
+		cJSON_Delete(req);
+		ra = add_friend_reply(&a);
+		rb = add_friend_reply(&b);
+		ea = chatc_errno(ra);
+		eb = chatc_errno(rb);
+		n13 += ea == CERR_UNAVAILABLE || eb == CERR_UNAVAILABLE;
+		ck_assert_msg((ea == 0 && eb == CERR_EXISTS) ||
+		    (ea == CERR_EXISTS && eb == 0), "pair %d: errno %d and %d, "
+		    "want 0 and 9 (%d pair(s) so far answered errno 13)", i,
+		    ea, eb, n13);
+		cJSON_Delete(ra);
+		cJSON_Delete(rb);
+		harness_close(a.c);
+		harness_close(b.c);
+	}
+}
+END_TEST
 
 START_TEST(test_friends)
 {
@@ -3940,6 +4009,7 @@ chat_suite(void)
 		test_offline_order_pipelined,
 		test_chinese_text,
 		test_friends,
+		test_add_friend_both_ways,
 		test_presence_push,
 		test_relogin_other_worker,
 		test_chat_during_login,
