@@ -2121,6 +2121,33 @@ server_sendq(int fd, int port)
 	return q;
 }
 
+/*
+ * Log u in on a new connection of any worker, retrying (refused while its
+ * old session is still being cleaned up) for at most ms; u->c is the new
+ * connection.  Returns the LOGIN_ACK.
+ */
+static cJSON *
+login_retry(struct user *u, long ms)
+{
+	long long deadline = harness_now_ms() + ms;
+	struct chatc *c;
+	cJSON *ack;
+
+	for (;;) {
+		c = xconnect();
+		ack = chatc_login(c, u->id, PASSWORD, REQ_MS);
+		if (ack != NULL && chatc_errno(ack) == 0)
+			break;
+		cJSON_Delete(ack);
+		harness_close(c);
+		ck_assert_msg(harness_now_ms() < deadline, "user %s could not "
+		    "log in again within %ld ms", u->name, ms);
+		harness_sleep_ms(POLL_MS * 4);
+	}
+	u->c = c;
+	return ack;
+}
+
 /* Wait until the slot of the killed worker pid runs a new worker. */
 static void
 wait_respawn(pid_t dead)
@@ -2173,7 +2200,6 @@ worker_kill_run(const struct kill_plan *kp)
 	long long deadline, seq;
 	long sendq = -1;
 	cJSON *m, *ack, **off;
-	struct chatc *c;
 
 	seen = calloc((size_t)nmsg, sizeof(int));
 	acked = calloc((size_t)nmsg, sizeof(int));
@@ -2255,19 +2281,7 @@ worker_kill_run(const struct kill_plan *kp)
 
 	/* Log in again: refused (already online) until the master has
 	 * cleaned the dead worker's entries, or delayed by the respawn. */
-	deadline = harness_now_ms() + RELOGIN_MS;
-	for (;;) {
-		c = xconnect();
-		ack = chatc_login(c, r.id, PASSWORD, 3000);
-		if (ack != NULL && chatc_errno(ack) == 0)
-			break;
-		cJSON_Delete(ack);
-		harness_close(c);
-		ck_assert_msg(harness_now_ms() < deadline, "receiver could not log "
-		    "in again within %d ms", RELOGIN_MS);
-		harness_sleep_ms(POLL_MS * 4);
-	}
-	r.c = c;
+	ack = login_retry(&r, RELOGIN_MS);
 	off = offline_of(ack, &ninack);
 	for (i = 0; i < ninack; i++)
 		note_kill_msg(off[i], seen, nmsg);
@@ -2574,23 +2588,11 @@ static void
 slow_relogin(struct user *r, const struct user *s, int *seen, int *ninack,
     int *npushed)
 {
-	long long deadline = harness_now_ms() + RETRY_MS;
-	struct chatc *c;
+	long long deadline;
 	cJSON *ack, *m, **off;
 	int i, rc;
 
-	for (;;) {
-		c = xconnect();
-		ack = chatc_login(c, r->id, PASSWORD, REQ_MS);
-		if (ack != NULL && chatc_errno(ack) == 0)
-			break;
-		cJSON_Delete(ack);
-		harness_close(c);
-		ck_assert_msg(harness_now_ms() < deadline, "receiver could not "
-		    "log in again within %d ms", RETRY_MS);
-		harness_sleep_ms(POLL_MS * 4);
-	}
-	r->c = c;
+	ack = login_retry(r, RETRY_MS);
 	off = offline_of(ack, ninack);
 	for (i = 0; i < *ninack; i++)
 		if ((rc = slow_num(off[i], s, r->id)) >= 0)
