@@ -80,6 +80,13 @@ void conn_close_after_flush(struct worker *w, struct conn *c);
  * after an error.  A connection the stopping worker is draining still
  * takes what is delivered to it, in order behind what it holds. */
 int conn_closing(const struct worker *w, const struct conn *c);
+/* 1 while c is logged in as uid: the session a job or a reply was for
+ * has not ended (a LOGINOUT, or a new login on c, ends it). */
+static inline int
+conn_is_user(const struct conn *c, uint32_t uid)
+{
+	return c->state == CONN_ONLINE && c->uid == uid;
+}
 /* Close now; reason is logged at debug. */
 void conn_close(struct worker *w, struct conn *c, const char *reason);
 /* Set the state, logging the transition at debug. */

@@ -188,18 +188,14 @@ control_serve(struct control *ctl, control_fn fn, void *arg)
 	else if (!cJSON_IsString(cmd = cJSON_GetObjectItem(req, "cmd")))
 		error = "missing \"cmd\"";
 	else {
-		error = fn(arg, cmd->valuestring, req, reply, privileged);
-		/* What changes something is worth the log; the polls of
-		 * monitoring (and of chatctl reload) are not. */
-		if (error == NULL && (strcmp(cmd->valuestring, "status") == 0 ||
-		    strcmp(cmd->valuestring, "stats") == 0 ||
-		    strcmp(cmd->valuestring, "who") == 0))
+		error = fn(arg, cmd->valuestring, req, reply,
+		    (unsigned)cred.uid, privileged);
+		if (error != NULL)
+			log_info("control: \"%s\" from uid %u refused: %s",
+			    cmd->valuestring, (unsigned)cred.uid, error);
+		else
 			log_debug("control: \"%s\" from uid %u",
 			    cmd->valuestring, (unsigned)cred.uid);
-		else
-			log_info("control: \"%s\" from uid %u%s",
-			    cmd->valuestring, (unsigned)cred.uid,
-			    error ? " refused" : "");
 	}
 	if (error != NULL) {
 		cJSON_Delete(reply);

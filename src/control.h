@@ -24,11 +24,13 @@ struct control;
 
 /*
  * Answer one request: fill reply (an object; "version" and "ok" are
- * added by the caller) and return NULL, or return an error text.
- * `privileged` is set when the peer is root or chatd's own user.
+ * added by the caller) and return NULL, or return an error text.  uid is
+ * the peer's; `privileged` is set when it is root or chatd's own user.
+ * control_serve logs a request at debug, and at info when refused: what
+ * changes something is for fn to log at info (it knows which do).
  */
 typedef const char *(*control_fn)(void *arg, const char *cmd,
-    const cJSON *req, cJSON *reply, int privileged);
+    const cJSON *req, cJSON *reply, unsigned uid, int privileged);
 
 /* Bind and listen; NULL with err on failure.  An empty control_socket
  * disables it (returns NULL with err empty). */

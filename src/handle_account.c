@@ -177,7 +177,7 @@ offdel_done(struct job *j, struct worker *w)
 	/* A blocked pull goes on when the output drains (pull_again and
 	 * handler_conn_drained), not at once: the same rows would not fit
 	 * again, and the fetch would repeat as fast as the database goes. */
-	if (c->state == CONN_ONLINE && c->uid == dj->uid &&
+	if (conn_is_user(c, dj->uid) &&
 	    (dj->more || c->pull_again) && !(dj->blocked && conn_outq(c) > 0))
 		session_pull_offline(w, c);
 	conn_unref(w, c);
@@ -260,7 +260,7 @@ pull_done(struct job *j, struct worker *w)
 	struct conn *c = pj->c;
 
 	pull_settled(w, c);
-	if (c->state == CONN_ONLINE && c->uid == pj->uid) {
+	if (conn_is_user(c, pj->uid)) {
 		if (pj->rc != STORE_OK)
 			c->pull_again = 1;	/* retried when output drains */
 		else if (pj->b.n > 0)
@@ -428,7 +428,7 @@ settle_done(struct job *j, struct worker *w)
 
 	if (umap_get(&w->settling, s->uid) == s)
 		(void)umap_del(&w->settling, s->uid);
-	if (s->known && c->state == CONN_ONLINE && c->uid == s->uid &&
+	if (s->known && conn_is_user(c, s->uid) &&
 	    c->token == s->token) {
 		for (i = 0; i < s->n; i++) {
 			if (s->now[i] == s->told[i] || s->noticed[i] ||

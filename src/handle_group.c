@@ -32,8 +32,7 @@ group_announced(struct worker *w, void *arg, long receivers)
 	struct group_ack *ga = arg;
 
 	(void)receivers;
-	if (ga->c != NULL && ga->c->state == CONN_ONLINE &&
-	    ga->c->uid == ga->uid)
+	if (ga->c != NULL && conn_is_user(ga->c, ga->uid))
 		reply_ok(w, ga->c, &ga->ri, ga->extra);
 	else
 		cJSON_Delete(ga->extra);

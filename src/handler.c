@@ -333,7 +333,7 @@ reqjob_release(struct worker *w, struct reqjob *rj)
 int
 reqjob_live(const struct reqjob *rj)
 {
-	return rj->c->state == CONN_ONLINE && rj->c->uid == rj->uid;
+	return conn_is_user(rj->c, rj->uid);
 }
 
 static void

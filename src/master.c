@@ -661,7 +661,7 @@ who_one(const struct presence_entry *e, void *arg)
 
 static const char *
 master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
-    int privileged)
+    unsigned uid, int privileged)
 {
 	struct master *m = arg;
 	const cJSON *v;
@@ -707,8 +707,12 @@ master_control(void *arg, const char *cmd, const cJSON *req, cJSON *reply,
 		(void)presence_foreach(m->presence, who_one, &wa);
 		return NULL;
 	}
+	/* The commands above only read (monitoring polls them, and
+	 * chatctl reload: control_serve logs them at debug); those below
+	 * change something, and the log says who asked. */
 	if (!privileged)
 		return "permission denied: run as root or as chatd's user";
+	log_info("control: \"%s\" from uid %u", cmd, uid);
 	if (strcmp(cmd, "kick") == 0) {
 		struct presence_entry e;
 		struct inbox_msg msg;

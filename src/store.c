@@ -220,6 +220,8 @@ store_fail(struct store *s, unsigned int err, const char *msg)
 	case ER_NO_SUCH_TABLE:
 		return STORE_NOTFOUND;
 	case ER_LOCK_DEADLOCK:
+		if (s->in_tx)
+			break;	/* the transaction is gone: logged below */
 		/* Rolled back whole; store_exec runs it again. */
 		log_debug("database: %s", msg);
 		return STORE_UNAVAILABLE;
@@ -235,7 +237,7 @@ store_fail(struct store *s, unsigned int err, const char *msg)
 static int
 store_exec_once(struct store *s, enum stmt_id id, const struct sval *in,
     int nin, store_row_fn fn, void *arg, unsigned long long *insert_id,
-    unsigned long long *affected, int *lost)
+    unsigned long long *affected)
 {
 	MYSQL_BIND pb[4], rb[STORE_MAX_COLS];
 	char inl[STORE_MAX_COLS][STORE_COL_INLINE];
@@ -247,7 +249,6 @@ store_exec_once(struct store *s, enum stmt_id id, const struct sval *in,
 	unsigned int ncols = 0, i;
 	int rc = STORE_OK, frc;
 
-	*lost = 0;
 	s->last_err = 0;
 	if ((rc = store_connect(s)) != STORE_OK)
 		return rc;
@@ -257,10 +258,8 @@ store_exec_once(struct store *s, enum stmt_id id, const struct sval *in,
 			    mysql_error(s->db));
 		if (mysql_stmt_prepare(st, store_sql[id],
 		    strlen(store_sql[id])) != 0) {
-			unsigned int e = mysql_stmt_errno(st);
-
-			*lost = store_lost(e);
-			rc = store_fail(s, e, mysql_stmt_error(st));
+			rc = store_fail(s, mysql_stmt_errno(st),
+			    mysql_stmt_error(st));
 			/* After store_fail: a lost link was closed first, which
 			 * detaches st, so closing it sends nothing. */
 			(void)mysql_stmt_close(st);
@@ -354,8 +353,7 @@ fail:
 	{
 		unsigned int e = mysql_stmt_errno(st);
 
-		*lost = store_lost(e);
-		if (!*lost) {
+		if (!store_lost(e)) {
 			(void)mysql_stmt_free_result(st);
 			(void)mysql_stmt_reset(st);
 		}
@@ -379,23 +377,23 @@ store_exec(struct store *s, enum stmt_id id, const struct sval *in, int nin,
     store_row_fn fn, void *arg, unsigned long long *insert_id,
     unsigned long long *affected)
 {
-	int rc, lost, tries = 0, relinked = 0;
+	int rc, deadlocks = 0, relinked = 0;
 
 	for (;;) {
 		rc = store_exec_once(s, id, in, nin, fn, arg, insert_id,
-		    affected, &lost);
+		    affected);
 		if (rc != STORE_UNAVAILABLE || s->in_tx)
 			return rc;
-		if (lost && !relinked) {
+		if (store_lost(s->last_err) && !relinked) {
 			relinked = 1;
 			s->next_attempt = 0;
-		} else if (s->last_err == ER_LOCK_DEADLOCK &&
-		    ++tries < STORE_DEADLOCK_TRIES)
 			continue;
-		else {
-			if (s->last_err == ER_LOCK_DEADLOCK)
-				log_warnx("database: deadlock %d times in a "
-				    "row: %s", tries, s->err);
+		}
+		if (s->last_err != ER_LOCK_DEADLOCK)
+			return rc;
+		if (++deadlocks == STORE_DEADLOCK_TRIES) {
+			log_warnx("database: deadlock %d times in a row: %s",
+			    deadlocks, s->err);
 			return rc;
 		}
 	}

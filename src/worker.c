@@ -299,7 +299,7 @@ worker_flush(struct worker *w)
 /*
  * Graceful stop: no new clients and no more requests read.  What was
  * queued for a client is still written: a connection closes once its
- * output is (worker_drained), and takes what is delivered to it
+ * output is (conn_close_after_flush), and takes what is delivered to it
  * meanwhile in order behind it.  worker_stop_rest closes the others.
  * A connection still logging in closes now.
  */
@@ -338,18 +338,17 @@ worker_stop(struct worker *w)
 static void
 worker_stop_rest(struct worker *w)
 {
+	struct conn *c;
 	size_t n = w->nconns;
 
 	if (n == 0)
 		return;
-	while (w->live.head != NULL) {
-		deliver_rescue(w, w->live.head);
-		conn_close(w, w->live.head, "server stopping: output not "
-		    "read in time");
+	/* deliver_rescue stores for a logged-in user only. */
+	while ((c = w->live.head != NULL ? w->live.head : w->anon.head) !=
+	    NULL) {
+		deliver_rescue(w, c);
+		conn_close(w, c, "server stopping: output not read in time");
 	}
-	while (w->anon.head != NULL)
-		conn_close(w, w->anon.head, "server stopping: output not "
-		    "read in time");
 	log_info("stopping: closed %zu connection(s) whose output was not "
 	    "read within shutdown_timeout / 2", n);
 }

@@ -3196,6 +3196,22 @@ stop_end(struct stop_run *sr)
 	free(sr->after);
 }
 
+/* What both stop tests demand of the stop itself: the master exited 0,
+ * the worker ended within shutdown_timeout, and the receiver's
+ * connection was closed, not reset. */
+static void
+stop_assert_clean(const struct stop_run *sr)
+{
+	ck_assert_msg(WIFEXITED(sr->status) && WEXITSTATUS(sr->status) == 0,
+	    "chatd-%d after SIGTERM: wait status %#x", STOP_INST,
+	    (unsigned)sr->status);
+	ck_assert_msg(!sr->killed && !sr->unfinished, "the worker did not "
+	    "end its stop within shutdown_timeout (%d s; see the log of "
+	    "chatd-%d)", sr->timeout, STOP_INST);
+	ck_assert_msg(!sr->d.reset, "the receiver's connection was reset at "
+	    "the stop, not closed");
+}
+
 /*
  * The receiver reads nothing until the master is gone: what was queued
  * for it must all reach it, read before its connection's EOF (the
@@ -3222,11 +3238,7 @@ START_TEST(test_stop_rescues_unread)
 	stop_report(&sr, "stop, receiver not reading", lost > 0 ||
 	    ndup > 1 || maxseen > 2 || sr.d.reset || sr.rescued <= 0 ||
 	    sr.status != 0 || sr.killed || sr.unfinished);
-	ck_assert_msg(WIFEXITED(sr.status) && WEXITSTATUS(sr.status) == 0,
-	    "chatd-%d after SIGTERM: wait status %#x", STOP_INST,
-	    (unsigned)sr.status);
-	ck_assert_msg(!sr.d.reset, "the receiver's connection was reset at "
-	    "the stop, not closed");
+	stop_assert_clean(&sr);
 	ck_assert_msg(lost == 0, "%d of %d messages lost at the stop (all "
 	    "ACKed delivered; %d read before the EOF, %d at the next login; "
 	    "see stderr)", lost, sr.nsent, sr.nbefore, sr.ninack +
@@ -3235,9 +3247,6 @@ START_TEST(test_stop_rescues_unread)
 	    "message %d times (see stderr)", ndup, maxseen);
 	ck_assert_msg(sr.rescued > 0, "chatd logged no \"queued message(s) "
 	    "stored offline\" for user %lld at the stop", sr.r.id);
-	ck_assert_msg(!sr.killed && !sr.unfinished, "the worker did not end "
-	    "its stop within shutdown_timeout (%d s; see the log of "
-	    "chatd-%d)", sr.timeout, STOP_INST);
 	stop_end(&sr);
 }
 END_TEST
@@ -3263,11 +3272,7 @@ START_TEST(test_stop_flushes_output)
 	stop_report(&sr, "stop, receiver reading", lost > 0 || ntwice > 0 ||
 	    nlater > 0 || sr.rescued >= 0 || sr.d.partial > 0 ||
 	    sr.d.reset || sr.status != 0 || sr.killed || sr.unfinished);
-	ck_assert_msg(WIFEXITED(sr.status) && WEXITSTATUS(sr.status) == 0,
-	    "chatd-%d after SIGTERM: wait status %#x", STOP_INST,
-	    (unsigned)sr.status);
-	ck_assert_msg(!sr.d.reset, "the receiver's connection was reset at "
-	    "the stop, not closed");
+	stop_assert_clean(&sr);
 	ck_assert_msg(lost == 0, "%d of %d messages lost at the stop: not "
 	    "read before the EOF though the receiver was reading (%d at the "
 	    "next login; see stderr)", lost, sr.nsent, nlater);
@@ -3279,9 +3284,6 @@ START_TEST(test_stop_flushes_output)
 	ck_assert_msg(nlater == 0 && sr.rescued < 0, "chatd stored %d "
 	    "message(s) offline for a receiver that was reading (log: %d); "
 	    "%d came at its next login", sr.rescued, sr.rescued, nlater);
-	ck_assert_msg(!sr.killed && !sr.unfinished, "the worker did not end "
-	    "its stop within shutdown_timeout (%d s; see the log of "
-	    "chatd-%d)", sr.timeout, STOP_INST);
 	stop_end(&sr);
 }
 END_TEST
