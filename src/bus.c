@@ -121,6 +121,9 @@ struct bus {
 	size_t refresh_cap;
 	struct umap hints;	/* uids owed a pull hint while the publisher
 				 * was down */
+	struct umap groups_owed; /* group ids whose change no other host
+				 * has been told of: announced when the
+				 * publisher is back */
 	char groups_channel[CLUSTER_KEY_MAX];
 };
 
@@ -228,6 +231,7 @@ static void bus_on_message(redisAsyncContext *, void *, void *);
 static void script_load_all(struct bus *);
 static void refresh_start(struct bus *);
 static void cmd_drain_held(struct bus *);
+static void owed_resend(struct bus *);
 
 /* (Re)subscribe everything this worker needs. */
 static void
@@ -250,9 +254,6 @@ link_on_connect(const redisAsyncContext *ac, int status)
 	struct bus_link *l = ac->ev.data;
 	struct bus *b = l->bus;
 	struct worker *w = b->w;
-	size_t it = 0;
-	uint32_t uid;
-	void *val;
 	int again;
 
 	if (status != REDIS_OK) {
@@ -269,7 +270,7 @@ link_on_connect(const redisAsyncContext *ac, int status)
 		/* A new connection, perhaps to a new Redis: no script is
 		 * known to be loaded.  Load them, re-create this worker's
 		 * claims (Redis may have restarted), and send the pull hints
-		 * owed since it went down. */
+		 * and group announcements owed since it went down. */
 		cmd_drain_held(b);
 		memset(b->sha, 0, sizeof(b->sha));
 		b->loading = 0;
@@ -278,9 +279,7 @@ link_on_connect(const redisAsyncContext *ac, int status)
 		b->refreshing = 0;
 		b->refresh_busy = 0;
 		refresh_start(b);
-		while (umap_next(&b->hints, &it, &uid, &val))
-			bus_hint_pull(w, uid);
-		umap_free(&b->hints);
+		owed_resend(b);
 		return;
 	}
 	/* Group changes announced while we were not subscribed are lost to
@@ -372,6 +371,7 @@ bus_create(struct worker *w)
 		    (unsigned long long)tag, lua_text[i]);
 	}
 	umap_init(&b->hints);
+	umap_init(&b->groups_owed);
 	return b;
 }
 
@@ -391,7 +391,12 @@ bus_destroy(struct bus *b)
 		}
 	}
 	cmd_drain_held(b);
+	if (b->groups_owed.live > 0)
+		log_warnx("%zu group change(s) not announced to the other "
+		    "hosts (Redis was down); their caches keep the old "
+		    "members until their next reconnect", b->groups_owed.live);
 	umap_free(&b->hints);
+	umap_free(&b->groups_owed);
 	for (i = 0; i < LUA_COUNT; i++)
 		free(b->lua[i]);
 	free(b);
@@ -931,6 +936,14 @@ bus_publish(struct worker *w, uint32_t uid, const char *frame, size_t len,
  * then would leave what is stored next waiting for the next login.  A
  * hint nobody holds a session for costs a PUBLISH that reaches nobody.
  */
+static void
+hint_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
+	/* Lost with the link: owed again. */
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+		(void)umap_put(&b->hints, (uint32_t)c->n, (void *)1);
+}
+
 void
 bus_hint_pull(struct worker *w, uint32_t uid)
 {
@@ -947,13 +960,81 @@ bus_hint_pull(struct worker *w, uint32_t uid)
 		cmd_argstr(c, "PUBLISH");
 		cmd_argstr(c, ch);
 		cmd_argstr(c, CLUSTER_PULL_HINT);
-		c->done = publish_done;
+		c->done = hint_done;
+		c->n = uid;
 		if (cmd_send(b, c) == 0)
 			return;
 		free(c);
 	}
 	/* Owed: sent when the publisher is back. */
 	(void)umap_put(&b->hints, uid, (void *)1);
+}
+
+/*
+ * A group change no other host was told of (Redis was down, or the link
+ * failed under the PUBLISH): their caches keep the old members, with no
+ * end, unless it is announced again.  The client has had its answer (the
+ * change is committed); the announcement goes out when the publisher is
+ * back, and again after that as long as it fails.
+ */
+static void
+group_owe(struct bus *b, uint32_t gid)
+{
+	if (umap_get(&b->groups_owed, gid) == NULL && !b->closing)
+		log_warnx("group %u: the change could not be announced to the "
+		    "other hosts; announcing it when Redis is back", gid);
+	(void)umap_put(&b->groups_owed, gid, (void *)1);
+}
+
+static void
+owed_group_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+		group_owe(b, (uint32_t)c->n);
+	else
+		log_info("group %u: change announced to the other hosts "
+		    "after Redis came back", (unsigned)c->n);
+}
+
+static struct bus_cmd *
+group_cmd(struct bus *b, uint32_t gid, bus_cmd_fn done)
+{
+	struct bus_cmd *c;
+
+	c = cmd_new(-1, 3, strlen(b->groups_channel) + 32, 0);
+	cmd_argstr(c, "PUBLISH");
+	cmd_argstr(c, b->groups_channel);
+	cmd_argnum(c, (long)gid);
+	c->done = done;
+	c->n = gid;
+	return c;
+}
+
+/* The publisher is back: send what was owed while it was down.  The maps
+ * are taken first, since a send that fails owes again. */
+static void
+owed_resend(struct bus *b)
+{
+	struct umap hints = b->hints, groups = b->groups_owed;
+	struct bus_cmd *c;
+	size_t it = 0;
+	uint32_t id;
+	void *val;
+
+	umap_init(&b->hints);
+	umap_init(&b->groups_owed);
+	while (umap_next(&hints, &it, &id, &val))
+		bus_hint_pull(b->w, id);
+	it = 0;
+	while (umap_next(&groups, &it, &id, &val)) {
+		c = group_cmd(b, id, owed_group_done);
+		if (cmd_send(b, c) == -1) {
+			free(c);
+			group_owe(b, id);
+		}
+	}
+	umap_free(&hints);
+	umap_free(&groups);
 }
 
 /* The PING after a group announcement answered: see announce_done. */
@@ -979,7 +1060,8 @@ announce_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
 	struct bus_cmd *p;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-		publish_done(b, c, reply);
+		group_owe(b, (uint32_t)c->n);
+		c->fn.publish(b->w, c->arg, -1);
 		return;
 	}
 	p = cmd_new(-1, 1, 8, 0);
@@ -1002,18 +1084,16 @@ bus_group_changed(struct worker *w, uint32_t gid, bus_publish_fn fn,
 	struct bus_cmd *c;
 
 	if (!bus_up(b)) {
+		group_owe(b, gid);
 		fn(w, arg, -1);
 		return;
 	}
-	c = cmd_new(-1, 3, strlen(b->groups_channel) + 32, 0);
-	cmd_argstr(c, "PUBLISH");
-	cmd_argstr(c, b->groups_channel);
-	cmd_argnum(c, (long)gid);
-	c->done = announce_done;
+	c = group_cmd(b, gid, announce_done);
 	c->fn.publish = fn;
 	c->arg = arg;
 	if (cmd_send(b, c) == -1) {
 		free(c);
+		group_owe(b, gid);
 		fn(w, arg, -1);
 	}
 }

@@ -2203,6 +2203,60 @@ START_TEST(test_online_user_after_publisher_drop)
 END_TEST
 
 /*
+ * A group change made while the host's publisher is down could not be
+ * announced: another host that had the group cached kept its old members
+ * with no end (the caches have no expiry, and their subscriber never went
+ * away), so a member who quit went on getting the group's messages sent
+ * there.  The change is now owed, and announced when the publisher is back.
+ */
+START_TEST(test_group_quit_during_publisher_drop)
+{
+	struct user a, b, c, *all[3] = { &a, &b, &c }, *to[2];
+	const char *kill_argv[4] = { "CLIENT", "KILL", "TYPE", "normal" };
+	const char *back = "announced to the other hosts after Redis came back";
+	char type, out[64];
+	long long num, gid, deadline;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&b, "b");
+	user_new(&c, "c");
+	online_at(&a, 0);
+	online_at(&b, 1);
+	online_at(&c, 0);
+	gid = group_new(&a);
+	join(&b, gid);
+	join(&c, gid);
+	/* b's worker on host 1 caches the group with c in it. */
+	to[0] = &a;
+	to[1] = &c;
+	(void)gchat(&b, gid, to, 2, "delivered");
+	await(all, 3, PUSH_MS);
+
+	ck_assert(redis_cmd(&type, out, sizeof(out), &num, 4, kill_argv) ==
+	    0);
+	ck_assert_msg(num > 0, "CLIENT KILL killed no connection");
+	/* Host 0's publisher is down: the quit is committed and answered,
+	 * but host 1 cannot be told yet. */
+	ack_ok_free(c.c, chatc_quit_group(c.c, gid, REQ_MS), MSG_QUIT_GROUP);
+	ck_assert_msg(harness_log_contains(&H, 0, "could not be announced"),
+	    "host 0 did not log the unannounced group change");
+	deadline = harness_now_ms() + SETTLE_MS;
+	while (!harness_log_contains(&H, 0, back) &&
+	    harness_now_ms() < deadline)
+		harness_sleep_ms(20);
+	ck_assert_msg(harness_log_contains(&H, 0, back), "host 0 did not "
+	    "announce the group change within %d ms of its publisher's "
+	    "reconnect", SETTLE_MS);
+	harness_sleep_ms(200);	/* the subscriber on host 1 reads it */
+	(void)gchat(&b, gid, to, 1, "delivered");
+	await(all, 3, PUSH_MS);
+	quiet(all, 3);
+	ledger_check();
+}
+END_TEST
+
+/*
  * A host that hangs or drops off the network instead of closing its
  * sockets (simulated with SIGSTOP): its claims expire, so its users show
  * offline everywhere, but Redis keeps its subscriber connections.  A
@@ -2868,6 +2922,7 @@ cluster_suite(void)
 	};
 	const TTest *const pubdrop[] = {
 		test_online_user_after_publisher_drop,
+		test_group_quit_during_publisher_drop,
 	};
 	const TTest *const frozen[] = { test_publish_to_frozen_host };
 	const TTest *const stale[] = {
@@ -2883,7 +2938,7 @@ cluster_suite(void)
 	add_tcase(s, "redis restart", redis, 1);
 	add_tcase(s, "right after an ACK", after_ack, 2);
 	add_tcase(s, "redis outage", outage, 1);
-	add_tcase(s, "publisher drop", pubdrop, 1);
+	add_tcase(s, "publisher drop", pubdrop, 2);
 	add_tcase(s, "frozen host", frozen, 1);
 	add_tcase(s, "stale lookups", stale, 1);
 	add_tcase(s, "reload moves redis", moves, 1);
