@@ -976,6 +976,12 @@ login_claimed(struct worker *w, void *arg, int result)
 	(void)presence_remove(w->presence, lj->uid, c->token);
 	if (result == BUS_CLAIMED)	/* the client left meanwhile */
 		(void)bus_release(w, lj->uid, c->token, NULL, NULL);
+	else
+		/* While this login held the presence entry, a message for the
+		 * user stored on this host told this login to pull it, not
+		 * the session that holds the claim, perhaps on another host:
+		 * tell that one. */
+		bus_hint_pull(w, lj->uid);
 	if (c->state == CONN_CLOSED) {
 		login_free(w, lj);
 		return;

@@ -1425,6 +1425,49 @@ START_TEST(test_presence_logout_during_login)
 }
 END_TEST
 
+/*
+ * A second login of a user online on host 1 is sent to host 0 while Redis
+ * holds writes: it holds host 0's presence entry until its claim is
+ * refused.  A message stored meanwhile on host 0 for the user told that
+ * login to pull it, not the session on host 1, which used to wait for its
+ * next login to get it.  The refused login now sends the pull hint on.
+ */
+START_TEST(test_message_during_refused_login)
+{
+	struct user a, s, *all[2] = { &a, &s };
+	struct presence_entry e;
+	struct chatc *dup;
+	cJSON *req, *r;
+	long long deadline;
+
+	begin();
+	user_new(&a, "a");
+	user_new(&s, "s");
+	online_at(&a, 1);
+	online_at(&s, 0);
+	ck_assert(harness_redis_pause_writes(&H, "1500") == 0);
+	dup = xconnect(0);
+	req = login_req(a.id, a.name);
+	ck_assert_int_eq(chatc_send(dup, req), 0);
+	cJSON_Delete(req);
+	deadline = harness_now_ms() + 1000;
+	while (presence_lookup(pres[0], (uint32_t)a.id, &e) != PRESENCE_OK &&
+	    harness_now_ms() < deadline)
+		harness_sleep_ms(1);
+	ck_assert_msg(presence_lookup(pres[0], (uint32_t)a.id, &e) ==
+	    PRESENCE_OK, "the second login did not reach host 0's presence "
+	    "table while Redis held its claim");
+	(void)chat(&s, &a, NULL);	/* stored, by host 0 either way */
+	r = chatc_wait_msgid(dup, MSG_LOGIN_ACK, REQ_MS);
+	ck_assert_msg(r != NULL && chatc_errno(r) == CERR_ONLINE, "second "
+	    "login: %s %s", r != NULL ? jtext(r) : "", chatc_error(dup));
+	cJSON_Delete(r);
+	harness_close(dup);
+	await(all, 2, SETTLE_MS);
+	ledger_check();
+}
+END_TEST
+
 /* --- tests: group cache -------------------------------------------------- */
 
 START_TEST(test_group_cache_cross_host)
@@ -2901,6 +2944,7 @@ cluster_suite(void)
 		test_logout_ack_after_release,
 		test_presence_logins_at_once,
 		test_presence_logout_during_login,
+		test_message_during_refused_login,
 		test_friends_presence,
 		test_group_cache_cross_host,
 		test_script_flush,
