@@ -24,6 +24,7 @@
 #include "inbox.h"
 #include "job.h"
 #include "log.h"
+#include "monotime.h"
 #include "presence.h"
 #include "protocol.h"
 #include "store.h"
@@ -121,9 +122,58 @@ struct store_job {
 	size_t n;
 	uint32_t *uids;
 	int *rc;
+	uint64_t first_ms;	/* a retry: when the first attempt failed */
 	size_t len;
 	char text[];
 };
+
+/*
+ * Sender-less stores the database refused are kept (in memory, in order)
+ * and tried again every db_retry_interval, for up to an hour and up to
+ * this many bytes of messages per worker; past either they are lost, and
+ * logged.
+ */
+#define DELIVER_RETRY_BYTES	((size_t)64 << 20)
+#define DELIVER_RETRY_MS	(3600 * 1000)
+
+static void
+store_job_free(struct store_job *sj)
+{
+	reqinfo_free(&sj->ri);
+	free(sj->uids);
+	free(sj->rc);
+	free(sj);
+}
+
+/* Keep sj's failed recipients for another attempt; 0 when it cannot be
+ * kept (too long, too much kept), and sj is the caller's still. */
+static int
+store_retry_keep(struct worker *w, struct store_job *sj)
+{
+	uint64_t now = monotime_ms();
+	size_t i, k = 0;
+
+	if (sj->first_ms == 0)
+		sj->first_ms = now;
+	if (now - sj->first_ms >= DELIVER_RETRY_MS ||
+	    w->retry_bytes + sj->len > DELIVER_RETRY_BYTES)
+		return 0;
+	for (i = 0; i < sj->n; i++)
+		if (sj->rc[i] == STORE_UNAVAILABLE)
+			sj->uids[k++] = sj->uids[i];
+	sj->n = k;
+	memset(sj->rc, 0, k * sizeof(*sj->rc));
+	sj->job.next = NULL;
+	if (w->retry_head == NULL) {
+		w->retry_tail = &w->retry_head;
+		w->retry_at = now + (uint64_t)w->conf->db_retry_interval * 1000;
+	}
+	*w->retry_tail = &sj->job;
+	w->retry_tail = &sj->job.next;
+	w->retry_msgs += k;
+	w->retry_bytes += sj->len;
+	return 1;
+}
 
 static void
 store_job_run(struct job *j, struct store *st)
@@ -152,7 +202,19 @@ store_job_done(struct job *j, struct worker *w)
 			failed++;
 	}
 	w->stats->offline_stored += stored;
-	if (failed > 0)
+	if (failed > 0 && sj->sender == NULL) {
+		/* ACKed "delivered" long ago: not to be lost. */
+		if (sj->first_ms == 0)
+			log_warnx("could not store %zu offline message(s): "
+			    "database unavailable; trying again every %d s "
+			    "(db_retry_interval)", failed,
+			    w->conf->db_retry_interval);
+		if (store_retry_keep(w, sj))
+			return;
+		log_warnx("%zu offline message(s) lost: the database was "
+		    "unavailable for an hour, or %zu bytes of messages "
+		    "already waited for it", failed, w->retry_bytes);
+	} else if (failed > 0)
 		log_warnx("could not store %zu offline message(s): database "
 		    "unavailable", failed);
 	if (sj->sender != NULL) {
@@ -170,10 +232,58 @@ store_job_done(struct job *j, struct worker *w)
 		}
 		conn_unref(w, sj->sender);
 	}
-	reqinfo_free(&sj->ri);
-	free(sj->uids);
-	free(sj->rc);
-	free(sj);
+	store_job_free(sj);
+}
+
+void
+deliver_retry_tick(struct worker *w)
+{
+	struct store_job *sj;
+	struct job *j;
+	size_t k = 0;
+
+	if (w->retry_head == NULL || monotime_ms() < w->retry_at)
+		return;
+	while ((j = w->retry_head) != NULL) {
+		sj = (struct store_job *)j;
+		w->retry_head = j->next;	/* the queue's link once in it */
+		if (worker_submit_keyed(w, j, sj->uids[0]) == -1) {
+			/* The queue is full: the rest next time. */
+			w->retry_head = j;
+			break;
+		}
+		w->retry_msgs -= sj->n;
+		w->retry_bytes -= sj->len;
+		k += sj->n;
+	}
+	if (w->retry_head == NULL)
+		w->retry_tail = &w->retry_head;
+	w->retry_at = monotime_ms() + (uint64_t)w->conf->db_retry_interval *
+	    1000;
+	log_debug("storing %zu offline message(s) again", k);
+}
+
+int
+deliver_retry_pending(const struct worker *w)
+{
+	return w->retry_head != NULL;
+}
+
+void
+deliver_retry_drop(struct worker *w)
+{
+	struct job *j;
+
+	if (w->retry_head == NULL)
+		return;
+	log_warnx("%zu offline message(s) lost: the database was still "
+	    "unavailable when the worker stopped", w->retry_msgs);
+	while ((j = w->retry_head) != NULL) {
+		w->retry_head = j->next;
+		store_job_free((struct store_job *)j);
+	}
+	w->retry_tail = &w->retry_head;
+	w->retry_msgs = w->retry_bytes = 0;
 }
 
 void
@@ -216,10 +326,7 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 			    "server busy (job_queue_max)");
 			conn_unref(w, sender);
 		}
-		reqinfo_free(&sj->ri);
-		free(sj->uids);
-		free(sj->rc);
-		free(sj);
+		store_job_free(sj);
 	}
 }
 

@@ -49,6 +49,16 @@ void deliver_store(struct worker *w, struct conn *sender,
     const struct reqinfo *ri, const uint32_t *uids, size_t n,
     const char *frame, size_t len);
 /*
+ * Submit again, once db_retry_interval has passed since the last attempt,
+ * the offline stores without a sender that failed (the database was
+ * down): messages already ACKed "delivered" to their sender, stored for a
+ * session that ended.  Called every tick; deliver_retry_pending() says
+ * whether any is kept, deliver_retry_drop() gives them up (at exit).
+ */
+void deliver_retry_tick(struct worker *w);
+int deliver_retry_pending(const struct worker *w);
+void deliver_retry_drop(struct worker *w);
+/*
  * c went over max_output: close it as a slow consumer.  The chat frames
  * (6, 10) still queued for it are stored offline first, so what it was
  * sent but could not read reaches it at its next login.

@@ -359,7 +359,7 @@ static int
 worker_stopped(const struct worker *w)
 {
 	return w->nconns == 0 && jobq_pending(w->jobs) == 0 &&
-	    !bus_busy(w->bus);
+	    !bus_busy(w->bus) && !deliver_retry_pending(w);
 }
 
 /*
@@ -429,6 +429,7 @@ worker_init(struct worker *w, struct conf *conf,
 	umap_init(&w->online);
 	umap_init(&w->settling);
 	umap_init(&w->gloads);
+	w->retry_tail = &w->retry_head;
 	limits_init(&w->limits);
 	groupcache_init(&w->groups, WORKER_GROUP_CACHE);
 	/* Big enough for one inbox datagram, i.e. one frame plus header. */
@@ -541,6 +542,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		jbuf_trim(&w->fbuf, WORKER_FBUF_KEEP);
 		jbuf_trim(&w->abuf, WORKER_FBUF_KEEP);
 		bus_tick(w);
+		deliver_retry_tick(w);
 		return;
 	case TAG_JOBS:
 		/* Stop when other workers fall behind: a burst of group
@@ -665,6 +667,7 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 	w.bus = NULL;
 	jobq_destroy(w.jobs, &w);
 	w.jobs = NULL;
+	deliver_retry_drop(&w);
 	worker_flush(&w);
 	conn_reap(&w);
 	groupcache_free(&w.groups);

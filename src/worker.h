@@ -84,6 +84,11 @@ struct worker {
 					 * (handle_account.c) */
 	struct groupcache groups;
 	struct umap gloads;		/* gid -> its load running (handle_chat.c) */
+	/* Offline stores without a sender (nobody to answer errno 13) that
+	 * the database refused, kept to be tried again (deliver.c). */
+	struct job *retry_head, **retry_tail;
+	size_t retry_msgs, retry_bytes;
+	uint64_t retry_at;		/* monotime_ms of the next attempt */
 	struct conn_list anon;		/* by last activity, oldest first */
 	struct conn_list live;		/* logged in, oldest activity first */
 	struct conn *dirty;		/* output to flush this iteration */

@@ -120,6 +120,10 @@
 #define CONF_SILENT	"[server]\nworkers = 2\nauth_timeout = 3\n" \
 			"max_connections = 20000\n"
 #define CONF_DB		"[server]\nworkers = 2\n"
+/* One worker: the sender's and the receiver's; the smallest max_output. */
+#define CONF_DB_SLOW	"[server]\nworkers = 1\nmax_output = 65536\n" \
+			"max_frame = 8192\nmax_message = 4096\n" \
+			"[database]\ndb_retry_interval = 1\n"
 #define CONF_SECRETS	"[server]\nworkers = 2\nlog_level = debug\n"
 
 static struct harness H;
@@ -191,6 +195,7 @@ static void setup_conns(void) { inst_start(CONF_CONNS); }
 static void setup_timeouts(void) { inst_start(CONF_TIMEOUTS); }
 static void setup_silent(void) { inst_start(CONF_SILENT); }
 static void setup_db(void) { inst_start(CONF_DB); }
+static void setup_db_slow(void) { inst_start(CONF_DB_SLOW); }
 static void setup_secrets(void) { inst_start(CONF_SECRETS); }
 
 /*
@@ -1392,6 +1397,224 @@ START_TEST(test_database_down)
 }
 END_TEST
 
+/*
+ * mariadbd is down when a receiver that reads nothing is dropped as a
+ * slow consumer.  The chats still queued in chatd for it were ACKed
+ * "delivered" to their sender, and are stored offline for it at the drop;
+ * with the database down those stores failed and the messages were lost.
+ * They are now kept and stored again once the database is back: every
+ * message ACKed "delivered" reaches the receiver, before the drop or at
+ * its next login.
+ */
+#define SDB_N		2000	/* messages sent at most */
+#define SDB_TEXT	3000	/* bytes of each */
+#define SDB_WINDOW	16
+#define SDB_SEQ0	70000
+#define SDB_SEND_MS	30000
+#define SDB_EOF_MS	15000
+#define SDB_PUSH_MS	10000	/* kept stores tried every second */
+
+/* 1 while something accepts connections on 127.0.0.1:port. */
+static int
+port_open(int port)
+{
+	struct sockaddr_in sin;
+	int fd, ok;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert(fd != -1);
+	ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+	(void)close(fd);
+	return ok;
+}
+
+/* The number of message text "sdb NNNNN ...", or -1. */
+static int
+sdb_num(const cJSON *m, long long from)
+{
+	const char *t;
+
+	if (jnum(m, "msgid") != MSG_ONE_CHAT || jnum(m, "id") != from)
+		return -1;
+	t = jstr(m, "msg");
+	if (strncmp(t, "sdb ", 4) != 0 || atoi(t + 4) < 0 ||
+	    atoi(t + 4) >= SDB_N)
+		return -1;
+	return atoi(t + 4);
+}
+
+START_TEST(test_slow_consumer_db_down)
+{
+	char pw[96], nr[64], ns[64], needle[160], *text, *buf = NULL;
+	struct chatc *r, *s;
+	long long idr, ids, t0, deadline, seq, left;
+	int *acked, *seen, next = 0, inflight = 0, stop_at = SDB_N, gone = 0;
+	int nacked = 0, nrefused = 0, lost = 0, i, rc, err, n, ninack;
+	size_t len = 0;
+	int db_port;
+	const cJSON *off, *o;
+	cJSON *m, *f;
+
+	begin();
+	db_port = H.mariadb_port;
+	acked = calloc(SDB_N, sizeof(int));
+	seen = calloc(SDB_N, sizeof(int));
+	text = malloc(SDB_TEXT + 1);
+	ck_assert(acked != NULL && seen != NULL && text != NULL);
+	secret(pw, sizeof(pw), "sdb");
+	idr = register_user("sdbr", pw, nr, sizeof(nr));
+	ids = register_user("sdbs", pw, ns, sizeof(ns));
+	r = xconnect();
+	rc = 32768;
+	ck_assert_int_eq(setsockopt(chatc_fd(r), SOL_SOCKET, SO_RCVBUF, &rc,
+	    sizeof(rc)), 0);
+	ck_assert_int_eq(login_errno(r, idr, pw, NULL, 0), 0);
+	s = online(ids, pw);
+
+	/* The runner's mariadbd: the stop's result says nothing here, a
+	 * refused connection does (stores from now on fail). */
+	(void)harness_stop_mariadb(&H);
+	t0 = harness_now_ms();
+	while (port_open(db_port)) {
+		ck_assert_msg(harness_now_ms() - t0 < 40000, "mariadbd did not "
+		    "stop within 40 s");
+		harness_sleep_ms(20);
+	}
+
+	/* Pipeline chats to the receiver until one is refused: it was
+	 * dropped, and what comes after cannot be stored. */
+	deadline = harness_now_ms() + SDB_SEND_MS;
+	while (next < stop_at || inflight > 0) {
+		while (next < stop_at && inflight < SDB_WINDOW) {
+			(void)snprintf(text, SDB_TEXT + 1, "sdb %05d ", next);
+			memset(text + 10, 's', SDB_TEXT - 10);
+			text[SDB_TEXT] = '\0';
+			len = 0;
+			append_line(&buf, &len, chatc_build_one_chat(idr,
+			    text), SDB_SEQ0 + next);
+			ck_assert_int_eq(chatc_send_raw(s, buf, len), 0);
+			next++;
+			inflight++;
+		}
+		left = deadline - harness_now_ms();
+		ck_assert_msg(left > 0, "after %d ms: %d sent, %d delivered, "
+		    "%d refused", SDB_SEND_MS, next, nacked, nrefused);
+		m = chatc_recv(s, (int)left);
+		ck_assert_msg(m != NULL, "sender: %s", chatc_error(s));
+		if (jnum(m, "msgid") != MSG_ACK &&
+		    jnum(m, "msgid") != MSG_ERROR) {
+			cJSON_Delete(m);
+			continue;
+		}
+		seq = jnum(m, "seq") - SDB_SEQ0;
+		ck_assert_msg(seq >= 0 && seq < next && !acked[seq],
+		    "reply with unexpected seq: %s", dump(m));
+		if (jnum(m, "msgid") == MSG_ACK) {
+			ck_assert_msg(strcmp(jstr(m, "status"), "delivered") ==
+			    0, "message %lld ACKed with the database down: %s",
+			    seq, dump(m));
+			acked[seq] = 1;
+			nacked++;
+		} else {
+			ck_assert_msg(chatc_errno(m) == CERR_UNAVAILABLE,
+			    "message %lld: %s", seq, dump(m));
+			nrefused++;
+			if (!gone) {
+				gone = 1;
+				stop_at = next;
+			}
+		}
+		cJSON_Delete(m);
+		inflight--;
+	}
+	free(buf);
+	(void)snprintf(needle, sizeof(needle), "(user %lld): output over "
+	    "max_output", idr);
+	ck_assert_msg(gone && harness_log_contains(&H, INST, needle),
+	    "%d sent, %d delivered: the receiver was not dropped as a slow "
+	    "consumer", next, nacked);
+	t0 = harness_now_ms();
+	while (!harness_log_contains(&H, INST, "database unavailable; trying "
+	    "again") && harness_now_ms() - t0 < DB_DOWN_MS)
+		harness_sleep_ms(50);
+	ck_assert_msg(harness_log_contains(&H, INST, "database unavailable; "
+	    "trying again"), "the failed stores of the slow consumer's "
+	    "queued chats were not logged as kept");
+
+	/* The receiver reads what reached it, up to the close. */
+	deadline = harness_now_ms() + SDB_EOF_MS;
+	while ((left = deadline - harness_now_ms()) > 0 &&
+	    (m = chatc_recv(r, (int)left)) != NULL) {
+		if ((n = sdb_num(m, ids)) >= 0)
+			seen[n]++;
+		cJSON_Delete(m);
+	}
+	ck_assert_msg(chatc_closed(r), "the dropped receiver's connection "
+	    "did not end within %d ms: %s", SDB_EOF_MS, chatc_error(r));
+	harness_close(r);
+
+	/* The database back: log in again, take everything stored. */
+	ck_assert_msg(harness_start_mariadb(&H) == 0, "mariadbd did not "
+	    "restart");
+	deadline = harness_now_ms() + DB_BACK_MS;
+	r = xconnect();
+	for (;;) {
+		m = chatc_login(r, idr, pw, DB_BACK_MS);
+		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_LOGIN_ACK,
+		    "LOGIN after the restart: %s", chatc_error(r));
+		if ((err = chatc_errno(m)) == 0)
+			break;
+		cJSON_Delete(m);
+		ck_assert_msg(err == CERR_UNAVAILABLE &&
+		    harness_now_ms() < deadline, "LOGIN after mariadbd "
+		    "restarted: errno %d", err);
+		harness_sleep_ms(200);
+	}
+	off = cJSON_GetObjectItemCaseSensitive(m, "offlinemsg");
+	ninack = 0;
+	cJSON_ArrayForEach(o, off) {
+		ck_assert(cJSON_IsString(o));
+		f = cJSON_Parse(o->valuestring);
+		if (f != NULL && (n = sdb_num(f, ids)) >= 0) {
+			seen[n]++;
+			ninack++;
+		}
+		cJSON_Delete(f);
+	}
+	cJSON_Delete(m);
+	/* What is stored after the login is pushed. */
+	deadline = harness_now_ms() + SDB_PUSH_MS;
+	for (;;) {
+		for (i = lost = 0; i < next; i++)
+			lost += acked[i] && seen[i] == 0;
+		if (lost == 0 || (left = deadline - harness_now_ms()) <= 0)
+			break;
+		if ((m = chatc_recv(r, (int)left)) == NULL)
+			break;
+		if ((n = sdb_num(m, ids)) >= 0)
+			seen[n]++;
+		cJSON_Delete(m);
+	}
+	fprintf(stderr, "it_abuse: slow consumer, db down: %d sent, %d "
+	    "delivered, %d refused; %d in LOGIN_ACK; %d lost\n", next, nacked,
+	    nrefused, ninack, lost);
+	ck_assert_msg(lost == 0, "%d message(s) ACKed \"delivered\" to a slow "
+	    "consumer dropped while the database was down were lost", lost);
+	harness_close(r);
+	harness_close(s);
+	free(acked);
+	free(seen);
+	free(text);
+	/* Ours now (a child of this test): stop it cleanly; the next
+	 * fixture starts the runner's again. */
+	(void)harness_stop_mariadb(&H);
+}
+END_TEST
+
 /* --- privileges -------------------------------------------------------- */
 
 /* The real, effective, saved and file-system uid (or gid, key "Gid:")
@@ -1603,6 +1826,8 @@ abuse_suite(void)
 	tcase(s, "silent connections", setup_silent, test_silent_connections,
 	    NULL);
 	tcase(s, "database down", setup_db, test_database_down, NULL);
+	tcase(s, "database down, slow consumer", setup_db_slow,
+	    test_slow_consumer_db_down, NULL);
 	tcase(s, "privileges", setup_priv, test_privileges, NULL);
 	/* Last: it searches the log of every instance before it. */
 	tcase(s, "secrets", setup_secrets, test_secrets_not_logged, NULL);
