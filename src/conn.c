@@ -434,13 +434,17 @@ conn_readable(struct worker *w, struct conn *c)
 		if (c->paused || c->state == CONN_CLOSED || worker_busy(w))
 			return;
 		if (c->in_len > 0) {
-			/* A partial frame is pending: read behind it. */
+			/* A partial frame is pending: read behind it.  The
+			 * buffer doubles, so a long frame is not copied
+			 * again on every read. */
 			size_t need = (size_t)c->in_len + w->rbuf_size;
 
 			if (need > c->in_cap) {
-				char *nb = realloc(c->in, need);
+				char *nb;
 
-				if (nb == NULL) {
+				if (need < 2 * (size_t)c->in_cap)
+					need = 2 * (size_t)c->in_cap;
+				if ((nb = realloc(c->in, need)) == NULL) {
 					conn_close(w, c, "out of memory");
 					return;
 				}
