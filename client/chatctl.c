@@ -36,6 +36,7 @@
 #define CTL_RELOAD_SLACK_MS 10000
 
 static const char *ctl_socket;	/* -s, else ctl_socket_find() */
+static int ctl_socket_from_file; /* ctl_socket is the file's key */
 static int ctl_json;
 
 static void __attribute__((noreturn))
@@ -74,6 +75,7 @@ ctl_socket_find(void)
 		    "empty in %s)", ctl_db_conf);
 	(void)snprintf(path, sizeof(path), "%s", c.control_socket);
 	ctl_socket = path;
+	ctl_socket_from_file = 1;
 }
 
 /* Send {"version":1,"cmd":...} plus args and return the reply object. */
@@ -98,6 +100,14 @@ ctl_call(cJSON *req)
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		err(1, "socket");
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		if ((errno == ENOENT || errno == ECONNREFUSED) &&
+		    ctl_socket_from_file)
+			/* control_socket needs a restart: a chatd started
+			 * before the file changed answers on the old path. */
+			errx(3, "chatd is not running (nothing answers on %s, "
+			    "the control_socket of %s; a chatd started before "
+			    "that key changed answers on the old path: -s)",
+			    ctl_socket, ctl_db_conf);
 		if (errno == ENOENT || errno == ECONNREFUSED)
 			errx(3, "chatd is not running (nothing answers on %s)",
 			    ctl_socket);

@@ -1243,6 +1243,23 @@ START_TEST(test_socket_from_conf)
 	run_free(&r);
 	(void)unlink(path);
 
+	/* control_socket changed in the file after chatd started: chatd
+	 * answers on the old path, and chatctl says so. */
+	text = slurp(H.chatd[0].conf_path);
+	off = replace_all(text, "control_socket = ", "control_socket = "
+	    "/nonexistent/moved.sock\n#");
+	free(text);
+	xfmt(path, sizeof(path), "%s/moved-%ld.conf", H.dir, (long)getpid());
+	write_file(path, off, 0600);
+	free(off);
+	ctl(&r, "-c", path, "reload", NULL);
+	ASSERT_STATUS(&r, 3, "reload with control_socket moved");
+	ck_assert_msg(strstr(r.err, "chatd is not running") != NULL &&
+	    strstr(r.err, "/nonexistent/moved.sock") != NULL &&
+	    strstr(r.err, "answers on the old path: -s") != NULL, "%s", r.err);
+	run_free(&r);
+	(void)unlink(path);
+
 	xfmt(path, sizeof(path), "%s/absent.conf", H.dir);
 	ctl(&r, "-c", path, "status", NULL);
 	ASSERT_STATUS(&r, 3, "status with no configuration file");
