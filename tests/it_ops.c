@@ -1214,6 +1214,22 @@ write_file(const char *path, const char *text, mode_t mode)
 	ck_assert(fclose(fp) == 0);
 }
 
+/* Write to path (in the test directory, named by tag) chatd-0's
+ * configuration with every `from` replaced by `to`. */
+static void
+conf_edited(char *path, size_t len, const char *tag, const char *from,
+    const char *to)
+{
+	char *text, *edited;
+
+	text = slurp(H.chatd[0].conf_path);
+	edited = replace_all(text, from, to);
+	free(text);
+	xfmt(path, len, "%s/%s-%ld.conf", H.dir, tag, (long)getpid());
+	write_file(path, edited, 0600);
+	free(edited);
+}
+
 /*
  * Without -s, chatctl uses the control_socket of the configuration file
  * (-c) when the file loads: chatd-0's file finds chatd-0.  A file that
@@ -1222,7 +1238,7 @@ write_file(const char *path, const char *text, mode_t mode)
  */
 START_TEST(test_socket_from_conf)
 {
-	char path[PATH_MAX], *text, *off;
+	char path[PATH_MAX];
 	struct run r;
 
 	ctl(&r, "-c", H.chatd[0].conf_path, "status", NULL);
@@ -1230,12 +1246,8 @@ START_TEST(test_socket_from_conf)
 	ck_assert_msg(strstr(r.out, "node " NODE_ID ",") != NULL, "%s", r.out);
 	run_free(&r);
 
-	text = slurp(H.chatd[0].conf_path);
-	off = replace_all(text, "control_socket = ", "control_socket =\n#");
-	free(text);
-	xfmt(path, sizeof(path), "%s/off-%ld.conf", H.dir, (long)getpid());
-	write_file(path, off, 0600);
-	free(off);
+	conf_edited(path, sizeof(path), "off", "control_socket = ",
+	    "control_socket =\n#");
 	ctl(&r, "-c", path, "status", NULL);
 	ASSERT_STATUS(&r, 3, "status with control_socket empty");
 	ck_assert_msg(strstr(r.err, "control socket is off") != NULL &&
@@ -1245,13 +1257,8 @@ START_TEST(test_socket_from_conf)
 
 	/* control_socket changed in the file after chatd started: chatd
 	 * answers on the old path, and chatctl says so. */
-	text = slurp(H.chatd[0].conf_path);
-	off = replace_all(text, "control_socket = ", "control_socket = "
-	    "/nonexistent/moved.sock\n#");
-	free(text);
-	xfmt(path, sizeof(path), "%s/moved-%ld.conf", H.dir, (long)getpid());
-	write_file(path, off, 0600);
-	free(off);
+	conf_edited(path, sizeof(path), "moved", "control_socket = ",
+	    "control_socket = /nonexistent/moved.sock\n#");
 	ctl(&r, "-c", path, "reload", NULL);
 	ASSERT_STATUS(&r, 3, "reload with control_socket moved");
 	ck_assert_msg(strstr(r.err, "chatd is not running") != NULL &&
