@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "abuse.h"
 #include "log.h"
+#include "monotime.h"
 #include "worker.h"
 
 struct limit_fail {
@@ -67,7 +68,7 @@ limit_request(struct worker *w, struct conn *c)
 	/* Tokens in thousandths; refilled by rate_limit per second (in 64
 	 * bits: a second's refill at the largest rate_limit is 10^9, and
 	 * a long idle connection's elapsed time times it overflows 32). */
-	now_ms = (uint32_t)worker_now_ms(w);
+	now_ms = (uint32_t)monotime_ms();
 	cap = (uint32_t)cf->rate_burst * 1000;
 	elapsed = now_ms - c->rate_ms;
 	c->rate_ms = now_ms;

@@ -929,6 +929,14 @@ bus_publish(struct worker *w, uint32_t uid, const char *frame, size_t len,
 	return 0;
 }
 
+/* A pull hint's PUBLISH answered: one lost with the link is owed again. */
+static void
+hint_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
+{
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+		(void)umap_put(&b->hints, (uint32_t)c->n, (void *)1);
+}
+
 /*
  * A plain PUBLISH, not the script that publishes only while the user is
  * claimed: just after Redis restarts, a host may have subscribed a user
@@ -936,14 +944,6 @@ bus_publish(struct worker *w, uint32_t uid, const char *frame, size_t len,
  * then would leave what is stored next waiting for the next login.  A
  * hint nobody holds a session for costs a PUBLISH that reaches nobody.
  */
-static void
-hint_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
-{
-	/* Lost with the link: owed again. */
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
-		(void)umap_put(&b->hints, (uint32_t)c->n, (void *)1);
-}
-
 void
 bus_hint_pull(struct worker *w, uint32_t uid)
 {

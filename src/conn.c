@@ -19,6 +19,7 @@
 #include "handler.h"
 #include "abuse.h"
 #include "log.h"
+#include "monotime.h"
 #include "worker.h"
 
 /* Reads per EPOLLIN event, so one busy client cannot starve the rest. */
@@ -124,7 +125,7 @@ conn_new(struct worker *w, int fd, uint32_t addr)
 	c->fd = fd;
 	c->addr = addr;
 	c->rate_tokens = (uint32_t)w->conf->rate_burst * 1000;
-	c->rate_ms = (uint32_t)worker_now_ms(w);
+	c->rate_ms = (uint32_t)monotime_ms();
 	c->state = CONN_ANON;
 	c->token = ((uint64_t)(uint32_t)getpid() << 32) | ++w->next_token;
 	c->last_active = w->now;

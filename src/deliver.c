@@ -170,7 +170,6 @@ store_retry_keep(struct worker *w, struct store_job *sj)
 	}
 	*w->retry_tail = &sj->job;
 	w->retry_tail = &sj->job.next;
-	w->retry_msgs += k;
 	w->retry_bytes += sj->len;
 	return 1;
 }
@@ -252,7 +251,6 @@ deliver_retry_tick(struct worker *w)
 			w->retry_head = j;
 			break;
 		}
-		w->retry_msgs -= sj->n;
 		w->retry_bytes -= sj->len;
 		k += sj->n;
 	}
@@ -272,18 +270,20 @@ deliver_retry_pending(const struct worker *w)
 void
 deliver_retry_drop(struct worker *w)
 {
-	struct job *j;
+	struct store_job *sj;
+	size_t n = 0;
 
-	if (w->retry_head == NULL)
-		return;
-	log_warnx("%zu offline message(s) lost: the database was still "
-	    "unavailable when the worker stopped", w->retry_msgs);
-	while ((j = w->retry_head) != NULL) {
-		w->retry_head = j->next;
-		store_job_free((struct store_job *)j);
+	while (w->retry_head != NULL) {
+		sj = (struct store_job *)w->retry_head;
+		w->retry_head = sj->job.next;
+		n += sj->n;
+		store_job_free(sj);
 	}
 	w->retry_tail = &w->retry_head;
-	w->retry_msgs = w->retry_bytes = 0;
+	w->retry_bytes = 0;
+	if (n > 0)
+		log_warnx("%zu offline message(s) lost: the database was "
+		    "still unavailable when the worker stopped", n);
 }
 
 void

@@ -59,13 +59,6 @@ enum {
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_GROUP_CACHE 10000	/* groups cached per worker */
 
-uint64_t
-worker_now_ms(const struct worker *w)
-{
-	(void)w;
-	return monotime_ms();
-}
-
 /* A 32-bit key for a peer address (IPv4 as is, IPv6 hashed), never 0. */
 static uint32_t
 worker_addr_key(const struct sockaddr_storage *ss)

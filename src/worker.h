@@ -87,7 +87,7 @@ struct worker {
 	/* Offline stores without a sender (nobody to answer errno 13) that
 	 * the database refused, kept to be tried again (deliver.c). */
 	struct job *retry_head, **retry_tail;
-	size_t retry_msgs, retry_bytes;
+	size_t retry_bytes;		/* their messages' bytes (the bound) */
 	uint64_t retry_at;		/* monotime_ms of the next attempt */
 	struct conn_list anon;		/* by last activity, oldest first */
 	struct conn_list live;		/* logged in, oldest activity first */
@@ -119,8 +119,6 @@ void worker_main(struct conf *conf, const struct conf_share *share,
     struct inbox *inbox, struct worker_stats *stats, int ready_fd)
     __attribute__((noreturn));
 
-/* Milliseconds on a monotonic clock (wraps; for differences). */
-uint64_t worker_now_ms(const struct worker *w);
 /* The epoll tag of Redis link id (bus.h). */
 uint64_t worker_bus_tag(int id);
 /* 1 while the queues to other workers are congested: take no new work

@@ -738,6 +738,17 @@ out:
 }
 
 int
+harness_port_open(int port)
+{
+	int fd = tcp_connect(port, WAIT_CONNECT_MS);
+
+	if (fd == -1)
+		return 0;
+	(void)close(fd);
+	return 1;
+}
+
+int
 harness_free_port(void)
 {
 	struct sockaddr_in sin;

@@ -53,6 +53,8 @@ void harness_sleep_ms(long ms);
 
 /* A TCP port on 127.0.0.1 free at the time of the call. */
 int harness_free_port(void);
+/* 1 while something accepts TCP connections on 127.0.0.1:port. */
+int harness_port_open(int port);
 
 /* Make h->dir and register cleanup.  0 or -1 (reason on stderr). */
 int harness_init(struct harness *h);

@@ -1414,24 +1414,6 @@ END_TEST
 #define SDB_EOF_MS	15000
 #define SDB_PUSH_MS	10000	/* kept stores tried every second */
 
-/* 1 while something accepts connections on 127.0.0.1:port. */
-static int
-port_open(int port)
-{
-	struct sockaddr_in sin;
-	int fd, ok;
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert(fd != -1);
-	ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
-	(void)close(fd);
-	return ok;
-}
-
 /* The number of message text "sdb NNNNN ...", or -1. */
 static int
 sdb_num(const cJSON *m, long long from)
@@ -1479,7 +1461,7 @@ START_TEST(test_slow_consumer_db_down)
 	 * refused connection does (stores from now on fail). */
 	(void)harness_stop_mariadb(&H);
 	t0 = harness_now_ms();
-	while (port_open(db_port)) {
+	while (harness_port_open(db_port)) {
 		ck_assert_msg(harness_now_ms() - t0 < 40000, "mariadbd did not "
 		    "stop within 40 s");
 		harness_sleep_ms(20);

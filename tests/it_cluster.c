@@ -1543,6 +1543,20 @@ kill_host(int i)
 	dead[i] = 1;
 }
 
+/* The users of the host tests: a online on host 0, k and k2 on host 2, a
+ * a friend of k (and told it is online); one chat a -> k. */
+static void
+friends_on_host2(struct user *a, struct user *k, struct user *k2)
+{
+	online_at(a, 0);
+	online_at(k, 2);
+	online_at(k2, 2);
+	ack_ok_free(a->c, chatc_add_friend(a->c, k->id, REQ_MS),
+	    MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(a, k->id), "online");
+	(void)chat(a, k, NULL);
+}
+
 START_TEST(test_host_killed)
 {
 	struct user u[6], *a = &u[0], *b = &u[1], *k = &u[2], *k2 = &u[3];
@@ -1556,15 +1570,9 @@ START_TEST(test_host_killed)
 	begin();
 	for (i = 0; i < 6; i++)
 		user_new(&u[i], "kill");
-	online_at(a, 0);
 	online_at(b, 1);
-	online_at(k, 2);
-	online_at(k2, 2);
-	ack_ok_free(a->c, chatc_add_friend(a->c, k->id, REQ_MS),
-	    MSG_ADD_FRIEND);
-	ck_assert_str_eq(friend_state(a, k->id), "online");
 	/* Right after the logins: stored or delivered, received. */
-	(void)chat(a, k, NULL);
+	friends_on_host2(a, k, k2);
 	(void)chat(k2, b, NULL);
 	(void)chat(b, k2, NULL);
 	await(all, 6, PUSH_MS);
@@ -1656,13 +1664,7 @@ START_TEST(test_host_stopped)
 	begin();
 	for (i = 0; i < 3; i++)
 		user_new(&u[i], "stop");
-	online_at(a, 0);
-	online_at(k, 2);
-	online_at(k2, 2);
-	ack_ok_free(a->c, chatc_add_friend(a->c, k->id, REQ_MS),
-	    MSG_ADD_FRIEND);
-	ck_assert_str_eq(friend_state(a, k->id), "online");
-	(void)chat(a, k, NULL);
+	friends_on_host2(a, k, k2);
 	(void)chat(k2, a, NULL);
 	await(all, 3, PUSH_MS);
 
