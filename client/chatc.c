@@ -34,7 +34,6 @@
 
 #include "chatc.h"
 
-#define CHATC_MAX_LINE		(16 * 1024 * 1024) /* bytes in one server line */
 #define CHATC_SEND_TIMEOUT_MS	10000	/* chatc_send() and chatc_send_raw() */
 #define CHATC_READ_CHUNK	16384	/* bytes asked of one recv() */
 #define CHATC_READER_MINCAP	4096	/* first allocation of a reader */
@@ -344,6 +343,12 @@ chatc_connect(const char *host, int port, int timeout_ms, char *err,
 	STAILQ_INIT(&c->queue);
 	c->seq = 1;
 	return c;
+}
+
+void
+chatc_set_max_line(struct chatc *c, size_t max)
+{
+	c->rd.max_line = max;
 }
 
 void

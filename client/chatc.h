@@ -45,6 +45,16 @@ struct chatc *chatc_connect(const char *host, int port, int timeout_ms,
     char *err, size_t errlen);
 void chatc_close(struct chatc *c);
 int chatc_fd(const struct chatc *c);
+/*
+ * The longest line accepted from the server; a longer one ends the
+ * connection (chatc_error says so).  A server line can be longer than
+ * the server's max_frame: a forwarded chat adds its sender's id, name
+ * and time, and a LOGIN_ACK carries up to half of max_output (at most
+ * 256 MiB) of stored frames as strings, escaped again, which can double
+ * them.  The default covers the largest settings.
+ */
+#define CHATC_MAX_LINE	((size_t)512 * 1024 * 1024)
+void chatc_set_max_line(struct chatc *c, size_t max);
 /* Reason for the last failure of any call on c ("timeout", "connection
  * closed by server", strerror text, ...). */
 const char *chatc_error(const struct chatc *c);

@@ -352,12 +352,15 @@ store_exec_once(struct store *s, enum stmt_id id, const struct sval *in,
 fail:
 	{
 		unsigned int e = mysql_stmt_errno(st);
+		char msg[sizeof(s->err)];
 
+		/* Before the reset, which clears it. */
+		(void)snprintf(msg, sizeof(msg), "%s", mysql_stmt_error(st));
 		if (!store_lost(e)) {
 			(void)mysql_stmt_free_result(st);
 			(void)mysql_stmt_reset(st);
 		}
-		return store_fail(s, e, mysql_stmt_error(st));
+		return store_fail(s, e, msg);
 	}
 }
 

@@ -17,7 +17,7 @@
 
 #include "conf.h"
 
-#define STORE_SCHEMA_VERSION 1	/* the schema this chatd is built for */
+#define STORE_SCHEMA_VERSION 2	/* the schema this chatd is built for */
 
 enum store_rc {
 	STORE_OK = 0,

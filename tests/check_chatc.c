@@ -1044,10 +1044,12 @@ START_TEST(test_poll)
 }
 END_TEST
 
+#define FLOOD_MAX_LINE	((size_t)1024 * 1024)
+
 static void
 script_flood(int fd)
 {
-	size_t len = (size_t)16 * 1024 * 1024 + 1;
+	size_t len = FLOOD_MAX_LINE + 1;
 	char *buf;
 
 	if ((buf = malloc(len)) == NULL)
@@ -1063,13 +1065,15 @@ START_TEST(test_line_too_long)
 	struct chatc *c;
 
 	c = fake_connect(&f, script_flood, "127.0.0.1");
+	/* The default (512 MiB) would take a flood that long to reach. */
+	chatc_set_max_line(c, FLOOD_MAX_LINE);
 	ck_assert_ptr_null(chatc_recv(c, 5000));
 	ck_assert_str_eq(chatc_error(c),
-	    "line from server longer than 16777216 bytes");
+	    "line from server longer than 1048576 bytes");
 	/* The stream is misframed from there on: no more reading. */
 	ck_assert_ptr_null(chatc_recv(c, 0));
 	ck_assert_str_eq(chatc_error(c),
-	    "line from server longer than 16777216 bytes");
+	    "line from server longer than 1048576 bytes");
 	fake_finish(&f, c);
 }
 END_TEST

@@ -125,6 +125,13 @@
 			"max_frame = 8192\nmax_message = 4096\n" \
 			"[database]\ndb_retry_interval = 1\n"
 #define CONF_SECRETS	"[server]\nworkers = 2\nlog_level = debug\n"
+/* The largest frame chatd accepts, and the longest text it allows. */
+#define BIG_FRAME	16777216
+#define BIG_TEXT	(BIG_FRAME - 256)
+#define CONF_BIG	"[server]\nworkers = 2\nmax_frame = 16777216\n" \
+			"max_message = 16776960\nmax_output = 67108864\n"
+#define BIG_NAME	"0123456789012345678901234567890123456789"
+#define BIG_MS		30000	/* one 16 MiB request until its reply */
 
 static struct harness H;
 static int servers_state;	/* harness and mariadbd: 0 not yet, 1 up,
@@ -197,6 +204,7 @@ static void setup_silent(void) { inst_start(CONF_SILENT); }
 static void setup_db(void) { inst_start(CONF_DB); }
 static void setup_db_slow(void) { inst_start(CONF_DB_SLOW); }
 static void setup_secrets(void) { inst_start(CONF_SECRETS); }
+static void setup_big(void) { inst_start(CONF_BIG); }
 
 /*
  * As root: nobody and nogroup (or the group nobody where there is no
@@ -1609,6 +1617,117 @@ START_TEST(test_slow_consumer_db_down)
 }
 END_TEST
 
+/* --- the largest frame ------------------------------------------------- */
+
+/* A text of len bytes: tag, then fill up to len. */
+static char *
+big_text(const char *tag, char fill, size_t len)
+{
+	char *t = malloc(len + 1);
+	size_t n = strlen(tag);
+
+	ck_assert(t != NULL && n <= len);
+	memcpy(t, tag, n);
+	memset(t + n, fill, len - n);
+	t[len] = '\0';
+	return t;
+}
+
+/* f is a's ONE_CHAT to bid carrying text (frees f). */
+static void
+big_frame_is(cJSON *f, long long aid, long long bid, const char *text,
+    const char *what)
+{
+	const char *msg;
+
+	ck_assert_msg(f != NULL, "%s: no frame", what);
+	msg = jstr(f, "msg");
+	ck_assert_msg(jnum(f, "msgid") == MSG_ONE_CHAT && jnum(f, "id") ==
+	    aid && jnum(f, "toid") == bid, "%s: %.200s", what, dump(f));
+	ck_assert_msg(strlen(msg) == strlen(text) && strcmp(msg, text) == 0,
+	    "%s: %zu bytes of text arrived, %zu sent", what, strlen(msg),
+	    strlen(text));
+	cJSON_Delete(f);
+}
+
+/*
+ * max_frame at its largest (16 MiB) and max_message 256 bytes below it:
+ * a chat of the longest text, delivered live (across workers or not),
+ * and stored for an offline recipient with every byte one that the
+ * stored frame escapes again, so that the frame in the database and the
+ * LOGIN_ACK that carries it are both longer than 16 MiB.  Each must
+ * arrive whole; nothing may be refused for its size.
+ */
+START_TEST(test_largest_frame)
+{
+	char pw[96], na[PROTO_NAME_MAX + 1], nb[PROTO_NAME_MAX + 1];
+	char *live, *quoted;
+	struct chatc *a, *b;
+	long long ida, idb;
+	const cJSON *off, *o;
+	cJSON *r;
+
+	begin();
+	secret(pw, sizeof(pw), "big");
+	/* Long names make the forwarded frames longer still. */
+	ida = register_user("biga_" BIG_NAME, pw, na, sizeof(na));
+	idb = register_user("bigb_" BIG_NAME, pw, nb, sizeof(nb));
+	a = online(ida, pw);
+	b = online(idb, pw);
+
+	/* Live: the longest text there is. */
+	live = big_text("big live ", 'x', BIG_TEXT);
+	r = chatc_one_chat(a, idb, live, BIG_MS);
+	ck_assert_msg(r != NULL, "live chat: %s", chatc_error(a));
+	ck_assert_msg(jnum(r, "msgid") == MSG_ACK && chatc_errno(r) == 0 &&
+	    strcmp(jstr(r, "status"), "delivered") == 0, "live chat of %d "
+	    "bytes: %s", BIG_TEXT, dump(r));
+	cJSON_Delete(r);
+	big_frame_is(chatc_wait_msgid(b, MSG_ONE_CHAT, BIG_MS), ida, idb, live,
+	    "live chat");
+	expect(chatc_logout(b, REQ_MS), MSG_ACK, 0, -1, "LOGINOUT");
+
+	/* Offline: quotes, each escaped once in the frame a sends (so the
+	 * frame is as long as max_frame allows), once more in the stored
+	 * frame's text, and twice more in LOGIN_ACK's offlinemsg string. */
+	quoted = big_text("big stored ", '"', (BIG_FRAME - 64) / 2);
+	r = chatc_one_chat(a, idb, quoted, BIG_MS);
+	ck_assert_msg(r != NULL, "offline chat: %s", chatc_error(a));
+	ck_assert_msg(jnum(r, "msgid") == MSG_ACK && chatc_errno(r) == 0 &&
+	    strcmp(jstr(r, "status"), "stored") == 0, "offline chat of %zu "
+	    "bytes (%zu escaped): %s", strlen(quoted), 2 * strlen(quoted),
+	    dump(r));
+	cJSON_Delete(r);
+	r = chatc_login(b, idb, pw, BIG_MS);
+	ck_assert_msg(r != NULL, "LOGIN with the stored chat: %s",
+	    chatc_error(b));
+	ck_assert_msg(jnum(r, "msgid") == MSG_LOGIN_ACK && chatc_errno(r) ==
+	    0, "LOGIN with the stored chat: %.200s", dump(r));
+	off = cJSON_GetObjectItemCaseSensitive(r, "offlinemsg");
+	ck_assert_msg(cJSON_GetArraySize(off) == 1, "LOGIN_ACK has %d offline "
+	    "messages, want 1", cJSON_GetArraySize(off));
+	o = cJSON_GetArrayItem(off, 0);
+	ck_assert(cJSON_IsString(o));
+	big_frame_is(cJSON_Parse(o->valuestring), ida, idb, quoted,
+	    "stored chat");
+	cJSON_Delete(r);
+
+	/* Nothing is left behind: a second login gets no offline message. */
+	expect(chatc_logout(b, REQ_MS), MSG_ACK, 0, -1, "LOGINOUT");
+	r = chatc_login(b, idb, pw, REQ_MS);
+	ck_assert_msg(r != NULL && chatc_errno(r) == 0, "second LOGIN: %s",
+	    chatc_error(b));
+	ck_assert_msg(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r,
+	    "offlinemsg")) == 0, "the stored chat came again: %.200s",
+	    dump(r));
+	cJSON_Delete(r);
+	free(live);
+	free(quoted);
+	harness_close(a);
+	harness_close(b);
+}
+END_TEST
+
 /* --- privileges -------------------------------------------------------- */
 
 /* The real, effective, saved and file-system uid (or gid, key "Gid:")
@@ -1822,6 +1941,7 @@ abuse_suite(void)
 	tcase(s, "database down", setup_db, test_database_down, NULL);
 	tcase(s, "database down, slow consumer", setup_db_slow,
 	    test_slow_consumer_db_down, NULL);
+	tcase(s, "largest frame", setup_big, test_largest_frame, NULL);
 	tcase(s, "privileges", setup_priv, test_privileges, NULL);
 	/* Last: it searches the log of every instance before it. */
 	tcase(s, "secrets", setup_secrets, test_secrets_not_logged, NULL);

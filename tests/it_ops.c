@@ -978,7 +978,7 @@ START_TEST(test_db_status)
 
 	ctl(&r, "-c", H.chatd[0].conf_path, "db", "status", NULL);
 	ASSERT_STATUS(&r, 0, "db status");
-	ck_assert_msg(strstr(r.out, "schema version 1 (this chatd needs 1)")
+	ck_assert_msg(strstr(r.out, "schema version 2 (this chatd needs 2)")
 	    != NULL, "db status: %s", r.out);
 	run_free(&r);
 }
@@ -991,8 +991,8 @@ START_TEST(test_db_migrate_idempotent)
 	ctl(&r, "-c", H.chatd[0].conf_path, "db", "migrate", "-m", MIGRATIONS,
 	    NULL);
 	ASSERT_STATUS(&r, 0, "db migrate");
-	ck_assert_msg(strstr(r.out, "schema version 1 (this chatd needs 1)")
-	    != NULL && strstr(r.out, "schema version 1 after migrating") !=
+	ck_assert_msg(strstr(r.out, "schema version 2 (this chatd needs 2)")
+	    != NULL && strstr(r.out, "schema version 2 after migrating") !=
 	    NULL, "db migrate: %s", r.out);
 	ck_assert_msg(strstr(r.out, "applied") == NULL, "db migrate applied "
 	    "something to a current schema: %s", r.out);
@@ -1000,25 +1000,33 @@ START_TEST(test_db_migrate_idempotent)
 }
 END_TEST
 
-START_TEST(test_db_init)
+/* The harness's config, then a database chat_TAG_test and a user
+ * chatTAG of its own, in a file named into conf. */
+static void
+db_conf(char *conf, size_t len, const char *tag)
 {
-	char conf[PATH_MAX], *base;
-	struct run r;
+	char *base;
 	FILE *fp;
 	int fd;
 
-	/* The harness's config, then a database and user of its own. */
 	base = slurp(H.chatd[0].conf_path);
 	ck_assert(base[0] != '\0');
-	xfmt(conf, sizeof(conf), "%s/init-%ld.conf", H.dir,
-	    (long)getpid());
+	xfmt(conf, len, "%s/%s-%ld.conf", H.dir, tag, (long)getpid());
 	fd = open(conf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	ck_assert(fd != -1 && (fp = fdopen(fd, "w")) != NULL);
-	fprintf(fp, "%s\n[database]\ndb_name = chat_init_test\n"
-	    "db_user = chatinit\ndb_password = init-%ld-pw\n", base,
-	    (long)getpid());
+	fprintf(fp, "%s\n[database]\ndb_name = chat_%s_test\n"
+	    "db_user = chat%s\ndb_password = %s-%ld-pw\n", base, tag, tag,
+	    tag, (long)getpid());
 	ck_assert(fclose(fp) == 0);
 	free(base);
+}
+
+START_TEST(test_db_init)
+{
+	char conf[PATH_MAX];
+	struct run r;
+
+	db_conf(conf, sizeof(conf), "init");
 
 	/* Nothing there yet: the user chatd would log in as is refused. */
 	ctl(&r, "-c", conf, "db", "status", NULL);
@@ -1030,15 +1038,16 @@ START_TEST(test_db_init)
 	ASSERT_STATUS(&r, 0, "db init");
 	ck_assert_msg(strstr(r.out, "database chat_init_test and user chatinit "
 	    "are ready") != NULL &&
-	    strstr(r.out, "schema version 0 (this chatd needs 1)") != NULL &&
+	    strstr(r.out, "schema version 0 (this chatd needs 2)") != NULL &&
 	    strstr(r.out, "applied 0001_initial.sql") != NULL &&
-	    strstr(r.out, "schema version 1 after migrating") != NULL,
+	    strstr(r.out, "applied 0002_offline_longtext.sql") != NULL &&
+	    strstr(r.out, "schema version 2 after migrating") != NULL,
 	    "db init: %s", r.out);
 	run_free(&r);
 
 	ctl(&r, "-c", conf, "db", "status", NULL);
 	ASSERT_STATUS(&r, 0, "db status after init");
-	ck_assert_msg(strstr(r.out, "schema version 1 (this chatd needs 1)")
+	ck_assert_msg(strstr(r.out, "schema version 2 (this chatd needs 2)")
 	    != NULL, "db status after init: %s", r.out);
 	run_free(&r);
 
@@ -1047,7 +1056,7 @@ START_TEST(test_db_init)
 	    H.mariadb_socket, "-u", "root", NULL);
 	ASSERT_STATUS(&r, 0, "db init again");
 	ck_assert_msg(strstr(r.out, "applied") == NULL &&
-	    strstr(r.out, "schema version 1 after migrating") != NULL,
+	    strstr(r.out, "schema version 2 after migrating") != NULL,
 	    "db init again: %s", r.out);
 	run_free(&r);
 
@@ -1058,8 +1067,68 @@ START_TEST(test_db_init)
 	ck_assert_msg(strstr(r.err, "no_such_admin") != NULL, "%s", r.err);
 	run_free(&r);
 
-	(void)harness_sql(&H, "DROP DATABASE chat_init_test; DROP USER "
+	(void)harness_sql(&H, "DROP DATABASE chat_init_test; DROP USER IF EXISTS "
 	    "'chatinit'@'localhost', 'chatinit'@'127.0.0.1', 'chatinit'@'%'");
+	(void)unlink(conf);
+}
+END_TEST
+
+/*
+ * A database at schema version 1, with an offline message in it, taken
+ * to version 2 by `db migrate`: only 0002 is applied, the message column
+ * becomes LONGTEXT (a stored frame can pass MEDIUMTEXT's 16777215 bytes
+ * when max_frame is 16 MiB), and the stored message is kept.
+ */
+START_TEST(test_db_upgrade)
+{
+	char conf[PATH_MAX], dir[PATH_MAX], to[PATH_MAX], out[256];
+	struct run r;
+
+	db_conf(conf, sizeof(conf), "upg");
+	/* Version 1: a migrations directory with 0001 alone. */
+	xfmt(dir, sizeof(dir), "%s/mig1-%ld", H.dir, (long)getpid());
+	ck_assert_msg(mkdir(dir, 0700) == 0, "%s: %s", dir, strerror(errno));
+	xfmt(to, sizeof(to), "%s/0001_initial.sql", dir);
+	copy_file(MIGRATIONS "/0001_initial.sql", to, 0644);
+	ctl(&r, "-c", conf, "db", "init", "-m", dir, "-S", H.mariadb_socket,
+	    "-u", "root", NULL);
+	ASSERT_STATUS(&r, 1, "db init to version 1");
+	ck_assert_msg(strstr(r.out, "schema version 1 after migrating") !=
+	    NULL && strstr(r.err, "schema version 1, but this chatd needs 2")
+	    != NULL, "db init to version 1: %s%s", r.out, r.err);
+	run_free(&r);
+	ck_assert(harness_sql(&H, "INSERT INTO chat_upg_test.users (name, "
+	    "password) VALUES ('upg', 'x'); INSERT INTO "
+	    "chat_upg_test.offlinemessages (userid, message) SELECT id, "
+	    "'{\"msgid\":6,\"msg\":\"kept\"}' FROM chat_upg_test.users") == 0);
+
+	ctl(&r, "-c", conf, "db", "status", NULL);
+	ASSERT_STATUS(&r, 1, "db status at version 1");
+	ck_assert_msg(strstr(r.out, "schema version 1 (this chatd needs 2)") !=
+	    NULL, "db status at version 1: %s", r.out);
+	run_free(&r);
+
+	ctl(&r, "-c", conf, "db", "migrate", "-m", MIGRATIONS, NULL);
+	ASSERT_STATUS(&r, 0, "db migrate from version 1");
+	ck_assert_msg(strstr(r.out, "applied 0001") == NULL &&
+	    strstr(r.out, "applied 0002_offline_longtext.sql") != NULL &&
+	    strstr(r.out, "schema version 2 after migrating") != NULL,
+	    "db migrate from version 1: %s", r.out);
+	run_free(&r);
+
+	ck_assert(harness_sql_value(&H, "SELECT DATA_TYPE FROM "
+	    "information_schema.COLUMNS WHERE TABLE_SCHEMA = 'chat_upg_test' "
+	    "AND TABLE_NAME = 'offlinemessages' AND COLUMN_NAME = 'message'",
+	    out, sizeof(out)) == 0);
+	ck_assert_str_eq(out, "longtext");
+	ck_assert(harness_sql_value(&H, "SELECT message FROM "
+	    "chat_upg_test.offlinemessages", out, sizeof(out)) == 0);
+	ck_assert_str_eq(out, "{\"msgid\":6,\"msg\":\"kept\"}");
+
+	(void)harness_sql(&H, "DROP DATABASE chat_upg_test; DROP USER IF EXISTS "
+	    "'chatupg'@'localhost', 'chatupg'@'127.0.0.1', 'chatupg'@'%'");
+	(void)unlink(to);
+	(void)rmdir(dir);
 	(void)unlink(conf);
 }
 END_TEST
@@ -1883,6 +1952,7 @@ ops_suite(void)
 	tcase_add_test(tc, test_db_status);
 	tcase_add_test(tc, test_db_migrate_idempotent);
 	tcase_add_test(tc, test_db_init);
+	tcase_add_test(tc, test_db_upgrade);
 
 	tc = tcase_new(s, "stop", 1);
 	tcase_add_test(tc, test_stop);

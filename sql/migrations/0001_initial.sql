@@ -53,8 +53,8 @@ CREATE TABLE IF NOT EXISTS groupmembers (
 		REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- One row per undelivered frame, in arrival order by id.  MEDIUMTEXT holds
--- any frame up to the largest max_frame chatd accepts (16 MiB).
+-- One row per undelivered frame, in arrival order by id.  MEDIUMTEXT was
+-- meant to hold any frame up to the largest max_frame; 0002 makes it LONGTEXT.
 CREATE TABLE IF NOT EXISTS offlinemessages (
 	id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
 	userid INT UNSIGNED NOT NULL,
