@@ -26,6 +26,7 @@ struct cluster {
 	redisContext *rc;
 	time_t next_attempt;
 	int down_logged;
+	int check_server;	/* cluster_check_server: at each connect */
 	char release_sha[CLUSTER_SHA_LEN];	/* "" until loaded */
 };
 
@@ -130,6 +131,56 @@ cluster_load(struct cluster *cl)
 		freeReplyObject(r);
 }
 
+/*
+ * Redis closes a subscriber whose unread output passes the pub/sub class
+ * of client-output-buffer-limit and throws that output away.  Every one
+ * of those messages had been counted as received by its PUBLISH and
+ * ACKed "delivered", so a worker that falls behind for a moment under a
+ * burst (short of CPU) loses them.  Say so when the limit is set; a
+ * server that refuses CONFIG (renamed away, as managed services do) is
+ * not asked again.
+ */
+static void
+cluster_server_limits(struct cluster *cl)
+{
+	unsigned long long hard, soft, secs;
+	const char *p;
+	redisReply *r;
+
+	r = redisCommand(cl->rc, "CONFIG GET client-output-buffer-limit");
+	if (r == NULL)
+		return;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[1]->type == REDIS_REPLY_STRING &&
+	    (p = strstr(r->element[1]->str, "pubsub ")) != NULL &&
+	    sscanf(p + 7, "%llu %llu %llu", &hard, &soft, &secs) == 3) {
+		if (hard != 0 || soft != 0)
+			log_warnx("redis: client-output-buffer-limit pubsub is "
+			    "%llu %llu %llu: Redis disconnects a subscriber "
+			    "that falls that far behind and drops the messages "
+			    "it held for it, which were ACKed \"delivered\"; "
+			    "set it to \"pubsub 0 0 0\" (see chatd(8))", hard,
+			    soft, secs);
+	} else {
+		log_info("redis: cannot read client-output-buffer-limit (%s); "
+		    "make sure its pubsub class is 0 0 0 (see chatd(8))",
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		cl->check_server = 0;
+	}
+	freeReplyObject(r);
+}
+
+static int cluster_connect(struct cluster *);
+
+void
+cluster_check_server(struct cluster *cl)
+{
+	if (cl == NULL)
+		return;
+	cl->check_server = 1;
+	(void)cluster_connect(cl);
+}
+
 static int
 cluster_connect(struct cluster *cl)
 {
@@ -159,6 +210,8 @@ cluster_connect(struct cluster *cl)
 	}
 	(void)redisSetTimeout(cl->rc, tv);
 	cl->down_logged = 0;
+	if (cl->check_server)
+		cluster_server_limits(cl);
 	cluster_load(cl);
 	return 0;
 }

@@ -100,6 +100,10 @@ struct cluster;
  * server, and naming keys and claims, as conf said when it was opened. */
 struct cluster *cluster_open(const struct conf *conf);
 void cluster_close(struct cluster *cl);
+/* Connect now, and at each connect check the server's settings that
+ * chatd relies on, logging a warning for each that is wrong (the
+ * master's client does). */
+void cluster_check_server(struct cluster *cl);
 /* 1 when a and b make the same client: Redis off in both, or the same
  * server, timeout, key prefix and node id. */
 int cluster_conf_same(const struct conf *a, const struct conf *b);

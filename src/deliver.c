@@ -145,10 +145,11 @@ store_job_free(struct store_job *sj)
 	free(sj);
 }
 
-/* Keep sj's failed recipients for another attempt; 0 when it cannot be
- * kept (too long, too much kept), and sj is the caller's still. */
+/* Keep sj's failed recipients for another attempt, in delay_ms when
+ * nothing else is kept; 0 when it cannot be kept (too long, too much
+ * kept), and sj is the caller's still. */
 static int
-store_retry_keep(struct worker *w, struct store_job *sj)
+store_retry_keep(struct worker *w, struct store_job *sj, uint64_t delay_ms)
 {
 	uint64_t now = monotime_ms();
 	size_t i, k = 0;
@@ -166,7 +167,7 @@ store_retry_keep(struct worker *w, struct store_job *sj)
 	sj->job.next = NULL;
 	if (w->retry_head == NULL) {
 		w->retry_tail = &w->retry_head;
-		w->retry_at = now + (uint64_t)w->conf->db_retry_interval * 1000;
+		w->retry_at = now + delay_ms;
 	}
 	*w->retry_tail = &sj->job;
 	w->retry_tail = &sj->job.next;
@@ -208,7 +209,8 @@ store_job_done(struct job *j, struct worker *w)
 			    "database unavailable; trying again every %d s "
 			    "(db_retry_interval)", failed,
 			    w->conf->db_retry_interval);
-		if (store_retry_keep(w, sj))
+		if (store_retry_keep(w, sj,
+		    (uint64_t)w->conf->db_retry_interval * 1000))
 			return;
 		log_warnx("%zu offline message(s) lost: the database was "
 		    "unavailable for an hour, or %zu bytes of messages "
@@ -286,6 +288,22 @@ deliver_retry_drop(struct worker *w)
 		    "still unavailable when the worker stopped", n);
 }
 
+/* A sender-less store not submitted: kept for the next tick, or lost
+ * past the bounds of store_retry_keep. */
+static void
+store_keep_new(struct worker *w, struct store_job *sj)
+{
+	size_t i;
+
+	for (i = 0; i < sj->n; i++)
+		sj->rc[i] = STORE_UNAVAILABLE;
+	if (store_retry_keep(w, sj, 0))
+		return;
+	log_warnx("%zu offline message(s) lost: %zu bytes of messages "
+	    "already wait to be stored", sj->n, w->retry_bytes);
+	store_job_free(sj);
+}
+
 void
 deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
     const uint32_t *uids, size_t n, const char *frame, size_t len)
@@ -317,16 +335,25 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 		reqinfo_copy(&sj->ri, ri);
 		conn_ref(sender);
 	}
-	/* Keyed by sender: one sender's messages are stored in the order
-	 * they were sent, whichever job thread is free. */
-	if (worker_submit_keyed(w, &sj->job, sender != NULL ? sender->uid :
-	    uids[0]) == -1) {
+	/*
+	 * Keyed by sender: one sender's messages are stored in the order
+	 * they were sent, whichever job thread is free.  Without a sender
+	 * (ACKed "delivered" long ago) a store behind kept ones, or one
+	 * the full queue refuses (a burst of them: a slow consumer's
+	 * rescue, or thousands from Redis for a session just dropped), is
+	 * kept with them, in order, and submitted from the next tick.
+	 */
+	if (sender == NULL && w->retry_head != NULL)
+		store_keep_new(w, sj);
+	else if (worker_submit_keyed(w, &sj->job, sender != NULL ?
+	    sender->uid : uids[0]) == -1) {
 		if (sender != NULL) {
 			reply_error(w, sender, ri, CERR_UNAVAILABLE,
 			    "server busy (job_queue_max)");
 			conn_unref(w, sender);
-		}
-		store_job_free(sj);
+			store_job_free(sj);
+		} else
+			store_keep_new(w, sj);
 	}
 }
 

@@ -487,6 +487,7 @@ master_reload(struct master *m, cJSON *reply)
 		 * running ones keep the old client until they are reaped. */
 		old = m->cluster;
 		m->cluster = cluster_open(&next);
+		cluster_check_server(m->cluster);
 		master_cluster_put(m, old);
 	}
 	*m->conf = next;
@@ -860,7 +861,10 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		fatalx("hash_concurrency slots: %s", err);
 	master_check_schema(conf);
 	if ((m.cluster = cluster_open(conf)) != NULL) {
-		long n = cluster_release_node(m.cluster);
+		long n;
+
+		cluster_check_server(m.cluster);
+		n = cluster_release_node(m.cluster);
 
 		if (n > 0)
 			log_info("released %ld cluster claim(s) of node %s left "

@@ -89,6 +89,8 @@ struct worker {
 	struct job *retry_head, **retry_tail;
 	size_t retry_bytes;		/* their messages' bytes (the bound) */
 	uint64_t retry_at;		/* monotime_ms of the next attempt */
+	unsigned long jobq_full;	/* jobs refused since the last report */
+	uint64_t jobq_full_at;		/* monotime_ms of that report */
 	struct conn_list anon;		/* by last activity, oldest first */
 	struct conn_list live;		/* logged in, oldest activity first */
 	struct conn *dirty;		/* output to flush this iteration */

@@ -1411,6 +1411,10 @@ redis_launch(struct harness *h)
 	argv[n++] = h->dir;
 	argv[n++] = (char *)"--daemonize";
 	argv[n++] = (char *)"no";
+	/* As chatd(8) asks: a subscriber is never dropped for being
+	 * behind (the default drops it, and its messages, at 32 MB). */
+	argv[n++] = (char *)"--client-output-buffer-limit";
+	argv[n++] = (char *)"pubsub 0 0 0";
 	argv[n++] = (char *)"--logfile";
 	argv[n++] = logpath;
 	argv[n] = NULL;

@@ -2354,6 +2354,169 @@ START_TEST(test_publish_to_frozen_host)
 END_TEST
 
 /*
+ * A subscriber that stops reading (its worker stalled: SIGSTOPped here,
+ * in life a worker short of CPU) while another host publishes 48 MB to
+ * its user.  Redis queues them for it: the harness runs Redis without a
+ * pub/sub output limit, as chatd.conf(5) asks (with the default, Redis
+ * drops the subscriber and the messages at 32 MB: 8,050 of 12,000 lost;
+ * the master warns, see test_reload_moves_redis).  When the worker goes
+ * on, the flood comes faster than this process reads: chatd drops b as a
+ * slow consumer, and stores what keeps coming for b, thousands of
+ * stores at once, more than job_queue_max; those the full queue refused
+ * used to be lost (2,702 of 12,000).  Every message ACKed must reach b,
+ * live or at a later login.
+ */
+#define FLOOD_N		12000	/* messages: 48 MB */
+#define FLOOD_TEXT	4000	/* bytes each, below max_message */
+#define FLOOD_WINDOW	64
+#define FLOOD_SEQ0	100000
+#define FLOOD_MS	30000	/* sending, then receiving */
+
+/* The number in a flood message's text, or -1. */
+static int
+flood_num(const cJSON *f, const char *tag)
+{
+	const char *msg = jstr(f, "msg");
+	size_t n = strlen(tag);
+
+	if (jnum(f, "msgid") != MSG_ONE_CHAT || strncmp(msg, tag, n) != 0)
+		return -1;
+	return atoi(msg + n);
+}
+
+/* Count frame f of the flood into seen[]. */
+static void
+flood_seen(const cJSON *f, const char *tag, int *seen)
+{
+	int k = flood_num(f, tag);
+
+	ck_assert_msg(k >= 0 && k < FLOOD_N, "unexpected frame %.200s",
+	    jtext(f));
+	seen[k]++;
+}
+
+START_TEST(test_subscriber_stalled_under_flood)
+{
+	struct user a, b;
+	struct presence_entry e;
+	char tag[64], *text;
+	int *acked, *seen, next = 0, inflight = 0, nack = 0, stored = 0;
+	int lost = 0, twice = 0, drops = 0, i;
+	long long deadline, left, seq;
+	const cJSON *off, *o;
+	cJSON *m, *f;
+
+	begin();
+	acked = calloc(FLOOD_N, sizeof(int));
+	seen = calloc(FLOOD_N, sizeof(int));
+	text = malloc(FLOOD_TEXT + 1);
+	ck_assert(acked != NULL && seen != NULL && text != NULL);
+	user_new(&a, "fa");
+	user_new(&b, "fb");
+	online_at(&a, 0);
+	online_at(&b, 1);
+	/* b's channel is subscribed once a message to it is delivered. */
+	chat_until_delivered(&a, &b);
+	await((struct user *[]){ &b }, 1, PUSH_MS);
+	ledger_check();
+	ck_assert_int_eq(presence_lookup(pres[1], (uint32_t)b.id, &e),
+	    PRESENCE_OK);
+	(void)snprintf(tag, sizeof(tag), "flood-%ld ", (long)getpid());
+
+	ck_assert_int_eq(kill(e.pid, SIGSTOP), 0);
+	deadline = harness_now_ms() + FLOOD_MS;
+	while (nack < FLOOD_N) {
+		while (next < FLOOD_N && inflight < FLOOD_WINDOW) {
+			cJSON *r = cJSON_CreateObject();
+
+			(void)snprintf(text, FLOOD_TEXT + 1, "%s%05d ", tag,
+			    next);
+			memset(text + strlen(text), 'f', FLOOD_TEXT -
+			    strlen(text));
+			text[FLOOD_TEXT] = '\0';
+			cJSON_AddNumberToObject(r, "msgid", MSG_ONE_CHAT);
+			cJSON_AddNumberToObject(r, "toid", (double)b.id);
+			cJSON_AddStringToObject(r, "msg", text);
+			cJSON_AddNumberToObject(r, "seq", FLOOD_SEQ0 + next);
+			ck_assert_int_eq(chatc_send(a.c, r), 0);
+			cJSON_Delete(r);
+			next++;
+			inflight++;
+		}
+		left = deadline - harness_now_ms();
+		if (left <= 0 || (m = chatc_recv(a.c, (int)left)) == NULL) {
+			(void)kill(e.pid, SIGCONT);
+			ck_abort_msg("after %d of %d sent, %d ACKed: %s", next,
+			    FLOOD_N, nack, chatc_error(a.c));
+		}
+		seq = jnum(m, "seq") - FLOOD_SEQ0;
+		if (jnum(m, "msgid") != MSG_ACK || chatc_errno(m) != 0 ||
+		    seq < 0 || seq >= next || acked[seq]) {
+			(void)kill(e.pid, SIGCONT);
+			ck_abort_msg("flood: unexpected reply %s", jtext(m));
+		}
+		acked[seq] = 1;
+		stored += strcmp(jstr(m, "status"), "stored") == 0;
+		nack++;
+		inflight--;
+		cJSON_Delete(m);
+	}
+	ck_assert_int_eq(kill(e.pid, SIGCONT), 0);
+
+	/*
+	 * Read until every one came.  The flood comes faster than this
+	 * process parses it, so chatd may drop b as a slow consumer (and
+	 * store what it held): b then logs in again, as a client would,
+	 * and gets the rest from its LOGIN_ACK and what follows.
+	 */
+	deadline = harness_now_ms() + FLOOD_MS;
+	for (;;) {
+		for (i = lost = 0; i < FLOOD_N; i++)
+			lost += seen[i] == 0;
+		if (lost == 0 || (left = deadline - harness_now_ms()) <= 0)
+			break;
+		if (b.c != NULL) {
+			if ((m = chatc_recv(b.c, (int)left)) != NULL) {
+				flood_seen(m, tag, seen);
+				cJSON_Delete(m);
+				continue;
+			}
+			if (!chatc_closed(b.c))
+				break;	/* the deadline: lost */
+			harness_close(b.c);
+			b.c = NULL;
+			drops++;
+			wait_released(b.id);
+		}
+		b.c = xconnect(1);
+		m = chatc_login(b.c, b.id, PASSWORD, REQ_MS);
+		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_LOGIN_ACK &&
+		    chatc_errno(m) == 0, "login again: %s",
+		    m != NULL ? jtext(m) : chatc_error(b.c));
+		off = cJSON_GetObjectItemCaseSensitive(m, "offlinemsg");
+		cJSON_ArrayForEach(o, off) {
+			f = jparse_item(o);
+			flood_seen(f, tag, seen);
+			cJSON_Delete(f);
+		}
+		cJSON_Delete(m);
+	}
+	for (i = lost = twice = 0; i < FLOOD_N; i++) {
+		lost += seen[i] == 0;
+		twice += seen[i] > 1;
+	}
+	fprintf(stderr, "it_cluster: flood: %d ACKed (%d stored), dropped "
+	    "as a slow consumer %d time(s); %d lost, %d twice\n", nack,
+	    stored, drops, lost, twice);
+	ck_assert_msg(lost == 0, "%d of %d messages ACKed while the "
+	    "recipient's subscriber was stalled were lost", lost, FLOOD_N);
+	free(acked);
+	free(seen);
+	free(text);
+}
+END_TEST
+
+/*
  * After Redis restarts, the blocking connection of each job thread (used
  * for friend and member states) is stale.  Its next lookup used to fail
  * instead of reconnecting, and the caller then showed every friend not on
@@ -2592,12 +2755,17 @@ mover_kill_worker(struct user *u, struct harness *r, struct chatc *c)
  * the old server.  (The master used to keep the client it started with:
  * none, or the old server.)
  */
+#define LIMIT_WARNING	"client-output-buffer-limit pubsub is"
+
 START_TEST(test_reload_moves_redis)
 {
+	const char *limit[] = { "CONFIG", "SET", "client-output-buffer-limit",
+	    "pubsub 33554432 8388608 60" };
 	struct harness rb;
 	struct user u;
 	struct chatc *c;
-	char lines[128], val[256];
+	char lines[128], val[256], out[256], type;
+	long long num;
 	pid_t w;
 	int n;
 
@@ -2625,6 +2793,12 @@ START_TEST(test_reload_moves_redis)
 	c = mover_login(&u, &H);
 	w = mover_worker(0);
 	ck_assert_int_eq(kill(w, SIGSTOP), 0);
+	/* The second one with the pub/sub output limit Redis ships with:
+	 * the master says so when it connects (the harness's has none). */
+	ck_assert_int_eq(harness_redis_cmd(&rb, &type, out, sizeof(out), &num,
+	    4, limit), 0);
+	ck_assert_msg(type == '+', "CONFIG SET: %c %s", type, out);
+	ck_assert_int_eq(harness_log_count(&H, MOVER, LIMIT_WARNING), 0);
 	(void)snprintf(lines, sizeof(lines), "[redis]\nredis_port = %d\n",
 	    rb.redis_port);
 	n = mover_reload_start(lines);
@@ -2632,6 +2806,8 @@ START_TEST(test_reload_moves_redis)
 	mover_released(&u, &H);
 	harness_close(c);
 	mover_reload_wait(n);
+	ck_assert_int_eq(harness_log_count(&H, MOVER, LIMIT_WARNING
+	    " 33554432 8388608 60"), 1);
 
 	c = mover_login(&u, &rb);
 	ck_assert_int_eq(claim_of(u.id, val, sizeof(val)), 0);
@@ -2971,6 +3147,7 @@ cluster_suite(void)
 		test_group_quit_during_publisher_drop,
 	};
 	const TTest *const frozen[] = { test_publish_to_frozen_host };
+	const TTest *const flood[] = { test_subscriber_stalled_under_flood };
 	const TTest *const stale[] = {
 		test_friend_state_after_redis_restart,
 	};
@@ -2986,6 +3163,7 @@ cluster_suite(void)
 	add_tcase(s, "redis outage", outage, 1);
 	add_tcase(s, "publisher drop", pubdrop, 2);
 	add_tcase(s, "frozen host", frozen, 1);
+	add_tcase(s, "stalled subscriber", flood, 1);
 	add_tcase(s, "stale lookups", stale, 1);
 	add_tcase(s, "reload moves redis", moves, 1);
 	add_tcase(s, "claims released in batches", bulk, 1);
