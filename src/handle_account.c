@@ -227,11 +227,8 @@ offline_queue(struct worker *w, struct conn *c, struct offline_batch *b,
 	for (i = 0; i < first + sent; i++)
 		dj->ids[dj->n++] = b->ids[i];
 	conn_ref(c);
-	if (worker_submit(w, &dj->job) == -1) {
-		c->pulling = 0;
-		conn_unref(w, c);
-		free(dj);
-	}
+	/* Refused, the rows would be fetched and sent again. */
+	worker_submit_later(w, &dj->job);
 	return sent;
 }
 
@@ -593,8 +590,8 @@ logout_done(struct job *j, struct worker *w)
 static void
 logout_submit(struct worker *w, struct logout_job *lj)
 {
-	if (worker_submit(w, &lj->job) == -1)
-		free(lj);
+	/* Refused, the friends would never be told. */
+	worker_submit_later(w, &lj->job);
 }
 
 /* The claim is released: only now are the friends' states read for the

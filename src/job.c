@@ -244,13 +244,19 @@ jobq_submit(struct jobq *q, struct job *j)
 {
 	if (q->outstanding >= q->max_pending)
 		return -1;
+	jobq_submit_anyway(q, j);
+	return 0;
+}
+
+void
+jobq_submit_anyway(struct jobq *q, struct job *j)
+{
 	q->outstanding++;
 	(void)pthread_mutex_lock(&q->lock);
 	j->seq = ++q->seq;
 	fifo_push(j->hashes ? &q->hash : &q->todo, j);
 	(void)pthread_cond_signal(&q->cond);
 	(void)pthread_mutex_unlock(&q->lock);
-	return 0;
 }
 
 int

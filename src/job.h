@@ -50,6 +50,8 @@ int jobq_fd(const struct jobq *q);
  * jobs start in submission order otherwise.
  */
 int jobq_submit(struct jobq *q, struct job *j);
+/* Queue j whatever is waiting (a stopping worker's last jobs). */
+void jobq_submit_anyway(struct jobq *q, struct job *j);
 /* Like jobq_submit, but every job with the same non-zero key runs on the
  * same thread, in submission order (offline stores of one sender must be
  * inserted in the order they were sent). */

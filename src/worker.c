@@ -178,6 +178,35 @@ worker_submit_keyed(struct worker *w, struct job *j, uint32_t key)
 	return -1;
 }
 
+void
+worker_submit_later(struct worker *w, struct job *j)
+{
+	if (w->later_head == NULL && worker_submit(w, j) == 0)
+		return;
+	j->next = NULL;
+	*w->later_tail = j;
+	w->later_tail = &j->next;
+}
+
+/* The kept jobs, in order, while the queue takes them; at exit (the
+ * loop has ended) all of them, whatever waits. */
+static void
+worker_later_submit(struct worker *w, int anyway)
+{
+	struct job *j;
+
+	while ((j = w->later_head) != NULL) {
+		w->later_head = j->next;	/* the queue's link once in it */
+		if (anyway)
+			jobq_submit_anyway(w->jobs, j);
+		else if (worker_submit(w, j) == -1) {
+			w->later_head = j;
+			return;
+		}
+	}
+	w->later_tail = &w->later_head;
+}
+
 static void
 worker_epoll_add(int epfd, int fd, uint64_t tag, uint32_t events)
 {
@@ -361,7 +390,8 @@ static int
 worker_stopped(const struct worker *w)
 {
 	return w->nconns == 0 && jobq_pending(w->jobs) == 0 &&
-	    !bus_busy(w->bus) && !deliver_retry_pending(w);
+	    w->later_head == NULL && !bus_busy(w->bus) &&
+	    !deliver_retry_pending(w);
 }
 
 /*
@@ -432,6 +462,7 @@ worker_init(struct worker *w, struct conf *conf,
 	umap_init(&w->settling);
 	umap_init(&w->gloads);
 	w->retry_tail = &w->retry_head;
+	w->later_tail = &w->later_head;
 	limits_init(&w->limits);
 	groupcache_init(&w->groups, WORKER_GROUP_CACHE);
 	/* Big enough for one inbox datagram, i.e. one frame plus header. */
@@ -544,6 +575,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		jbuf_trim(&w->fbuf, WORKER_FBUF_KEEP);
 		jbuf_trim(&w->abuf, WORKER_FBUF_KEEP);
 		bus_tick(w);
+		worker_later_submit(w, 0);
 		deliver_retry_tick(w);
 		return;
 	case TAG_JOBS:
@@ -667,6 +699,7 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 	 * notices once its release failed, a fan-out's stores). */
 	bus_destroy(w.bus);
 	w.bus = NULL;
+	worker_later_submit(&w, 1);
 	jobq_destroy(w.jobs, &w);
 	w.jobs = NULL;
 	deliver_retry_drop(&w);

@@ -89,6 +89,9 @@ struct worker {
 	struct job *retry_head, **retry_tail;
 	size_t retry_bytes;		/* their messages' bytes (the bound) */
 	uint64_t retry_at;		/* monotime_ms of the next attempt */
+	/* Jobs the full queue refused that must run all the same, for the
+	 * next tick (worker_submit_later). */
+	struct job *later_head, **later_tail;
 	unsigned long jobq_full;	/* jobs refused since the last report */
 	uint64_t jobq_full_at;		/* monotime_ms of that report */
 	struct conn_list anon;		/* by last activity, oldest first */
@@ -132,6 +135,10 @@ void worker_mark_dirty(struct worker *w, struct conn *c);
  * (already logged, naming job_queue_max). */
 struct job;
 int worker_submit(struct worker *w, struct job *j);
+/* Submit j, or when the queue is full keep it, in order, and submit it
+ * from the next tick: for a job that must run and has nobody to refuse
+ * (a notice to friends, deleting what was delivered). */
+void worker_submit_later(struct worker *w, struct job *j);
 /* The same, in order with every other job of the same key. */
 int worker_submit_keyed(struct worker *w, struct job *j, uint32_t key);
 /* Move c to the tail of the list for its state (activity seen). */

@@ -132,6 +132,13 @@
 			"max_message = 16776960\nmax_output = 67108864\n"
 #define BIG_NAME	"0123456789012345678901234567890123456789"
 #define BIG_MS		30000	/* one 16 MiB request until its reply */
+/* The smallest job queue, kept full by another client's bursts. */
+#define CONF_JOBQ	"[server]\nworkers = 1\njob_queue_max = 16\n" \
+			"offline_batch = 5\n"
+#define JOBQ_N		200	/* messages stored for the receiver */
+#define JOBQ_BURST	64	/* FRIEND_LISTs in one burst */
+#define JOBQ_MS		20000	/* the receiver's login and pulls */
+#define PRESENCE_MS	5000	/* a PRESENCE push that must come */
 
 static struct harness H;
 static int servers_state;	/* harness and mariadbd: 0 not yet, 1 up,
@@ -205,6 +212,7 @@ static void setup_db(void) { inst_start(CONF_DB); }
 static void setup_db_slow(void) { inst_start(CONF_DB_SLOW); }
 static void setup_secrets(void) { inst_start(CONF_SECRETS); }
 static void setup_big(void) { inst_start(CONF_BIG); }
+static void setup_jobq(void) { inst_start(CONF_JOBQ); }
 
 /*
  * As root: nobody and nogroup (or the group nobody where there is no
@@ -1728,6 +1736,155 @@ START_TEST(test_largest_frame)
 }
 END_TEST
 
+/* --- a full job queue --------------------------------------------------- */
+
+/* In a child: FRIEND_LISTs from h (each needs a job), JOBQ_BURST of
+ * them always in flight, one sent for each reply, until killed: the
+ * queue is full nearly all the time. */
+static void
+jobq_hammer(long long idh, const char *pw)
+{
+	struct chatc *h = online(idh, pw);
+	char *buf = NULL;
+	size_t len = 0;
+	int i;
+	cJSON *m;
+
+	for (i = 0; i < JOBQ_BURST; i++)
+		append_line(&buf, &len, chatc_build(MSG_FRIEND_LIST), i);
+	if (chatc_send_raw(h, buf, len) != 0)
+		_exit(1);
+	free(buf);
+	for (;;) {
+		if ((m = chatc_recv(h, REQ_MS)) == NULL)
+			_exit(1);
+		cJSON_Delete(m);
+		buf = NULL;
+		len = 0;
+		append_line(&buf, &len, chatc_build(MSG_FRIEND_LIST), 0);
+		if (chatc_send_raw(h, buf, len) != 0)
+			_exit(1);
+		free(buf);
+	}
+}
+
+/*
+ * Offline messages pulled while the job queue is full.  After each batch
+ * is sent the worker deletes its rows with a job; one refused by the full
+ * queue left the rows in place, and the next pull sent them again (and a
+ * LOGINOUT waiting for that pull was never answered).  And a LOGINOUT's
+ * PRESENCE notice to the user's friends is a job too: refused, the
+ * friends were never told.  Such jobs now wait for the queue.  Every
+ * stored message must arrive exactly once, and the friend must be told.
+ * On the old code the notice was missing in 1 of 3 runs; the pulls came
+ * whole in every run (the delete is submitted from the fetch's done(),
+ * after the fetch gave its place in the queue back), so that part
+ * guards the pull path under a full queue rather than shows the fix.
+ */
+START_TEST(test_pull_with_job_queue_full)
+{
+	char pw[96], nr[64], ns[64], nh[64], nf[64], text[64];
+	struct chatc *r, *s, *fr;
+	long long idr, ids, idh, idf, deadline, left;
+	int seen[JOBQ_N], i, n, err, got = 0, twice = 0, refused = 0, st;
+	const cJSON *off, *o;
+	cJSON *m, *f;
+	pid_t hammer;
+
+	begin();
+	secret(pw, sizeof(pw), "jq");
+	idr = register_user("jqr", pw, nr, sizeof(nr));
+	ids = register_user("jqs", pw, ns, sizeof(ns));
+	idh = register_user("jqh", pw, nh, sizeof(nh));
+	s = online(ids, pw);
+	/* f, online and a friend of r (before the queue fills). */
+	idf = register_user("jqf", pw, nf, sizeof(nf));
+	fr = online(idf, pw);
+	expect(chatc_add_friend(fr, idr, REQ_MS), MSG_ACK, 0, -1,
+	    "ADD_FRIEND");
+	for (i = 0; i < JOBQ_N; i++) {
+		(void)snprintf(text, sizeof(text), "jobq %d", i);
+		m = chatc_one_chat(s, idr, text, REQ_MS);
+		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_ACK &&
+		    strcmp(jstr(m, "status"), "stored") == 0, "store %d: %s",
+		    i, dump(m));
+		cJSON_Delete(m);
+	}
+	memset(seen, 0, sizeof(seen));
+
+	hammer = fork();
+	ck_assert(hammer != -1);
+	if (hammer == 0)
+		jobq_hammer(idh, pw);
+	harness_sleep_ms(200);
+
+	/* Log in (a full queue may refuse it), then read every pull. */
+	deadline = harness_now_ms() + JOBQ_MS;
+	r = xconnect();
+	for (;;) {
+		m = chatc_login(r, idr, pw, REQ_MS);
+		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_LOGIN_ACK,
+		    "LOGIN: %s", chatc_error(r));
+		if ((err = chatc_errno(m)) == 0)
+			break;
+		ck_assert_msg(err == CERR_UNAVAILABLE && harness_now_ms() <
+		    deadline, "LOGIN: %s", dump(m));
+		cJSON_Delete(m);
+		refused++;
+		harness_sleep_ms(20);
+	}
+	off = cJSON_GetObjectItemCaseSensitive(m, "offlinemsg");
+	cJSON_ArrayForEach(o, off) {
+		f = cJSON_Parse(o->valuestring);
+		if (f != NULL && sscanf(jstr(f, "msg"), "jobq %d", &n) == 1 &&
+		    n >= 0 && n < JOBQ_N)
+			seen[n]++;
+		cJSON_Delete(f);
+	}
+	cJSON_Delete(m);
+	for (;;) {
+		for (i = got = 0; i < JOBQ_N; i++)
+			got += seen[i] > 0;
+		left = deadline - harness_now_ms();
+		/* All in: read on a little for copies sent twice. */
+		if (got == JOBQ_N)
+			left = left < 1000 ? left : 1000;
+		if (left <= 0 || (m = chatc_recv(r, (int)left)) == NULL)
+			break;
+		if (jnum(m, "msgid") == MSG_ONE_CHAT &&
+		    sscanf(jstr(m, "msg"), "jobq %d", &n) == 1 && n >= 0 &&
+		    n < JOBQ_N)
+			seen[n]++;
+		cJSON_Delete(m);
+	}
+	/* The queue still full: r's LOGINOUT is answered, and its notice
+	 * to a friend (a job) is not lost. */
+	expect(chatc_logout(r, REQ_MS), MSG_ACK, 0, -1, "LOGINOUT");
+	/* (After the "online" one of r's login.) */
+	while ((m = chatc_wait_msgid(fr, MSG_PRESENCE, PRESENCE_MS)) != NULL &&
+	    strcmp(jstr(m, "state"), "online") == 0)
+		cJSON_Delete(m);
+	(void)kill(hammer, SIGKILL);
+	(void)waitpid(hammer, &st, 0);
+	ck_assert_msg(m != NULL, "no PRESENCE to a friend of a user who "
+	    "logged out while the job queue was full: %s", chatc_error(fr));
+	ck_assert_msg(jnum(m, "id") == idr && strcmp(jstr(m, "state"),
+	    "offline") == 0, "PRESENCE %s", dump(m));
+	cJSON_Delete(m);
+	for (i = twice = 0; i < JOBQ_N; i++)
+		twice += seen[i] > 1;
+	fprintf(stderr, "it_abuse: job queue full: login refused %d time(s); "
+	    "%d of %d stored messages received, %d more than once\n", refused,
+	    got, JOBQ_N, twice);
+	ck_assert_msg(got == JOBQ_N && twice == 0, "of %d stored messages "
+	    "pulled while the job queue was full, %d arrived, %d more than "
+	    "once", JOBQ_N, got, twice);
+	harness_close(r);
+	harness_close(s);
+	harness_close(fr);
+}
+END_TEST
+
 /* --- privileges -------------------------------------------------------- */
 
 /* The real, effective, saved and file-system uid (or gid, key "Gid:")
@@ -1942,6 +2099,8 @@ abuse_suite(void)
 	tcase(s, "database down, slow consumer", setup_db_slow,
 	    test_slow_consumer_db_down, NULL);
 	tcase(s, "largest frame", setup_big, test_largest_frame, NULL);
+	tcase(s, "job queue full", setup_jobq, test_pull_with_job_queue_full,
+	    NULL);
 	tcase(s, "privileges", setup_priv, test_privileges, NULL);
 	/* Last: it searches the log of every instance before it. */
 	tcase(s, "secrets", setup_secrets, test_secrets_not_logged, NULL);
