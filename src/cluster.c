@@ -170,17 +170,6 @@ cluster_server_limits(struct cluster *cl)
 	freeReplyObject(r);
 }
 
-static int cluster_connect(struct cluster *);
-
-void
-cluster_check_server(struct cluster *cl)
-{
-	if (cl == NULL)
-		return;
-	cl->check_server = 1;
-	(void)cluster_connect(cl);
-}
-
 static int
 cluster_connect(struct cluster *cl)
 {
@@ -214,6 +203,15 @@ cluster_connect(struct cluster *cl)
 		cluster_server_limits(cl);
 	cluster_load(cl);
 	return 0;
+}
+
+void
+cluster_check_server(struct cluster *cl)
+{
+	if (cl == NULL)
+		return;
+	cl->check_server = 1;
+	(void)cluster_connect(cl);
 }
 
 /* Drop the connection after an I/O error so the next call reconnects. */

@@ -145,25 +145,19 @@ store_job_free(struct store_job *sj)
 	free(sj);
 }
 
-/* Keep sj's failed recipients for another attempt, in delay_ms when
- * nothing else is kept; 0 when it cannot be kept (too long, too much
- * kept), and sj is the caller's still. */
+/* Keep sj (its recipients still to be stored) for another attempt, in
+ * delay_ms when nothing else is kept; 0 when it cannot be kept (too
+ * long, too much kept), and sj is the caller's still. */
 static int
 store_retry_keep(struct worker *w, struct store_job *sj, uint64_t delay_ms)
 {
 	uint64_t now = monotime_ms();
-	size_t i, k = 0;
 
 	if (sj->first_ms == 0)
 		sj->first_ms = now;
 	if (now - sj->first_ms >= DELIVER_RETRY_MS ||
 	    w->retry_bytes + sj->len > DELIVER_RETRY_BYTES)
 		return 0;
-	for (i = 0; i < sj->n; i++)
-		if (sj->rc[i] == STORE_UNAVAILABLE)
-			sj->uids[k++] = sj->uids[i];
-	sj->n = k;
-	memset(sj->rc, 0, k * sizeof(*sj->rc));
 	sj->job.next = NULL;
 	if (w->retry_head == NULL) {
 		w->retry_tail = &w->retry_head;
@@ -190,7 +184,7 @@ static void
 store_job_done(struct job *j, struct worker *w)
 {
 	struct store_job *sj = (struct store_job *)j;
-	size_t i, stored = 0, failed = 0, noref = 0;
+	size_t i, k, stored = 0, failed = 0, noref = 0;
 
 	for (i = 0; i < sj->n; i++) {
 		if (sj->rc[i] == STORE_OK) {
@@ -209,6 +203,12 @@ store_job_done(struct job *j, struct worker *w)
 			    "database unavailable; trying again every %d s "
 			    "(db_retry_interval)", failed,
 			    w->conf->db_retry_interval);
+		/* Only the recipients it failed for. */
+		for (i = k = 0; i < sj->n; i++)
+			if (sj->rc[i] == STORE_UNAVAILABLE)
+				sj->uids[k++] = sj->uids[i];
+		sj->n = k;
+		memset(sj->rc, 0, k * sizeof(*sj->rc));
 		if (store_retry_keep(w, sj,
 		    (uint64_t)w->conf->db_retry_interval * 1000))
 			return;
@@ -249,7 +249,8 @@ deliver_retry_tick(struct worker *w)
 		sj = (struct store_job *)j;
 		w->retry_head = j->next;	/* the queue's link once in it */
 		if (worker_submit_keyed(w, j, sj->uids[0]) == -1) {
-			/* The queue is full: the rest next time. */
+			/* The queue is full: the rest (not tried) at the
+			 * next tick. */
 			w->retry_head = j;
 			break;
 		}
@@ -258,8 +259,8 @@ deliver_retry_tick(struct worker *w)
 	}
 	if (w->retry_head == NULL)
 		w->retry_tail = &w->retry_head;
-	w->retry_at = monotime_ms() + (uint64_t)w->conf->db_retry_interval *
-	    1000;
+	else
+		w->retry_at = 0;
 	log_debug("storing %zu offline message(s) again", k);
 }
 
@@ -293,10 +294,6 @@ deliver_retry_drop(struct worker *w)
 static void
 store_keep_new(struct worker *w, struct store_job *sj)
 {
-	size_t i;
-
-	for (i = 0; i < sj->n; i++)
-		sj->rc[i] = STORE_UNAVAILABLE;
 	if (store_retry_keep(w, sj, 0))
 		return;
 	log_warnx("%zu offline message(s) lost: %zu bytes of messages "

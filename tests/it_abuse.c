@@ -367,6 +367,33 @@ online(long long id, const char *pw)
 	return c;
 }
 
+/*
+ * LOGIN on c until it is not refused with errno 13 (the database coming
+ * back, or a full job queue), up to deadline; the LOGIN_ACK with errno 0.
+ * *refused (when not NULL) counts the refusals.
+ */
+static cJSON *
+login_until(struct chatc *c, long long id, const char *pw, int req_ms,
+    long long deadline, int *refused, const char *what)
+{
+	cJSON *m;
+	int err;
+
+	for (;;) {
+		m = chatc_login(c, id, pw, req_ms);
+		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_LOGIN_ACK,
+		    "%s: %s (%s)", what, dump(m), chatc_error(c));
+		if ((err = chatc_errno(m)) == 0)
+			return m;
+		ck_assert_msg(err == CERR_UNAVAILABLE && harness_now_ms() <
+		    deadline, "%s: %s", what, dump(m));
+		cJSON_Delete(m);
+		if (refused != NULL)
+			(*refused)++;
+		harness_sleep_ms(50);
+	}
+}
+
 static void
 ping_ok(struct chatc *c, const char *who)
 {
@@ -1303,7 +1330,7 @@ START_TEST(test_database_down)
 	char pw[96], text[64], stored[64];
 	struct chatc *a, *b, *anon;
 	long long ida, idb, idc, t0, deadline, down_ms;
-	int sent = 0, err, n;
+	int sent = 0, n;
 	const cJSON *off;
 	pid_t stopper;
 	cJSON *r, *f;
@@ -1394,18 +1421,8 @@ START_TEST(test_database_down)
 
 	/* LOGIN works, and brings the stored message only: none of those
 	 * answered errno 13 was kept. */
-	for (;;) {
-		r = chatc_login(anon, idc, pw, DB_BACK_MS);
-		ck_assert_msg(r != NULL && jnum(r, "msgid") == MSG_LOGIN_ACK,
-		    "LOGIN after the restart: %s (%s)", dump(r),
-		    chatc_error(anon));
-		if ((err = chatc_errno(r)) == 0)
-			break;
-		cJSON_Delete(r);
-		ck_assert_msg(err == CERR_UNAVAILABLE && harness_now_ms() <
-		    deadline, "LOGIN after mariadbd restarted: errno %d", err);
-		harness_sleep_ms(200);
-	}
+	r = login_until(anon, idc, pw, DB_BACK_MS, deadline, NULL,
+	    "LOGIN after mariadbd restarted");
 	off = cJSON_GetObjectItemCaseSensitive(r, "offlinemsg");
 	ck_assert_msg(cJSON_IsArray(off) && cJSON_GetArraySize(off) == 1 &&
 	    cJSON_IsString(off->child), "offline messages of %s: %s", nc,
@@ -1463,7 +1480,7 @@ START_TEST(test_slow_consumer_db_down)
 	struct chatc *r, *s;
 	long long idr, ids, t0, deadline, seq, left;
 	int *acked, *seen, next = 0, inflight = 0, stop_at = SDB_N, gone = 0;
-	int nacked = 0, nrefused = 0, lost = 0, i, rc, err, n, ninack;
+	int nacked = 0, nrefused = 0, lost = 0, i, rc, n, ninack;
 	size_t len = 0;
 	int db_port;
 	const cJSON *off, *o;
@@ -1572,18 +1589,8 @@ START_TEST(test_slow_consumer_db_down)
 	    "restart");
 	deadline = harness_now_ms() + DB_BACK_MS;
 	r = xconnect();
-	for (;;) {
-		m = chatc_login(r, idr, pw, DB_BACK_MS);
-		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_LOGIN_ACK,
-		    "LOGIN after the restart: %s", chatc_error(r));
-		if ((err = chatc_errno(m)) == 0)
-			break;
-		cJSON_Delete(m);
-		ck_assert_msg(err == CERR_UNAVAILABLE &&
-		    harness_now_ms() < deadline, "LOGIN after mariadbd "
-		    "restarted: errno %d", err);
-		harness_sleep_ms(200);
-	}
+	m = login_until(r, idr, pw, DB_BACK_MS, deadline, NULL,
+	    "LOGIN after mariadbd restarted");
 	off = cJSON_GetObjectItemCaseSensitive(m, "offlinemsg");
 	ninack = 0;
 	cJSON_ArrayForEach(o, off) {
@@ -1786,7 +1793,7 @@ START_TEST(test_pull_with_job_queue_full)
 	char pw[96], nr[64], ns[64], nh[64], nf[64], text[64];
 	struct chatc *r, *s, *fr;
 	long long idr, ids, idh, idf, deadline, left;
-	int seen[JOBQ_N], i, n, err, got = 0, twice = 0, refused = 0, st;
+	int seen[JOBQ_N], i, n, got = 0, twice = 0, refused = 0, st;
 	const cJSON *off, *o;
 	cJSON *m, *f;
 	pid_t hammer;
@@ -1821,18 +1828,8 @@ START_TEST(test_pull_with_job_queue_full)
 	/* Log in (a full queue may refuse it), then read every pull. */
 	deadline = harness_now_ms() + JOBQ_MS;
 	r = xconnect();
-	for (;;) {
-		m = chatc_login(r, idr, pw, REQ_MS);
-		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_LOGIN_ACK,
-		    "LOGIN: %s", chatc_error(r));
-		if ((err = chatc_errno(m)) == 0)
-			break;
-		ck_assert_msg(err == CERR_UNAVAILABLE && harness_now_ms() <
-		    deadline, "LOGIN: %s", dump(m));
-		cJSON_Delete(m);
-		refused++;
-		harness_sleep_ms(20);
-	}
+	m = login_until(r, idr, pw, REQ_MS, deadline, &refused,
+	    "LOGIN with the queue full");
 	off = cJSON_GetObjectItemCaseSensitive(m, "offlinemsg");
 	cJSON_ArrayForEach(o, off) {
 		f = cJSON_Parse(o->valuestring);
