@@ -18,6 +18,18 @@
  * in order): while commands sent by digest before a NOSCRIPT are still
  * unanswered, new commands wait in a queue behind their resends.
  *
+ * A Redis that stops answering without closing the connection (stopped,
+ * or stuck in a long command) is watched for from bus_tick: the publisher
+ * sends a PING whenever none is in flight, and when one has waited
+ * redis_timeout with nothing read from Redis meanwhile the publisher is
+ * "stalled": bus_up() says no, so new logins are refused and messages for
+ * other hosts stored, as when Redis is down.  The commands already sent
+ * keep waiting on the same connection, since Redis may still run them
+ * (failing them would store messages it later delivers too); the first
+ * byte Redis sends ends the stall.  A peer host that is gone is found by
+ * the kernel (TCP keepalive and TCP_USER_TIMEOUT), a connect that does
+ * not complete by redis_timeout.
+ *
  * Claims are renewed in batches of CLUSTER_REFRESH_BATCH, one batch in
  * flight at a time, the next sent from the reply to the last: a round over
  * every user of the worker starts every presence_ttl / 3 seconds and
@@ -30,7 +42,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -43,7 +59,16 @@
 #include "groupcache.h"
 #include "handler.h"
 #include "log.h"
+#include "monotime.h"
 #include "worker.h"
+
+/* TCP links: a Redis host that stops acknowledging is given up after
+ * about BUS_KEEPIDLE + BUS_KEEPINTVL * BUS_KEEPCNT seconds idle, or
+ * BUS_USER_TIMEOUT_MS with data unacknowledged. */
+#define BUS_KEEPIDLE		10
+#define BUS_KEEPINTVL		5
+#define BUS_KEEPCNT		3
+#define BUS_USER_TIMEOUT_MS	30000
 
 struct bus_link {
 	struct bus *bus;
@@ -55,6 +80,9 @@ struct bus_link {
 	int ever_connected;
 	int backoff;		/* seconds to the next attempt */
 	time_t next_attempt;
+	uint64_t connect_ms;	/* when the connect started */
+	uint64_t rx_ms;		/* when Redis last sent anything */
+	uint64_t probe_ms;	/* the publisher's PING in flight since, or 0 */
 };
 
 /* The scripts the publisher runs, and their text. */
@@ -99,6 +127,8 @@ struct bus {
 	struct worker *w;
 	int closing;
 	struct bus_link link[2];
+	uint64_t stalled_ms;	/* stalled: when its unanswered PING was
+				 * sent; else 0 */
 	/* The publisher's scripts: digests ("" until SCRIPT LOAD answered on
 	 * this connection). */
 	char *lua[LUA_COUNT];	/* this worker's texts of the scripts */
@@ -191,6 +221,19 @@ ev_cleanup(void *p)
 	l->connected = 0;
 }
 
+/* Bytes Redis has sent that are not read yet (0 when unknown). */
+static int
+link_pending(const struct bus_link *l)
+{
+	int n = 0;
+
+	if (l->fd < 0 || ioctl(l->fd, FIONREAD, &n) == -1)
+		return 0;
+	return n;
+}
+
+static void stall_end(struct bus *);
+
 void
 bus_event(struct worker *w, int id, uint32_t events)
 {
@@ -199,6 +242,12 @@ bus_event(struct worker *w, int id, uint32_t events)
 	if (w->bus == NULL)
 		return;
 	l = &w->bus->link[id];
+	if (l->ac != NULL && (events & EPOLLIN)) {
+		l->rx_ms = monotime_ms();
+		if (id == BUS_PUB && w->bus->stalled_ms != 0 && l->connected &&
+		    link_pending(l) > 0)
+			stall_end(w->bus);
+	}
 	if (l->ac != NULL && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
 		redisAsyncHandleRead(l->ac);
 	if (l->ac != NULL && (events & EPOLLOUT))
@@ -221,6 +270,9 @@ link_down(struct bus_link *l, const char *why)
 		    link_names[l->id], why,
 		    l->bus->w->conf->redis_retry_max);
 	l->connected = 0;
+	l->probe_ms = 0;
+	if (l->id == BUS_PUB)
+		l->bus->stalled_ms = 0;
 	l->backoff = l->backoff == 0 ? 1 : l->backoff * 2;
 	if (l->backoff > l->bus->w->conf->redis_retry_max)
 		l->backoff = l->bus->w->conf->redis_retry_max;
@@ -263,6 +315,8 @@ link_on_connect(const redisAsyncContext *ac, int status)
 	}
 	again = l->ever_connected;
 	l->connected = 1;
+	l->rx_ms = monotime_ms();
+	l->probe_ms = 0;
 	l->ever_connected = 1;
 	l->backoff = 0;
 	log_info("redis %s connected", link_names[l->id]);
@@ -297,6 +351,25 @@ link_on_disconnect(const redisAsyncContext *ac, int status)
 	link_down(l, status == REDIS_OK ? "disconnected" : ac->errstr);
 }
 
+/* Let the kernel find a Redis host that is gone (best effort). */
+static void
+link_keepalive(int fd)
+{
+	int on = 1, idle = BUS_KEEPIDLE, intvl = BUS_KEEPINTVL;
+	int cnt = BUS_KEEPCNT;
+	unsigned int user = BUS_USER_TIMEOUT_MS;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+	    sizeof(idle)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+	    sizeof(intvl)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user,
+	    sizeof(user)) == -1)
+		log_warn("redis: setsockopt keepalive");
+}
+
 static void
 link_connect(struct bus *b, int id)
 {
@@ -316,6 +389,9 @@ link_connect(struct bus *b, int id)
 	l->ac = ac;
 	l->fd = ac->c.fd;
 	l->events = 0;
+	l->connect_ms = monotime_ms();
+	if (c->redis_socket[0] == '\0')
+		link_keepalive(l->fd);
 	ac->data = b;
 	ac->ev.data = l;
 	ac->ev.addRead = ev_add_read;
@@ -405,7 +481,7 @@ bus_destroy(struct bus *b)
 int
 bus_up(const struct bus *b)
 {
-	return b != NULL && b->link[BUS_PUB].connected;
+	return b != NULL && b->link[BUS_PUB].connected && b->stalled_ms == 0;
 }
 
 int
@@ -817,6 +893,64 @@ refresh_start(struct bus *b)
 	refresh_step(b);
 }
 
+static void
+probe_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct bus *b = ac->data;
+
+	(void)privdata;
+	b->link[BUS_PUB].probe_ms = 0;
+	if (r != NULL && b->stalled_ms != 0)
+		stall_end(b);
+}
+
+/* Redis answers the publisher again: send what new work skipped. */
+static void
+stall_end(struct bus *b)
+{
+	log_warnx("redis publisher: Redis answers again, %llu ms after the "
+	    "PING it left unanswered",
+	    (unsigned long long)(monotime_ms() - b->stalled_ms));
+	b->stalled_ms = 0;
+	refresh_start(b);
+	owed_resend(b);
+}
+
+/* Every second, for a link that is not down: see the comment at the top. */
+static void
+link_watch(struct bus_link *l)
+{
+	struct bus *b = l->bus;
+	uint64_t now = monotime_ms();
+	uint64_t limit = (uint64_t)b->w->conf->redis_timeout * 1000;
+
+	if (!l->connected) {
+		if (now - l->connect_ms < limit)
+			return;
+		/* Not connected: hiredis calls no disconnect callback. */
+		redisAsyncFree(l->ac);
+		link_down(l, "connect timed out (redis_timeout)");
+		return;
+	}
+	if (l->id != BUS_PUB)
+		return;
+	if (l->probe_ms == 0) {
+		if (redisAsyncCommand(l->ac, probe_done, NULL, "PING") ==
+		    REDIS_OK)
+			l->probe_ms = now;
+		return;
+	}
+	if (b->stalled_ms != 0 || now - l->probe_ms < limit ||
+	    now - l->rx_ms < limit || link_pending(l) > 0)
+		return;
+	b->stalled_ms = l->probe_ms;	/* silent since, at least */
+	log_warnx("redis publisher: no answer for %llu ms (redis_timeout = "
+	    "%d s); refusing logins and storing messages for other hosts "
+	    "until it answers, %zu command(s) waiting",
+	    (unsigned long long)(now - l->probe_ms),
+	    b->w->conf->redis_timeout, b->inflight);
+}
+
 void
 bus_tick(struct worker *w)
 {
@@ -826,9 +960,12 @@ bus_tick(struct worker *w)
 
 	if (b == NULL)
 		return;
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 2; i++) {
 		if (b->link[i].ac == NULL && now >= b->link[i].next_attempt)
 			link_connect(b, i);
+		else if (b->link[i].ac != NULL)
+			link_watch(&b->link[i]);
+	}
 	if (now >= b->next_refresh)
 		refresh_start(b);
 }

@@ -7,7 +7,8 @@
  * chatd serves one host.  While Redis is down the bus reconnects with
  * backoff; meanwhile publishes fail at once (callers store offline) and
  * claims fail (logins answer errno 13: without Redis a second login on
- * another host could not be refused).
+ * another host could not be refused).  So they do while the publisher
+ * is stalled: connected, with a PING unanswered for redis_timeout.
  */
 #ifndef CHATD_BUS_H
 #define CHATD_BUS_H
@@ -31,7 +32,7 @@ typedef void (*bus_done_fn)(struct worker *w, void *arg, int ok);
 /* NULL when Redis is not configured.  Connects from bus_tick. */
 struct bus *bus_create(struct worker *w);
 void bus_destroy(struct bus *b);
-/* 1 when the publisher is connected. */
+/* 1 when the publisher is connected and not stalled. */
 int bus_up(const struct bus *b);
 /* 1 while a command of the publisher waits for its reply (a stopping
  * worker waits for its claim releases and PUBLISHes). */

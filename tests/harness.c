@@ -573,6 +573,8 @@ stop_pid(const char *what, pid_t pid, int sig, long ms)
 			status = -1;
 		return status;
 	}
+	/* A test may have left it stopped (SIGSTOP): let it see sig. */
+	(void)kill(pid, SIGCONT);
 	r = wait_child(pid, &status, ms);
 	if (r == 1)
 		return status;

@@ -1890,6 +1890,117 @@ START_TEST(test_redis_restart)
 }
 END_TEST
 
+/* --- tests: Redis stops answering ------------------------------------------ */
+
+#define STALL_WARNING	"redis publisher: no answer for"
+#define STALL_OVER	"redis publisher: Redis answers again"
+
+/* Wait (bounded) until hosts 0 and 1 logged needle once per worker,
+ * reading what reaches the users meanwhile. */
+static void
+wait_logged(const char *needle, struct user **us, int n, int ms)
+{
+	long long deadline = harness_now_ms() + ms;
+	int h, i, seen;
+
+	for (;;) {
+		for (h = seen = 0; h < 2; h++)
+			seen += harness_log_count(&H, h, needle) >= NWORKERS;
+		if (seen == 2)
+			return;
+		ck_assert_msg(harness_now_ms() < deadline, "\"%s\" not logged "
+		    "by every worker of hosts 0 and 1 within %d ms", needle,
+		    ms);
+		for (i = 0; i < n; i++)
+			(void)pump(us[i], 5);
+		harness_sleep_ms(POLL_MS);
+	}
+}
+
+/*
+ * Redis stops answering but keeps its connections (SIGSTOP: a stuck
+ * server, a long command).  Each worker notices within redis_timeout
+ * (2 s) and a tick, and then serves as while Redis is down: messages for
+ * other hosts are stored at once, logins refused, same-host chat goes
+ * on.  What was sent to Redis before that waits for it: Redis may still
+ * run it, so failing it could deliver a message twice.  Once Redis runs
+ * again, every message arrives exactly once.  (Without the watch every
+ * cross-host message and every login waited for Redis, with no bound.)
+ */
+START_TEST(test_redis_stopped)
+{
+	struct user u[4], *a0 = &u[0], *b0 = &u[1], *a1 = &u[2], *c = &u[3];
+	struct user *all[4] = { a0, b0, a1, c };
+	long long deadline;
+	int i, n = 0, done;
+
+	begin();
+	for (i = 0; i < 4; i++)
+		user_new(&u[i], "stop");
+	online_at(a0, 0);
+	online_at(b0, 0);
+	online_at(a1, 1);
+	(void)chat(a0, a1, "delivered");
+	(void)chat(a1, a0, "delivered");
+	await(all, 4, PUSH_MS);
+	ck_assert_int_eq(harness_log_count(&H, 0, STALL_WARNING), 0);
+
+	ck_assert_int_eq(kill(H.redis_pid, SIGSTOP), 0);
+	chat_pipelined(a0, a1, n++);
+	chat_pipelined(a1, a0, n++);
+	wait_logged(STALL_WARNING, all, 4, SETTLE_MS);
+
+	(void)chat(a0, a1, "stored");
+	(void)chat(a1, a0, "stored");
+	(void)chat(b0, a1, "stored");
+	(void)chat(a0, b0, "delivered");
+	wait_login_unavailable(c, 0);
+	wait_login_unavailable(c, 1);
+	for (i = 0; i < 4; i++)
+		(void)pump(&u[i], i == 0 ? QUIET_MS : 0);
+	for (i = 0; i < n; i++)
+		ck_assert_msg(pipe_ack[i].status[0] == '\0', "pipelined chat "
+		    "%d sent before the stall answered \"%s\" while Redis is "
+		    "stopped", i, pipe_ack[i].status);
+
+	ck_assert_int_eq(kill(H.redis_pid, SIGCONT), 0);
+	/* Answered now: "delivered", or "stored" when the recipient's
+	 * claim expired meanwhile (presence_ttl is 3 s here). */
+	deadline = harness_now_ms() + RECOVER_MS;
+	do {
+		for (i = 0; i < 4; i++)
+			(void)pump(&u[i], 5);
+		for (i = done = 0; i < n; i++)
+			done += pipe_ack[i].status[0] != '\0';
+	} while (done < n && harness_now_ms() < deadline);
+	for (i = 0; i < n; i++)
+		ck_assert_msg(pipe_ack[i].err == 0 && (strcmp(pipe_ack[i].status,
+		    "delivered") == 0 || strcmp(pipe_ack[i].status,
+		    "stored") == 0), "pipelined chat %d: %s (errno %d)", i,
+		    pipe_ack[i].status[0] ? pipe_ack[i].status : "no ACK",
+		    pipe_ack[i].err);
+	wait_logged(STALL_OVER, all, 4, RECOVER_MS);
+	/* What was stored meanwhile reaches users who stayed online. */
+	await(all, 4, RECOVER_MS);
+
+	ck_assert_msg(cluster_ready() == 0, "the cluster did not recover");
+	for (i = 0; i < 3; i++)
+		wait_claimed(u[i].id);
+	login_refused(a1, 0, CERR_ONLINE);
+	online_at(c, 1);
+	(void)chat(a0, a1, "delivered");
+	(void)chat(c, a0, "delivered");
+	await(all, 4, PUSH_MS);
+	for (i = 0; i < 4; i++)
+		logout(&u[i], 1);
+	for (i = 0; i < 4; i++)
+		online_at(&u[i], VIA_NGINX);
+	await(all, 4, PUSH_MS);
+	quiet(all, 4);
+	ledger_check();
+}
+END_TEST
+
 /* --- tests: Redis loses its scripts ---------------------------------------- */
 
 /* SCRIPT FLUSH on the harness's Redis. */
@@ -3139,6 +3250,7 @@ cluster_suite(void)
 	const TTest *const killed[] = { test_host_killed };
 	const TTest *const stopped[] = { test_host_stopped };
 	const TTest *const redis[] = { test_redis_restart };
+	const TTest *const rstop[] = { test_redis_stopped };
 	const TTest *const outage[] = {
 		test_group_cache_after_redis_outage,
 	};
@@ -3159,6 +3271,7 @@ cluster_suite(void)
 	add_tcase(s, "host killed", killed, 1);
 	add_tcase(s, "host stopped", stopped, 1);
 	add_tcase(s, "redis restart", redis, 1);
+	add_tcase(s, "redis stopped", rstop, 1);
 	add_tcase(s, "right after an ACK", after_ack, 2);
 	add_tcase(s, "redis outage", outage, 1);
 	add_tcase(s, "publisher drop", pubdrop, 2);
