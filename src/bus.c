@@ -1220,6 +1220,10 @@ bus_group_changed(struct worker *w, uint32_t gid, bus_publish_fn fn,
 	struct bus *b = w->bus;
 	struct bus_cmd *c;
 
+	if (b == NULL) {
+		fn(w, arg, 0);	/* one host: nobody else to tell */
+		return;
+	}
 	if (!bus_up(b)) {
 		group_owe(b, gid);
 		fn(w, arg, -1);

@@ -99,6 +99,8 @@ static struct harness H;
 static int harness_ok;		/* the fixture started everything */
 static int harness_tried;	/* setup ran (once for every TCase) */
 static int inst;		/* the chatd instance a test talks to */
+static int main_inst;		/* begin()'s: 0, or NOREDIS_INST (-1 when
+				 * that did not start) */
 
 /* Per test process (each test is forked from the runner). */
 static int name_seq;
@@ -142,6 +144,32 @@ static void
 teardown(void)
 {
 	/* main stops them, after the last TCase */
+}
+
+/*
+ * Some of the one-host tests again on an instance without Redis (one
+ * host on its own, redis_host empty): instance 1, free between the
+ * graceful-stop tests, which start and stop it themselves.
+ */
+#define NOREDIS_INST	1
+#define NOREDIS_CONF	EXTRA_CONF "[redis]\nredis_host =\n"
+
+static void
+noredis_setup(void)
+{
+	setup();
+	main_inst = harness_ok && harness_start_chatd(&H, NOREDIS_INST,
+	    NOREDIS_CONF) == 0 ? NOREDIS_INST : -1;
+}
+
+static void
+noredis_teardown(void)
+{
+	main_inst = 0;
+	if (H.chatd[NOREDIS_INST].pid > 0 &&
+	    harness_signal_chatd(&H, NOREDIS_INST, SIGTERM, 1) != 0)
+		fprintf(stderr, "it_chat: chatd-%d did not exit cleanly on "
+		    "SIGTERM\n", NOREDIS_INST);
 }
 
 /* --- small helpers ------------------------------------------------------ */
@@ -420,7 +448,9 @@ begin_on(int i)
 static void
 begin(void)
 {
-	begin_on(0);
+	ck_assert_msg(main_inst >= 0, "chatd-%d (without Redis) did not "
+	    "start (see stderr)", NOREDIS_INST);
+	begin_on(main_inst);
 }
 
 /*
@@ -4032,6 +4062,20 @@ chat_suite(void)
 		test_worker_kill_active_reader,
 		test_worker_kill_receiver_not_reading,
 	};
+	/* The same without Redis (redis_host empty): the paths that skip
+	 * it (claims, group announcements, pull hints). */
+	const TTest *noredis[] = {
+		test_one_chat_online,
+		test_one_chat_offline,
+		test_friends,
+		test_presence_push,
+		test_relogin_other_worker,
+		test_groups,
+		test_group_chat,
+		test_group_cache_invalidation,
+		test_group_change_then_logout,
+		test_classic_session,
+	};
 	/* On an instance of their own (SLOW_INST), started for them. */
 	const TTest *slow[] = {
 		test_slow_consumer_same_worker,
@@ -4054,6 +4098,9 @@ chat_suite(void)
 
 	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "one host", setup, teardown,
 	    close_all, TEST_TIMEOUT_S, all, sizeof(all) / sizeof(all[0]));
+	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "one host without redis",
+	    noredis_setup, noredis_teardown, close_all, TEST_TIMEOUT_S,
+	    noredis, sizeof(noredis) / sizeof(noredis[0]));
 	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "slow consumer", slow_setup,
 	    slow_teardown, close_all, TEST_TIMEOUT_S, slow,
 	    sizeof(slow) / sizeof(slow[0]));
