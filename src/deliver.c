@@ -75,19 +75,77 @@ deliver_user(struct worker *w, uint32_t uid, const char *frame, size_t len)
 	return DELIVER_DONE;
 }
 
+/*
+ * A record for another worker that carries no message, only news (a
+ * group's members changed, a user has offline messages to pull).  When
+ * that worker's queue is full (it stopped reading), the news is kept,
+ * once per id and kind, and sent again from every tick until it goes in:
+ * lost, a cache would keep a group's old members and a stored message
+ * would wait for its recipient's next login.
+ */
+#define DELIVER_OWED_INVALIDATE	1u
+#define DELIVER_OWED_READY	2u
+
+static void
+deliver_news(struct worker *w, int slot, unsigned kind, uint32_t id,
+    int again)
+{
+	struct inbox_msg m;
+	struct umap *owed = &w->owed[slot];
+	uintptr_t bits;
+
+	memset(&m, 0, sizeof(m));
+	m.type = kind == DELIVER_OWED_INVALIDATE ? INBOX_GROUP_INVALIDATE :
+	    INBOX_OFFLINE_READY;
+	m.id = id;
+	if (inbox_send(w->inbox, slot, &m) == 0)
+		return;
+	bits = (uintptr_t)umap_get(owed, id);
+	if (owed->live == 0 && !again)
+		log_warnx("worker %d takes nothing more: keeping what it must "
+		    "be told (group changes, offline messages to pull) until "
+		    "it does", slot);
+	if (umap_put(owed, id, (void *)(bits | kind)) == -1)
+		fatalx("%s: out of memory", __func__);
+}
+
+void
+deliver_news_tick(struct worker *w)
+{
+	struct umap owed;
+	size_t it;
+	uint32_t id;
+	void *val;
+	int i;
+
+	for (i = 0; i < w->nslots; i++) {
+		if (w->owed[i].live == 0)
+			continue;
+		owed = w->owed[i];
+		umap_init(&w->owed[i]);
+		it = 0;
+		while (umap_next(&owed, &it, &id, &val)) {
+			if ((uintptr_t)val & DELIVER_OWED_INVALIDATE)
+				deliver_news(w, i, DELIVER_OWED_INVALIDATE, id,
+				    1);
+			if ((uintptr_t)val & DELIVER_OWED_READY)
+				deliver_news(w, i, DELIVER_OWED_READY, id, 1);
+		}
+		if (w->owed[i].live == 0)
+			log_warnx("worker %d takes again: told what it missed "
+			    "for %zu user(s) or group(s)", i, owed.live);
+		umap_free(&owed);
+	}
+}
+
 void
 deliver_group_invalidate(struct worker *w, uint32_t gid)
 {
-	struct inbox_msg m;
 	int i;
 
-	memset(&m, 0, sizeof(m));
-	m.type = INBOX_GROUP_INVALIDATE;
-	m.id = gid;
 	for (i = 0; i < w->nslots; i++)
-		if (i != w->slot && inbox_send(w->inbox, i, &m) == -1)
-			log_warnx("group %u: could not invalidate the cache of "
-			    "worker %d", gid, i);
+		if (i != w->slot)
+			deliver_news(w, i, DELIVER_OWED_INVALIDATE, gid, 0);
 }
 
 /* Ask whoever holds uid on this host to pull their offline messages. */
@@ -95,7 +153,6 @@ static void
 deliver_offline_ready(struct worker *w, uint32_t uid)
 {
 	struct presence_entry e;
-	struct inbox_msg m;
 	struct conn *c;
 
 	if (presence_lookup(w->presence, uid, &e) != PRESENCE_OK) {
@@ -109,10 +166,7 @@ deliver_offline_ready(struct worker *w, uint32_t uid)
 			session_pull_offline(w, c);
 		return;
 	}
-	memset(&m, 0, sizeof(m));
-	m.type = INBOX_OFFLINE_READY;
-	m.id = uid;
-	(void)inbox_send(w->inbox, e.slot, &m);
+	deliver_news(w, e.slot, DELIVER_OWED_READY, uid, 0);
 }
 
 struct store_job {

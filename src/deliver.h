@@ -69,8 +69,12 @@ void deliver_drop_slow(struct worker *w, struct conn *c);
 void deliver_rescue(struct worker *w, struct conn *c);
 /* The friend id of a PRESENCE notice as chatd writes it, else 0. */
 uint32_t deliver_presence_of(const char *frame, size_t len);
-/* Tell every other worker of this host that group gid changed. */
+/* Tell every other worker of this host that group gid changed (kept
+ * for a worker whose queue is full, see deliver_news_tick). */
 void deliver_group_invalidate(struct worker *w, uint32_t gid);
+/* Every tick: send again what a full queue refused of such news (group
+ * changes, offline messages to pull) for another worker of this host. */
+void deliver_news_tick(struct worker *w);
 /* Handle one message from another worker (or the master). */
 void deliver_inbox(struct worker *w, const struct inbox_msg *m);
 /* Publish what deliver_user wrote for other workers (end of iteration,

@@ -81,6 +81,8 @@ struct inbox_out {
 	int wait_last_open;	/* the last waiting record takes recipients */
 	size_t waiting;		/* bytes */
 	uint64_t head_seen, progress_ms;	/* see inbox_congested */
+	unsigned long refused;	/* records refused since the last report */
+	uint64_t refused_ms;	/* when that report was logged */
 };
 
 struct inbox {
@@ -410,8 +412,14 @@ inbox_wait(struct inbox *h, int slot, const struct inbox_msg *m)
 	o->waiting += size;
 	return 0;
 full:
-	log_warnx("inbox queue to worker %d is full (%zu bytes)", slot,
-	    h->max_queued);
+	/* A worker that stopped reading: every record for it comes here. */
+	o->refused++;
+	if (inbox_now_ms() - o->refused_ms >= 1000) {
+		log_warnx("inbox queue to worker %d is full (%zu bytes): %lu "
+		    "record(s) refused", slot, h->max_queued, o->refused);
+		o->refused = 0;
+		o->refused_ms = inbox_now_ms();
+	}
 	return -1;
 }
 

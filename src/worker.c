@@ -463,6 +463,8 @@ worker_init(struct worker *w, struct conf *conf,
 	umap_init(&w->gloads);
 	w->retry_tail = &w->retry_head;
 	w->later_tail = &w->later_head;
+	if ((w->owed = calloc((size_t)nslots, sizeof(*w->owed))) == NULL)
+		fatalx("%s: out of memory", __func__);
 	limits_init(&w->limits);
 	groupcache_init(&w->groups, WORKER_GROUP_CACHE);
 	/* Big enough for one inbox datagram, i.e. one frame plus header. */
@@ -577,6 +579,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		bus_tick(w);
 		worker_later_submit(w, 0);
 		deliver_retry_tick(w);
+		deliver_news_tick(w);
 		return;
 	case TAG_JOBS:
 		/* Stop when other workers fall behind: a burst of group
@@ -705,6 +708,14 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 	deliver_retry_drop(&w);
 	worker_flush(&w);
 	conn_reap(&w);
+	for (i = 0; i < w.nslots; i++) {
+		if (w.owed[i].live > 0)
+			log_warnx("stopping with %zu group change(s) or "
+			    "pull(s) worker %d was not told of", w.owed[i].live,
+			    i);
+		umap_free(&w.owed[i]);
+	}
+	free(w.owed);
 	groupcache_free(&w.groups);
 	limits_free(&w.limits);
 	umap_free(&w.online);

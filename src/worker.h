@@ -92,6 +92,10 @@ struct worker {
 	/* Jobs the full queue refused that must run all the same, for the
 	 * next tick (worker_submit_later). */
 	struct job *later_head, **later_tail;
+	/* [nslots]: records for another worker of this host that its full
+	 * queue refused (id -> DELIVER_OWED_* bits), sent from the tick
+	 * (deliver.c). */
+	struct umap *owed;
 	unsigned long jobq_full;	/* jobs refused since the last report */
 	uint64_t jobq_full_at;		/* monotime_ms of that report */
 	struct conn_list anon;		/* by last activity, oldest first */

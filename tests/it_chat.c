@@ -2955,6 +2955,127 @@ START_TEST(test_slow_consumer_other_worker)
 }
 END_TEST
 
+/* --- a worker that stops reading ---------------------------------------- */
+
+/*
+ * A worker that stops reading (SIGSTOP here: a worker stuck for a while)
+ * lets the queue another worker keeps for it fill up, and then that queue
+ * refuses records: a message for one of its users is stored offline
+ * instead.  The news that goes with such a refusal must still reach the
+ * stopped worker once it reads again, not be dropped with the full queue:
+ * its user is told to pull the stored message (no new login needed), and
+ * its cache of a group drops the members it had once someone joins on the
+ * other worker.  On its own instance of the slow consumer's configuration
+ * (two workers, max_output 64 KiB: a 128 KiB ring and a 4 MiB queue),
+ * without Redis: with it, what the queue refuses goes through Redis to
+ * the stopped worker's subscriber, and so do group changes.
+ */
+#define NEWS_CONF	SLOW_CONF "[redis]\nredis_host =\n"
+#define NEWS_TEXTLEN	3000
+#define NEWS_NMAX	4000	/* 12 MB at most, three times what fills */
+#define NEWS_WINDOW	32	/* chats in flight */
+#define NEWS_FILL_MS	30000
+
+static void
+news_setup(void)
+{
+	setup();
+	slow_ok = harness_ok &&
+	    harness_start_chatd(&H, SLOW_INST, NEWS_CONF) == 0;
+	if (harness_ok && !slow_ok)
+		fprintf(stderr, "it_chat: starting chatd-%d failed (see "
+		    "above)\n", SLOW_INST);
+}
+
+START_TEST(test_news_for_stopped_worker)
+{
+	struct user s, f, a, b;
+	char gname[PROTO_GROUPNAME_MAX + 1], text[NEWS_TEXTLEN + 1];
+	long long gid, deadline;
+	int sent = 0, acked = 0, stored = 0;
+	const char *st;
+	unsigned other;
+	pid_t pid = 0;
+	cJSON *m;
+
+	begin_on(SLOW_INST);
+	user_new(&s, "s");	/* on the worker that stops; reads */
+	user_new(&f, "f");	/* on the same worker; never reads */
+	user_new(&a, "a");	/* on the other worker: the sender */
+	user_new(&b, "b");	/* on the other worker: joins meanwhile */
+	user_online(&s, SLOW_SLOTS);
+	user_online(&f, 1u << s.slot);
+	other = SLOW_SLOTS & ~(1u << s.slot);
+	user_online(&a, other);
+	user_online(&b, other);
+	gid = group_of_two_cached(&s, &a, gname, sizeof(gname), "news");
+	ck_assert_int_eq(slot_of(s.id, &pid), s.slot);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+
+	/* a sends to f until the queue towards the stopped worker refuses
+	 * (the ACK says "stored"). */
+	memset(text, 'n', NEWS_TEXTLEN);
+	text[NEWS_TEXTLEN] = '\0';
+	deadline = harness_now_ms() + NEWS_FILL_MS;
+	while (stored == 0 || acked < sent) {
+		while (stored == 0 && sent - acked < NEWS_WINDOW &&
+		    sent < NEWS_NMAX) {
+			/* Distinct texts: equal frames in a row would share
+			 * one record between workers. */
+			(void)snprintf(text, sizeof(text), "news %05d ", sent);
+			text[strlen(text)] = 'n';
+			m = one_chat_req(f.id, text);
+			cJSON_AddNumberToObject(m, "seq", sent);
+			ck_assert_msg(chatc_send(a.c, m) == 0, "send: %s",
+			    chatc_error(a.c));
+			cJSON_Delete(m);
+			sent++;
+		}
+		ck_assert_msg(harness_now_ms() < deadline, "%d chats sent to "
+		    "a stopped worker's user in %d ms, %d ACKed, none stored",
+		    sent, NEWS_FILL_MS, acked);
+		m = chatc_recv(a.c, 1000);
+		if (m == NULL) {
+			ck_assert_msg(strcmp(chatc_error(a.c), "timeout") == 0,
+			    "sender: %s", chatc_error(a.c));
+			continue;
+		}
+		ck_assert_msg(jnum(m, "msgid") == MSG_ACK &&
+		    chatc_errno(m) == 0, "sender: not an ACK: errno %d %s",
+		    chatc_errno(m), chatc_errmsg(m));
+		st = jstr(m, "status");
+		ck_assert_msg(strcmp(st, "delivered") == 0 ||
+		    strcmp(st, "stored") == 0, "ACK status %s", st);
+		stored += strcmp(st, "stored") == 0;
+		acked++;
+		cJSON_Delete(m);
+	}
+
+	/* While the queue refuses: a message for s is stored, and b joins
+	 * the group the stopped worker has cached as {s, a}. */
+	ack_status(a.c, request(a.c, one_chat_req(s.id, "while stopped")),
+	    MSG_ONE_CHAT, "stored");
+	ack_ok_free(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP);
+
+	ck_assert_int_eq(kill(pid, SIGCONT), 0);
+	/* s gets the stored message in this session (f, who never reads,
+	 * is dropped as a slow consumer meanwhile: not looked at here). */
+	m = wait_msgid(&s, MSG_ONE_CHAT);
+	check_chat(m, MSG_ONE_CHAT, &a, "toid", s.id, "while stopped", NULL);
+	cJSON_Delete(m);
+	/* And a group message from s reaches the member who joined. */
+	ack_status(s.c, request(s.c, group_chat_req(gid, "after")),
+	    MSG_GROUP_CHAT, "delivered");
+	m = wait_msgid(&b, MSG_GROUP_CHAT);
+	check_chat(m, MSG_GROUP_CHAT, &s, "groupid", gid, "after", NULL);
+	cJSON_Delete(m);
+	m = wait_msgid(&a, MSG_GROUP_CHAT);
+	check_chat(m, MSG_GROUP_CHAT, &s, "groupid", gid, "after", NULL);
+	cJSON_Delete(m);
+}
+END_TEST
+
 /* --- a graceful stop with output still queued ---------------------------- */
 
 /*
@@ -4082,6 +4203,7 @@ chat_suite(void)
 		test_slow_consumer_other_worker,
 		test_slow_consumer_self,
 	};
+	const TTest *news[] = { test_news_for_stopped_worker };
 	/* On an instance of their own (BP_INST): small inter-worker queues. */
 	const TTest *bp[] = {
 		test_cross_worker_order_pipelined,
@@ -4104,6 +4226,8 @@ chat_suite(void)
 	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "slow consumer", slow_setup,
 	    slow_teardown, close_all, TEST_TIMEOUT_S, slow,
 	    sizeof(slow) / sizeof(slow[0]));
+	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "stopped worker",
+	    news_setup, slow_teardown, close_all, TEST_TIMEOUT_S, news, 1);
 	(void)harness_add_tcase(s, "IT_CHAT_ONLY", "backpressure", bp_setup,
 	    bp_teardown, close_all, TEST_TIMEOUT_S, bp,
 	    sizeof(bp) / sizeof(bp[0]));
