@@ -2983,14 +2983,16 @@ END_TEST
 #define NEWS_WINDOW	32	/* chats in flight */
 #define NEWS_FILL_MS	30000
 /*
- * "stored" ACKs to wait for.  The first refusal may leave room for a
- * smaller record (the queue is counted in bytes), and the pull news of
- * each message stored for f, which is queued before its ACK is sent,
- * fills that room: news records are the smallest there are, so after a
- * few of them neither the test's message for s nor b's group change
- * fits any more.
+ * The queue is counted in bytes, so the first refusal of a 3 KB record
+ * may leave room for nearly 3 KB of smaller ones: after it, the chats
+ * are short ones, until NEWS_SHORT of them are refused too (the big ones
+ * still in flight then are refused as well).  The pull news of each
+ * message stored for f, queued before its ACK, fills what room is left:
+ * news records are the smallest there are, so then neither the test's
+ * message for s nor b's group change fits any more.
  */
-#define NEWS_STORED	16
+#define NEWS_SHORT	16
+#define NEWS_STORED	(1 + NEWS_WINDOW + NEWS_SHORT)
 
 static void
 news_setup(void)
@@ -3025,17 +3027,18 @@ START_TEST(test_news_for_stopped_worker)
 	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
 
 	/* a sends to f until the queue towards the stopped worker refuses
-	 * (the ACK says "stored"), NEWS_STORED times. */
-	memset(text, 'n', NEWS_TEXTLEN);
-	text[NEWS_TEXTLEN] = '\0';
+	 * (the ACK says "stored"): see NEWS_SHORT. */
 	deadline = harness_now_ms() + NEWS_FILL_MS;
 	while (stored < NEWS_STORED || acked < sent) {
 		while (stored < NEWS_STORED && sent - acked < NEWS_WINDOW &&
 		    sent < NEWS_NMAX) {
 			/* Distinct texts: equal frames in a row would share
 			 * one record between workers. */
+			memset(text, 'n', NEWS_TEXTLEN);
+			text[NEWS_TEXTLEN] = '\0';
 			(void)snprintf(text, sizeof(text), "news %05d ", sent);
-			text[strlen(text)] = 'n';
+			if (stored == 0)
+				text[strlen(text)] = 'n';
 			m = one_chat_req(f.id, text);
 			cJSON_AddNumberToObject(m, "seq", sent);
 			ck_assert_msg(chatc_send(a.c, m) == 0, "send: %s",
@@ -3068,6 +3071,8 @@ START_TEST(test_news_for_stopped_worker)
 	ack_status(a.c, request(a.c, one_chat_req(s.id, "while stopped")),
 	    MSG_ONE_CHAT, "stored");
 	ack_ok_free(b.c, chatc_add_group(b.c, gid, REQ_MS), MSG_ADD_GROUP);
+	ck_assert_int_eq(harness_log_count(&H, SLOW_INST, "takes nothing "
+	    "more: keeping what it must be told"), 1);
 
 	ck_assert_int_eq(kill(pid, SIGCONT), 0);
 	/* s gets the stored message in this session (f, who never reads,
