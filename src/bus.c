@@ -81,8 +81,9 @@ struct bus_link {
 	int backoff;		/* seconds to the next attempt */
 	time_t next_attempt;
 	uint64_t connect_ms;	/* when the connect started */
+	/* The publisher's: */
 	uint64_t rx_ms;		/* when Redis last sent anything */
-	uint64_t probe_ms;	/* the publisher's PING in flight since, or 0 */
+	uint64_t probe_ms;	/* its PING in flight since, or 0 */
 };
 
 /* The scripts the publisher runs, and their text. */
@@ -242,10 +243,11 @@ bus_event(struct worker *w, int id, uint32_t events)
 	if (w->bus == NULL)
 		return;
 	l = &w->bus->link[id];
-	if (l->ac != NULL && (events & EPOLLIN)) {
+	/* Redis sent something: the publisher is not stalled (its
+	 * replies are read only here). */
+	if (id == BUS_PUB && l->ac != NULL && (events & EPOLLIN)) {
 		l->rx_ms = monotime_ms();
-		if (id == BUS_PUB && w->bus->stalled_ms != 0 && l->connected &&
-		    link_pending(l) > 0)
+		if (w->bus->stalled_ms != 0 && link_pending(l) > 0)
 			stall_end(w->bus);
 	}
 	if (l->ac != NULL && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
@@ -893,15 +895,16 @@ refresh_start(struct bus *b)
 	refresh_step(b);
 }
 
+/* The PING answered (a stall ended before, in bus_event), or the link
+ * dropped. */
 static void
 probe_done(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct bus *b = ac->data;
 
+	(void)r;
 	(void)privdata;
 	b->link[BUS_PUB].probe_ms = 0;
-	if (r != NULL && b->stalled_ms != 0)
-		stall_end(b);
 }
 
 /* Redis answers the publisher again: send what new work skipped. */

@@ -315,7 +315,8 @@ deliver_retry_tick(struct worker *w)
 		w->retry_tail = &w->retry_head;
 	else
 		w->retry_at = 0;
-	log_debug("storing %zu offline message(s) again", k);
+	if (k > 0)
+		log_debug("storing %zu offline message(s) again", k);
 }
 
 int

@@ -81,8 +81,7 @@ struct inbox_out {
 	int wait_last_open;	/* the last waiting record takes recipients */
 	size_t waiting;		/* bytes */
 	uint64_t head_seen, progress_ms;	/* see inbox_congested */
-	unsigned long refused;	/* records refused since the last report */
-	uint64_t refused_ms;	/* when that report was logged */
+	struct log_every refused;	/* records refused (the warning) */
 };
 
 struct inbox {
@@ -370,6 +369,7 @@ inbox_wait(struct inbox *h, int slot, const struct inbox_msg *m)
 {
 	struct inbox_out *o = &h->out[slot];
 	struct inbox_wait *p, *q;
+	unsigned long n;
 	size_t size;
 
 	if (m->type == INBOX_DELIVER && o->wait_last_open &&
@@ -413,13 +413,9 @@ inbox_wait(struct inbox *h, int slot, const struct inbox_msg *m)
 	return 0;
 full:
 	/* A worker that stopped reading: every record for it comes here. */
-	o->refused++;
-	if (inbox_now_ms() - o->refused_ms >= 1000) {
+	if ((n = log_every(&o->refused)) > 0)
 		log_warnx("inbox queue to worker %d is full (%zu bytes): %lu "
-		    "record(s) refused", slot, h->max_queued, o->refused);
-		o->refused = 0;
-		o->refused_ms = inbox_now_ms();
-	}
+		    "record(s) refused", slot, h->max_queued, n);
 	return -1;
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "monotime.h"
 
 static char log_proc[32] = "chatd";
 /* Set by a worker's loop on reload while its job threads log. */
@@ -124,4 +125,19 @@ fatalx(const char *fmt, ...)
 	log_vwrite(LOG_LEVEL_ERR, 0, fmt, ap);
 	va_end(ap);
 	exit(1);
+}
+
+unsigned long
+log_every(struct log_every *e)
+{
+	uint64_t now = monotime_ms();
+	unsigned long n;
+
+	e->n++;
+	if (now - e->at_ms < 1000)
+		return 0;
+	n = e->n;
+	e->n = 0;
+	e->at_ms = now;
+	return n;
 }

@@ -31,6 +31,18 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * A warning for something that may happen thousands of times a second
+ * (a full queue refusing): count each time with log_every(), which
+ * returns how many times it happened when a line is due, at most once a
+ * second (the count starts again), and 0 otherwise.
+ */
+struct log_every {
+	unsigned long n;	/* since the last line */
+	unsigned long long at_ms; /* when that line was due */
+};
+unsigned long log_every(struct log_every *e);
+
 void fatal(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...)

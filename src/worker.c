@@ -160,21 +160,17 @@ worker_submit(struct worker *w, struct job *j)
 int
 worker_submit_keyed(struct worker *w, struct job *j, uint32_t key)
 {
-	uint64_t now;
+	unsigned long n;
 
 	if (w->jobs == NULL)
 		return -1;	/* stopping: the threads are gone */
 	if (jobq_submit_keyed(w->jobs, j, key) == 0)
 		return 0;
-	/* Once a second at most: a burst is refused thousands of times. */
-	w->jobq_full++;
-	if ((now = monotime_ms()) - w->jobq_full_at >= 1000) {
+	/* A burst is refused thousands of times. */
+	if ((n = log_every(&w->jobq_full)) > 0)
 		log_warnx("job queue full (job_queue_max = %d): %lu job(s) "
 		    "refused or put off since the last report",
-		    w->conf->job_queue_max, w->jobq_full);
-		w->jobq_full = 0;
-		w->jobq_full_at = now;
-	}
+		    w->conf->job_queue_max, n);
 	return -1;
 }
 

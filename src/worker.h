@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "groupcache.h"
 #include "jsonw.h"
+#include "log.h"
 #include "abuse.h"
 #include "protocol.h"
 #include "request.h"
@@ -96,8 +97,7 @@ struct worker {
 	 * queue refused (id -> DELIVER_OWED_* bits), sent from the tick
 	 * (deliver.c). */
 	struct umap *owed;
-	unsigned long jobq_full;	/* jobs refused since the last report */
-	uint64_t jobq_full_at;		/* monotime_ms of that report */
+	struct log_every jobq_full;	/* jobs refused (the warning) */
 	struct conn_list anon;		/* by last activity, oldest first */
 	struct conn_list live;		/* logged in, oldest activity first */
 	struct conn *dirty;		/* output to flush this iteration */

@@ -635,6 +635,18 @@ check_chat(const cJSON *f, int msgid, const struct user *from,
 	free(s);
 }
 
+/* Wait for u's next frame of msgid and check it as check_chat does. */
+static void
+wait_chat(struct user *u, int msgid, const struct user *from,
+    const char *target, long long targetid, const char *msg,
+    const char *time)
+{
+	cJSON *f = wait_msgid(u, msgid);
+
+	check_chat(f, msgid, from, target, targetid, msg, time);
+	cJSON_Delete(f);
+}
+
 /* A ONE_CHAT request (without seq; chatc_request adds one). */
 static cJSON *
 one_chat_req(long long toid, const char *msg)
@@ -693,7 +705,7 @@ free_objs(cJSON **v, int n)
 START_TEST(test_one_chat_online)
 {
 	struct user a, b, *both[2] = { &a, &b };
-	cJSON *r, *f;
+	cJSON *r;
 
 	begin();
 	user_new(&a, "a");
@@ -706,10 +718,8 @@ START_TEST(test_one_chat_online)
 	cJSON_AddNumberToObject(r, "id", (double)b.id);
 	cJSON_AddStringToObject(r, "name", "mallory");
 	ack_status(a.c, request(a.c, r), MSG_ONE_CHAT, "delivered");
-	f = wait_msgid(&b, MSG_ONE_CHAT);
-	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, "hello b",
+	wait_chat(&b, MSG_ONE_CHAT, &a, "toid", b.id, "hello b",
 	    "2001-02-03 04:05:06");
-	cJSON_Delete(f);
 
 	/* seq may be any scalar and is echoed as sent. */
 	r = one_chat_req(b.id, "string seq");
@@ -722,9 +732,7 @@ START_TEST(test_one_chat_online)
 	ck_assert_str_eq(jstr(r, "seq"), "s-1");
 	ck_assert_str_eq(jstr(r, "status"), "delivered");
 	cJSON_Delete(r);
-	f = wait_msgid(&b, MSG_ONE_CHAT);
-	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, "string seq", NULL);
-	cJSON_Delete(f);
+	wait_chat(&b, MSG_ONE_CHAT, &a, "toid", b.id, "string seq", NULL);
 
 	/* Without seq no ACK: the PING sent after is answered first. */
 	r = one_chat_req(b.id, "no seq");
@@ -741,9 +749,7 @@ START_TEST(test_one_chat_online)
 	ck_assert_str_eq(jstr(r, "seq"), "ping-after");
 	cJSON_Delete(r);
 	/* The server filled in "time" for a client that sent none. */
-	f = wait_msgid(&b, MSG_ONE_CHAT);
-	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, "no seq", NULL);
-	cJSON_Delete(f);
+	wait_chat(&b, MSG_ONE_CHAT, &a, "toid", b.id, "no seq", NULL);
 	no_msgid(a.c, -1, QUIET_MS, "sender after a chat without seq");
 	no_msgid(b.c, -1, QUIET_MS, "receiver");
 }
@@ -753,7 +759,7 @@ START_TEST(test_one_chat_errors)
 {
 	struct user a, b, *both[2] = { &a, &b };
 	char big[MAX_MESSAGE + 2];
-	cJSON *r, *f;
+	cJSON *r;
 
 	begin();
 	user_new(&a, "a");
@@ -789,9 +795,7 @@ START_TEST(test_one_chat_errors)
 	big[MAX_MESSAGE] = '\0';
 	ack_status(a.c, request(a.c, one_chat_req(b.id, big)), MSG_ONE_CHAT,
 	    "delivered");
-	f = wait_msgid(&b, MSG_ONE_CHAT);
-	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, big, NULL);
-	cJSON_Delete(f);
+	wait_chat(&b, MSG_ONE_CHAT, &a, "toid", b.id, big, NULL);
 
 	/* Errors are sent even without seq (they carry none then). */
 	r = one_chat_req(999999999, "nobody");
@@ -993,7 +997,7 @@ START_TEST(test_chinese_text)
 	static const char text[] = "你好，世界 🌏";
 	struct user a, b, c, *both[2] = { &a, &b };
 	char gname[PROTO_GROUPNAME_MAX + 1];
-	cJSON *r, *f, *ack, **off, *g;
+	cJSON *r, *ack, **off, *g;
 	long long gid;
 	int n;
 
@@ -1006,9 +1010,7 @@ START_TEST(test_chinese_text)
 	/* Online, across workers. */
 	ack_status(a.c, request(a.c, one_chat_req(b.id, text)), MSG_ONE_CHAT,
 	    "delivered");
-	f = wait_msgid(&b, MSG_ONE_CHAT);
-	check_chat(f, MSG_ONE_CHAT, &a, "toid", b.id, text, NULL);
-	cJSON_Delete(f);
+	wait_chat(&b, MSG_ONE_CHAT, &a, "toid", b.id, text, NULL);
 
 	/* Through the database (utf8mb4: the emoji is 4 bytes). */
 	ack_status(a.c, request(a.c, one_chat_req(c.id, text)), MSG_ONE_CHAT,
@@ -1035,9 +1037,7 @@ START_TEST(test_chinese_text)
 	cJSON_Delete(r);
 	ack_status(a.c, request(a.c, group_chat_req(gid, text)),
 	    MSG_GROUP_CHAT, "delivered");
-	f = wait_msgid(&b, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, text, NULL);
-	cJSON_Delete(f);
+	wait_chat(&b, MSG_GROUP_CHAT, &a, "groupid", gid, text, NULL);
 }
 END_TEST
 
@@ -1632,7 +1632,7 @@ START_TEST(test_group_chat)
 {
 	struct user a, b, c, d, e, *all[3] = { &a, &b, &c };
 	char gname[PROTO_GROUPNAME_MAX + 1];
-	cJSON *r, *f, *ack, **off;
+	cJSON *r, *ack, **off;
 	long long gid;
 	int n;
 
@@ -1657,18 +1657,12 @@ START_TEST(test_group_chat)
 	cJSON_AddNumberToObject(r, "id", (double)e.id);
 	cJSON_AddStringToObject(r, "name", "mallory");
 	ack_status(a.c, request(a.c, r), MSG_GROUP_CHAT, "delivered");
-	f = wait_msgid(&b, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
+	wait_chat(&b, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
 	    "2020-01-02 03:04:05");
-	cJSON_Delete(f);
-	f = wait_msgid(&c, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
+	wait_chat(&c, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
 	    "2020-01-02 03:04:05");
-	cJSON_Delete(f);
-	f = wait_msgid(&d, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
+	wait_chat(&d, MSG_GROUP_CHAT, &a, "groupid", gid, "to all",
 	    "2020-01-02 03:04:05");
-	cJSON_Delete(f);
 	no_msgid(a.c, MSG_GROUP_CHAT, QUIET_MS, "the sender of a group chat");
 	no_msgid(e.c, MSG_GROUP_CHAT, QUIET_MS, "a non-member");
 
@@ -1676,12 +1670,8 @@ START_TEST(test_group_chat)
 	user_logout(&d);
 	ack_status(b.c, request(b.c, group_chat_req(gid, "d is away")),
 	    MSG_GROUP_CHAT, "stored");
-	f = wait_msgid(&a, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &b, "groupid", gid, "d is away", NULL);
-	cJSON_Delete(f);
-	f = wait_msgid(&c, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &b, "groupid", gid, "d is away", NULL);
-	cJSON_Delete(f);
+	wait_chat(&a, MSG_GROUP_CHAT, &b, "groupid", gid, "d is away", NULL);
+	wait_chat(&c, MSG_GROUP_CHAT, &b, "groupid", gid, "d is away", NULL);
 	ack = user_login(&d, ALL_SLOTS);
 	off = offline_of(ack, &n);
 	ck_assert_int_eq(n, 1);
@@ -1718,15 +1708,12 @@ group_of_two_cached(struct user *a, struct user *b, char *gname,
     size_t gnamelen, const char *desc)
 {
 	long long gid;
-	cJSON *f;
 
 	gid = create_group(a, gname, gnamelen, desc);
 	ack_ok_free(b->c, chatc_add_group(b->c, gid, REQ_MS), MSG_ADD_GROUP);
 	ack_status(a->c, request(a->c, group_chat_req(gid, "one")),
 	    MSG_GROUP_CHAT, "delivered");
-	f = wait_msgid(b, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, a, "groupid", gid, "one", NULL);
-	cJSON_Delete(f);
+	wait_chat(b, MSG_GROUP_CHAT, a, "groupid", gid, "one", NULL);
 	return gid;
 }
 
@@ -1734,7 +1721,6 @@ START_TEST(test_group_cache_invalidation)
 {
 	struct user a, b, c, *all[3] = { &a, &b, &c };
 	char gname[PROTO_GROUPNAME_MAX + 1];
-	cJSON *f;
 	long long gid;
 
 	begin();
@@ -1746,28 +1732,20 @@ START_TEST(test_group_cache_invalidation)
 	gid = group_of_two_cached(&a, &b, gname, sizeof(gname), "cache");
 	ack_status(a.c, request(a.c, group_chat_req(gid, "two")),
 	    MSG_GROUP_CHAT, "delivered");
-	f = wait_msgid(&b, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "two", NULL);
-	cJSON_Delete(f);
+	wait_chat(&b, MSG_GROUP_CHAT, &a, "groupid", gid, "two", NULL);
 
 	/* c joins on its own worker; a's next message reaches c. */
 	ack_ok_free(c.c, chatc_add_group(c.c, gid, REQ_MS), MSG_ADD_GROUP);
 	ack_status(a.c, request(a.c, group_chat_req(gid, "three")),
 	    MSG_GROUP_CHAT, "delivered");
-	f = wait_msgid(&c, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "three", NULL);
-	cJSON_Delete(f);
-	f = wait_msgid(&b, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "three", NULL);
-	cJSON_Delete(f);
+	wait_chat(&c, MSG_GROUP_CHAT, &a, "groupid", gid, "three", NULL);
+	wait_chat(&b, MSG_GROUP_CHAT, &a, "groupid", gid, "three", NULL);
 
 	/* b quits on its worker; a's next message no longer reaches b. */
 	ack_ok_free(b.c, chatc_quit_group(b.c, gid, REQ_MS), MSG_QUIT_GROUP);
 	ack_status(a.c, request(a.c, group_chat_req(gid, "four")),
 	    MSG_GROUP_CHAT, "delivered");
-	f = wait_msgid(&c, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "four", NULL);
-	cJSON_Delete(f);
+	wait_chat(&c, MSG_GROUP_CHAT, &a, "groupid", gid, "four", NULL);
 	no_msgid(b.c, MSG_GROUP_CHAT, QUIET_MS, "a member who quit");
 
 	/* And a quit by the sender's own worker's user is seen as well. */
@@ -1873,7 +1851,6 @@ START_TEST(test_group_chat_then_logout)
 {
 	struct user a, b, *all[2] = { &a, &b };
 	char gname[PROTO_GROUPNAME_MAX + 1], req[160];
-	cJSON *f;
 	long long gid;
 
 	begin();
@@ -1888,10 +1865,8 @@ START_TEST(test_group_chat_then_logout)
 	(void)snprintf(req, sizeof(req), "{\"msgid\":10,\"groupid\":%lld,"
 	    "\"msg\":\"parting words\"}", gid);
 	request_then_logout(&a, req);
-	f = wait_msgid(&b, MSG_GROUP_CHAT);
-	check_chat(f, MSG_GROUP_CHAT, &a, "groupid", gid, "parting words",
+	wait_chat(&b, MSG_GROUP_CHAT, &a, "groupid", gid, "parting words",
 	    NULL);
-	cJSON_Delete(f);
 }
 END_TEST
 
@@ -2023,10 +1998,8 @@ START_TEST(test_classic_session)
 		ck_assert(n > 0 && (size_t)n < sizeof(buf) - 1);
 		ck_assert_int_eq(chatc_send_raw(kc, buf, (size_t)n + 1), 0);
 	}
-	m = wait_msgid(&p, MSG_ONE_CHAT);
-	check_chat(m, MSG_ONE_CHAT, &k, "toid", p.id, "hi from classic",
+	wait_chat(&p, MSG_ONE_CHAT, &k, "toid", p.id, "hi from classic",
 	    "2024-05-06 07:08:09");
-	cJSON_Delete(m);
 	wait_friend(&p, k.id);
 
 	/* A chat to the classic client arrives as the classic frame. */
@@ -2064,17 +2037,13 @@ START_TEST(test_classic_session)
 	classic_send(kc, "{\"msgid\":10,\"id\":%lld,\"name\":\"%s\","
 	    "\"groupid\":%lld,\"msg\":\"classic to group\",\"time\":"
 	    "\"2024-05-06 07:08:10\"}", k.id, k.name, cgid);
-	m = wait_msgid(&p, MSG_GROUP_CHAT);
-	check_chat(m, MSG_GROUP_CHAT, &k, "groupid", cgid, "classic to group",
+	wait_chat(&p, MSG_GROUP_CHAT, &k, "groupid", cgid, "classic to group",
 	    "2024-05-06 07:08:10");
-	cJSON_Delete(m);
 	classic_send(kc, "{\"msgid\":10,\"id\":%lld,\"name\":\"%s\","
 	    "\"groupid\":%lld,\"msg\":\"classic to peer group\",\"time\":"
 	    "\"2024-05-06 07:08:11\"}", k.id, k.name, pgid);
-	m = wait_msgid(&p, MSG_GROUP_CHAT);
-	check_chat(m, MSG_GROUP_CHAT, &k, "groupid", pgid,
+	wait_chat(&p, MSG_GROUP_CHAT, &k, "groupid", pgid,
 	    "classic to peer group", "2024-05-06 07:08:11");
-	cJSON_Delete(m);
 	ack_status(p.c, request(p.c, group_chat_req(pgid, "peer to group")),
 	    MSG_GROUP_CHAT, "delivered");
 	m = classic_recv(kc, MSG_GROUP_CHAT);
@@ -3077,18 +3046,12 @@ START_TEST(test_news_for_stopped_worker)
 	ck_assert_int_eq(kill(pid, SIGCONT), 0);
 	/* s gets the stored message in this session (f, who never reads,
 	 * is dropped as a slow consumer meanwhile: not looked at here). */
-	m = wait_msgid(&s, MSG_ONE_CHAT);
-	check_chat(m, MSG_ONE_CHAT, &a, "toid", s.id, "while stopped", NULL);
-	cJSON_Delete(m);
+	wait_chat(&s, MSG_ONE_CHAT, &a, "toid", s.id, "while stopped", NULL);
 	/* And a group message from s reaches the member who joined. */
 	ack_status(s.c, request(s.c, group_chat_req(gid, "after")),
 	    MSG_GROUP_CHAT, "delivered");
-	m = wait_msgid(&b, MSG_GROUP_CHAT);
-	check_chat(m, MSG_GROUP_CHAT, &s, "groupid", gid, "after", NULL);
-	cJSON_Delete(m);
-	m = wait_msgid(&a, MSG_GROUP_CHAT);
-	check_chat(m, MSG_GROUP_CHAT, &s, "groupid", gid, "after", NULL);
-	cJSON_Delete(m);
+	wait_chat(&b, MSG_GROUP_CHAT, &s, "groupid", gid, "after", NULL);
+	wait_chat(&a, MSG_GROUP_CHAT, &s, "groupid", gid, "after", NULL);
 }
 END_TEST
 

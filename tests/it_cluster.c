@@ -1705,6 +1705,24 @@ END_TEST
 
 /* --- tests: Redis restarted ------------------------------------------------ */
 
+/*
+ * Every user of us logs out and in again (through nginx): everything
+ * arrived exactly once, and a new session finds nothing more.
+ */
+static void
+relogin_all(struct user **us, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		logout(us[i], 1);
+	for (i = 0; i < n; i++)
+		online_at(us[i], VIA_NGINX);
+	await(us, n, PUSH_MS);
+	quiet(us, n);
+	ledger_check();
+}
+
 /* Send ONE_CHAT from -> to with seq "p<slot>" and do not wait. */
 static void
 chat_pipelined(struct user *from, struct user *to, int slot)
@@ -1880,13 +1898,7 @@ START_TEST(test_redis_restart)
 	await(all, 5, PUSH_MS);
 
 	/* And nothing is left behind: a new session finds nothing more. */
-	for (i = 0; i < 5; i++)
-		logout(&u[i], 1);
-	for (i = 0; i < 5; i++)
-		online_at(&u[i], VIA_NGINX);
-	await(all, 5, PUSH_MS);
-	quiet(all, 5);
-	ledger_check();
+	relogin_all(all, 5);
 }
 END_TEST
 
@@ -1991,13 +2003,7 @@ START_TEST(test_redis_stopped)
 	(void)chat(a0, a1, "delivered");
 	(void)chat(c, a0, "delivered");
 	await(all, 4, PUSH_MS);
-	for (i = 0; i < 4; i++)
-		logout(&u[i], 1);
-	for (i = 0; i < 4; i++)
-		online_at(&u[i], VIA_NGINX);
-	await(all, 4, PUSH_MS);
-	quiet(all, 4);
-	ledger_check();
+	relogin_all(all, 4);
 }
 END_TEST
 
