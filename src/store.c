@@ -220,9 +220,8 @@ store_fail(struct store *s, unsigned int err, const char *msg)
 	case ER_NO_SUCH_TABLE:
 		return STORE_NOTFOUND;
 	case ER_LOCK_DEADLOCK:
-		if (s->in_tx)
-			break;	/* the transaction is gone: logged below */
-		/* Rolled back whole; store_exec runs it again. */
+		/* Rolled back whole (the statement, or the transaction it
+		 * was in): store_exec or store_in_tx runs it again. */
 		log_debug("database: %s", msg);
 		return STORE_UNAVAILABLE;
 	default:
@@ -371,9 +370,23 @@ fail:
  * is one InnoDB chose as a deadlock victim (two users adding each other
  * at once insert the same two rows in opposite orders): it was rolled
  * back whole, and run again it sees what the other committed.  Inside a
- * transaction neither is retried here: the whole transaction is gone.
+ * transaction neither is retried here: the whole transaction is gone, and
+ * store_in_tx runs all of it again after a deadlock.
  */
 #define STORE_DEADLOCK_TRIES	3
+
+/* After a failure: 1 when it was a deadlock, to be run again. */
+static int
+store_deadlock_again(struct store *s, int *deadlocks)
+{
+	if (s->last_err != ER_LOCK_DEADLOCK)
+		return 0;
+	if (++*deadlocks < STORE_DEADLOCK_TRIES)
+		return 1;
+	log_warnx("database: deadlock %d times in a row: %s", *deadlocks,
+	    s->err);
+	return 0;
+}
 
 static int
 store_exec(struct store *s, enum stmt_id id, const struct sval *in, int nin,
@@ -392,13 +405,8 @@ store_exec(struct store *s, enum stmt_id id, const struct sval *in, int nin,
 			s->next_attempt = 0;
 			continue;
 		}
-		if (s->last_err != ER_LOCK_DEADLOCK)
+		if (!store_deadlock_again(s, &deadlocks))
 			return rc;
-		if (++deadlocks == STORE_DEADLOCK_TRIES) {
-			log_warnx("database: deadlock %d times in a row: %s",
-			    deadlocks, s->err);
-			return rc;
-		}
 	}
 }
 
@@ -435,6 +443,32 @@ store_rollback(struct store *s)
 	s->in_tx = 0;
 	if (s->db != NULL && mysql_query(s->db, "ROLLBACK") != 0)
 		(void)store_fail(s, mysql_errno(s->db), mysql_error(s->db));
+}
+
+/*
+ * Run body(s, arg) as one transaction, committed when it returns STORE_OK
+ * and rolled back otherwise.  InnoDB rolls a deadlock victim's transaction
+ * back whole (a group created while another transaction holds its
+ * creator's row and waits for the new group's), so all of it runs again,
+ * as store_exec runs a single statement again.  body must start from
+ * scratch each time.
+ */
+static int
+store_in_tx(struct store *s, int (*body)(struct store *, void *), void *arg)
+{
+	int rc, deadlocks = 0;
+
+	do {
+		if ((rc = store_tx(s, "START TRANSACTION")) != STORE_OK)
+			return rc;
+		if ((rc = body(s, arg)) == STORE_OK &&
+		    (rc = store_tx(s, "COMMIT")) == STORE_OK)
+			return STORE_OK;
+		/* After a deadlock a no-op; its own failure replaces
+		 * last_err, and nothing is run again. */
+		store_rollback(s);
+	} while (store_deadlock_again(s, &deadlocks));
+	return rc;
 }
 
 static int
@@ -556,33 +590,40 @@ store_friend_list(struct store *s, uint32_t uid, store_user_fn fn, void *arg)
 	return store_exec(s, ST_FRIEND_LIST, in, 1, row_user, &a, NULL, NULL);
 }
 
+struct group_create {
+	const char *name, *desc;
+	uint32_t creator;
+	unsigned long long gid;
+};
+
+static int
+group_create_tx(struct store *s, void *arg)
+{
+	struct group_create *g = arg;
+	struct sval gin[] = { SV_S(g->name, strlen(g->name)),
+	    SV_S(g->desc, strlen(g->desc)) };
+	struct sval min[] = { SV_I(0), SV_I(g->creator),
+	    SV_S("creator", 7) };
+	int rc;
+
+	g->gid = 0;
+	if ((rc = store_exec(s, ST_GROUP_INSERT, gin, 2, NULL, NULL, &g->gid,
+	    NULL)) != STORE_OK)
+		return rc;
+	min[0].i = (long long)g->gid;
+	return store_exec(s, ST_MEMBER_INSERT, min, 3, NULL, NULL, NULL, NULL);
+}
+
 int
 store_group_create(struct store *s, const char *name, const char *desc,
     uint32_t creator, uint32_t *gid)
 {
-	struct sval gin[] = { SV_S(name, strlen(name)),
-	    SV_S(desc, strlen(desc)) };
-	unsigned long long iid = 0;
+	struct group_create g = { name, desc, creator, 0 };
 	int rc;
 
-	if ((rc = store_tx(s, "START TRANSACTION")) != STORE_OK)
-		return rc;
-	rc = store_exec(s, ST_GROUP_INSERT, gin, 2, NULL, NULL, &iid, NULL);
-	if (rc == STORE_OK) {
-		struct sval min[] = { SV_I(iid), SV_I(creator),
-		    SV_S("creator", 7) };
-
-		rc = store_exec(s, ST_MEMBER_INSERT, min, 3, NULL, NULL, NULL,
-		    NULL);
-	}
-	if (rc == STORE_OK)
-		rc = store_tx(s, "COMMIT");
-	if (rc != STORE_OK) {
-		store_rollback(s);
-		return rc;
-	}
-	*gid = (uint32_t)iid;
-	return STORE_OK;
+	if ((rc = store_in_tx(s, group_create_tx, &g)) == STORE_OK)
+		*gid = (uint32_t)g.gid;
+	return rc;
 }
 
 struct exists_arg {
@@ -708,26 +749,35 @@ store_offline_fetch(struct store *s, uint32_t uid, int limit,
 	    NULL);
 }
 
-int
-store_offline_delete(struct store *s, uint32_t uid, const uint64_t *ids,
-    size_t n)
-{
-	size_t i;
-	int rc;
+struct offline_delete {
+	uint32_t uid;
+	const uint64_t *ids;
+	size_t n;
+};
 
-	if (n == 0)
-		return STORE_OK;
-	if ((rc = store_tx(s, "START TRANSACTION")) != STORE_OK)
-		return rc;
-	for (i = 0; i < n && rc == STORE_OK; i++) {
-		struct sval in[] = { SV_I(ids[i]), SV_I(uid) };
+static int
+offline_delete_tx(struct store *s, void *arg)
+{
+	struct offline_delete *d = arg;
+	size_t i;
+	int rc = STORE_OK;
+
+	for (i = 0; i < d->n && rc == STORE_OK; i++) {
+		struct sval in[] = { SV_I(d->ids[i]), SV_I(d->uid) };
 
 		rc = store_exec(s, ST_OFFLINE_DEL, in, 2, NULL, NULL, NULL,
 		    NULL);
 	}
-	if (rc == STORE_OK)
-		rc = store_tx(s, "COMMIT");
-	if (rc != STORE_OK)
-		store_rollback(s);
 	return rc;
+}
+
+int
+store_offline_delete(struct store *s, uint32_t uid, const uint64_t *ids,
+    size_t n)
+{
+	struct offline_delete d = { uid, ids, n };
+
+	if (n == 0)
+		return STORE_OK;
+	return store_in_tx(s, offline_delete_tx, &d);
 }

@@ -4,8 +4,9 @@
  * (rate_limit and rate_burst, failed logins per user and per source
  * address with a growing delay, max_conns_per_addr), auth_timeout and
  * idle_timeout, 10,000 silent connections and chatd's memory once they
- * are freed, mariadbd stopped and restarted under chat traffic, the drop
- * to user and group, and a grep of the logs for secrets.
+ * are freed, mariadbd stopped and restarted under chat traffic, chatd's
+ * transactions chosen as InnoDB deadlock victims, the drop to user and
+ * group, and a grep of the logs for secrets.
  *
  * Each test case runs a chatd of its own (instance INST) with the limits
  * under test turned on in its configuration; the harness turns the abuse
@@ -57,6 +58,8 @@
 
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <mysql.h>
+#include <mysqld_error.h>
 
 #include "chatc.h"
 #include "harness.h"
@@ -138,6 +141,11 @@
 #define JOBQ_N		200	/* messages stored for the receiver */
 #define JOBQ_BURST	64	/* FRIEND_LISTs in one burst */
 #define JOBQ_MS		20000	/* the receiver's login and pulls */
+/* Deadlocks: one worker, and its database messages in the log. */
+#define CONF_DEADLOCK	"[server]\nworkers = 1\nlog_level = debug\n"
+#define DL_HEAVY	200	/* rows the other transaction inserts */
+#define DL_WAIT_MS	5000	/* until chatd waits for a lock */
+#define DL_HOLD_MS	300	/* chatd kept waiting, before the rollback */
 #define PRESENCE_MS	5000	/* a PRESENCE push that must come */
 
 static struct harness H;
@@ -213,6 +221,7 @@ static void setup_db_slow(void) { inst_start(CONF_DB_SLOW); }
 static void setup_secrets(void) { inst_start(CONF_SECRETS); }
 static void setup_big(void) { inst_start(CONF_BIG); }
 static void setup_jobq(void) { inst_start(CONF_JOBQ); }
+static void setup_deadlock(void) { inst_start(CONF_DEADLOCK); }
 
 /*
  * As root: nobody and nogroup (or the group nobody where there is no
@@ -1882,6 +1891,274 @@ START_TEST(test_pull_with_job_queue_full)
 }
 END_TEST
 
+/* --- deadlocks ----------------------------------------------------------- */
+
+/*
+ * A transaction of the test's own on the harness's MariaDB, as root over
+ * the socket, to hold locks that chatd's transactions need, in an order
+ * that makes InnoDB choose chatd's as the deadlock victim: the lighter
+ * transaction is the victim, so this one first inserts DL_HEAVY users
+ * (rolled back at the end, like everything it did).
+ */
+static MYSQL *
+dl_open(void)
+{
+	char sql[64 + DL_HEAVY * 48];
+	MYSQL *t;
+	size_t n;
+	int i;
+
+	ck_assert((t = mysql_init(NULL)) != NULL);
+	ck_assert_msg(mysql_real_connect(t, NULL, "root", NULL, H.db_name, 0,
+	    H.mariadb_socket, 0) != NULL, "connect as root: %s",
+	    mysql_error(t));
+	ck_assert_msg(mysql_query(t, "START TRANSACTION") == 0, "%s",
+	    mysql_error(t));
+	n = (size_t)snprintf(sql, sizeof(sql),
+	    "INSERT INTO users (name, password) VALUES ");
+	for (i = 0; i < DL_HEAVY; i++)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+		    "%s('dlheavy_%ld_%d_%d', 'x')", i > 0 ? ", " : "",
+		    (long)getpid(), name_seq, i);
+	ck_assert(n < sizeof(sql));
+	name_seq++;
+	ck_assert_msg(mysql_query(t, sql) == 0, "%s", mysql_error(t));
+	return t;
+}
+
+/* A locking statement of that transaction; it must not be the victim. */
+static void
+dl_lock(MYSQL *t, const char *sql)
+{
+	MYSQL_RES *res;
+
+	ck_assert_msg(mysql_query(t, sql) == 0, "%s: %s (errno %u: the "
+	    "test's transaction, not chatd's, was chosen)", sql,
+	    mysql_error(t), mysql_errno(t));
+	if ((res = mysql_store_result(t)) != NULL)
+		mysql_free_result(res);
+}
+
+/* Wait until a transaction (chatd's) waits for a lock. */
+static void
+dl_wait_blocked(MYSQL *t, const char *what)
+{
+	long long deadline = harness_now_ms() + DL_WAIT_MS;
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	long n;
+
+	for (;;) {
+		ck_assert_msg(mysql_query(t, "SELECT COUNT(*) FROM "
+		    "information_schema.INNODB_TRX WHERE trx_state = "
+		    "'LOCK WAIT'") == 0, "%s", mysql_error(t));
+		ck_assert((res = mysql_store_result(t)) != NULL);
+		row = mysql_fetch_row(res);
+		n = row != NULL && row[0] != NULL ? atol(row[0]) : 0;
+		mysql_free_result(res);
+		if (n > 0)
+			return;
+		ck_assert_msg(harness_now_ms() < deadline, "%s: chatd never "
+		    "waited for the test's lock", what);
+		/* InnoDB refreshes the table only when it was not read for
+		 * 100 ms. */
+		harness_sleep_ms(150);
+	}
+}
+
+static void
+dl_close(MYSQL *t)
+{
+	ck_assert_msg(mysql_query(t, "ROLLBACK") == 0, "%s", mysql_error(t));
+	mysql_close(t);
+}
+
+/* "database: Deadlock found ..." lines in the instance's log. */
+static int
+dl_logged(void)
+{
+	return harness_log_count(&H, INST, "Deadlock found");
+}
+
+/*
+ * CREATE_GROUP's transaction chosen as a deadlock victim.  It inserts the
+ * group, then the creator's membership, whose foreign key needs a shared
+ * lock on the creator's users row: the test holds that row, and once
+ * chatd waits for it, asks for the new group's row.  InnoDB rolls chatd's
+ * transaction back; it must be run again (it then waits for the test's
+ * locks, so the test checks that it waits again before rolling back) and
+ * the group created, where it was answered errno 13.
+ */
+START_TEST(test_deadlock_group_create)
+{
+	char pw[96], na[64], gname[64], sql[128], out[64];
+	struct chatc *a;
+	long long ida, gid;
+	int before;
+	cJSON *req, *m;
+	MYSQL *t;
+
+	begin();
+	secret(pw, sizeof(pw), "dlg");
+	ida = register_user("dlg", pw, na, sizeof(na));
+	a = online(ida, pw);
+	before = dl_logged();
+	uniq(gname, sizeof(gname), "dlgroup");
+
+	t = dl_open();
+	(void)snprintf(sql, sizeof(sql), "SELECT id FROM users WHERE id = %lld "
+	    "FOR UPDATE", ida);
+	dl_lock(t, sql);
+	/* With a seq: only such requests are ACKed. */
+	req = chatc_build_create_group(gname, "deadlocked");
+	ck_assert(req != NULL);
+	cJSON_AddNumberToObject(req, "seq", 1);
+	ck_assert(chatc_send(a, req) == 0);
+	cJSON_Delete(req);
+	dl_wait_blocked(t, "CREATE_GROUP");
+	/* Waits for chatd's new row: chatd's transaction is the victim. */
+	dl_lock(t, "SELECT id FROM chatgroups FOR UPDATE");
+	/* Run again, it waits for this transaction's locks. */
+	dl_wait_blocked(t, "CREATE_GROUP run again");
+	m = chatc_recv(a, DL_HOLD_MS);
+	ck_assert_msg(m == NULL, "CREATE_GROUP answered while its "
+	    "transaction waits: %s", dump(m));
+	dl_close(t);
+
+	m = chatc_recv(a, REQ_MS);
+	ck_assert_msg(m != NULL, "CREATE_GROUP: no reply: %s",
+	    chatc_error(a));
+	ck_assert_msg(jnum(m, "msgid") == MSG_ACK && chatc_errno(m) == 0 &&
+	    jnum(m, "refmsgid") == MSG_CREATE_GROUP && jnum(m, "groupid") > 0,
+	    "CREATE_GROUP after a deadlock: %s", dump(m));
+	gid = jnum(m, "groupid");
+	cJSON_Delete(m);
+	ck_assert_msg(dl_logged() > before, "chatd logged no deadlock: the "
+	    "test did not make one");
+	(void)snprintf(sql, sizeof(sql), "SELECT grouprole FROM groupmembers "
+	    "WHERE groupid = %lld AND userid = %lld", gid, ida);
+	ck_assert(harness_sql_value(&H, sql, out, sizeof(out)) == 0);
+	ck_assert_msg(strcmp(out, "creator") == 0, "group %lld: creator's "
+	    "row '%s'", gid, out);
+	harness_close(a);
+}
+END_TEST
+
+/* Offline messages of uid left in the database. */
+static long
+offline_rows(long long uid)
+{
+	char sql[96], out[32];
+
+	(void)snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM "
+	    "offlinemessages WHERE userid = %lld", uid);
+	ck_assert(harness_sql_value(&H, sql, out, sizeof(out)) == 0);
+	return atol(out);
+}
+
+/* Count a "dl one" or "dl two" chat in seen[0] or seen[1]. */
+static void
+dl_count(const cJSON *m, int *seen)
+{
+	if (m == NULL || jnum(m, "msgid") != MSG_ONE_CHAT)
+		return;
+	if (strcmp(jstr(m, "msg"), "dl one") == 0)
+		seen[0]++;
+	else if (strcmp(jstr(m, "msg"), "dl two") == 0)
+		seen[1]++;
+}
+
+/*
+ * The deletion of pulled offline messages chosen as a deadlock victim:
+ * its transaction deletes the rows one by one, and the test holds the
+ * second row, then asks for the first once chatd waits.  The rows must
+ * be deleted in the end and each message arrive once: the old code left
+ * the rows, and its next pull sent them again.
+ */
+START_TEST(test_deadlock_offline_delete)
+{
+	char pw[96], nr[64], ns[64], sql[160], first[32], *comma;
+	struct chatc *r, *s;
+	long long idr, ids, deadline, gone, left;
+	int before, i, seen[2] = { 0, 0 };
+	const cJSON *o;
+	cJSON *req, *m, *f;
+	MYSQL *t;
+
+	begin();
+	secret(pw, sizeof(pw), "dlo");
+	idr = register_user("dlor", pw, nr, sizeof(nr));
+	ids = register_user("dlos", pw, ns, sizeof(ns));
+	s = online(ids, pw);
+	for (i = 0; i < 2; i++) {
+		m = chatc_one_chat(s, idr, i == 0 ? "dl one" : "dl two",
+		    REQ_MS);
+		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_ACK &&
+		    strcmp(jstr(m, "status"), "stored") == 0, "store %d: %s",
+		    i, dump(m));
+		cJSON_Delete(m);
+	}
+	(void)snprintf(sql, sizeof(sql), "SELECT GROUP_CONCAT(id ORDER BY id) "
+	    "FROM offlinemessages WHERE userid = %lld", idr);
+	ck_assert(harness_sql_value(&H, sql, first, sizeof(first)) == 0);
+	ck_assert_msg((comma = strchr(first, ',')) != NULL, "ids '%s'",
+	    first);
+	*comma = '\0';
+	before = dl_logged();
+
+	t = dl_open();
+	(void)snprintf(sql, sizeof(sql), "SELECT id FROM offlinemessages "
+	    "WHERE id = %s FOR UPDATE", comma + 1);
+	dl_lock(t, sql);
+	r = xconnect();
+	req = chatc_build_login(idr, pw);
+	ck_assert(req != NULL && chatc_send(r, req) == 0);
+	cJSON_Delete(req);
+	dl_wait_blocked(t, "the offline delete");
+	(void)snprintf(sql, sizeof(sql), "SELECT id FROM offlinemessages "
+	    "WHERE id = %s FOR UPDATE", first);
+	dl_lock(t, sql);
+	dl_wait_blocked(t, "the offline delete run again");
+	harness_sleep_ms(DL_HOLD_MS);
+	dl_close(t);
+
+	m = chatc_wait_msgid(r, MSG_LOGIN_ACK, REQ_MS);
+	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "LOGIN: %s (%s)",
+	    dump(m), chatc_error(r));
+	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(m,
+	    "offlinemsg")) {
+		f = cJSON_Parse(o->valuestring);
+		dl_count(f, seen);
+		cJSON_Delete(f);
+	}
+	cJSON_Delete(m);
+	/* Until the rows are gone, and a while after for copies sent
+	 * again. */
+	deadline = harness_now_ms() + REQ_MS;
+	gone = -1;
+	while ((left = (gone < 0 ? deadline : gone + 500) -
+	    harness_now_ms()) > 0) {
+		if ((m = chatc_recv(r, (int)(left < 100 ? left : 100))) !=
+		    NULL) {
+			dl_count(m, seen);
+			cJSON_Delete(m);
+		}
+		if (gone < 0 && offline_rows(idr) == 0)
+			gone = harness_now_ms();
+	}
+	ck_assert_msg(dl_logged() > before, "chatd logged no deadlock: the "
+	    "test did not make one");
+	ck_assert_msg(gone >= 0, "%ld delivered offline message(s) left "
+	    "after a deadlock: sent again at the next login",
+	    offline_rows(idr));
+	ck_assert_msg(seen[0] == 1 && seen[1] == 1, "after a deadlock of "
+	    "their deletion the two offline messages arrived %d and %d "
+	    "time(s)", seen[0], seen[1]);
+	harness_close(r);
+	harness_close(s);
+}
+END_TEST
+
 /* --- privileges -------------------------------------------------------- */
 
 /* The real, effective, saved and file-system uid (or gid, key "Gid:")
@@ -2098,6 +2375,8 @@ abuse_suite(void)
 	tcase(s, "largest frame", setup_big, test_largest_frame, NULL);
 	tcase(s, "job queue full", setup_jobq, test_pull_with_job_queue_full,
 	    NULL);
+	tcase(s, "deadlocks", setup_deadlock, test_deadlock_group_create,
+	    test_deadlock_offline_delete);
 	tcase(s, "privileges", setup_priv, test_privileges, NULL);
 	/* Last: it searches the log of every instance before it. */
 	tcase(s, "secrets", setup_secrets, test_secrets_not_logged, NULL);
