@@ -177,6 +177,7 @@ struct store_job {
 	uint32_t *uids;
 	int *rc;
 	uint64_t first_ms;	/* a retry: when the first attempt failed */
+	uint64_t ord;		/* the frame's "tus" */
 	size_t len;
 	char text[];
 };
@@ -230,8 +231,8 @@ store_job_run(struct job *j, struct store *st)
 	size_t i;
 
 	for (i = 0; i < sj->n; i++)
-		sj->rc[i] = store_offline_put(st, sj->uids[i], sj->text,
-		    sj->len);
+		sj->rc[i] = store_offline_put(st, sj->uids[i], sj->ord,
+		    sj->text, sj->len);
 }
 
 static void
@@ -382,6 +383,9 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 	sj->n = n;
 	memcpy(sj->text, frame, len);
 	sj->len = len;
+	/* A frame without one (from an older chatd): its arrival. */
+	if ((sj->ord = deliver_order_of(frame, len)) == 0)
+		sj->ord = handler_accept_us(w);
 	if (sender != NULL) {
 		sj->sender = sender;
 		reqinfo_copy(&sj->ri, ri);
@@ -567,6 +571,30 @@ deliver_presence_of(const char *frame, size_t len)
 		id = id * 10 + (unsigned long)(frame[i] - '0');
 	return i < len && frame[i] == ',' && id <= UINT32_MAX ?
 	    (uint32_t)id : 0;
+}
+
+uint64_t
+deliver_order_of(const char *frame, size_t len)
+{
+	static const char key[] = ",\"tus\":";
+	const size_t klen = sizeof(key) - 1;
+	uint64_t v = 0, scale = 1;
+	size_t end = len, i;
+
+	if (end > 0 && frame[end - 1] == '\n')
+		end--;
+	if (end == 0 || frame[--end] != '}')
+		return 0;
+	/* Digits back from the '}', at most 18 (below 2^63; microseconds
+	 * since 1970 have 16 digits until the year 2286). */
+	for (i = end; i > 0 && end - i < 18 && frame[i - 1] >= '0' &&
+	    frame[i - 1] <= '9'; i--) {
+		v += (uint64_t)(frame[i - 1] - '0') * scale;
+		scale *= 10;
+	}
+	if (i == end || i < klen || memcmp(frame + i - klen, key, klen) != 0)
+		return 0;
+	return v;
 }
 
 /* A frame whose recipient's session ended on the way: a chat message is

@@ -69,6 +69,15 @@ void deliver_drop_slow(struct worker *w, struct conn *c);
 void deliver_rescue(struct worker *w, struct conn *c);
 /* The friend id of a PRESENCE notice as chatd writes it, else 0. */
 uint32_t deliver_presence_of(const char *frame, size_t len);
+/*
+ * The "tus" a chat frame as chatd writes it ends with (its last key; a
+ * final '\n' allowed), else 0.  Stored messages are fetched in its order,
+ * not in the order their stores happened to commit: a message that
+ * reached the recipient's worker (or host) as its session ended is
+ * stored there, while the sender's next ones, finding it offline, are
+ * stored by the sender's worker.
+ */
+uint64_t deliver_order_of(const char *frame, size_t len);
 /* Tell every other worker of this host that group gid changed (kept
  * for a worker whose queue is full, see deliver_news_tick). */
 void deliver_group_invalidate(struct worker *w, uint32_t gid);

@@ -37,6 +37,7 @@ chat_frame(struct worker *w, struct conn *c, const struct request *r,
 	char now[32];
 	struct tm tm;
 	time_t sec = w->now;
+	uint64_t tus = handler_accept_us(w);
 
 	if (t == NULL) {
 		/* The classic client prints "time"; fill it in for clients
@@ -61,7 +62,9 @@ chat_frame(struct worker *w, struct conn *c, const struct request *r,
 	jbuf_lit(b, ",\"time\":");
 	jbuf_str(b, t);
 	jbuf_lit(b, ",\"ts\":");
-	jbuf_u64(b, (uint64_t)handler_now_ms());
+	jbuf_u64(b, tus / 1000);
+	jbuf_lit(b, ",\"tus\":");	/* last: deliver_order_of */
+	jbuf_u64(b, tus);
 	jbuf_lit(b, "}\n");
 	if (b->oom)
 		fatalx("%s: out of memory", __func__);

@@ -40,13 +40,18 @@ static const handler_fn handlers[MSG_MAX + 1] = {
 	[MSG_PING] = handle_ping,
 };
 
-long long
-handler_now_ms(void)
+uint64_t
+handler_accept_us(struct worker *w)
 {
 	struct timespec ts;
+	uint64_t us;
 
 	(void)clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	if (us <= w->last_tus)
+		us = w->last_tus + 1;
+	w->last_tus = us;
+	return us;
 }
 
 uint32_t

@@ -75,8 +75,13 @@ void reply_ack_line(struct jbuf *b, int refmsgid, const cJSON *seq,
 /* reply_ok when err == 0, else reply_error with the standard text. */
 void reply_result(struct worker *w, struct conn *c, const struct reqinfo *ri,
     int err, cJSON *extra);
-/* Milliseconds since the epoch, the "ts" of forwarded frames. */
-long long handler_now_ms(void);
+/*
+ * The time a chat message is accepted, in microseconds since 1970 (UTC),
+ * strictly increasing on this worker, so in each sender's order: the
+ * "tus" of its frame (and "ts", in milliseconds), by which stored
+ * messages are delivered (deliver_order_of).
+ */
+uint64_t handler_accept_us(struct worker *w);
 
 /* Request handlers, one per msgid. */
 void handle_login(struct worker *w, struct conn *c, const struct request *r);

@@ -64,10 +64,10 @@ static const char *const store_sql[ST_COUNT] = {
 	[ST_GROUP_MEMBERS] = "SELECT u.id, u.name, m.grouprole FROM "
 	    "groupmembers m JOIN users u ON u.id = m.userid WHERE "
 	    "m.groupid = ? ORDER BY u.id",
-	[ST_OFFLINE_PUT] = "INSERT INTO offlinemessages (userid, message) "
-	    "VALUES (?, ?)",
+	[ST_OFFLINE_PUT] = "INSERT INTO offlinemessages (userid, ord, message) "
+	    "VALUES (?, ?, ?)",
 	[ST_OFFLINE_FETCH] = "SELECT id, message FROM offlinemessages WHERE "
-	    "userid = ? ORDER BY id LIMIT ?",
+	    "userid = ? ORDER BY ord, id LIMIT ?",
 	[ST_OFFLINE_DEL] = "DELETE FROM offlinemessages WHERE id = ? AND "
 	    "userid = ?",
 };
@@ -721,11 +721,12 @@ store_group_members(struct store *s, uint32_t gid, store_member_fn fn,
 }
 
 int
-store_offline_put(struct store *s, uint32_t uid, const char *text, size_t len)
+store_offline_put(struct store *s, uint32_t uid, uint64_t ord,
+    const char *text, size_t len)
 {
-	struct sval in[] = { SV_I(uid), SV_S(text, len) };
+	struct sval in[] = { SV_I(uid), SV_I(ord), SV_S(text, len) };
 
-	return store_exec(s, ST_OFFLINE_PUT, in, 2, NULL, NULL, NULL, NULL);
+	return store_exec(s, ST_OFFLINE_PUT, in, 3, NULL, NULL, NULL, NULL);
 }
 
 static int

@@ -17,7 +17,7 @@
 
 #include "conf.h"
 
-#define STORE_SCHEMA_VERSION 2	/* the schema this chatd is built for */
+#define STORE_SCHEMA_VERSION 3	/* the schema this chatd is built for */
 
 enum store_rc {
 	STORE_OK = 0,
@@ -74,10 +74,10 @@ int store_group_list(struct store *s, uint32_t uid, store_group_fn fn,
 int store_group_members(struct store *s, uint32_t gid, store_member_fn fn,
     void *arg);
 
-/* STORE_NOREF when uid is no user. */
-int store_offline_put(struct store *s, uint32_t uid, const char *text,
-    size_t len);
-/* The oldest `limit` messages of uid, in order. */
+/* STORE_NOREF when uid is no user.  ord: the frame's "tus". */
+int store_offline_put(struct store *s, uint32_t uid, uint64_t ord,
+    const char *text, size_t len);
+/* The first `limit` messages of uid by ord (then by arrival). */
 int store_offline_fetch(struct store *s, uint32_t uid, int limit,
     store_offline_fn fn, void *arg);
 /* Delete exactly these ids of uid, in one transaction. */

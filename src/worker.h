@@ -107,6 +107,7 @@ struct worker {
 	uint64_t next_token;
 	int stopping;
 	time_t now;
+	uint64_t last_tus;		/* handler_accept_us's last */
 	char *rbuf;			/* scratch read buffer */
 	struct jbuf fbuf;		/* scratch for the frame being built */
 	struct jbuf abuf;		/* scratch for an ACK (reply_ack) */

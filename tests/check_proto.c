@@ -1615,6 +1615,42 @@ presence_of(const char *frame)
 	return deliver_presence_of(frame, strlen(frame));
 }
 
+/* deliver_order_of: the "tus" a chat frame ends with, else 0. */
+static uint64_t
+order_of(const char *frame)
+{
+	return deliver_order_of(frame, strlen(frame));
+}
+
+START_TEST(test_order_of)
+{
+	ck_assert_uint_eq(order_of("{\"msgid\":6,\"id\":1,\"name\":\"a\","
+	    "\"toid\":2,\"msg\":\"}\\\",\\\"tus\\\":9}\",\"time\":\"t\","
+	    "\"ts\":1714564800123,\"tus\":1714564800123456}\n"),
+	    1714564800123456ull);
+	ck_assert_uint_eq(order_of("{\"ts\":1,\"tus\":1}"), 1);
+	/* The largest: 18 digits. */
+	ck_assert_uint_eq(order_of("{\"x\":1,\"tus\":999999999999999999}"),
+	    999999999999999999ull);
+	/* A frame from an older chatd, "tus" not last or not a number, 19
+	 * digits, a key ending in "tus", lines cut short. */
+	ck_assert_uint_eq(order_of("{\"msgid\":6,\"ts\":1714564800123}"), 0);
+	ck_assert_uint_eq(order_of("{\"tus\":5,\"ts\":6}"), 0);
+	ck_assert_uint_eq(order_of("{\"x\":1,\"tus\":}"), 0);
+	ck_assert_uint_eq(order_of("{\"x\":1,\"tus\":-5}"), 0);
+	ck_assert_uint_eq(order_of("{\"x\":1,\"tus\":\"5\"}"), 0);
+	ck_assert_uint_eq(order_of("{\"x\":1,\"tus\":1234567890123456789}"),
+	    0);
+	ck_assert_uint_eq(order_of("{\"x\":1,\"atus\":5}"), 0);
+	ck_assert_uint_eq(order_of("{\"x\":1,\"tus\":5"), 0);
+	ck_assert_uint_eq(order_of("\"tus\":5}"), 0);
+	ck_assert_uint_eq(order_of("5}"), 0);
+	ck_assert_uint_eq(order_of("}\n"), 0);
+	ck_assert_uint_eq(order_of("\n"), 0);
+	ck_assert_uint_eq(order_of(""), 0);
+}
+END_TEST
+
 START_TEST(test_presence_of)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -1743,6 +1779,7 @@ proto_suite(void)
 
 	tc = tcase_create("presence");
 	tcase_add_test(tc, test_presence_of);
+	tcase_add_test(tc, test_order_of);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strerror");

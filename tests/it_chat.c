@@ -1870,6 +1870,163 @@ START_TEST(test_group_chat_then_logout)
 }
 END_TEST
 
+/*
+ * LOGINOUT in the middle of a flood from another worker.  The sender
+ * pipelines LF_N chats; the recipient reads a few and logs out while the
+ * second half is written.  Chats reach the recipient's worker after the
+ * logout (through its inbox), or find it offline on the sender's worker:
+ * either way they are stored.  Every chat must reach the recipient exactly
+ * once, in the session or at the next login, and in the order sent: the
+ * session gets a prefix, the offline store the rest.
+ */
+#define LF_N		400
+#define LF_READ		20	/* chats read before the LOGINOUT */
+#define LF_ROUNDS	4	/* pairs of users, one after the other */
+#define LF_GAP_US	20	/* between two chats */
+
+/* The number i of an "lf i" chat from `from`, or -1. */
+static int
+lf_num(const cJSON *m, long long from)
+{
+	int i;
+
+	if (m == NULL || jnum(m, "msgid") != MSG_ONE_CHAT ||
+	    jnum(m, "id") != from || sscanf(jstr(m, "msg"), "lf %d", &i) != 1 ||
+	    i < 0 || i >= LF_N)
+		return -1;
+	return i;
+}
+
+/* Count chat i in seen[], asserting the order within its part (0 the
+ * session, 1 the offline pull) and that the pull follows the session. */
+static void
+lf_seen(int i, int part, int *seen, int *last)
+{
+	if (i < 0)
+		return;
+	ck_assert_msg(i > last[part], "%s: chat %d after %d", part == 0 ?
+	    "in the session" : "pulled at the next login", i, last[part]);
+	ck_assert_msg(part == 0 || i > last[0], "chat %d pulled at the next "
+	    "login, after chat %d arrived in the session", i, last[0]);
+	last[part] = i;
+	seen[i]++;
+}
+
+static void
+logout_during_flood(void)
+{
+	struct user a, b, *all[2] = { &a, &b };
+	int seen[LF_N], last[2] = { -1, -1 }, acks = 0, i, k, got, nsess, st;
+	long long deadline;
+	cJSON *m, **off;
+	pid_t pid;
+
+	user_new(&a, "a");
+	user_new(&b, "b");
+	users_on_distinct_workers(all, 2);
+	memset(seen, 0, sizeof(seen));
+	/* The sender: a child writing one chat at a time, LF_GAP_US apart,
+	 * on a's connection (the runner reads the ACKs after it). */
+	pid = fork();
+	ck_assert(pid != -1);
+	if (pid == 0) {
+		char text[32], *line;
+		size_t n;
+
+		for (i = 0; i < LF_N; i++) {
+			(void)snprintf(text, sizeof(text), "lf %d", i);
+			if ((m = chatc_build_one_chat(b.id, text)) == NULL)
+				_exit(1);
+			cJSON_AddNumberToObject(m, "seq", i + 1);
+			if ((line = chatc_line(m, &n)) == NULL ||
+			    chatc_send_raw(a.c, line, n) != 0)
+				_exit(1);
+			cJSON_Delete(m);
+			free(line);
+			(void)usleep(LF_GAP_US);
+		}
+		_exit(0);
+	}
+	for (got = 0; got < LF_READ; got++) {
+		m = chatc_wait_msgid(b.c, MSG_ONE_CHAT, PUSH_MS);
+		ck_assert_msg(m != NULL, "chat %d: %s", got, chatc_error(b.c));
+		lf_seen(lf_num(m, a.id), 0, seen, last);
+		cJSON_Delete(m);
+	}
+	ck_assert_int_eq(chatc_send_raw(b.c, "{\"msgid\":3,\"seq\":\"bye\"}\n",
+	    24), 0);
+	while ((m = chatc_recv(b.c, REQ_MS)) != NULL &&
+	    !(jnum(m, "msgid") == MSG_ACK &&
+	    jnum(m, "refmsgid") == MSG_LOGINOUT)) {
+		lf_seen(lf_num(m, a.id), 0, seen, last);
+		cJSON_Delete(m);
+	}
+	ck_assert_msg(m != NULL, "no ACK of LOGINOUT: %s", chatc_error(b.c));
+	cJSON_Delete(m);
+	harness_close(b.c);
+	b.c = NULL;
+	b.slot = -1;
+	for (i = nsess = 0; i < LF_N; i++)
+		nsess += seen[i];
+	ck_assert(waitpid(pid, &st, 0) == pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the sender "
+	    "failed (wait status %#x)", (unsigned)st);
+	/* Every chat answered: delivered or stored, never an error. */
+	while (acks < LF_N && (m = chatc_recv(a.c, REQ_MS)) != NULL) {
+		if (jnum(m, "msgid") == MSG_ACK || jnum(m, "msgid") ==
+		    MSG_ERROR) {
+			ck_assert_msg(jnum(m, "msgid") == MSG_ACK &&
+			    chatc_errno(m) == 0, "ACK %d: %s", acks,
+			    cJSON_PrintUnformatted(m));
+			acks++;
+		}
+		cJSON_Delete(m);
+	}
+	ck_assert_msg(acks == LF_N, "%d of %d chats answered: %s", acks,
+	    LF_N, chatc_error(a.c));
+
+	/* The rest at the next login, then nothing more. */
+	m = user_login(&b, ALL_SLOTS);
+	off = offline_of(m, &k);
+	for (i = 0; i < k; i++)
+		lf_seen(lf_num(off[i], a.id), 1, seen, last);
+	free_objs(off, k);
+	cJSON_Delete(m);
+	deadline = harness_now_ms() + RETRY_MS;
+	for (;;) {
+		for (i = got = 0; i < LF_N; i++)
+			got += seen[i] > 0;
+		if (got == LF_N)
+			deadline = deadline < harness_now_ms() + QUIET_MS ?
+			    deadline : harness_now_ms() + QUIET_MS;
+		if (harness_now_ms() >= deadline ||
+		    (m = chatc_recv(b.c, (int)(deadline - harness_now_ms())))
+		    == NULL)
+			break;
+		lf_seen(lf_num(m, a.id), 1, seen, last);
+		cJSON_Delete(m);
+	}
+	for (i = k = 0; i < LF_N; i++)
+		k += seen[i] > 1;
+	fprintf(stderr, "it_chat: logout during a flood: %d of %d chats in "
+	    "the session, %d pulled at the next login\n", nsess, LF_N,
+	    got - nsess);
+	ck_assert_msg(got == LF_N && k == 0, "of %d chats, %d arrived and %d "
+	    "more than once", LF_N, got, k);
+	user_logout(&a);
+	user_logout(&b);
+}
+
+START_TEST(test_logout_during_flood)
+{
+	int round;
+
+	begin();
+	for (round = 0; round < LF_ROUNDS; round++)
+		logout_during_flood();
+}
+END_TEST
+
 /* --- a classic client ---------------------------------------------------- */
 
 /* Send one object the classic way: compact JSON ended by one NUL. */
@@ -3975,7 +4132,7 @@ bp_pair(struct bp_run_spec *sp, int wa, int wb)
  * recipient cannot be a slow consumer however chatd schedules its
  * writes.)
  */
-#define BP_A_NMSG	500
+#define BP_A_NMSG	400
 #define BP_A_TEXTLEN	12
 START_TEST(test_cross_worker_order_pipelined)
 {
@@ -4158,6 +4315,7 @@ chat_suite(void)
 		test_group_cache_invalidation,
 		test_group_change_then_logout,
 		test_group_chat_then_logout,
+		test_logout_during_flood,
 		test_classic_session,
 		test_worker_kill_active_reader,
 		test_worker_kill_receiver_not_reading,
@@ -4174,6 +4332,7 @@ chat_suite(void)
 		test_group_chat,
 		test_group_cache_invalidation,
 		test_group_change_then_logout,
+		test_logout_during_flood,
 		test_classic_session,
 	};
 	/* On an instance of their own (SLOW_INST), started for them. */

@@ -978,7 +978,7 @@ START_TEST(test_db_status)
 
 	ctl(&r, "-c", H.chatd[0].conf_path, "db", "status", NULL);
 	ASSERT_STATUS(&r, 0, "db status");
-	ck_assert_msg(strstr(r.out, "schema version 2 (this chatd needs 2)")
+	ck_assert_msg(strstr(r.out, "schema version 3 (this chatd needs 3)")
 	    != NULL, "db status: %s", r.out);
 	run_free(&r);
 }
@@ -991,8 +991,8 @@ START_TEST(test_db_migrate_idempotent)
 	ctl(&r, "-c", H.chatd[0].conf_path, "db", "migrate", "-m", MIGRATIONS,
 	    NULL);
 	ASSERT_STATUS(&r, 0, "db migrate");
-	ck_assert_msg(strstr(r.out, "schema version 2 (this chatd needs 2)")
-	    != NULL && strstr(r.out, "schema version 2 after migrating") !=
+	ck_assert_msg(strstr(r.out, "schema version 3 (this chatd needs 3)")
+	    != NULL && strstr(r.out, "schema version 3 after migrating") !=
 	    NULL, "db migrate: %s", r.out);
 	ck_assert_msg(strstr(r.out, "applied") == NULL, "db migrate applied "
 	    "something to a current schema: %s", r.out);
@@ -1038,16 +1038,17 @@ START_TEST(test_db_init)
 	ASSERT_STATUS(&r, 0, "db init");
 	ck_assert_msg(strstr(r.out, "database chat_init_test and user chatinit "
 	    "are ready") != NULL &&
-	    strstr(r.out, "schema version 0 (this chatd needs 2)") != NULL &&
+	    strstr(r.out, "schema version 0 (this chatd needs 3)") != NULL &&
 	    strstr(r.out, "applied 0001_initial.sql") != NULL &&
 	    strstr(r.out, "applied 0002_offline_longtext.sql") != NULL &&
-	    strstr(r.out, "schema version 2 after migrating") != NULL,
+	    strstr(r.out, "applied 0003_offline_order.sql") != NULL &&
+	    strstr(r.out, "schema version 3 after migrating") != NULL,
 	    "db init: %s", r.out);
 	run_free(&r);
 
 	ctl(&r, "-c", conf, "db", "status", NULL);
 	ASSERT_STATUS(&r, 0, "db status after init");
-	ck_assert_msg(strstr(r.out, "schema version 2 (this chatd needs 2)")
+	ck_assert_msg(strstr(r.out, "schema version 3 (this chatd needs 3)")
 	    != NULL, "db status after init: %s", r.out);
 	run_free(&r);
 
@@ -1056,7 +1057,7 @@ START_TEST(test_db_init)
 	    H.mariadb_socket, "-u", "root", NULL);
 	ASSERT_STATUS(&r, 0, "db init again");
 	ck_assert_msg(strstr(r.out, "applied") == NULL &&
-	    strstr(r.out, "schema version 2 after migrating") != NULL,
+	    strstr(r.out, "schema version 3 after migrating") != NULL,
 	    "db init again: %s", r.out);
 	run_free(&r);
 
@@ -1075,9 +1076,11 @@ END_TEST
 
 /*
  * A database at schema version 1, with an offline message in it, taken
- * to version 2 by `db migrate`: only 0002 is applied, the message column
- * becomes LONGTEXT (a stored frame can pass MEDIUMTEXT's 16777215 bytes
- * when max_frame is 16 MiB), and the stored message is kept.
+ * to version 3 by `db migrate`: 0002 and 0003 are applied, the message
+ * column becomes LONGTEXT (a stored frame can pass MEDIUMTEXT's 16777215
+ * bytes when max_frame is 16 MiB), the messages get their order (ord,
+ * 0 for those stored before, so they come first) and its index replaces
+ * (userid, id), and the stored message is kept.
  */
 START_TEST(test_db_upgrade)
 {
@@ -1094,7 +1097,7 @@ START_TEST(test_db_upgrade)
 	    "-u", "root", NULL);
 	ASSERT_STATUS(&r, 1, "db init to version 1");
 	ck_assert_msg(strstr(r.out, "schema version 1 after migrating") !=
-	    NULL && strstr(r.err, "schema version 1, but this chatd needs 2")
+	    NULL && strstr(r.err, "schema version 1, but this chatd needs 3")
 	    != NULL, "db init to version 1: %s%s", r.out, r.err);
 	run_free(&r);
 	ck_assert(harness_sql(&H, "INSERT INTO chat_upg_test.users (name, "
@@ -1104,7 +1107,7 @@ START_TEST(test_db_upgrade)
 
 	ctl(&r, "-c", conf, "db", "status", NULL);
 	ASSERT_STATUS(&r, 1, "db status at version 1");
-	ck_assert_msg(strstr(r.out, "schema version 1 (this chatd needs 2)") !=
+	ck_assert_msg(strstr(r.out, "schema version 1 (this chatd needs 3)") !=
 	    NULL, "db status at version 1: %s", r.out);
 	run_free(&r);
 
@@ -1112,7 +1115,8 @@ START_TEST(test_db_upgrade)
 	ASSERT_STATUS(&r, 0, "db migrate from version 1");
 	ck_assert_msg(strstr(r.out, "applied 0001") == NULL &&
 	    strstr(r.out, "applied 0002_offline_longtext.sql") != NULL &&
-	    strstr(r.out, "schema version 2 after migrating") != NULL,
+	    strstr(r.out, "applied 0003_offline_order.sql") != NULL &&
+	    strstr(r.out, "schema version 3 after migrating") != NULL,
 	    "db migrate from version 1: %s", r.out);
 	run_free(&r);
 
@@ -1121,9 +1125,14 @@ START_TEST(test_db_upgrade)
 	    "AND TABLE_NAME = 'offlinemessages' AND COLUMN_NAME = 'message'",
 	    out, sizeof(out)) == 0);
 	ck_assert_str_eq(out, "longtext");
-	ck_assert(harness_sql_value(&H, "SELECT message FROM "
+	ck_assert(harness_sql_value(&H, "SELECT ord, message FROM "
 	    "chat_upg_test.offlinemessages", out, sizeof(out)) == 0);
-	ck_assert_str_eq(out, "{\"msgid\":6,\"msg\":\"kept\"}");
+	ck_assert_str_eq(out, "0\t{\"msgid\":6,\"msg\":\"kept\"}");
+	ck_assert(harness_sql_value(&H, "SELECT GROUP_CONCAT(DISTINCT "
+	    "INDEX_NAME ORDER BY INDEX_NAME) FROM information_schema.STATISTICS "
+	    "WHERE TABLE_SCHEMA = 'chat_upg_test' AND TABLE_NAME = "
+	    "'offlinemessages'", out, sizeof(out)) == 0);
+	ck_assert_str_eq(out, "offlinemessages_order,PRIMARY");
 
 	(void)harness_sql(&H, "DROP DATABASE chat_upg_test; DROP USER IF EXISTS "
 	    "'chatupg'@'localhost', 'chatupg'@'127.0.0.1', 'chatupg'@'%'");
