@@ -77,6 +77,7 @@
 
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -1048,6 +1049,87 @@ START_TEST(test_offline_nowhere)
 }
 END_TEST
 
+/*
+ * LOGINOUT in the middle of a flood from another host.  a, on host 0,
+ * writes XLF_N chats (no seq) to b, on host 1, one at a time, from a
+ * child; b reads XLF_READ and logs out.  What Redis had sent towards
+ * b's host before its channel was unsubscribed is stored there; what a's
+ * host publishes after finds no subscriber and is stored by a's host.
+ * Both stores race; at b's next login (on host 2) everything must arrive
+ * once and in the order a sent it (the frames' "tus").
+ */
+#define XLF_N		250
+#define XLF_READ	20
+#define XLF_ROUNDS	3
+#define XLF_GAP_US	20
+
+static void
+logout_during_flood_round(void)
+{
+	struct user a, b, *bs[1] = { &b };
+	char text[96], *lines[XLF_N];
+	size_t lens[XLF_N];
+	long long deadline;
+	cJSON *r;
+	pid_t pid;
+	int i, st;
+
+	user_new(&a, "xa");
+	user_new(&b, "xb");
+	online_at(&a, 0);
+	online_at(&b, 1);
+	for (i = 0; i < XLF_N; i++) {
+		msg_text(text, sizeof(text), "xlf");
+		ledger_add(a.id, b.id, MSG_ONE_CHAT, text);
+		r = chatc_build_one_chat(b.id, text);
+		ck_assert(r != NULL);
+		lines[i] = chatc_line(r, &lens[i]);
+		ck_assert(lines[i] != NULL);
+		cJSON_Delete(r);
+	}
+	pid = fork();
+	ck_assert(pid != -1);
+	if (pid == 0) {
+		for (i = 0; i < XLF_N; i++) {
+			if (chatc_send_raw(a.c, lines[i], lens[i]) != 0)
+				_exit(1);
+			(void)usleep(XLF_GAP_US);
+		}
+		_exit(0);
+	}
+	for (i = 0; i < XLF_N; i++)
+		free(lines[i]);
+	deadline = harness_now_ms() + PUSH_MS;
+	while (XLF_N - ledger_missing(b.id) < XLF_READ) {
+		ck_assert_msg(harness_now_ms() < deadline, "b got %d of the "
+		    "first %d chats", XLF_N - ledger_missing(b.id), XLF_READ);
+		(void)pump(&b, 1);
+	}
+	logout(&b, 1);
+	ck_assert(waitpid(pid, &st, 0) == pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the sender "
+	    "failed (wait status %#x)", (unsigned)st);
+	fprintf(stderr, "it_cluster: logout during a flood: %d of %d chats "
+	    "in the session\n", XLF_N - ledger_missing(b.id), XLF_N);
+	online_at(&b, 2);
+	await(bs, 1, PUSH_MS);
+	quiet(bs, 1);
+	ledger_in_order(&a, &b);
+	logout(&a, 1);
+	logout(&b, 1);
+}
+
+START_TEST(test_logout_during_flood)
+{
+	int round;
+
+	begin();
+	for (round = 0; round < XLF_ROUNDS; round++)
+		logout_during_flood_round();
+	ledger_check();
+}
+END_TEST
+
 /* --- tests: duplicate login --------------------------------------------- */
 
 static cJSON *
@@ -1952,8 +2034,10 @@ START_TEST(test_redis_stopped)
 	online_at(a0, 0);
 	online_at(b0, 0);
 	online_at(a1, 1);
-	(void)chat(a0, a1, "delivered");
-	(void)chat(a1, a0, "delivered");
+	/* Either may be stored (a channel not subscribed yet, see the
+	 * head of this file); once each has arrived, both are. */
+	(void)chat(a0, a1, NULL);
+	(void)chat(a1, a0, NULL);
 	await(all, 4, PUSH_MS);
 	ck_assert_int_eq(harness_log_count(&H, 0, STALL_WARNING), 0);
 
@@ -3234,6 +3318,7 @@ cluster_suite(void)
 	const TTest *const chat[] = {
 		test_spread_and_chat,
 		test_offline_nowhere,
+		test_logout_during_flood,
 		test_duplicate_login,
 		test_stale_claim_of_this_host,
 		test_logout_ack_after_release,
