@@ -448,6 +448,9 @@ settle_done(struct job *j, struct worker *w)
 	settle_free(s);
 }
 
+/* Refused by a full queue it waits for room (worker_submit_later) as
+ * "running": the reading must still be made, and a session that ends
+ * meanwhile is found gone by settle_done. */
 static void
 settle_start(struct worker *w, struct settle *s)
 {
@@ -455,11 +458,7 @@ settle_start(struct worker *w, struct settle *s)
 	s->job.run = settle_run;
 	s->job.done = settle_done;
 	conn_ref(s->c);
-	if (worker_submit(w, &s->job) == -1) {
-		(void)umap_del(&w->settling, s->uid);
-		conn_unref(w, s->c);
-		settle_free(s);
-	}
+	worker_submit_later(w, &s->job);
 }
 
 /* Keep c's n friends, the states LOGIN_ACK told and who got the first

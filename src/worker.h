@@ -142,7 +142,8 @@ struct job;
 int worker_submit(struct worker *w, struct job *j);
 /* Submit j, or when the queue is full keep it, in order, and submit it
  * from the next tick: for a job that must run and has nobody to refuse
- * (a notice to friends, deleting what was delivered). */
+ * (a notice to friends, deleting what was delivered, the second reading
+ * of a login's friends). */
 void worker_submit_later(struct worker *w, struct job *j);
 /* The same, in order with every other job of the same key. */
 int worker_submit_keyed(struct worker *w, struct job *j, uint32_t key);
