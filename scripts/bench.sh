@@ -138,6 +138,11 @@ write_conf() {
 	sed -i "s|^\[redis\]|control_socket = $state/$name.sock\n[redis]|" "$conf"
 	"$chatd" -t -c "$conf" >/dev/null 2>&1 ||
 		sed -i '/^control_socket/d' "$conf"
+	# The same for spool_dir (the [database] section is the last).
+	mkdir -p "$state/spool-$name"
+	echo "spool_dir = $state/spool-$name" >>"$conf"
+	"$chatd" -t -c "$conf" >/dev/null 2>&1 ||
+		sed -i '/^spool_dir/d' "$conf"
 	"$chatd" -t -c "$conf" >/dev/null || { echo "bench: bad config $conf" >&2; exit 1; }
 }
 

@@ -38,8 +38,10 @@ db_socket = $mysock
 db_name = chat
 db_user = chatd
 db_password = $db_password
+spool_dir = $state/spool
 CONF
 chmod 600 "$conf"
+mkdir -p "$state/spool"
 echo "run: chatd on 127.0.0.1:$port (Ctrl-C stops it)" >&2
 status=0
 ./chatd -c "$conf" || status=$?

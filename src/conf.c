@@ -84,6 +84,7 @@ static const struct conf_key conf_keys[] = {
 	KSTR("database", db_password, "", WORKERS),
 	KINT("database", db_connect_timeout, 1, 300, 5, WORKERS),
 	KINT("database", db_retry_interval, 1, 300, 2, WORKERS),
+	KSTR("database", spool_dir, "/var/lib/chatd", WORKERS),
 	KSTR("redis", redis_host, "127.0.0.1", WORKERS),
 	KINT("redis", redis_port, 1, 65535, 6379, WORKERS),
 	KSTR("redis", redis_socket, "", WORKERS),
@@ -276,6 +277,11 @@ conf_finish(struct conf *c, char *err, size_t errlen)
 	if (c->presence_shm[0] != '/' || strchr(c->presence_shm + 1, '/')) {
 		(void)snprintf(err, errlen, "presence_shm: \"%s\" must be "
 		    "one '/' followed by a name", c->presence_shm);
+		return -1;
+	}
+	if (c->spool_dir[0] != '\0' && c->spool_dir[0] != '/') {
+		(void)snprintf(err, errlen, "spool_dir: \"%s\" must be an "
+		    "absolute path, or empty", c->spool_dir);
 		return -1;
 	}
 	if (c->max_message > c->max_frame - 256) {

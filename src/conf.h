@@ -55,6 +55,8 @@ struct conf {
 	char db_password[CONF_STR_MAX];
 	int db_connect_timeout;		/* seconds */
 	int db_retry_interval;		/* seconds between reconnects */
+	char spool_dir[CONF_STR_MAX];	/* messages waiting for the database,
+					 * on disk (spool.h); empty: none */
 	/* [redis] */
 	char redis_host[CONF_STR_MAX];	/* empty and no socket: one host */
 	int redis_port;

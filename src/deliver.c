@@ -26,6 +26,7 @@
 #include "log.h"
 #include "monotime.h"
 #include "presence.h"
+#include "spool.h"
 #include "protocol.h"
 #include "store.h"
 #include "worker.h"
@@ -178,6 +179,7 @@ struct store_job {
 	int *rc;
 	uint64_t first_ms;	/* a retry: when the first attempt failed */
 	uint64_t ord;		/* the frame's "tus" */
+	int spooled;		/* in w->spool until stored (sender-less) */
 	size_t len;
 	char text[];
 };
@@ -190,6 +192,34 @@ struct store_job {
  */
 #define DELIVER_RETRY_BYTES	((size_t)64 << 20)
 #define DELIVER_RETRY_MS	(3600 * 1000)
+#define DELIVER_ADOPT_MS	5000
+
+static void store_job_run(struct job *, struct store *);
+static void store_job_done(struct job *, struct worker *);
+static void store_keep_new(struct worker *, struct store_job *);
+
+/* A store of text[0..len) for uids[0..n); NULL when out of memory. */
+static struct store_job *
+store_job_new(const uint32_t *uids, size_t n, const char *text, size_t len)
+{
+	struct store_job *sj;
+
+	if ((sj = calloc(1, sizeof(*sj) + len + 1)) == NULL ||
+	    (sj->uids = malloc(n * sizeof(*uids))) == NULL ||
+	    (sj->rc = calloc(n, sizeof(int))) == NULL) {
+		if (sj != NULL)
+			free(sj->uids);
+		free(sj);
+		return NULL;
+	}
+	sj->job.run = store_job_run;
+	sj->job.done = store_job_done;
+	memcpy(sj->uids, uids, n * sizeof(*uids));
+	sj->n = n;
+	memcpy(sj->text, text, len);
+	sj->len = len;
+	return sj;
+}
 
 static void
 store_job_free(struct store_job *sj)
@@ -198,6 +228,32 @@ store_job_free(struct store_job *sj)
 	free(sj->uids);
 	free(sj->rc);
 	free(sj);
+}
+
+/* A sender-less store into the spool (once), until it is stored. */
+static void
+store_spool(struct worker *w, struct store_job *sj)
+{
+	struct spool_rec r = { sj->ord, (uint32_t)sj->n, sj->uids, sj->len,
+	    sj->text };
+
+	if (w->spool == NULL || sj->spooled || spool_append(w->spool, &r) ==
+	    -1)
+		return;
+	sj->spooled = 1;
+	w->spooled++;
+}
+
+/* sj is stored (or lost past the bounds): out of the spool, which is
+ * emptied once nothing in it waits any more. */
+static void
+store_unspool(struct worker *w, struct store_job *sj)
+{
+	if (!sj->spooled)
+		return;
+	sj->spooled = 0;
+	if (--w->spooled == 0)
+		spool_clear(w->spool);
 }
 
 /* Keep sj (its recipients still to be stored) for another attempt, in
@@ -221,6 +277,7 @@ store_retry_keep(struct worker *w, struct store_job *sj, uint64_t delay_ms)
 	*w->retry_tail = &sj->job;
 	w->retry_tail = &sj->job.next;
 	w->retry_bytes += sj->len;
+	store_spool(w, sj);
 	return 1;
 }
 
@@ -288,7 +345,25 @@ store_job_done(struct job *j, struct worker *w)
 		}
 		conn_unref(w, sj->sender);
 	}
+	store_unspool(w, sj);
 	store_job_free(sj);
+}
+
+/* A record of a stopped worker's spool: kept here (and in our spool). */
+static void
+store_adopt(void *arg, const struct spool_rec *r)
+{
+	struct worker *w = arg;
+	struct store_job *sj;
+
+	if ((sj = store_job_new(r->uids, r->n, r->text, r->len)) == NULL) {
+		log_warnx("%s: out of memory: %u offline message(s) lost",
+		    __func__, r->n);
+		return;
+	}
+	sj->ord = r->ord;
+	store_spool(w, sj);
+	store_keep_new(w, sj);
 }
 
 void
@@ -297,8 +372,15 @@ deliver_retry_tick(struct worker *w)
 	struct store_job *sj;
 	struct job *j;
 	size_t k = 0;
+	uint64_t now = monotime_ms();
 
-	if (w->retry_head == NULL || monotime_ms() < w->retry_at)
+	/* Spool files of stopped workers: at the first tick, then every
+	 * DELIVER_ADOPT_MS. */
+	if (w->spool != NULL && now >= w->adopt_at) {
+		(void)spool_adopt(w->spool, store_adopt, w);
+		w->adopt_at = now + DELIVER_ADOPT_MS;
+	}
+	if (w->retry_head == NULL || now < w->retry_at)
 		return;
 	while ((j = w->retry_head) != NULL) {
 		sj = (struct store_job *)j;
@@ -330,19 +412,27 @@ void
 deliver_retry_drop(struct worker *w)
 {
 	struct store_job *sj;
-	size_t n = 0;
+	size_t n = 0, kept = 0;
 
 	while (w->retry_head != NULL) {
 		sj = (struct store_job *)w->retry_head;
 		w->retry_head = sj->job.next;
-		n += sj->n;
+		if (sj->spooled)
+			kept += sj->n;
+		else
+			n += sj->n;
 		store_job_free(sj);
 	}
 	w->retry_tail = &w->retry_head;
 	w->retry_bytes = 0;
+	if (kept > 0)
+		log_warnx("%zu offline message(s) wait for the database in %s, "
+		    "for another worker to store", kept, spool_path(w->spool));
 	if (n > 0)
 		log_warnx("%zu offline message(s) lost: the database was "
 		    "still unavailable when the worker stopped", n);
+	spool_close(w->spool, w->spooled > 0);
+	w->spool = NULL;
 }
 
 /* A sender-less store not submitted: kept for the next tick, or lost
@@ -354,6 +444,7 @@ store_keep_new(struct worker *w, struct store_job *sj)
 		return;
 	log_warnx("%zu offline message(s) lost: %zu bytes of messages "
 	    "already wait to be stored", sj->n, w->retry_bytes);
+	store_unspool(w, sj);
 	store_job_free(sj);
 }
 
@@ -365,24 +456,12 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 
 	if (len > 0 && frame[len - 1] == '\n')
 		len--;
-	if ((sj = calloc(1, sizeof(*sj) + len + 1)) == NULL ||
-	    (sj->uids = malloc(n * sizeof(*uids))) == NULL ||
-	    (sj->rc = calloc(n, sizeof(int))) == NULL) {
-		if (sj != NULL) {
-			free(sj->uids);
-			free(sj);
-		}
+	if ((sj = store_job_new(uids, n, frame, len)) == NULL) {
 		log_warnx("%s: out of memory", __func__);
 		if (sender != NULL)
 			reply_error(w, sender, ri, CERR_UNAVAILABLE, NULL);
 		return;
 	}
-	sj->job.run = store_job_run;
-	sj->job.done = store_job_done;
-	memcpy(sj->uids, uids, n * sizeof(*uids));
-	sj->n = n;
-	memcpy(sj->text, frame, len);
-	sj->len = len;
 	/* A frame without one (from an older chatd): its arrival. */
 	if ((sj->ord = deliver_order_of(frame, len)) == 0)
 		sj->ord = handler_accept_us(w);
@@ -390,7 +469,9 @@ deliver_store(struct worker *w, struct conn *sender, const struct reqinfo *ri,
 		sj->sender = sender;
 		reqinfo_copy(&sj->ri, ri);
 		conn_ref(sender);
-	}
+	} else
+		/* ACKed "delivered" long ago: on disk until stored. */
+		store_spool(w, sj);
 	/*
 	 * Keyed by sender: one sender's messages are stored in the order
 	 * they were sent, whichever job thread is free.  Without a sender

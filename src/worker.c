@@ -37,6 +37,7 @@
 #include "log.h"
 #include "monotime.h"
 #include "presence.h"
+#include "spool.h"
 #include "worker.h"
 
 /* epoll tags for the worker's own descriptors (never valid pointers). */
@@ -508,6 +509,9 @@ worker_init(struct worker *w, struct conf *conf,
 	if ((w->jobs = jobq_create(conf, conf->job_threads,
 	    conf->job_queue_max, err, sizeof(err))) == NULL)
 		fatalx("job threads: %s", err);
+	/* What stopped workers left there is taken at the first tick. */
+	if (conf->spool_dir[0] != '\0')
+		w->spool = spool_open(conf->spool_dir);
 	if ((w->timer_fd = timerfd_create(CLOCK_MONOTONIC,
 	    TFD_NONBLOCK | TFD_CLOEXEC)) == -1)
 		fatal("timerfd_create");

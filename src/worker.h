@@ -90,6 +90,10 @@ struct worker {
 	struct job *retry_head, **retry_tail;
 	size_t retry_bytes;		/* their messages' bytes (the bound) */
 	uint64_t retry_at;		/* monotime_ms of the next attempt */
+	struct spool *spool;		/* the same on disk, NULL when none */
+	size_t spooled;			/* of those in it, not stored yet */
+	uint64_t adopt_at;		/* monotime_ms of the next look for
+					 * spool files of stopped workers */
 	/* Jobs the full queue refused that must run all the same, for the
 	 * next tick (worker_submit_later). */
 	struct job *later_head, **later_tail;

@@ -115,6 +115,7 @@ assert_defaults_except_derived(const struct conf *d)
 	ck_assert_str_eq(d->db_password, "");
 	ck_assert_int_eq(d->db_connect_timeout, 5);
 	ck_assert_int_eq(d->db_retry_interval, 2);
+	ck_assert_str_eq(d->spool_dir, "/var/lib/chatd");
 }
 
 START_TEST(test_defaults_table)
@@ -326,7 +327,8 @@ START_TEST(test_full_config)
 	    "db_user = tester\n"
 	    "db_password = s3cret with spaces\n"
 	    "db_connect_timeout = 9\n"
-	    "db_retry_interval = 11\n");
+	    "db_retry_interval = 11\n"
+	    "spool_dir = /srv/chatd-spool\n");
 	ck_assert_str_eq(c.listen, "0.0.0.0:7001");
 	ck_assert_str_eq(c.node_id, "node-a");
 	ck_assert_int_eq(c.workers, 3);
@@ -354,6 +356,7 @@ START_TEST(test_full_config)
 	ck_assert_str_eq(c.db_password, "s3cret with spaces");
 	ck_assert_int_eq(c.db_connect_timeout, 9);
 	ck_assert_int_eq(c.db_retry_interval, 11);
+	ck_assert_str_eq(c.spool_dir, "/srv/chatd-spool");
 }
 END_TEST
 

@@ -1667,6 +1667,7 @@ static int
 chatd_write_conf(struct harness *h, int i, const char *extra)
 {
 	struct harness_chatd *c = &h->chatd[i];
+	char spool[PATH_MAX];
 	FILE *fp;
 	int fd, bad, dbport;
 
@@ -1676,6 +1677,14 @@ chatd_write_conf(struct harness *h, int i, const char *extra)
 	    (dbport = harness_free_port()) == -1)
 		return -1;
 
+	/* Each instance its own spool directory (they may share a
+	 * database, not their workers' spool files). */
+	(void)fmt(spool, sizeof(spool), "%s/spool-%d", h->dir, i);
+	if (mkdir(spool, 0700) == -1 && errno != EEXIST) {
+		fprintf(stderr, "harness: mkdir %s: %s\n", spool,
+		    strerror(errno));
+		return -1;
+	}
 	fd = open(c->conf_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0600);
 	if (fd == -1 || (fp = fdopen(fd, "w")) == NULL) {
@@ -1704,9 +1713,10 @@ chatd_write_conf(struct harness *h, int i, const char *extra)
 	    "db_port = %d\n"
 	    "db_name = %s\n"
 	    "db_user = %s\n"
-	    "db_password = %s\n",
+	    "db_password = %s\n"
+	    "spool_dir = %s\n",
 	    c->port, c->shm_name, h->dir, i, dbport, h->db_name, h->db_user,
-	    h->db_password);
+	    h->db_password, spool);
 	/* Redis when the harness runs one (cluster mode), else none; every
 	 * instance is its own node, all share the key prefix. */
 	if (h->redis_port > 0)

@@ -1467,6 +1467,7 @@ END_TEST
 #define SDB_SEND_MS	30000
 #define SDB_EOF_MS	15000
 #define SDB_PUSH_MS	10000	/* kept stores tried every second */
+#define SDB_RESPAWN_MS	15000	/* a killed worker replaced, its spool taken */
 
 /* The number of message text "sdb NNNNN ...", or -1. */
 static int
@@ -1483,9 +1484,17 @@ sdb_num(const cJSON *m, long long from)
 	return atoi(t + 4);
 }
 
-START_TEST(test_slow_consumer_db_down)
+/*
+ * The body of both tests below; with kill_worker the only worker is
+ * SIGKILLed while the kept stores wait for the database, after it wrote
+ * them to its spool (spool_dir), and the worker started in its place must
+ * take them from there.
+ */
+static void
+slow_consumer_db_down(int kill_worker)
 {
 	char pw[96], nr[64], ns[64], needle[160], *text, *buf = NULL;
+	pid_t old_pid, new_pid = 0;
 	struct chatc *r, *s;
 	long long idr, ids, t0, deadline, seq, left;
 	int *acked, *seen, next = 0, inflight = 0, stop_at = SDB_N, gone = 0;
@@ -1592,6 +1601,25 @@ START_TEST(test_slow_consumer_db_down)
 	ck_assert_msg(chatc_closed(r), "the dropped receiver's connection "
 	    "did not end within %d ms: %s", SDB_EOF_MS, chatc_error(r));
 	harness_close(r);
+	if (kill_worker) {
+		ck_assert_int_eq(harness_chatd_workers(&H, INST, &old_pid, 1),
+		    1);
+		ck_assert_int_eq(kill(old_pid, SIGKILL), 0);
+		deadline = harness_now_ms() + SDB_RESPAWN_MS;
+		while (harness_chatd_workers(&H, INST, &new_pid, 1) != 1 ||
+		    new_pid == old_pid) {
+			ck_assert_msg(harness_now_ms() < deadline, "the killed "
+			    "worker was not replaced within %d ms",
+			    SDB_RESPAWN_MS);
+			harness_sleep_ms(POLL_MS);
+		}
+		/* Its first tick takes what the killed one spooled. */
+		while (!harness_log_contains(&H, INST, "spool: took")) {
+			ck_assert_msg(harness_now_ms() < deadline, "the new "
+			    "worker took nothing from the killed one's spool");
+			harness_sleep_ms(POLL_MS);
+		}
+	}
 
 	/* The database back: log in again, take everything stored. */
 	ck_assert_msg(harness_start_mariadb(&H) == 0, "mariadbd did not "
@@ -1625,9 +1653,9 @@ START_TEST(test_slow_consumer_db_down)
 			seen[n]++;
 		cJSON_Delete(m);
 	}
-	fprintf(stderr, "it_abuse: slow consumer, db down: %d sent, %d "
-	    "delivered, %d refused; %d in LOGIN_ACK; %d lost\n", next, nacked,
-	    nrefused, ninack, lost);
+	fprintf(stderr, "it_abuse: slow consumer, db down%s: %d sent, %d "
+	    "delivered, %d refused; %d in LOGIN_ACK; %d lost\n", kill_worker ?
+	    ", worker killed" : "", next, nacked, nrefused, ninack, lost);
 	ck_assert_msg(lost == 0, "%d message(s) ACKed \"delivered\" to a slow "
 	    "consumer dropped while the database was down were lost", lost);
 	harness_close(r);
@@ -1638,6 +1666,21 @@ START_TEST(test_slow_consumer_db_down)
 	/* Ours now (a child of this test): stop it cleanly; the next
 	 * fixture starts the runner's again. */
 	(void)harness_stop_mariadb(&H);
+}
+
+START_TEST(test_slow_consumer_db_down)
+{
+	slow_consumer_db_down(0);
+}
+END_TEST
+
+/*
+ * The same with the worker SIGKILLed while the rescued messages wait for
+ * the database: they were kept in its memory only, and lost with it.
+ */
+START_TEST(test_slow_consumer_db_down_worker_killed)
+{
+	slow_consumer_db_down(1);
 }
 END_TEST
 
@@ -2372,6 +2415,10 @@ abuse_suite(void)
 	tcase(s, "database down", setup_db, test_database_down, NULL);
 	tcase(s, "database down, slow consumer", setup_db_slow,
 	    test_slow_consumer_db_down, NULL);
+	/* A TCase of its own: each test stops the runner's mariadbd, which
+	 * the next fixture starts again. */
+	tcase(s, "database down, worker killed", setup_db_slow,
+	    test_slow_consumer_db_down_worker_killed, NULL);
 	tcase(s, "largest frame", setup_big, test_largest_frame, NULL);
 	tcase(s, "job queue full", setup_jobq, test_pull_with_job_queue_full,
 	    NULL);
