@@ -26,8 +26,8 @@
 #include "log.h"
 #include "monotime.h"
 #include "presence.h"
-#include "spool.h"
 #include "protocol.h"
+#include "spool.h"
 #include "store.h"
 #include "worker.h"
 
@@ -188,7 +188,9 @@ struct store_job {
  * Sender-less stores the database refused are kept (in memory, in order)
  * and tried again every db_retry_interval, for up to an hour and up to
  * this many bytes of messages per worker; past either they are lost, and
- * logged.
+ * logged.  Every sender-less store is also in the worker's spool file
+ * until it is stored (spool.h), from which another worker takes what
+ * this one leaves when it stops or dies.
  */
 #define DELIVER_RETRY_BYTES	((size_t)64 << 20)
 #define DELIVER_RETRY_MS	(3600 * 1000)
