@@ -127,6 +127,8 @@
 #define CONF_DB_SLOW	"[server]\nworkers = 1\nmax_output = 65536\n" \
 			"max_frame = 8192\nmax_message = 4096\n" \
 			"[database]\ndb_retry_interval = 1\n"
+/* The same, and a stop that waits for the database only 2 s. */
+#define CONF_DB_RESTART	CONF_DB_SLOW "[server]\nshutdown_timeout = 2\n"
 #define CONF_SECRETS	"[server]\nworkers = 2\nlog_level = debug\n"
 /* The largest frame chatd accepts, and the longest text it allows. */
 #define BIG_FRAME	16777216
@@ -218,6 +220,7 @@ static void setup_timeouts(void) { inst_start(CONF_TIMEOUTS); }
 static void setup_silent(void) { inst_start(CONF_SILENT); }
 static void setup_db(void) { inst_start(CONF_DB); }
 static void setup_db_slow(void) { inst_start(CONF_DB_SLOW); }
+static void setup_db_restart(void) { inst_start(CONF_DB_RESTART); }
 static void setup_secrets(void) { inst_start(CONF_SECRETS); }
 static void setup_big(void) { inst_start(CONF_BIG); }
 static void setup_jobq(void) { inst_start(CONF_JOBQ); }
@@ -1485,13 +1488,16 @@ sdb_num(const cJSON *m, long long from)
 }
 
 /*
- * The body of both tests below; with kill_worker the only worker is
- * SIGKILLed while the kept stores wait for the database, after it wrote
- * them to its spool (spool_dir), and the worker started in its place must
- * take them from there.
+ * The body of the three tests below.  While the kept stores wait for the
+ * database, written to the spool (spool_dir) too: SDB_KILL SIGKILLs the
+ * only worker, and the worker started in its place must take them from
+ * there; SDB_RESTART stops chatd (which must say it leaves them there)
+ * and starts it again, whose worker must take them.
  */
+enum { SDB_PLAIN, SDB_KILL, SDB_RESTART };
+
 static void
-slow_consumer_db_down(int kill_worker)
+slow_consumer_db_down(int mode)
 {
 	char pw[96], nr[64], ns[64], needle[160], *text, *buf = NULL;
 	pid_t old_pid, new_pid = 0;
@@ -1601,7 +1607,7 @@ slow_consumer_db_down(int kill_worker)
 	ck_assert_msg(chatc_closed(r), "the dropped receiver's connection "
 	    "did not end within %d ms: %s", SDB_EOF_MS, chatc_error(r));
 	harness_close(r);
-	if (kill_worker) {
+	if (mode == SDB_KILL) {
 		ck_assert_int_eq(harness_chatd_workers(&H, INST, &old_pid, 1),
 		    1);
 		ck_assert_int_eq(kill(old_pid, SIGKILL), 0);
@@ -1613,10 +1619,22 @@ slow_consumer_db_down(int kill_worker)
 			    SDB_RESPAWN_MS);
 			harness_sleep_ms(POLL_MS);
 		}
-		/* Its first tick takes what the killed one spooled. */
+	}
+	if (mode == SDB_RESTART) {
+		/* Not our child: waits until it is gone, answers -1. */
+		(void)harness_signal_chatd(&H, INST, SIGTERM, 1);
+		ck_assert_msg(harness_log_contains(&H, INST, "wait for the "
+		    "database in"), "the stopped worker did not say it left "
+		    "its spool");
+		ck_assert_msg(harness_start_chatd(&H, INST, CONF_DB_RESTART) ==
+		    0, "chatd did not start again with the database down");
+		deadline = harness_now_ms() + SDB_RESPAWN_MS;
+	}
+	if (mode != SDB_PLAIN) {
+		/* Its first tick takes what the stopped one spooled. */
 		while (!harness_log_contains(&H, INST, "spool: took")) {
 			ck_assert_msg(harness_now_ms() < deadline, "the new "
-			    "worker took nothing from the killed one's spool");
+			    "worker took nothing from the old one's spool");
 			harness_sleep_ms(POLL_MS);
 		}
 	}
@@ -1654,8 +1672,9 @@ slow_consumer_db_down(int kill_worker)
 		cJSON_Delete(m);
 	}
 	fprintf(stderr, "it_abuse: slow consumer, db down%s: %d sent, %d "
-	    "delivered, %d refused; %d in LOGIN_ACK; %d lost\n", kill_worker ?
-	    ", worker killed" : "", next, nacked, nrefused, ninack, lost);
+	    "delivered, %d refused; %d in LOGIN_ACK; %d lost\n", mode ==
+	    SDB_KILL ? ", worker killed" : mode == SDB_RESTART ? ", chatd "
+	    "restarted" : "", next, nacked, nrefused, ninack, lost);
 	ck_assert_msg(lost == 0, "%d message(s) ACKed \"delivered\" to a slow "
 	    "consumer dropped while the database was down were lost", lost);
 	harness_close(r);
@@ -1664,13 +1683,15 @@ slow_consumer_db_down(int kill_worker)
 	free(seen);
 	free(text);
 	/* Ours now (a child of this test): stop it cleanly; the next
-	 * fixture starts the runner's again. */
+	 * fixture starts the runner's again.  So is a restarted chatd. */
+	if (mode == SDB_RESTART)
+		ck_assert_int_eq(harness_signal_chatd(&H, INST, SIGTERM, 1), 0);
 	(void)harness_stop_mariadb(&H);
 }
 
 START_TEST(test_slow_consumer_db_down)
 {
-	slow_consumer_db_down(0);
+	slow_consumer_db_down(SDB_PLAIN);
 }
 END_TEST
 
@@ -1680,7 +1701,17 @@ END_TEST
  */
 START_TEST(test_slow_consumer_db_down_worker_killed)
 {
-	slow_consumer_db_down(1);
+	slow_consumer_db_down(SDB_KILL);
+}
+END_TEST
+
+/*
+ * The same with chatd stopped and started again (an operator restarting
+ * it during a database outage): the stop logged them lost.
+ */
+START_TEST(test_slow_consumer_db_down_restart)
+{
+	slow_consumer_db_down(SDB_RESTART);
 }
 END_TEST
 
@@ -2419,6 +2450,8 @@ abuse_suite(void)
 	 * the next fixture starts again. */
 	tcase(s, "database down, worker killed", setup_db_slow,
 	    test_slow_consumer_db_down_worker_killed, NULL);
+	tcase(s, "database down, chatd restarted", setup_db_restart,
+	    test_slow_consumer_db_down_restart, NULL);
 	tcase(s, "largest frame", setup_big, test_largest_frame, NULL);
 	tcase(s, "job queue full", setup_jobq, test_pull_with_job_queue_full,
 	    NULL);
