@@ -105,6 +105,20 @@ struct session {
 
 	struct chat_names users, groups;
 	struct chat_fmt out;	/* scratch for one line of output */
+	struct seen *seen;	/* chats shown to this user (SEEN_MAX) */
+	size_t nseen, seen_next;
+};
+
+/*
+ * The chats shown since the login, by sender, msgid and "tus": the server
+ * delivers at least once (a stored message whose removal failed, or whose
+ * connection was lost before it was read, comes again), so a repeat is
+ * dropped.  Frames without "tus" (an older server) are always shown.
+ */
+#define SEEN_MAX	4096
+struct seen {
+	long long from, msgid;
+	double tus;
 };
 
 /*
@@ -312,12 +326,45 @@ user_label(struct session *s, long long id, char *buf, size_t len)
 	return buf;
 }
 
-/* Show one forwarded chat frame (live or from the offline store). */
+/* 1 when msg was shown already; else it is remembered (the oldest of
+ * SEEN_MAX forgotten). */
+static int
+seen_before(struct session *s, const cJSON *msg)
+{
+	const cJSON *tus = cJSON_GetObjectItemCaseSensitive(msg, "tus");
+	struct seen k;
+	size_t i;
+
+	if (!cJSON_IsNumber(tus))
+		return 0;
+	k.from = chat_fmt_num(msg, "id", -1);
+	k.msgid = chat_fmt_num(msg, "msgid", -1);
+	k.tus = tus->valuedouble;
+	for (i = 0; i < s->nseen; i++)
+		if (s->seen[i].from == k.from && s->seen[i].msgid == k.msgid &&
+		    s->seen[i].tus == k.tus)
+			return 1;
+	if (s->seen == NULL &&
+	    (s->seen = calloc(SEEN_MAX, sizeof(*s->seen))) == NULL)
+		return 0;
+	s->seen[s->seen_next] = k;
+	s->seen_next = (s->seen_next + 1) % SEEN_MAX;
+	if (s->nseen < SEEN_MAX)
+		s->nseen++;
+	return 0;
+}
+
+/* Show one forwarded chat frame (live or from the offline store), unless
+ * it was shown already. */
 static void
 show_chat(struct session *s, const cJSON *msg, const char *indent)
 {
-	struct chat_fmt *f = out_begin(s);
+	struct chat_fmt *f;
 	long long from, gid;
+
+	if (seen_before(s, msg))
+		return;
+	f = out_begin(s);
 
 	from = chat_fmt_num(msg, "id", -1);
 	if (from > 0 && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(msg,
@@ -670,6 +717,9 @@ sess_forget(struct session *s)
 	s->name[0] = '\0';
 	names_free(&s->users);
 	names_free(&s->groups);
+	/* Another user may log in next: the same group message is theirs
+	 * to see too. */
+	s->nseen = s->seen_next = 0;
 }
 
 /* --- commands ---------------------------------------------------------- */
@@ -1586,6 +1636,7 @@ out:
 	chatc_close(s.c);
 	names_free(&s.users);
 	names_free(&s.groups);
+	free(s.seen);
 	chat_fmt_free(&s.out);
 	explicit_bzero(s.password, sizeof(s.password));
 	explicit_bzero(s.given_password, sizeof(s.given_password));

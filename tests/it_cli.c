@@ -1107,6 +1107,63 @@ START_TEST(test_reconnect_and_keepalive)
 END_TEST
 
 /* tests/cli_oneshot.sh, against the main chatd. */
+/* Occurrences of needle in t's output. */
+static int
+cli_count(const struct cli *t, const char *needle)
+{
+	const char *p = t->out;
+	int n = 0;
+
+	while (p != NULL && (p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	return n;
+}
+
+/*
+ * The server delivers at least once: a stored message whose removal
+ * failed, or whose connection was lost before it was read, comes again.
+ * The client shows a repeat (the same sender and "tus") once.  The test
+ * stores each of two messages twice, by SQL, as such a repeat would be.
+ */
+START_TEST(test_repeat_shown_once)
+{
+	char sql[256], out[32], buf[128];
+	struct peer a, b;
+	struct cli *t;
+
+	peer_register(&a, MAIN_INST, "repA");
+	peer_register(&b, MAIN_INST, "repB");
+	peer_login(&a, MAIN_INST);
+	peer_ok(&a, chatc_one_chat(a.c, b.id, "repeat one", REQ_MS),
+	    "one_chat");
+	peer_ok(&a, chatc_one_chat(a.c, b.id, "repeat two", REQ_MS),
+	    "one_chat");
+	(void)snprintf(sql, sizeof(sql), "INSERT INTO offlinemessages (userid, "
+	    "ord, message) SELECT userid, ord, message FROM offlinemessages "
+	    "WHERE userid = %lld", b.id);
+	ck_assert(harness_sql(&H, sql) == 0);
+	(void)snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM "
+	    "offlinemessages WHERE userid = %lld", b.id);
+	ck_assert(harness_sql_value(&H, sql, out, sizeof(out)) == 0);
+	ck_assert_str_eq(out, "4");
+
+	t = cli_as("B", MAIN_INST, &b);
+	/* A live message after the pulled ones: everything before it is
+	 * on the screen. */
+	peer_ok(&a, chatc_one_chat(a.c, b.id, "repeat live", REQ_MS),
+	    "one_chat");
+	(void)snprintf(buf, sizeof(buf), "%s [%lld]: repeat live", a.name,
+	    a.id);
+	cli_expect(t, buf, EXPECT_MS);
+	ck_assert_msg(cli_count(t, "]: repeat one") == 1 &&
+	    cli_count(t, "]: repeat two") == 1, "[%s] each message stored "
+	    "twice must be shown once:\n%s", t->tag, cli_dump(t));
+	cli_finish(t, "quit");
+}
+END_TEST
+
 START_TEST(test_oneshot_script)
 {
 	char cmd[PATH_MAX * 2 + 256];
@@ -1144,6 +1201,7 @@ cli_suite(void)
 		test_incoming_while_typing,
 		test_errors_readable,
 		test_reconnect_and_keepalive,
+		test_repeat_shown_once,
 		test_oneshot_script,
 	};
 	Suite *s = suite_create("it_cli");
