@@ -180,6 +180,7 @@ struct store_job {
 	uint64_t first_ms;	/* a retry: when the first attempt failed */
 	uint64_t ord;		/* the frame's "tus" */
 	int spooled;		/* in w->spool until stored (sender-less) */
+	size_t waiting;		/* its recipients in w->retry_msgs */
 	size_t len;
 	char text[];
 };
@@ -258,6 +259,16 @@ store_unspool(struct worker *w, struct store_job *sj)
 		spool_clear(w->spool);
 }
 
+/* sj's recipients that wait for the database are now n (0 once it is
+ * stored, lost or dropped): the offline_waiting gauge. */
+static void
+store_waiting(struct worker *w, struct store_job *sj, size_t n)
+{
+	w->retry_msgs = w->retry_msgs - sj->waiting + n;
+	sj->waiting = n;
+	w->stats->offline_waiting = w->retry_msgs;
+}
+
 /* Keep sj (its recipients still to be stored) for another attempt, in
  * delay_ms when nothing else is kept; 0 when it cannot be kept (too
  * long, too much kept), and sj is the caller's still. */
@@ -280,6 +291,7 @@ store_retry_keep(struct worker *w, struct store_job *sj, uint64_t delay_ms)
 	w->retry_tail = &sj->job.next;
 	w->retry_bytes += sj->len;
 	store_spool(w, sj);
+	store_waiting(w, sj, sj->n);
 	return 1;
 }
 
@@ -348,6 +360,7 @@ store_job_done(struct job *j, struct worker *w)
 		conn_unref(w, sj->sender);
 	}
 	store_unspool(w, sj);
+	store_waiting(w, sj, 0);
 	store_job_free(sj);
 }
 
@@ -423,6 +436,7 @@ deliver_retry_drop(struct worker *w)
 			kept += sj->n;
 		else
 			n += sj->n;
+		store_waiting(w, sj, 0);
 		store_job_free(sj);
 	}
 	w->retry_tail = &w->retry_head;
@@ -447,6 +461,7 @@ store_keep_new(struct worker *w, struct store_job *sj)
 	log_warnx("%zu offline message(s) lost: %zu bytes of messages "
 	    "already wait to be stored", sj->n, w->retry_bytes);
 	store_unspool(w, sj);
+	store_waiting(w, sj, 0);
 	store_job_free(sj);
 }
 

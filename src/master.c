@@ -628,7 +628,8 @@ stats_json(const struct worker_stats *st, int slot)
 	N(logins_ok); N(logins_failed); N(registrations);
 	N(msgs_in); N(msgs_out); N(bytes_in); N(bytes_out);
 	N(deliver_local); N(deliver_worker); N(deliver_host);
-	N(offline_stored); N(offline_delivered); N(presence_settled);
+	N(offline_stored); N(offline_delivered); N(offline_waiting);
+	N(presence_settled);
 	N(slow_consumers);
 	N(limit_refusals); N(hash_waits); N(hash_wait_ms);
 #undef N

@@ -629,6 +629,7 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 	w.stats->pid = (int32_t)getpid();
 	w.stats->started = (int64_t)w.now;
 	w.stats->conns_open = w.stats->online = 0;
+	w.stats->offline_waiting = 0;
 	worker_reload(&w, 0);
 	log_info("started, listening");
 	if (ready_fd != -1) {

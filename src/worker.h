@@ -43,6 +43,8 @@ struct worker_stats {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t deliver_local, deliver_worker, deliver_host, offline_stored;
 	uint64_t offline_delivered;
+	uint64_t offline_waiting;	/* gauge: messages without a sender
+					 * that wait for the database */
 	uint64_t presence_settled;	/* PRESENCE corrected after LOGIN_ACK */
 	uint64_t slow_consumers, limit_refusals;
 	uint64_t hash_waits;		/* hashes that waited for a slot */
@@ -90,6 +92,7 @@ struct worker {
 	struct job *retry_head, **retry_tail;
 	size_t retry_bytes;		/* their messages' bytes (the bound) */
 	uint64_t retry_at;		/* monotime_ms of the next attempt */
+	size_t retry_msgs;		/* their recipients (offline_waiting) */
 	struct spool *spool;		/* the same on disk, NULL when none */
 	size_t spooled;			/* of those in it, not stored yet */
 	uint64_t adopt_at;		/* monotime_ms of the next look for

@@ -1487,6 +1487,18 @@ sdb_num(const cJSON *m, long long from)
 	return atoi(t + 4);
 }
 
+/* chatctl stats offline_waiting, summed over the workers. */
+static long long
+waiting(void)
+{
+	char err[256];
+	long long n = -1;
+
+	ck_assert_msg(harness_stats_sum(&H, INST, "offline_waiting", &n, NULL,
+	    err, sizeof(err)) == 0, "chatctl stats: %s", err);
+	return n;
+}
+
 /*
  * The body of the three tests below.  While the kept stores wait for the
  * database, written to the spool (spool_dir) too: SDB_KILL SIGKILLs the
@@ -1501,6 +1513,9 @@ slow_consumer_db_down(int mode)
 {
 	char pw[96], nr[64], ns[64], needle[160], *text, *buf = NULL;
 	pid_t old_pid, new_pid = 0;
+	/* The instances of every TCase append to one log. */
+	int took0 = harness_log_count(&H, INST, "spool: took");
+	int left0 = harness_log_count(&H, INST, "wait for the database in");
 	struct chatc *r, *s;
 	long long idr, ids, t0, deadline, seq, left;
 	int *acked, *seen, next = 0, inflight = 0, stop_at = SDB_N, gone = 0;
@@ -1595,6 +1610,8 @@ slow_consumer_db_down(int mode)
 	ck_assert_msg(harness_log_contains(&H, INST, "database unavailable; "
 	    "trying again"), "the failed stores of the slow consumer's "
 	    "queued chats were not logged as kept");
+	ck_assert_msg(waiting() > 0, "chatctl stats offline_waiting is 0 "
+	    "while stores wait for the database");
 
 	/* The receiver reads what reached it, up to the close. */
 	deadline = harness_now_ms() + SDB_EOF_MS;
@@ -1623,20 +1640,22 @@ slow_consumer_db_down(int mode)
 	if (mode == SDB_RESTART) {
 		/* Not our child: waits until it is gone, answers -1. */
 		(void)harness_signal_chatd(&H, INST, SIGTERM, 1);
-		ck_assert_msg(harness_log_contains(&H, INST, "wait for the "
-		    "database in"), "the stopped worker did not say it left "
-		    "its spool");
+		ck_assert_msg(harness_log_count(&H, INST, "wait for the "
+		    "database in") > left0, "the stopped worker did not say it "
+		    "left its spool");
 		ck_assert_msg(harness_start_chatd(&H, INST, CONF_DB_RESTART) ==
 		    0, "chatd did not start again with the database down");
 		deadline = harness_now_ms() + SDB_RESPAWN_MS;
 	}
 	if (mode != SDB_PLAIN) {
 		/* Its first tick takes what the stopped one spooled. */
-		while (!harness_log_contains(&H, INST, "spool: took")) {
+		while (harness_log_count(&H, INST, "spool: took") <= took0) {
 			ck_assert_msg(harness_now_ms() < deadline, "the new "
 			    "worker took nothing from the old one's spool");
 			harness_sleep_ms(POLL_MS);
 		}
+		ck_assert_msg(waiting() > 0, "chatctl stats offline_waiting "
+		    "is 0 after the new worker took the old one's spool");
 	}
 
 	/* The database back: log in again, take everything stored. */
@@ -1677,6 +1696,12 @@ slow_consumer_db_down(int mode)
 	    "restarted" : "", next, nacked, nrefused, ninack, lost);
 	ck_assert_msg(lost == 0, "%d message(s) ACKed \"delivered\" to a slow "
 	    "consumer dropped while the database was down were lost", lost);
+	/* All stored: nothing waits (the gauge is set as each is). */
+	deadline = harness_now_ms() + SDB_PUSH_MS;
+	while ((n = (int)waiting()) != 0 && harness_now_ms() < deadline)
+		harness_sleep_ms(POLL_MS);
+	ck_assert_msg(n == 0, "chatctl stats offline_waiting is %d after "
+	    "every message arrived", n);
 	harness_close(r);
 	harness_close(s);
 	free(acked);
