@@ -42,20 +42,23 @@ struct spool {
 	int broken;		/* a write failed: no more appends */
 	char dir[PATH_MAX];
 	char path[PATH_MAX];
+	char prefix[96];	/* "spool.KEY.": the files it may adopt */
 };
 
 struct spool *
-spool_open(const char *dir)
+spool_open(const char *dir, const char *key)
 {
 	struct spool *sp;
 
 	if ((sp = calloc(1, sizeof(*sp))) == NULL)
 		return NULL;
 	sp->fd = -1;
-	if ((size_t)snprintf(sp->dir, sizeof(sp->dir), "%s", dir) >=
+	if ((size_t)snprintf(sp->prefix, sizeof(sp->prefix), SPOOL_PREFIX
+	    "%s.", key) >= sizeof(sp->prefix) ||
+	    (size_t)snprintf(sp->dir, sizeof(sp->dir), "%s", dir) >=
 	    sizeof(sp->dir) ||
-	    (size_t)snprintf(sp->path, sizeof(sp->path), "%s/" SPOOL_PREFIX
-	    "XXXXXX", dir) >= sizeof(sp->path)) {
+	    (size_t)snprintf(sp->path, sizeof(sp->path), "%s/%sXXXXXX", dir,
+	    sp->prefix) >= sizeof(sp->path)) {
 		log_warnx("spool_dir %s: path too long", dir);
 		free(sp);
 		return NULL;
@@ -230,7 +233,7 @@ spool_adopt(struct spool *sp,
 		return 0;
 	}
 	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, SPOOL_PREFIX, strlen(SPOOL_PREFIX))
+		if (strncmp(de->d_name, sp->prefix, strlen(sp->prefix))
 		    != 0 || strcmp(de->d_name, own) == 0 ||
 		    (size_t)snprintf(path, sizeof(path), "%s/%s", sp->dir,
 		    de->d_name) >= sizeof(path))

@@ -32,9 +32,11 @@ struct spool_rec {
 	const char *text;	/* the frame, without its '\n' */
 };
 
-/* A new, locked spool file of this worker in dir; NULL with the reason
- * logged (the worker then keeps waiting messages in memory only). */
-struct spool *spool_open(const char *dir);
+/* A new, locked spool file of this worker in dir, named with key (which
+ * database the messages are for: only files of the same key are
+ * adopted); NULL with the reason logged (the worker then keeps waiting
+ * messages in memory only).  key: letters, digits, '-' and '_'. */
+struct spool *spool_open(const char *dir, const char *key);
 /* Append one record; -1 (logged) when it could not be written. */
 int spool_append(struct spool *sp, const struct spool_rec *r);
 /* Every record is stored: empty the file. */
@@ -45,8 +47,8 @@ void spool_close(struct spool *sp, int keep);
 /* The path of sp's file, for the log. */
 const char *spool_path(const struct spool *sp);
 /*
- * Adopt every file in sp's directory left by a worker that is gone (not
- * locked): call fn for each of its whole records, in order, then remove
+ * Adopt every file of sp's key in sp's directory left by a worker that is
+ * gone (not locked): call fn for each of its whole records, in order, then remove
  * it.  fn must have kept the record (in sp too) when it returns.  The
  * number of records adopted.
  */

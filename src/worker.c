@@ -204,6 +204,33 @@ worker_later_submit(struct worker *w, int anyway)
 	w->later_tail = &w->later_head;
 }
 
+/*
+ * The spool's key: which database its messages are for (FNV-1a of the
+ * [database] server and name), so that chatd instances sharing a
+ * spool_dir take over only each other's files for the same database.
+ */
+static const char *
+spool_key(const struct conf *conf, char *buf, size_t len)
+{
+	const char *parts[] = { conf->db_host, conf->db_socket,
+	    conf->db_name };
+	uint64_t h = 14695981039346656037ull;
+	const unsigned char *p;
+	size_t i;
+	int port = conf->db_port;
+
+	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		for (p = (const unsigned char *)parts[i]; ; p++) {
+			h = (h ^ *p) * 1099511628211ull;
+			if (*p == '\0')
+				break;
+		}
+	for (i = 0; i < sizeof(port); i++)
+		h = (h ^ ((unsigned)port >> (8 * i) & 0xff)) * 1099511628211ull;
+	(void)snprintf(buf, len, "%016llx", (unsigned long long)h);
+	return buf;
+}
+
 static void
 worker_epoll_add(int epfd, int fd, uint64_t tag, uint32_t events)
 {
@@ -443,7 +470,7 @@ worker_init(struct worker *w, struct conf *conf,
 {
 	struct itimerspec its;
 	sigset_t set;
-	char err[256];
+	char err[256], key[24];
 	size_t busy_at;
 
 	memset(w, 0, sizeof(*w));
@@ -511,7 +538,8 @@ worker_init(struct worker *w, struct conf *conf,
 		fatalx("job threads: %s", err);
 	/* What stopped workers left there is taken at the first tick. */
 	if (conf->spool_dir[0] != '\0')
-		w->spool = spool_open(conf->spool_dir);
+		w->spool = spool_open(conf->spool_dir, spool_key(conf, key,
+		    sizeof(key)));
 	if ((w->timer_fd = timerfd_create(CLOCK_MONOTONIC,
 	    TFD_NONBLOCK | TFD_CLOEXEC)) == -1)
 		fatal("timerfd_create");
