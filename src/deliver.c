@@ -377,8 +377,7 @@ store_adopt(void *arg, const struct spool_rec *r)
 		return;
 	}
 	sj->ord = r->ord;
-	store_spool(w, sj);
-	store_keep_new(w, sj);
+	store_keep_new(w, sj);	/* into our spool too (store_retry_keep) */
 }
 
 void

@@ -161,8 +161,8 @@ spool_close(struct spool *sp, int keep)
 
 /* Read the file open on fd record by record into fn; stops at the first
  * record cut short or not valid.  fd stays open (and locked).  Records
- * read. */
-static size_t
+ * read, or -1 when the file could not be read at all (it is then kept). */
+static ssize_t
 spool_read(int fd, const char *path,
     void (*fn)(void *, const struct spool_rec *), void *arg)
 {
@@ -180,7 +180,7 @@ spool_read(int fd, const char *path,
 		log_warn("spool %s: fdopen", path);
 		if (dfd != -1)
 			(void)close(dfd);
-		return 0;
+		return -1;
 	}
 	while (fread(&h, sizeof(h), 1, fp) == 1) {
 		if (h.magic != SPOOL_MAGIC || h.n == 0 || h.n > SPOOL_MAX_N ||
@@ -213,7 +213,7 @@ spool_read(int fd, const char *path,
 	free(uids);
 	free(text);
 	(void)fclose(fp);
-	return count;
+	return (ssize_t)count;
 }
 
 size_t
@@ -224,7 +224,8 @@ spool_adopt(struct spool *sp,
 	char path[PATH_MAX];
 	struct dirent *de;
 	struct stat st;
-	size_t total = 0, n;
+	size_t total = 0;
+	ssize_t n;
 	DIR *d;
 	int fd;
 
@@ -259,13 +260,16 @@ spool_adopt(struct spool *sp,
 		}
 		/* Removed before the lock goes: no other worker reads it
 		 * again once fn has kept its records. */
-		n = spool_read(fd, path, fn, arg);
+		if ((n = spool_read(fd, path, fn, arg)) == -1) {
+			(void)close(fd);	/* tried again next time */
+			continue;
+		}
 		(void)unlink(path);
 		(void)close(fd);
-		log_warnx("spool: took %zu message record(s) waiting for the "
+		log_warnx("spool: took %zd message record(s) waiting for the "
 		    "database from %s, left by a worker that stopped", n,
 		    path);
-		total += n;
+		total += (size_t)n;
 	}
 	(void)closedir(d);
 	return total;
