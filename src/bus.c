@@ -267,10 +267,13 @@ link_down(struct bus_link *l, const char *why)
 
 	if (l->bus->closing)
 		return;
+	/* The first failure of a run is a warning, the rest debug. */
 	if (l->connected || l->backoff == 0)
 		log_warnx("redis %s: %s; retrying (redis_retry_max = %d s)",
 		    link_names[l->id], why,
 		    l->bus->w->conf->redis_retry_max);
+	else
+		log_debug("redis %s: %s; retrying", link_names[l->id], why);
 	l->connected = 0;
 	l->probe_ms = 0;
 	if (l->id == BUS_PUB)

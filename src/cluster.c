@@ -226,6 +226,29 @@ cluster_fail(struct cluster *cl)
 }
 
 int
+cluster_claimed_else(struct cluster *cl, uint32_t uid, uint64_t token)
+{
+	char key[CLUSTER_KEY_MAX], own[CLUSTER_KEY_MAX];
+	redisReply *r;
+	int rc = -1;
+
+	if (cl == NULL || cluster_connect(cl) == -1)
+		return -1;
+	cluster_key_online(&cl->conf, uid, key, sizeof(key));
+	cluster_claim_value(&cl->conf, token, own, sizeof(own));
+	if ((r = redisCommand(cl->rc, "GET %s", key)) == NULL) {
+		cluster_fail(cl);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_NIL)
+		rc = 0;
+	else if (r->type == REDIS_REPLY_STRING)
+		rc = strcmp(r->str, own) != 0;
+	freeReplyObject(r);
+	return rc;
+}
+
+int
 cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
     unsigned char *online)
 {

@@ -109,6 +109,9 @@ void cluster_check_server(struct cluster *cl);
 int cluster_conf_same(const struct conf *a, const struct conf *b);
 /* online[i] = 1 when ids[i] has a claim anywhere.  0, or -1 when Redis
  * cannot be asked (callers then know only their own host). */
+/* 1 when uid is claimed by a session other than the one of this node
+ * with `token` (logged in again), 0 when not, -1 when Redis cannot say. */
+int cluster_claimed_else(struct cluster *cl, uint32_t uid, uint64_t token);
 int cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
     unsigned char *online);
 /* Delete every claim this node (node_id) left behind in an earlier life,

@@ -291,6 +291,8 @@ store_retry_keep(struct worker *w, struct store_job *sj, uint64_t delay_ms)
 	w->retry_tail = &sj->job.next;
 	w->retry_bytes += sj->len;
 	store_spool(w, sj);
+	if (!sj->spooled)
+		w->retry_bare++;
 	store_waiting(w, sj, sj->n);
 	return 1;
 }
@@ -406,6 +408,8 @@ deliver_retry_tick(struct worker *w)
 			break;
 		}
 		w->retry_bytes -= sj->len;
+		if (!sj->spooled)
+			w->retry_bare--;
 		k += sj->n;
 	}
 	if (w->retry_head == NULL)
@@ -419,7 +423,7 @@ deliver_retry_tick(struct worker *w)
 int
 deliver_retry_pending(const struct worker *w)
 {
-	return w->retry_head != NULL;
+	return w->retry_bare > 0;
 }
 
 void
@@ -440,6 +444,7 @@ deliver_retry_drop(struct worker *w)
 	}
 	w->retry_tail = &w->retry_head;
 	w->retry_bytes = 0;
+	w->retry_bare = 0;
 	if (kept > 0)
 		log_warnx("%zu offline message(s) wait for the database in %s, "
 		    "for another worker to store", kept, spool_path(w->spool));
@@ -716,6 +721,8 @@ void
 deliver_inbox(struct worker *w, const struct inbox_msg *m)
 {
 	struct conn *c;
+	uint32_t i, uid;
+	uint64_t token;
 
 	switch (m->type) {
 	case INBOX_DELIVER:
@@ -738,6 +745,20 @@ deliver_inbox(struct worker *w, const struct inbox_msg *m)
 	case INBOX_OFFLINE_READY:
 		if ((c = umap_get(&w->online, m->id)) != NULL)
 			session_pull_offline(w, c);
+		break;
+	case INBOX_GONE:
+		/* From the master: sessions of a worker that died. */
+		if (m->len == (size_t)m->id * INBOX_GONE_SIZE)
+			for (i = 0; i < m->id; i++) {
+				memcpy(&uid, m->data + i * INBOX_GONE_SIZE,
+				    sizeof(uid));
+				memcpy(&token, m->data + i * INBOX_GONE_SIZE +
+				    sizeof(uid), sizeof(token));
+				session_gone(w, uid, token);
+			}
+		else
+			log_warnx("%s: a list of ended sessions of %zu bytes "
+			    "for %u user(s)", __func__, m->len, m->id);
 		break;
 	case INBOX_KICK:
 		c = umap_get(&w->online, m->id);

@@ -53,7 +53,9 @@ void deliver_store(struct worker *w, struct conn *sender,
  * the offline stores without a sender that failed (the database was
  * down): messages already ACKed "delivered" to their sender, stored for a
  * session that ended.  Called every tick; deliver_retry_pending() says
- * whether any is kept, deliver_retry_drop() gives them up (at exit).
+ * whether any is kept that is not also in the worker's spool file (a
+ * stopping worker waits for those only: another worker, or the next
+ * start, takes the spool), deliver_retry_drop() gives them up (at exit).
  */
 void deliver_retry_tick(struct worker *w);
 int deliver_retry_pending(const struct worker *w);

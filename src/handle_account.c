@@ -25,6 +25,7 @@
 #include "job.h"
 #include "log.h"
 #include "loginack.h"
+#include "monotime.h"
 #include "presence.h"
 #include "protocol.h"
 #include "store.h"
@@ -130,7 +131,8 @@ offline_batch_free(struct offline_batch *b)
 
 struct offdel_job {
 	struct job job;
-	struct conn *c;
+	struct conn *c;		/* NULL once kept to be tried again */
+	uint64_t first_ms;	/* kept: when the first attempt failed */
 	uint32_t uid;
 	int more;		/* the batch may not have been the last */
 	int blocked;		/* a row did not fit the output: the rest
@@ -163,16 +165,84 @@ pull_settled(struct worker *w, struct conn *c)
 	}
 }
 
-static void
-offdel_done(struct job *j, struct worker *w)
+/*
+ * Deletions kept to be tried again: up to an hour after the first
+ * failure, and up to this many messages per worker; past either the
+ * messages come again at the user's next login.
+ */
+#define OFFDEL_RETRY_MS		(3600 * 1000)
+#define OFFDEL_RETRY_IDS	((size_t)1 << 20)
+
+/* Keep dj (its session's part done) for another attempt; 0 when it
+ * cannot be kept, and dj is the caller's still. */
+static int
+offdel_keep(struct worker *w, struct offdel_job *dj)
 {
-	struct offdel_job *dj = (struct offdel_job *)j;
+	uint64_t now = monotime_ms();
+
+	if (dj->first_ms == 0)
+		dj->first_ms = now;
+	if (now - dj->first_ms >= OFFDEL_RETRY_MS ||
+	    w->offdel_ids + dj->n > OFFDEL_RETRY_IDS)
+		return 0;
+	dj->c = NULL;
+	dj->job.next = NULL;
+	if (w->offdel_head == NULL) {
+		w->offdel_tail = &w->offdel_head;
+		w->offdel_at = now + (uint64_t)w->conf->db_retry_interval *
+		    1000;
+	}
+	*w->offdel_tail = &dj->job;
+	w->offdel_tail = &dj->job.next;
+	w->offdel_ids += dj->n;
+	return 1;
+}
+
+void
+session_offdel_tick(struct worker *w)
+{
+	struct offdel_job *dj;
+	struct job *j;
+
+	if (w->offdel_head == NULL || monotime_ms() < w->offdel_at)
+		return;
+	while ((j = w->offdel_head) != NULL) {
+		w->offdel_head = j->next;
+		if (worker_submit(w, j) == -1) {
+			/* The queue is full: the rest at the next tick. */
+			w->offdel_head = j;
+			return;
+		}
+		dj = (struct offdel_job *)j;
+		w->offdel_ids -= dj->n;
+	}
+	w->offdel_tail = &w->offdel_head;
+}
+
+void
+session_offdel_drop(struct worker *w)
+{
+	struct job *j;
+	size_t n = w->offdel_ids;
+
+	while ((j = w->offdel_head) != NULL) {
+		w->offdel_head = j->next;
+		free(j);
+	}
+	w->offdel_tail = &w->offdel_head;
+	w->offdel_ids = 0;
+	if (n > 0)
+		log_warnx("stopping with %zu delivered offline message(s) "
+		    "not deleted (the database was unavailable); they will "
+		    "be delivered again", n);
+}
+
+/* The session's part of a first attempt: its pull goes on. */
+static void
+offdel_session(struct worker *w, struct offdel_job *dj)
+{
 	struct conn *c = dj->c;
 
-	if (dj->rc != STORE_OK)
-		log_warnx("user %u: could not delete %zu delivered offline "
-		    "message(s); they will be delivered again", dj->uid,
-		    dj->n);
 	pull_settled(w, c);
 	/* A blocked pull goes on when the output drains (pull_again and
 	 * handler_conn_drained), not at once: the same rows would not fit
@@ -181,6 +251,35 @@ offdel_done(struct job *j, struct worker *w)
 	    (dj->more || c->pull_again) && !(dj->blocked && conn_outq(c) > 0))
 		session_pull_offline(w, c);
 	conn_unref(w, c);
+}
+
+static void
+offdel_done(struct job *j, struct worker *w)
+{
+	struct offdel_job *dj = (struct offdel_job *)j;
+	int first = dj->c != NULL;	/* NULL on an attempt again */
+
+	if (first)
+		offdel_session(w, dj);
+	if (dj->rc == STORE_OK) {
+		if (!first)
+			log_info("user %u: deleted %zu delivered offline "
+			    "message(s) once the database was back", dj->uid,
+			    dj->n);
+		free(dj);
+		return;
+	}
+	if (offdel_keep(w, dj)) {
+		if (first)
+			log_warnx("user %u: could not delete %zu delivered "
+			    "offline message(s); trying again every %d s "
+			    "(db_retry_interval) (until then a new login gets "
+			    "them again)", dj->uid, dj->n,
+			    w->conf->db_retry_interval);
+		return;
+	}
+	log_warnx("user %u: could not delete %zu delivered offline "
+	    "message(s); they will be delivered again", dj->uid, dj->n);
 	free(dj);
 }
 
@@ -551,6 +650,8 @@ ids_add_user(void *arg, uint32_t id, const char *name)
 struct logout_job {
 	struct job job;
 	uint32_t uid;
+	uint64_t token;		/* the session that ended */
+	int again;		/* logged in again since: no "offline" */
 	bus_done_fn released;	/* the caller's, when the claim is gone */
 	void *arg;
 	int rc;
@@ -571,19 +672,49 @@ logout_run(struct job *j, struct store *st)
 		fatalx("%s: out of memory", __func__);
 	lj->online_known = cluster_online(store_cluster(st), lj->friends.v,
 	    lj->friends.n, lj->online) == 0;
+	/*
+	 * Last, just before the notice goes: a new session of the user
+	 * (on another host; this host's table is looked at in logout_done)
+	 * has sent its "online" already or will, and an "offline" that
+	 * reached a friend after it would stay.  A quick reconnect.
+	 */
+	lj->again = cluster_claimed_else(store_cluster(st), lj->uid,
+	    lj->token) == 1;
 }
 
 static void
 logout_done(struct job *j, struct worker *w)
 {
 	struct logout_job *lj = (struct logout_job *)j;
+	struct presence_entry e;
 
+	if (lj->again || presence_lookup(w->presence, lj->uid, &e) ==
+	    PRESENCE_OK) {
+		log_debug("user %u: logged in again; no \"offline\" notice",
+		    lj->uid);
+		lj->rc = STORE_NOTFOUND;
+	}
 	if (lj->rc == STORE_OK)
 		presence_push(w, lj->uid, lj->friends.v, lj->online_known ?
 		    lj->online : NULL, lj->friends.n, 0, NULL);
 	free(lj->friends.v);
 	free(lj->online);
 	free(lj);
+}
+
+/* The friends' "offline" notice for uid's session `token`, which ended. */
+static struct logout_job *
+logout_job_new(uint32_t uid, uint64_t token)
+{
+	struct logout_job *lj;
+
+	if ((lj = calloc(1, sizeof(*lj))) == NULL)
+		fatalx("%s: out of memory", __func__);
+	lj->job.run = logout_run;
+	lj->job.done = logout_done;
+	lj->uid = uid;
+	lj->token = token;
+	return lj;
 }
 
 static void
@@ -620,17 +751,19 @@ session_end(struct worker *w, struct conn *c, bus_done_fn fn, void *arg)
 		(void)umap_del(&w->online, c->uid);
 	w->stats->online = w->online.live;
 	log_info("user %u (%s) logged out", c->uid, c->name);
-	if ((lj = calloc(1, sizeof(*lj))) == NULL)
-		fatalx("%s: out of memory", __func__);
-	lj->job.run = logout_run;
-	lj->job.done = logout_done;
-	lj->uid = c->uid;
+	lj = logout_job_new(c->uid, c->token);
 	lj->released = fn;
 	lj->arg = arg;
 	if (bus_release(w, c->uid, c->token, session_released, lj))
 		return fn != NULL;
 	logout_submit(w, lj);
 	return 0;
+}
+
+void
+session_gone(struct worker *w, uint32_t uid, uint64_t token)
+{
+	logout_submit(w, logout_job_new(uid, token));
 }
 
 /* --- REG ------------------------------------------------------------- */

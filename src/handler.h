@@ -160,6 +160,17 @@ void users_local_states(struct presence *p, struct ack_users *l,
 int session_end(struct worker *w, struct conn *c, bus_done_fn fn,
     void *arg);
 void session_pull_offline(struct worker *w, struct conn *c);
+/*
+ * Deletions of delivered offline messages that failed (the database was
+ * down) are kept and tried again every db_retry_interval, for up to an
+ * hour: session_offdel_tick, every tick, submits them; session_offdel_drop
+ * gives them up (at exit: those messages come again at the next login).
+ */
+void session_offdel_tick(struct worker *w);
+/* uid's session (token) was on a worker that died (the master says so):
+ * tell its friends it is offline, unless it is online again by then. */
+void session_gone(struct worker *w, uint32_t uid, uint64_t token);
+void session_offdel_drop(struct worker *w);
 /* c's session can now be reached from every host (its SUBSCRIBE is
  * confirmed): pull what was stored meanwhile, settle its friends'
  * states. */

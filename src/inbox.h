@@ -41,7 +41,14 @@ enum inbox_type {
 	INBOX_GROUP_INVALIDATE = 2,	/* id = gid */
 	INBOX_OFFLINE_READY = 3,	/* id = uid: pull offline messages */
 	INBOX_KICK = 4,			/* id = uid, token */
+	INBOX_GONE = 5,			/* id = count, data = that many
+					 * (uint32_t uid, uint64_t token),
+					 * 12 bytes each: sessions of a
+					 * dead worker */
 };
+
+/* The bytes of one session in an INBOX_GONE. */
+#define INBOX_GONE_SIZE	(sizeof(uint32_t) + sizeof(uint64_t))
 
 struct inbox_msg {
 	uint8_t type;

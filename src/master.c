@@ -66,6 +66,7 @@ struct master {
 	int nslots;
 	struct presence *presence;
 	struct inbox *inbox;
+	size_t inbox_payload;	/* the largest record it takes */
 	int stopping;
 	int reloading;
 	int ready_fd;		/* write end handed to starting workers */
@@ -271,24 +272,77 @@ release_collect(const struct presence_entry *e, void *arg)
 	return 0;
 }
 
+/*
+ * The sessions uids[0..n) of the worker in slot `dead` ended with it:
+ * hand them to a live worker (the next one after it; else the one
+ * started in its place, which reads its inbox from where the dead one
+ * stopped), which tells their friends they are offline.  The master
+ * never waits for room: what does not fit is logged.
+ */
+static void
+master_tell_gone(struct master *m, int dead, const uint32_t *uids,
+    const uint64_t *tokens, size_t n)
+{
+	struct inbox_msg msg;
+	size_t per = m->inbox_payload / INBOX_GONE_SIZE, k, j;
+	char *buf;
+	int to = dead, i, s;
+
+	if (n == 0 || m->stopping)
+		return;
+	for (i = 1; i < m->nslots; i++) {
+		s = (dead + i) % m->nslots;
+		if (m->slots[s].pid > 0 && !m->slots[s].replacing) {
+			to = s;
+			break;
+		}
+	}
+	if ((buf = malloc((n < per ? n : per) * INBOX_GONE_SIZE)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	for (k = 0; k < n; k += msg.id) {
+		memset(&msg, 0, sizeof(msg));
+		msg.type = INBOX_GONE;
+		msg.id = (uint32_t)(n - k < per ? n - k : per);
+		for (j = 0; j < msg.id; j++) {
+			memcpy(buf + j * INBOX_GONE_SIZE, &uids[k + j],
+			    sizeof(uint32_t));
+			memcpy(buf + j * INBOX_GONE_SIZE + sizeof(uint32_t),
+			    &tokens[k + j], sizeof(uint64_t));
+		}
+		msg.data = buf;
+		msg.len = msg.id * INBOX_GONE_SIZE;
+		if (inbox_send(m->inbox, to, &msg) == -1) {
+			log_warnx("worker %d: the inbox of worker %d is full: "
+			    "the friends of %zu of its ended sessions are not "
+			    "told", dead, to, n - k);
+			break;
+		}
+	}
+	free(buf);
+	(void)inbox_flush(m->inbox, to);
+	log_info("worker %d: worker %d tells the friends of its %zu ended "
+	    "session(s)", dead, to, n);
+}
+
 /* Blocking, bounded by redis_timeout (a few round trips:
  * CLUSTER_RELEASE_BATCH claims to a command): the master has nothing
  * else to do while a worker is being replaced.  The claims are released
  * on the server, and under the names, the worker used: a reload may have
- * changed them since it started. */
-static void
-master_release_claims(struct master *m, int slot, pid_t pid)
+ * changed them since it started.  The users, whose friends are still to
+ * be told (master_tell_gone), go to *uids and their sessions to *tokens
+ * (the caller frees both). */
+static size_t
+master_release_claims(struct master *m, int slot, pid_t pid,
+    uint32_t **uids, uint64_t **tokens)
 {
 	struct release_arg ra;
 	long n;
 
-	if (m->slots[slot].cluster == NULL)
-		return;
 	memset(&ra, 0, sizeof(ra));
 	ra.slot = slot;
 	ra.pid = pid;
 	(void)presence_foreach(m->presence, release_collect, &ra);
-	if (ra.n > 0) {
+	if (ra.n > 0 && m->slots[slot].cluster != NULL) {
 		n = cluster_release(m->slots[slot].cluster, ra.uids,
 		    ra.tokens, ra.n);
 		if (n >= 0)
@@ -299,8 +353,9 @@ master_release_claims(struct master *m, int slot, pid_t pid)
 			    "%zu cluster claim(s); the rest expire after "
 			    "presence_ttl", slot, ra.n);
 	}
-	free(ra.uids);
-	free(ra.tokens);
+	*uids = ra.uids;
+	*tokens = ra.tokens;
+	return ra.n;
 }
 
 static void
@@ -311,7 +366,9 @@ master_reap(struct master *m)
 	time_t now = monotime_s();
 	pid_t pid;
 	int status, i, delay;
-	size_t n;
+	uint32_t *gone;
+	uint64_t *tokens;
+	size_t n, ngone;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		for (i = 0; i < m->nslots; i++)
@@ -324,8 +381,12 @@ master_reap(struct master *m)
 		/* Its sessions are gone: release their cluster claims so the
 		 * users can log in again at once, then clear them before
 		 * anyone else routes to the dead worker. */
-		master_release_claims(m, i, pid);
+		ngone = master_release_claims(m, i, pid, &gone, &tokens);
 		n = presence_remove_slot(m->presence, (uint16_t)i, pid);
+		/* Not found online any more, their friends are told. */
+		master_tell_gone(m, i, gone, tokens, ngone);
+		free(gone);
+		free(tokens);
 		old = s->cluster;
 		s->cluster = NULL;
 		master_cluster_put(m, old);
@@ -891,8 +952,9 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		fatal("mmap the configuration for workers");
 	m.conf_gen = m.conf_gen_done = 1;
 	m.started = monotime_s();
-	if ((m.inbox = inbox_create(m.nslots, (size_t)conf->max_frame + 512,
-	    err, sizeof(err))) == NULL)
+	m.inbox_payload = (size_t)conf->max_frame + 512;
+	if ((m.inbox = inbox_create(m.nslots, m.inbox_payload, err,
+	    sizeof(err))) == NULL)
 		fatalx("worker inboxes: %s", err);
 
 	memset(&sa, 0, sizeof(sa));

@@ -487,6 +487,7 @@ worker_init(struct worker *w, struct conf *conf,
 	umap_init(&w->gloads);
 	w->retry_tail = &w->retry_head;
 	w->later_tail = &w->later_head;
+	w->offdel_tail = &w->offdel_head;
 	if ((w->owed = calloc((size_t)nslots, sizeof(*w->owed))) == NULL)
 		fatalx("%s: out of memory", __func__);
 	limits_init(&w->limits);
@@ -607,6 +608,7 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		bus_tick(w);
 		worker_later_submit(w, 0);
 		deliver_retry_tick(w);
+		session_offdel_tick(w);
 		deliver_news_tick(w);
 		return;
 	case TAG_JOBS:
@@ -735,6 +737,7 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 	jobq_destroy(w.jobs, &w);
 	w.jobs = NULL;
 	deliver_retry_drop(&w);
+	session_offdel_drop(&w);
 	worker_flush(&w);
 	conn_reap(&w);
 	for (i = 0; i < w.nslots; i++) {

@@ -93,10 +93,16 @@ struct worker {
 	size_t retry_bytes;		/* their messages' bytes (the bound) */
 	uint64_t retry_at;		/* monotime_ms of the next attempt */
 	size_t retry_msgs;		/* their recipients (offline_waiting) */
+	size_t retry_bare;		/* of them not in the spool file */
 	struct spool *spool;		/* the same on disk, NULL when none */
 	size_t spooled;			/* of those in it, not stored yet */
 	uint64_t adopt_at;		/* monotime_ms of the next look for
 					 * spool files of stopped workers */
+	/* Deletions of delivered offline messages the database refused,
+	 * tried again every db_retry_interval (handle_account.c). */
+	struct job *offdel_head, **offdel_tail;
+	uint64_t offdel_at;		/* monotime_ms of the next attempt */
+	size_t offdel_ids;		/* messages in them (the bound) */
 	/* Jobs the full queue refused that must run all the same, for the
 	 * next tick (worker_submit_later). */
 	struct job *later_head, **later_tail;

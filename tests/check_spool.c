@@ -3,14 +3,17 @@
  * records read back whole and in order by the worker that adopts a file,
  * which then removes it; a live worker's file (locked) and the files of
  * another database (key) left alone; an emptied file; a record cut short
- * by a crash ending the file.  Each test works in a directory of its own.
+ * by a crash ending the file; a full disk (RLIMIT_FSIZE).  Each test works
+ * in a directory of its own.
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <check.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,6 +243,95 @@ START_TEST(test_not_a_spool)
 }
 END_TEST
 
+/*
+ * The append of a record of one recipient, its result; with a file size
+ * limit of lim bytes (RLIMIT_FSIZE) when lim > 0, set around the append
+ * alone: Check's own messages go through a file too.
+ */
+static int
+try_put(struct spool *sp, uint64_t ord, const char *text, rlim_t lim)
+{
+	uint32_t uid = 1;
+	struct spool_rec r = { ord, 1, &uid, strlen(text), text };
+	struct rlimit old, l;
+	int rc;
+
+	if (lim == 0)
+		return spool_append(sp, &r);
+	if (getrlimit(RLIMIT_FSIZE, &old) == -1)
+		return -2;
+	l = old;
+	l.rlim_cur = lim;
+	if (setrlimit(RLIMIT_FSIZE, &l) == -1)
+		return -2;
+	rc = spool_append(sp, &r);
+	if (setrlimit(RLIMIT_FSIZE, &old) == -1)
+		return -2;
+	return rc;
+}
+
+/*
+ * A full disk, made with RLIMIT_FSIZE (writes past it fail with EFBIG,
+ * SIGXFSZ ignored): the record that does not fit is cut short at the
+ * limit and refused; every append after it is refused too, even with
+ * room again, so that no whole record follows the cut one (which would
+ * end the file for the reader, and hide it); the whole ones before it are
+ * read back.  Once emptied (its messages stored) the file takes records
+ * again.
+ */
+#define FULL_TEXT	"forty bytes of text, a record of 68 b..."
+#define FULL_LIMIT	200	/* two records and 64 bytes of a third */
+
+START_TEST(test_full_disk)
+{
+	struct spool *a, *b;
+	struct stat st;
+	struct got g;
+	char path[PATH_MAX];
+
+	ck_assert_uint_eq(strlen(FULL_TEXT), 40);
+	ck_assert_ptr_ne(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+
+	ck_assert_ptr_nonnull(a = spool_open(dir, "k1"));
+	(void)snprintf(path, sizeof(path), "%s", spool_path(a));
+	ck_assert_int_eq(try_put(a, 1, FULL_TEXT, FULL_LIMIT), 0);
+	ck_assert_int_eq(try_put(a, 2, FULL_TEXT, FULL_LIMIT), 0);
+	ck_assert_int_eq(try_put(a, 3, FULL_TEXT, FULL_LIMIT), -1);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, FULL_LIMIT);
+	/* Room again: still refused until the file is emptied. */
+	ck_assert_int_eq(try_put(a, 4, "x", 0), -1);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, FULL_LIMIT);
+	spool_close(a, 1);
+
+	ck_assert_ptr_nonnull(b = spool_open(dir, "k1"));
+	memset(&g, 0, sizeof(g));
+	ck_assert_uint_eq(spool_adopt(b, collect, &g), 2);
+	ck_assert_uint_eq(g.ord[0], 1);
+	ck_assert_uint_eq(g.ord[1], 2);
+	ck_assert_str_eq(g.text[1], FULL_TEXT);
+	spool_close(b, 0);
+
+	/* Emptied: appends work again, and only the new record is read. */
+	ck_assert_ptr_nonnull(a = spool_open(dir, "k1"));
+	ck_assert_int_eq(try_put(a, 1, FULL_TEXT, FULL_LIMIT), 0);
+	ck_assert_int_eq(try_put(a, 2, FULL_TEXT, FULL_LIMIT), 0);
+	ck_assert_int_eq(try_put(a, 3, FULL_TEXT, FULL_LIMIT), -1);
+	spool_clear(a);
+	ck_assert_int_eq(try_put(a, 5, "after the clear", 0), 0);
+	spool_close(a, 1);
+	ck_assert_ptr_nonnull(b = spool_open(dir, "k1"));
+	memset(&g, 0, sizeof(g));
+	ck_assert_uint_eq(spool_adopt(b, collect, &g), 1);
+	ck_assert_uint_eq(g.ord[0], 5);
+	ck_assert_str_eq(g.text[0], "after the clear");
+	spool_close(b, 0);
+	ck_assert_int_eq(files(), 0);
+	(void)signal(SIGXFSZ, SIG_DFL);
+}
+END_TEST
+
 static Suite *
 spool_suite(void)
 {
@@ -252,6 +344,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_cleared_file_adopts_nothing);
 	tcase_add_test(tc, test_record_cut_short);
 	tcase_add_test(tc, test_not_a_spool);
+	tcase_add_test(tc, test_full_disk);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -127,8 +127,10 @@
 #define CONF_DB_SLOW	"[server]\nworkers = 1\nmax_output = 65536\n" \
 			"max_frame = 8192\nmax_message = 4096\n" \
 			"[database]\ndb_retry_interval = 1\n"
-/* The same, and a stop that waits for the database only 2 s. */
-#define CONF_DB_RESTART	CONF_DB_SLOW "[server]\nshutdown_timeout = 2\n"
+/* The same; a stop must not wait for the database for what its spool
+ * holds, so it ends well within shutdown_timeout. */
+#define CONF_DB_RESTART	CONF_DB_SLOW "[server]\nshutdown_timeout = 10\n"
+#define SDB_STOP_MS	4000
 #define CONF_SECRETS	"[server]\nworkers = 2\nlog_level = debug\n"
 /* The largest frame chatd accepts, and the longest text it allows. */
 #define BIG_FRAME	16777216
@@ -146,6 +148,11 @@
 /* Deadlocks: one worker, and its database messages in the log. */
 #define CONF_DEADLOCK	"[server]\nworkers = 1\nlog_level = debug\n"
 #define DL_HEAVY	200	/* rows the other transaction inserts */
+/* Deletions refused, then tried again every second. */
+#define CONF_OFFDEL	"[server]\nworkers = 1\n[database]\n" \
+			"db_retry_interval = 1\n"
+#define OFFDEL_N	3	/* offline messages stored, then pulled */
+#define OFFDEL_MS	10000	/* the rows gone, once deletes work */
 #define DL_WAIT_MS	5000	/* until chatd waits for a lock */
 #define DL_HOLD_MS	300	/* chatd kept waiting, before the rollback */
 #define PRESENCE_MS	5000	/* a PRESENCE push that must come */
@@ -225,6 +232,7 @@ static void setup_secrets(void) { inst_start(CONF_SECRETS); }
 static void setup_big(void) { inst_start(CONF_BIG); }
 static void setup_jobq(void) { inst_start(CONF_JOBQ); }
 static void setup_deadlock(void) { inst_start(CONF_DEADLOCK); }
+static void setup_offdel(void) { inst_start(CONF_OFFDEL); }
 
 /*
  * As root: nobody and nogroup (or the group nobody where there is no
@@ -1639,7 +1647,12 @@ slow_consumer_db_down(int mode)
 	}
 	if (mode == SDB_RESTART) {
 		/* Not our child: waits until it is gone, answers -1. */
+		t0 = harness_now_ms();
 		(void)harness_signal_chatd(&H, INST, SIGTERM, 1);
+		t0 = harness_now_ms() - t0;
+		ck_assert_msg(t0 < SDB_STOP_MS, "chatd took %lld ms to stop "
+		    "with the database down (shutdown_timeout 10 s): it waited "
+		    "for messages its spool holds", t0);
 		ck_assert_msg(harness_log_count(&H, INST, "wait for the "
 		    "database in") > left0, "the stopped worker did not say it "
 		    "left its spool");
@@ -1732,7 +1745,9 @@ END_TEST
 
 /*
  * The same with chatd stopped and started again (an operator restarting
- * it during a database outage): the stop logged them lost.
+ * it during a database outage): the stop logged them lost.  The stop must
+ * also not wait shutdown_timeout for the database for what the spool
+ * holds.
  */
 START_TEST(test_slow_consumer_db_down_restart)
 {
@@ -2258,6 +2273,88 @@ START_TEST(test_deadlock_offline_delete)
 }
 END_TEST
 
+/*
+ * The deletion of pulled offline messages refused by the database (a
+ * trigger that fails every DELETE on offlinemessages, as a database
+ * that went down between the fetch and the delete): chatd keeps it and
+ * tries again every db_retry_interval, so once deletes work again the
+ * rows go, without the user logging in, and the next login does not get
+ * the messages again.  (It used to log "they will be delivered again"
+ * and leave the rows.)
+ */
+#define OFFDEL_TRIGGER	"offdel_refused"
+
+START_TEST(test_offline_delete_retried)
+{
+	char pw[96], nr[64], ns[64], sql[256], text[32];
+	struct chatc *r, *s;
+	long long idr, ids, deadline;
+	const cJSON *off;
+	cJSON *m;
+	int i, n;
+
+	begin();
+	secret(pw, sizeof(pw), "odr");
+	idr = register_user("odrr", pw, nr, sizeof(nr));
+	ids = register_user("odrs", pw, ns, sizeof(ns));
+	s = online(ids, pw);
+	for (i = 0; i < OFFDEL_N; i++) {
+		(void)snprintf(text, sizeof(text), "offdel %d", i);
+		m = chatc_one_chat(s, idr, text, REQ_MS);
+		ck_assert_msg(m != NULL && jnum(m, "msgid") == MSG_ACK &&
+		    strcmp(jstr(m, "status"), "stored") == 0, "store %d: %s",
+		    i, dump(m));
+		cJSON_Delete(m);
+	}
+	(void)snprintf(sql, sizeof(sql), "CREATE TRIGGER " OFFDEL_TRIGGER
+	    " BEFORE DELETE ON offlinemessages FOR EACH ROW SIGNAL SQLSTATE "
+	    "'45000' SET MESSAGE_TEXT = 'it_abuse: deletes refused'");
+	ck_assert(harness_sql(&H, sql) == 0);
+
+	/* The pull: delivered, its deletion refused. */
+	r = xconnect();
+	m = chatc_login(r, idr, pw, REQ_MS);
+	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "LOGIN: %s (%s)",
+	    dump(m), chatc_error(r));
+	off = cJSON_GetObjectItemCaseSensitive(m, "offlinemsg");
+	ck_assert_int_eq(cJSON_GetArraySize(off), OFFDEL_N);
+	cJSON_Delete(m);
+	deadline = harness_now_ms() + REQ_MS;
+	while (!harness_log_contains(&H, INST, "could not delete 3 "
+	    "delivered offline message(s)")) {
+		ck_assert_msg(harness_now_ms() < deadline, "chatd logged no "
+		    "failed deletion: the trigger did not refuse it");
+		harness_sleep_ms(POLL_MS);
+	}
+	m = chatc_logout(r, REQ_MS);
+	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "LOGINOUT: %s",
+	    dump(m));
+	cJSON_Delete(m);
+	ck_assert_int_eq(offline_rows(idr), OFFDEL_N);
+
+	/* Deletes work again: the rows go by themselves. */
+	ck_assert(harness_sql(&H, "DROP TRIGGER " OFFDEL_TRIGGER) == 0);
+	deadline = harness_now_ms() + OFFDEL_MS;
+	while ((n = (int)offline_rows(idr)) > 0) {
+		ck_assert_msg(harness_now_ms() < deadline, "%d delivered "
+		    "offline message(s) still stored %d ms after deletes work "
+		    "again: the next login gets them again", n, OFFDEL_MS);
+		harness_sleep_ms(POLL_MS);
+	}
+	m = chatc_login(r, idr, pw, REQ_MS);
+	ck_assert_msg(m != NULL && chatc_errno(m) == 0, "LOGIN: %s (%s)",
+	    dump(m), chatc_error(r));
+	off = cJSON_GetObjectItemCaseSensitive(m, "offlinemsg");
+	ck_assert_msg(off == NULL || cJSON_GetArraySize(off) == 0, "the "
+	    "second login got the offline messages again: %s", dump(m));
+	cJSON_Delete(m);
+	ck_assert(harness_log_contains(&H, INST, "deleted 3 delivered "
+	    "offline message(s) once the database was back"));
+	harness_close(r);
+	harness_close(s);
+}
+END_TEST
+
 /* --- privileges -------------------------------------------------------- */
 
 /* The real, effective, saved and file-system uid (or gid, key "Gid:")
@@ -2482,6 +2579,8 @@ abuse_suite(void)
 	    NULL);
 	tcase(s, "deadlocks", setup_deadlock, test_deadlock_group_create,
 	    test_deadlock_offline_delete);
+	tcase(s, "offline delete retried", setup_offdel,
+	    test_offline_delete_retried, NULL);
 	tcase(s, "privileges", setup_priv, test_privileges, NULL);
 	/* Last: it searches the log of every instance before it. */
 	tcase(s, "secrets", setup_secrets, test_secrets_not_logged, NULL);

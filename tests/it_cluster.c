@@ -27,7 +27,12 @@
  * second redis-server: a killed worker's claims are released on the
  * server that worker used.  And that a worker shares no socket with its
  * master but its slot's listening one (not the master's control socket
- * or Redis connection).
+ * or Redis connection).  And a Redis address that takes no connection
+ * (SYNs dropped): connects given up after redis_timeout and tried again,
+ * logins refused at once, and connected once a redis-server listens.
+ * And a random walk of users chatting, logging in and out and dropping
+ * their connections on random hosts (its seed printed), also through a
+ * database outage.
  *
  * Every chat message a test sends goes into a ledger (recipient, text);
  * every chat frame a client receives, live or in a LOGIN_ACK's
@@ -119,6 +124,7 @@
 #define POLL_MS		50
 
 #define TEST_TIMEOUT_S	60	/* Check's limit for one test */
+#define DB_BACKOFF_MS	2500	/* past chatd's db_retry_interval (2 s) */
 
 static struct harness H;
 static int harness_ok;		/* the servers are up */
@@ -415,13 +421,22 @@ ack_ok_free(struct chatc *c, cJSON *reply, int refmsgid)
 
 #define LEDGER_MAX 1024
 
+static int rw_trace;		/* IT_CLUSTER_TRACE: print the walk */
+
 static struct sent {
 	long long from, to;
 	int msgid;		/* 6 or 10 */
 	char msg[96];
 	int got;		/* times received */
 	int order;		/* when it was received first */
+	long long tus;		/* the frame's "tus" when received */
+	int maybe;		/* its recipient dropped its connection
+				 * before reading it: 0 to 2 times */
+	int never;		/* refused (errno 13): must not arrive */
+	int again;		/* received while the database could not
+				 * delete it: may come twice */
 } ledger[LEDGER_MAX];
+static int rw_again_window;	/* receipts now may come twice (again) */
 static int nledger;
 static int nreceived;
 
@@ -437,6 +452,10 @@ ledger_add(long long from, long long to, int msgid, const char *msg)
 	s->msgid = msgid;
 	(void)snprintf(s->msg, sizeof(s->msg), "%s", msg);
 	s->got = 0;
+	s->tus = 0;
+	s->maybe = 0;
+	s->never = 0;
+	s->again = 0;
 }
 
 /* A chat frame reached u: check it off. */
@@ -444,6 +463,7 @@ static void
 ledger_got(const struct user *u, const cJSON *f)
 {
 	const char *msg = jstr(f, "msg");
+	const cJSON *tus;
 	int i, msgid = (int)jnum(f, "msgid");
 
 	for (i = 0; i < nledger; i++) {
@@ -454,22 +474,33 @@ ledger_got(const struct user *u, const cJSON *f)
 		ck_assert_msg(s->msgid == msgid && jnum(f, "id") == s->from,
 		    "user %s: frame %s does not match what was sent (msgid "
 		    "%d from %lld)", u->name, jtext(f), s->msgid, s->from);
-		if (s->got++ == 0)
+		if (rw_trace)
+			fprintf(stderr, "  %s got %s%s\n", u->name, msg,
+			    s->got > 0 ? " AGAIN" : "");
+		if (rw_again_window)
+			s->again = 1;
+		if (s->got++ == 0) {
 			s->order = ++nreceived;
+			tus = cJSON_GetObjectItemCaseSensitive(f, "tus");
+			s->tus = cJSON_IsNumber(tus) ?
+			    (long long)tus->valuedouble : 0;
+		}
 		return;
 	}
 	ck_abort_msg("user %s (%lld) received a chat frame nobody sent it: "
 	    "%s", u->name, u->id, jtext(f));
 }
 
-/* Entries for uid (all when uid is 0) not received yet. */
+/* Entries for uid (all when uid is 0) not received yet (but for those
+ * its dropped connections may have lost). */
 static int
 ledger_missing(long long uid)
 {
 	int i, n = 0;
 
 	for (i = 0; i < nledger; i++)
-		if ((uid == 0 || ledger[i].to == uid) && ledger[i].got == 0)
+		if ((uid == 0 || ledger[i].to == uid) && ledger[i].got == 0 &&
+		    !ledger[i].maybe && !ledger[i].never)
 			n++;
 	return n;
 }
@@ -502,14 +533,18 @@ ledger_check(void)
 
 	report[0] = '\0';
 	for (i = 0; i < nledger; i++) {
-		if (ledger[i].got == 1)
+		if (ledger[i].never ? ledger[i].got == 0 :
+		    ledger[i].got == 1 || ((ledger[i].maybe ||
+		    ledger[i].again) && ledger[i].got <= 2))
 			continue;
 		bad++;
 		if (len < sizeof(report) - 200)
 			len += (size_t)snprintf(report + len,
 			    sizeof(report) - len, "\n  %s to %lld: %s",
-			    ledger[i].msg, ledger[i].to, ledger[i].got == 0 ?
-			    "never received" : "received more than once");
+			    ledger[i].msg, ledger[i].to, ledger[i].never ?
+			    "received, though refused with errno 13" :
+			    ledger[i].got == 0 ? "never received" :
+			    "received more than once");
 	}
 	ck_assert_msg(bad == 0, "%d of %d messages not accounted for "
 	    "exactly once:%s", bad, nledger, report);
@@ -518,11 +553,15 @@ ledger_check(void)
 /* --- frames ------------------------------------------------------------- */
 
 /* Pipelined requests whose ACKs arrive among the frames (seq "p<n>"). */
-#define PIPE_MAX 64
+#define PIPE_MAX 1024
 static struct {
 	char status[16];	/* "" until its ACK came */
 	int err;
 } pipe_ack[PIPE_MAX];
+
+/* When set, PRESENCE frames go here instead of u->seen. */
+static void (*presence_hook)(struct user *u, long long id,
+    const char *state);
 
 static void
 frame(struct user *u, cJSON *m)
@@ -536,6 +575,10 @@ frame(struct user *u, cJSON *m)
 		ledger_got(u, m);
 		break;
 	case MSG_PRESENCE:
+		if (presence_hook != NULL) {
+			presence_hook(u, jnum(m, "id"), jstr(m, "state"));
+			break;
+		}
 		ck_assert_msg(u->nseen < (int)(sizeof(u->seen) /
 		    sizeof(u->seen[0])), "user %s: too many PRESENCE frames",
 		    u->name);
@@ -611,12 +654,13 @@ await(struct user **us, int n, int ms)
 static void
 quiet(struct user **us, int n)
 {
-	int i;
+	int i, waited = 0;
 
 	for (i = 0; i < n; i++) {
 		if (us[i]->c == NULL)
 			continue;
-		(void)pump(us[i], i == 0 ? QUIET_MS : 0);
+		/* QUIET_MS on the first one online, then what is there. */
+		(void)pump(us[i], waited++ == 0 ? QUIET_MS : 0);
 		ck_assert_msg(us[i]->nseen == 0, "user %s: unexpected "
 		    "PRESENCE {id %lld, %s}", us[i]->name, us[i]->seen[0].id,
 		    us[i]->seen[0].state);
@@ -709,7 +753,8 @@ user_new(struct user *u, const char *tag)
 static void
 take_offline(struct user *u, const cJSON *ack)
 {
-	const cJSON *arr, *it;
+	const cJSON *arr, *it, *tus;
+	double last = 0;
 	cJSON *f;
 
 	arr = cJSON_GetObjectItemCaseSensitive(ack, "offlinemsg");
@@ -718,6 +763,12 @@ take_offline(struct user *u, const cJSON *ack)
 	ck_assert_msg(cJSON_IsArray(arr), "offlinemsg is not an array");
 	cJSON_ArrayForEach(it, arr) {
 		f = jparse_item(it);
+		/* In the order the servers accepted them (one clock here). */
+		tus = cJSON_GetObjectItemCaseSensitive(f, "tus");
+		ck_assert_msg(cJSON_IsNumber(tus) && tus->valuedouble >= last,
+		    "user %s: offline message %s after one of tus %.0f",
+		    u->name, jtext(f), last);
+		last = tus->valuedouble;
 		frame(u, f);
 		cJSON_Delete(f);
 	}
@@ -1624,6 +1675,56 @@ kill_host(int i)
 	    "SIGKILL", i, left);
 	dead[i] = 1;
 }
+
+/*
+ * One worker SIGKILLed: its users' friends, on another worker of the same
+ * host and on another host, are told they are offline (the master hands
+ * the dead worker's sessions to a live worker, which sends the notices as
+ * a logout would); they used to be shown online until their next login.
+ */
+#define KW_TRIES	40	/* logins until one lands on the other worker */
+
+START_TEST(test_worker_killed_friends_told)
+{
+	struct user v, f0, f1, *fs[2] = { &f0, &f1 };
+	struct presence_entry ev, ef;
+	int i;
+
+	begin();
+	user_new(&v, "kwv");
+	user_new(&f0, "kwf0");
+	user_new(&f1, "kwf1");
+	online_at(&v, 1);
+	ck_assert_int_eq(presence_lookup(pres[1], (uint32_t)v.id, &ev),
+	    PRESENCE_OK);
+	/* f1 on host 1, on the worker that survives. */
+	for (i = 0; i < KW_TRIES; i++) {
+		online_at(&f1, 1);
+		ck_assert_int_eq(presence_lookup(pres[1], (uint32_t)f1.id,
+		    &ef), PRESENCE_OK);
+		if (ef.slot != ev.slot)
+			break;
+		logout(&f1, 1);
+	}
+	ck_assert_msg(i < KW_TRIES, "%d logins on host 1 all landed on "
+	    "worker %u", KW_TRIES, ev.slot);
+	online_at(&f0, 0);
+	ack_ok_free(v.c, chatc_add_friend(v.c, f0.id, REQ_MS), MSG_ADD_FRIEND);
+	ack_ok_free(v.c, chatc_add_friend(v.c, f1.id, REQ_MS), MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(&f0, v.id), "online");
+	ck_assert_str_eq(friend_state(&f1, v.id), "online");
+
+	ck_assert_int_eq(kill(ev.pid, SIGKILL), 0);
+	wait_presence(&f1, v.id, "offline");
+	wait_presence(&f0, v.id, "offline");
+	harness_close(v.c);
+	v.c = NULL;
+	quiet(fs, 2);
+	ck_assert_str_eq(friend_state(&f0, v.id), "offline");
+	logout(&f0, 1);
+	logout(&f1, 1);
+}
+END_TEST
 
 /* The users of the host tests: a online on host 0, k and k2 on host 2, a
  * a friend of k (and told it is online); one chat a -> k. */
@@ -3023,6 +3124,886 @@ START_TEST(test_reload_moves_redis)
 }
 END_TEST
 
+/* --- a random walk ------------------------------------------------------ */
+
+/*
+ * RW_USERS users, all in one group, do RW_STEPS things chosen at random:
+ * 1:1 chat to anyone (online or not, on any host), group chat, LOGINOUT,
+ * a connection dropped without one, a login on a random host or through
+ * nginx, reading what came.  Then everyone logs in, and: every message
+ * ACKed arrived exactly once (one whose recipient dropped its connection
+ * before reading it: at most twice, or lost with that connection, as
+ * TCP loses what a closed socket had not read); each sender's messages
+ * to each recipient carry a "tus" that grows in the order they were sent
+ * (what chat-protocol(7) promises; live and stored ones may interleave
+ * on arrival); no request failed; no user was ever in two hosts'
+ * presence tables (host_of).  Some steps pipeline up to RW_BURST chats
+ * without waiting for their ACKs, so that the next steps (the
+ * recipient logging out, say) race with them; some leave the group or
+ * join it again, and a group message must reach exactly the members at
+ * the time it was sent (a change is in effect everywhere by its ACK).
+ * Some steps log two to four users in or out at once (requests sent
+ * before any reply is read).  Twice a random worker is SIGKILLed (its
+ * users' connections end with it, what they had not read or had sent
+ * without an answer may be lost, and their friends must be told).
+ * Friends are made at random: once nothing more arrives, after the walk
+ * and again once everyone has logged in, what each online user was told
+ * of each friend (its LOGIN_ACK, then the PRESENCE notices) must be that
+ * friend's state.  The seed is printed; IT_CLUSTER_SEED=N runs one
+ * again.
+ */
+#define RW_USERS	8
+#define RW_STEPS	400
+#define RW_BURST	8	/* pipelined chats of one step, at most */
+#define RW_DELETES_MS	3500	/* refused deletions tried again */
+
+static struct user *rw_users;	/* the walk's users, RW_USERS of them */
+static char rw_friend[RW_USERS][RW_USERS];
+/* What user i was told of friend j: 'n' online, 'f' offline. */
+static char rw_view[RW_USERS][RW_USERS];
+
+static int
+rw_index(long long id)
+{
+	int i;
+
+	for (i = 0; i < RW_USERS; i++)
+		if (rw_users[i].id == id)
+			return i;
+	ck_abort_msg("user id %lld is not one of the walk's", id);
+	return -1;
+}
+
+static int rw_down;		/* the database was stopped: errno 13 may
+				 * answer a request from now on */
+
+static void
+rw_presence(struct user *u, long long id, const char *state)
+{
+	int i = rw_index(u->id), j = rw_index(id);
+
+	if (rw_trace)
+		fprintf(stderr, "  %d is told %d is %s\n", i, j, state);
+
+	ck_assert_msg(rw_friend[i][j], "user %s: PRESENCE of %lld, not a "
+	    "friend", u->name, id);
+	ck_assert_msg(strcmp(state, "online") == 0 ||
+	    strcmp(state, "offline") == 0, "PRESENCE state \"%s\"", state);
+	rw_view[i][j] = state[1] == 'n' ? 'n' : 'f';
+}
+
+/* Its view of its friends from u's (index i) LOGIN_ACK. */
+static void
+rw_views_from(int i, const cJSON *ack)
+{
+	const char *st;
+	int j;
+
+	for (j = 0; j < RW_USERS; j++) {
+		if (!rw_friend[i][j])
+			continue;
+		st = ack_friend_state(ack, rw_users[j].id);
+		ck_assert_msg(strcmp(st, "online") == 0 ||
+		    strcmp(st, "offline") == 0, "user %s: friend %s is \"%s\" "
+		    "in its LOGIN_ACK", rw_users[i].name, rw_users[j].name,
+		    st);
+		rw_view[i][j] = st[1] == 'n' ? 'n' : 'f';
+		if (rw_trace)
+			fprintf(stderr, "  %d: LOGIN_ACK says %d is %s\n", i,
+			    j, st);
+	}
+}
+
+/* A LOGIN_ACK (its errno e) that refused a login: only errno 13, and
+ * only once the database was stopped. */
+static void
+rw_refused(const struct user *u, const cJSON *ack)
+{
+	ck_assert_msg(rw_down && chatc_errno(ack) == CERR_UNAVAILABLE,
+	    "user %s: login refused: %s", u->name, jtext(ack));
+}
+
+/* Log u (index i) in at where; 0, or the errno of a refusal. */
+static int
+rw_login(int i, int where)
+{
+	struct user *u = &rw_users[i];
+	struct chatc *c = xconnect(where);
+	cJSON *ack;
+	int e;
+
+	ack = chatc_login(c, u->id, PASSWORD, REQ_MS);
+	ck_assert_msg(ack != NULL && jnum(ack, "msgid") == MSG_LOGIN_ACK,
+	    "login %s: %s", u->name, ack != NULL ? jtext(ack) :
+	    chatc_error(c));
+	if ((e = chatc_errno(ack)) != 0) {
+		rw_refused(u, ack);
+		cJSON_Delete(ack);
+		harness_close(c);
+		return e;
+	}
+	u->c = c;
+	u->host = host_of(u->id);
+	ck_assert_msg(u->host >= 0 && (where == VIA_NGINX || u->host ==
+	    where), "user %s: logged in at %d, in the presence table of %d",
+	    u->name, where, u->host);
+	rw_views_from(i, ack);
+	take_offline(u, ack);
+	cJSON_Delete(ack);
+	return 0;
+}
+
+/* A request's reply: its ACK (returned), or errno 13 once the database
+ * was stopped (NULL). */
+static cJSON *
+rw_ack(struct user *u, cJSON *reply, int refmsgid)
+{
+	ck_assert_msg(reply != NULL, "user %s: no reply to msgid %d: %s",
+	    u->name, refmsgid, chatc_error(u->c));
+	if (jnum(reply, "msgid") == MSG_ERROR && rw_down &&
+	    chatc_errno(reply) == CERR_UNAVAILABLE) {
+		cJSON_Delete(reply);
+		return NULL;
+	}
+	return ack_ok(u->c, reply, refmsgid);
+}
+
+/* ONE_CHAT a -> b: delivered or stored, or refused (errno 13 once the
+ * database was stopped): it must then never arrive. */
+static void
+rw_chat(struct user *a, struct user *b)
+{
+	char text[96];
+	const char *st;
+	cJSON *ack;
+
+	msg_text(text, sizeof(text), "m");
+	ledger_add(a->id, b->id, MSG_ONE_CHAT, text);
+	ack = rw_ack(a, request(a->c, chatc_build_one_chat(b->id, text)),
+	    MSG_ONE_CHAT);
+	if (rw_trace)
+		fprintf(stderr, "  %s -> %s: %s %s\n", a->name, b->name, text,
+		    ack != NULL ? jstr(ack, "status") : "refused");
+	if (ack == NULL) {
+		ledger[nledger - 1].never = 1;
+		return;
+	}
+	st = jstr(ack, "status");
+	ck_assert_msg(strcmp(st, "delivered") == 0 || strcmp(st, "stored") ==
+	    0, "%s -> %s: ACK status \"%s\"", a->name, b->name, st);
+	cJSON_Delete(ack);
+}
+
+/* GROUP_CHAT from a to the members to[0..n): refused (errno 13), the
+ * online ones may have it all the same. */
+static void
+rw_gchat(struct user *a, long long gid, struct user **to, int n)
+{
+	char text[96];
+	cJSON *ack;
+	int i;
+
+	msg_text(text, sizeof(text), "g");
+	for (i = 0; i < n; i++)
+		ledger_add(a->id, to[i]->id, MSG_GROUP_CHAT, text);
+	ack = rw_ack(a, request(a->c, chatc_build_group_chat(gid, text)),
+	    MSG_GROUP_CHAT);
+	if (ack == NULL)
+		for (i = 0; i < n; i++)
+			ledger[nledger - 1 - i].maybe = 1;
+	cJSON_Delete(ack);
+}
+
+/*
+ * Once nothing more arrives: every online user's view of each friend
+ * (its LOGIN_ACK's states, updated by the PRESENCE notices after it) is
+ * the friend's state, as chat-protocol(7) promises.
+ */
+static void
+rw_views_current(const char *when)
+{
+	struct user *all[RW_USERS];
+	int i, j;
+
+	for (i = 0; i < RW_USERS; i++)
+		all[i] = &rw_users[i];
+	quiet(all, RW_USERS);
+	for (i = 0; i < RW_USERS; i++)
+		for (j = 0; j < RW_USERS; j++)
+			if (rw_users[i].c != NULL && rw_friend[i][j])
+				ck_assert_msg(rw_view[i][j] == (rw_users[j].c !=
+				    NULL ? 'n' : 'f'), "%s: user %s sees friend "
+				    "%s %s, who is %s", when, rw_users[i].name,
+				    rw_users[j].name, rw_view[i][j] == 'n' ?
+				    "online" : "offline", rw_users[j].c !=
+				    NULL ? "online" : "offline");
+}
+
+/* 1 when every online user's view of each friend is the friend's state. */
+static int
+rw_views_match(void)
+{
+	int i, j;
+
+	for (i = 0; i < RW_USERS; i++)
+		for (j = 0; j < RW_USERS; j++)
+			if (rw_users[i].c != NULL && rw_friend[i][j] &&
+			    rw_view[i][j] != (rw_users[j].c != NULL ? 'n' :
+			    'f'))
+				return 0;
+	return 1;
+}
+
+/* Read until every view is current (bounded by PUSH_MS), then check. */
+static void
+rw_views_settle(const char *when)
+{
+	long long deadline = harness_now_ms() + PUSH_MS;
+	int i;
+
+	while (!rw_views_match() && harness_now_ms() < deadline)
+		for (i = 0; i < RW_USERS; i++)
+			(void)pump(&rw_users[i], 10);
+	rw_views_current(when);
+}
+
+static int rw_from[PIPE_MAX];	/* the sender (index) of pipelined slot k */
+static int rw_entry[PIPE_MAX];	/* the ledger entry of pipelined slot k */
+static int rw_gone[PIPE_MAX];	/* its session ended before its ACK came */
+static int rw_slots;
+
+/* Read a's connection until every chat it pipelined has its ACK. */
+static void
+rw_acked(struct user *u, int a)
+{
+	long long deadline = harness_now_ms() + PUSH_MS;
+	int k, n;
+
+	for (;;) {
+		for (k = n = 0; k < rw_slots; k++)
+			n += rw_from[k] == a && !rw_gone[k] &&
+			    pipe_ack[k].status[0] == '\0';
+		if (n == 0)
+			return;
+		ck_assert_msg(harness_now_ms() < deadline, "user %s: %d "
+		    "pipelined chat(s) without an ACK after %d ms", u->name,
+		    n, PUSH_MS);
+		(void)pump(u, 5);
+	}
+}
+
+/* The pipelined chats of user a whose ACK has not come: never will, its
+ * session ended. */
+static void
+rw_ended(int a)
+{
+	int k;
+
+	for (k = 0; k < rw_slots; k++)
+		if (rw_from[k] == a && pipe_ack[k].status[0] == '\0')
+			rw_gone[k] = 1;
+}
+
+/* Read u's frames in order until its reply to msgid (a LOGIN_ACK for
+ * LOGIN, an ACK for the rest), handling the others as they come. */
+static cJSON *
+rw_reply(struct user *u, int msgid)
+{
+	long long deadline = harness_now_ms() + REQ_MS, left;
+	cJSON *m;
+
+	for (;;) {
+		left = deadline - harness_now_ms();
+		ck_assert_msg(left > 0, "user %s: no reply to msgid %d within "
+		    "%d ms", u->name, msgid, REQ_MS);
+		m = chatc_recv(u->c, (int)left);
+		ck_assert_msg(m != NULL, "user %s: %s", u->name,
+		    chatc_error(u->c));
+		if (msgid == MSG_LOGIN ? jnum(m, "msgid") == MSG_LOGIN_ACK :
+		    jnum(m, "msgid") == MSG_ACK && jnum(m, "refmsgid") ==
+		    msgid)
+			return m;
+		frame(u, m);
+		cJSON_Delete(m);
+	}
+}
+
+/*
+ * Two to RW_STORM users at once: each offline one sends a LOGIN (to a
+ * random host or nginx) and each online one a LOGINOUT, all before any
+ * reply is read; frames before a reply are handled in the order they
+ * came.
+ */
+#define RW_STORM	4
+
+static void
+rw_storm(int step)
+{
+	int who[RW_STORM], in[RW_STORM], n, i, j;
+	struct user *u;
+	cJSON *req, *ack;
+
+	n = 2 + (int)(random() % (RW_STORM - 1));
+	for (i = 0; i < n; i++) {
+		do {
+			who[i] = (int)(random() % RW_USERS);
+			for (j = 0; j < i && who[j] != who[i]; j++)
+				;
+		} while (j < i);
+		u = &rw_users[who[i]];
+		in[i] = u->c == NULL;
+		if (rw_trace)
+			fprintf(stderr, "step %d: %d %s at once\n", step,
+			    who[i], in[i] ? "logs in" : "logs out");
+		if (in[i]) {
+			u->c = xconnect((int)(random() % (NHOSTS + 1)) - 1);
+			req = login_req(u->id, u->name);
+		} else {
+			/* Only a request with a seq is ACKed. */
+			req = chatc_build(MSG_LOGINOUT);
+			ck_assert(req != NULL);
+			cJSON_AddStringToObject(req, "seq", "out");
+		}
+		ck_assert_int_eq(chatc_send(u->c, req), 0);
+		cJSON_Delete(req);
+	}
+	for (i = 0; i < n; i++) {
+		u = &rw_users[who[i]];
+		if (!in[i]) {
+			cJSON_Delete(ack_ok(u->c, rw_reply(u, MSG_LOGINOUT),
+			    MSG_LOGINOUT));
+			(void)pump(u, 0);
+			harness_close(u->c);
+			u->c = NULL;
+			u->host = -1;
+			rw_ended(who[i]);
+			continue;
+		}
+		ack = rw_reply(u, MSG_LOGIN);
+		if (chatc_errno(ack) != 0) {
+			rw_refused(u, ack);
+			cJSON_Delete(ack);
+			harness_close(u->c);
+			u->c = NULL;
+			continue;
+		}
+		u->host = host_of(u->id);
+		ck_assert_msg(u->host >= 0, "user %s: in no presence table "
+		    "after LOGIN_ACK", u->name);
+		rw_views_from(who[i], ack);
+		take_offline(u, ack);
+		cJSON_Delete(ack);
+	}
+}
+
+/* Entries to u not received yet: its connection dropped, maybe lost. */
+static void rw_dropped(const struct user *u);
+
+/*
+ * SIGKILL the worker of a random user online (or any worker when none
+ * is).  Its users' connections end
+ * with it: what was sent to them and not read, and what they had sent
+ * without an answer yet, may be lost with it; the rest of the walk's
+ * promises hold, and their friends are told they are offline.  Waits
+ * until the master has cleared their sessions and started a worker in
+ * its place.
+ */
+static void
+rw_kill_worker(int step)
+{
+	struct presence_entry e;
+	pid_t pids[NWORKERS], victim, now[NWORKERS];
+	long long deadline;
+	int h = (int)(random() % NHOSTS), i, k, n, on[RW_USERS];
+	struct user *u;
+
+	/* What is under way first (a logout's notices, which a worker
+	 * killed in the middle would take with it): a checkpoint. */
+	rw_views_settle("before a worker was killed");
+	ck_assert_int_eq(harness_chatd_workers(&H, h, pids, NWORKERS),
+	    NWORKERS);
+	victim = pids[random() % NWORKERS];
+	/* The worker of a user online, when there is one. */
+	i = (int)(random() % RW_USERS);
+	for (k = 0; k < RW_USERS && rw_users[(i + k) % RW_USERS].c == NULL;
+	    k++)
+		;
+	if (k < RW_USERS) {
+		u = &rw_users[(i + k) % RW_USERS];
+		h = u->host;
+		ck_assert_int_eq(presence_lookup(pres[h], (uint32_t)u->id, &e),
+		    PRESENCE_OK);
+		victim = e.pid;
+	}
+	for (i = 0; i < RW_USERS; i++) {
+		u = &rw_users[i];
+		on[i] = u->c != NULL && presence_lookup(pres[h],
+		    (uint32_t)u->id, &e) == PRESENCE_OK && e.pid == victim;
+	}
+	if (rw_trace)
+		fprintf(stderr, "step %d: worker %ld of host %d killed\n", step,
+		    (long)victim, h);
+	ck_assert_int_eq(kill(victim, SIGKILL), 0);
+	for (i = 0; i < RW_USERS; i++) {
+		if (!on[i])
+			continue;
+		u = &rw_users[i];
+		for (k = 0; k < rw_slots; k++)
+			if (rw_from[k] == i && pipe_ack[k].status[0] == '\0') {
+				rw_gone[k] = 1;
+				ledger[rw_entry[k]].maybe = 1;
+			}
+		drop(u);
+		rw_dropped(u);
+		if (rw_trace)
+			fprintf(stderr, "  %d was on it\n", i);
+	}
+	deadline = harness_now_ms() + RECOVER_MS;
+	for (i = 0; i < RW_USERS; i++)
+		while (on[i] && host_of(rw_users[i].id) != -1) {
+			ck_assert_msg(harness_now_ms() < deadline, "user %s: "
+			    "still in a presence table after its worker was "
+			    "killed", rw_users[i].name);
+			harness_sleep_ms(POLL_MS);
+		}
+	for (i = 0; i < RW_USERS; i++)
+		if (on[i])
+			wait_released(rw_users[i].id);
+	for (;;) {
+		n = harness_chatd_workers(&H, h, now, NWORKERS);
+		for (k = 0; k < n && now[k] != victim; k++)
+			;
+		if (n == NWORKERS && k == n)
+			break;
+		ck_assert_msg(harness_now_ms() < deadline, "host %d: no "
+		    "worker in the killed one's place within %d ms", h,
+		    RECOVER_MS);
+		harness_sleep_ms(POLL_MS);
+	}
+	/* Their friends are told, without any of them logging in. */
+	rw_views_settle("after a worker was killed");
+}
+
+
+static void
+rw_dropped(const struct user *u)
+{
+	int i;
+
+	for (i = 0; i < nledger; i++)
+		if (ledger[i].to == u->id && ledger[i].got == 0)
+			ledger[i].maybe = 1;
+}
+
+/* The "tus" of from's messages to to grows in the order they were sent. */
+static void
+rw_tus_in_order(const struct user *from, const struct user *to)
+{
+	long long last = 0;
+	int i;
+
+	for (i = 0; i < nledger; i++) {
+		if (ledger[i].from != from->id || ledger[i].to != to->id ||
+		    ledger[i].got == 0)
+			continue;
+		ck_assert_msg(ledger[i].tus > last, "%s -> %s: \"%s\" has "
+		    "tus %lld, not above %lld of a message sent before it",
+		    from->name, to->name, ledger[i].msg, ledger[i].tus, last);
+		last = ledger[i].tus;
+	}
+}
+
+
+static void
+random_walk(int outage)
+{
+	struct user u[RW_USERS], *all[RW_USERS], *to[RW_USERS], *a, *b;
+	const char *env = getenv("IT_CLUSTER_SEED");
+	unsigned seed, counts[9] = { 0 };
+	long long gid, deadline;
+	int i, j, k, n, step, dice, where, ai, member[RW_USERS];
+	cJSON *ack;
+
+	begin();
+	rw_down = 0;
+	rw_again_window = 0;
+	seed = env != NULL && *env != '\0' ? (unsigned)strtoul(env, NULL, 10) :
+	    (unsigned)time(NULL) ^ (unsigned)getpid();
+	fprintf(stderr, "it_cluster: random walk, seed %u "
+	    "(IT_CLUSTER_SEED=%u runs it again)\n", seed, seed);
+	srandom(seed);
+	rw_trace = getenv("IT_CLUSTER_TRACE") != NULL;
+	for (i = 0; i < RW_USERS; i++) {
+		user_new(&u[i], "rw");
+		all[i] = &u[i];
+	}
+	rw_users = u;
+	memset(rw_friend, 0, sizeof(rw_friend));
+	memset(rw_view, 0, sizeof(rw_view));
+	presence_hook = rw_presence;
+	online_at(&u[0], VIA_NGINX);
+	gid = group_new(&u[0]);
+	member[0] = 1;
+	for (i = 1; i < RW_USERS; i++) {
+		online_at(&u[i], (int)(random() % (NHOSTS + 1)) - 1);
+		join(&u[i], gid);
+		member[i] = 1;
+	}
+	/* Friends at random, made while everyone is online. */
+	for (i = 0; i < RW_USERS; i++)
+		for (j = i + 1; j < RW_USERS; j++)
+			if (random() % 2 == 0) {
+				ack_ok_free(u[i].c, chatc_add_friend(u[i].c,
+				    u[j].id, REQ_MS), MSG_ADD_FRIEND);
+				rw_friend[i][j] = rw_friend[j][i] = 1;
+				rw_view[i][j] = rw_view[j][i] = 'n';
+			}
+	rw_slots = 0;
+
+	for (step = 0; step < RW_STEPS; step++) {
+		if (outage && step == RW_STEPS / 3) {
+			/* The runner's mariadbd (its stop's result says
+			 * nothing here); refused connections do. */
+			(void)harness_stop_mariadb(&H);
+			deadline = harness_now_ms() + RECOVER_MS;
+			while (harness_port_open(H.mariadb_port)) {
+				ck_assert_msg(harness_now_ms() < deadline,
+				    "mariadbd did not stop");
+				harness_sleep_ms(POLL_MS);
+			}
+			rw_down = 1;
+			/* The deletion of what was just pulled may have
+			 * failed: those come again if their user logs in
+			 * before chatd's next attempt succeeds. */
+			for (i = 0; i < nledger; i++)
+				if (ledger[i].got > 0)
+					ledger[i].again = 1;
+			rw_again_window = 1;
+			if (rw_trace)
+				fprintf(stderr, "step %d: mariadbd stopped\n",
+				    step);
+		}
+		if (outage && step == RW_STEPS / 2) {
+			ck_assert_msg(harness_start_mariadb(&H) == 0,
+			    "mariadbd did not start again");
+			if (rw_trace)
+				fprintf(stderr, "step %d: mariadbd back\n",
+				    step);
+			/* Until a login works again (the job threads try
+			 * the database every db_retry_interval). */
+			deadline = harness_now_ms() + RECOVER_MS;
+			for (i = 0; i < RW_USERS && u[i].c != NULL; i++)
+				;
+			while (i < RW_USERS && rw_login(i, VIA_NGINX) != 0) {
+				ck_assert_msg(harness_now_ms() < deadline,
+				    "logins refused %d ms after mariadbd came "
+				    "back", RECOVER_MS);
+				harness_sleep_ms(POLL_MS);
+			}
+			/* chatd's next attempt at the refused deletions
+			 * (db_retry_interval, 2 s): from then on every
+			 * message comes once. */
+			harness_sleep_ms(RW_DELETES_MS);
+			rw_again_window = 0;
+		}
+		if (step == RW_STEPS / 4 || step == 3 * RW_STEPS / 4)
+			rw_kill_worker(step);
+		ai = (int)(random() % RW_USERS);
+		a = &u[ai];
+		dice = (int)(random() % 100);
+		if (a->c == NULL) {
+			/* Offline: log in somewhere (nginx: -1). */
+			where = (int)(random() % (NHOSTS + 1)) - 1;
+			if (rw_trace)
+				fprintf(stderr, "step %d: %d logs in at %d\n",
+				    step, ai, where);
+			k = rw_login(ai, where);
+			if (rw_trace)
+				fprintf(stderr, "step %d: %d %s %d\n", step,
+				    ai, k == 0 ? "is on host" : "refused, errno",
+				    k == 0 ? a->host : k);
+			counts[4]++;
+		} else if (dice < 45) {
+			do
+				b = &u[random() % RW_USERS];
+			while (b == a);
+			rw_chat(a, b);
+			counts[0]++;
+		} else if (dice < 55 && member[ai]) {
+			for (i = n = 0; i < RW_USERS; i++)
+				if (&u[i] != a && member[i])
+					to[n++] = &u[i];
+			rw_gchat(a, gid, to, n);
+			counts[1]++;
+		} else if (dice < 60) {
+			ack = rw_ack(a, member[ai] ? chatc_quit_group(a->c, gid,
+			    REQ_MS) : chatc_add_group(a->c, gid, REQ_MS),
+			    member[ai] ? MSG_QUIT_GROUP : MSG_ADD_GROUP);
+			if (ack != NULL)
+				member[ai] = !member[ai];
+			cJSON_Delete(ack);
+			counts[6]++;
+		} else if (dice < 70) {
+			n = 1 + (int)(random() % RW_BURST);
+			ck_assert_int_le(rw_slots + n, PIPE_MAX);
+			for (i = 0; i < n; i++) {
+				do
+					b = &u[random() % RW_USERS];
+				while (b == a);
+				rw_from[rw_slots] = ai;
+				rw_gone[rw_slots] = 0;
+				chat_pipelined(a, b, rw_slots);
+				rw_entry[rw_slots++] = nledger - 1;
+			}
+			counts[7] += (unsigned)n;
+		} else if (dice < 80) {
+			if (rw_trace)
+				fprintf(stderr, "step %d: %d logs out (host "
+				    "%d)\n", step, ai, a->host);
+			logout(a, 0);
+			rw_ended(ai);
+			counts[2]++;
+		} else if (dice < 84) {
+			rw_storm(step);
+			counts[8]++;
+		} else if (dice < 88) {
+			/* A client that closes with replies unread makes its
+			 * kernel reset the connection: its last requests
+			 * may then be lost.  Not the case tested here. */
+			rw_acked(a, ai);
+			if (rw_trace)
+				fprintf(stderr, "step %d: %d drops (host %d)\n",
+				    step, ai, a->host);
+			drop(a);
+			rw_dropped(a);
+			/* Until its host has seen the close, a message to a
+			 * is written to the dead socket, and a login
+			 * elsewhere is refused (a duplicate). */
+			deadline = harness_now_ms() + SETTLE_MS;
+			while (host_of(a->id) != -1) {
+				ck_assert_msg(harness_now_ms() < deadline,
+				    "user %s: in a presence table %d ms after "
+				    "its connection closed", a->name,
+				    SETTLE_MS);
+				harness_sleep_ms(2);
+			}
+			wait_released(a->id);
+			counts[3]++;
+		} else {
+			for (i = 0; i < RW_USERS; i++)
+				(void)pump(&u[i], 0);
+			counts[5]++;
+		}
+		for (i = 0; i < RW_USERS; i++)
+			if (u[i].c != NULL)
+				ck_assert_msg(host_of(u[i].id) == u[i].host,
+				    "step %d: user %s logged in on host %d is "
+				    "in the table of host %d", step, u[i].name,
+				    u[i].host, host_of(u[i].id));
+	}
+	fprintf(stderr, "it_cluster: random walk: %u 1:1, %u pipelined, %u "
+	    "group, %u group changes, %u logouts, %u drops, %u logins, %u "
+	    "storms, %u reads; %d messages to account for\n", counts[0],
+	    counts[7], counts[1], counts[6], counts[2], counts[3], counts[4],
+	    counts[8], counts[5], nledger);
+
+	/* Every pipelined chat answered that can be: one refused must not
+	 * arrive; one whose answer was lost with its session (once the
+	 * database was stopped) may or may not. */
+	for (i = 0; i < RW_USERS; i++)
+		if (u[i].c != NULL)
+			rw_acked(&u[i], i);
+	for (k = 0; k < rw_slots; k++) {
+		if (strcmp(pipe_ack[k].status, "error") == 0) {
+			ck_assert_msg(rw_down && pipe_ack[k].err ==
+			    CERR_UNAVAILABLE, "pipelined chat %d from %s: "
+			    "errno %d", k, u[rw_from[k]].name, pipe_ack[k].err);
+			ledger[rw_entry[k]].never = 1;
+		} else if (pipe_ack[k].status[0] == '\0' && rw_down)
+			ledger[rw_entry[k]].maybe = 1;
+	}
+	rw_views_current("after the walk");
+	/* Everyone online: what was stored arrives. */
+	deadline = harness_now_ms() + RECOVER_MS;
+	for (i = 0; i < RW_USERS; i++)
+		while (u[i].c == NULL && rw_login(i, VIA_NGINX) != 0) {
+			ck_assert_msg(harness_now_ms() < deadline, "user %s: "
+			    "login refused %d ms after the database came "
+			    "back", u[i].name, RECOVER_MS);
+			harness_sleep_ms(POLL_MS);
+		}
+	deadline = harness_now_ms() + PUSH_MS;
+	do {
+		for (i = k = 0; i < RW_USERS; i++) {
+			(void)pump(&u[i], 5);
+			k += ledger_missing(u[i].id);
+		}
+	} while (k > 0 && harness_now_ms() < deadline);
+	await(all, RW_USERS, 0);
+	rw_views_current("everyone logged in");
+	/* A pipelined chat's ACK may be unread when its sender logged out
+	 * (the session ended first); one that came must not be an error
+	 * (but errno 13, checked above). */
+	for (k = 0; k < rw_slots; k++)
+		ck_assert_msg(pipe_ack[k].status[0] == '\0' ||
+		    ledger[rw_entry[k]].never ||
+		    (pipe_ack[k].err == 0 && (strcmp(pipe_ack[k].status,
+		    "delivered") == 0 || strcmp(pipe_ack[k].status, "stored") ==
+		    0)), "pipelined chat %d from %s: %s, errno %d", k,
+		    u[rw_from[k]].name, pipe_ack[k].status, pipe_ack[k].err);
+	for (i = 0; i < RW_USERS; i++)
+		for (j = 0; j < RW_USERS; j++)
+			if (i != j)
+				rw_tus_in_order(&u[i], &u[j]);
+	ledger_check();
+	for (i = 0; i < RW_USERS; i++)
+		logout(&u[i], 0);
+	presence_hook = NULL;
+	/* Ours (a child of this test): the next fixture starts the
+	 * runner's again. */
+	if (outage)
+		(void)harness_stop_mariadb(&H);
+}
+
+START_TEST(test_random_walk)
+{
+	random_walk(0);
+}
+END_TEST
+
+/*
+ * The same with mariadbd stopped from a third of the walk to its half:
+ * logins and requests that need it may be refused with errno 13 (a chat
+ * refused so must never arrive, a group message refused may have reached
+ * the members online); everything else holds, once it is back.  A
+ * message received from just before the stop until chatd has had time
+ * to delete it again (db_retry_interval after the restart) may come
+ * twice: its deletion was refused (chat-protocol(7)).
+ */
+START_TEST(test_random_walk_db_outage)
+{
+	random_walk(1);
+}
+END_TEST
+
+/* --- a Redis address that takes no connection --------------------------- */
+
+/*
+ * A listening socket whose accept queue is full (backlog 0, one
+ * connection never accepted): the kernel drops every further SYN, so a
+ * connect to it neither completes nor fails, as to a host that is gone.
+ * Its port; *fill gets the connection that fills the queue.
+ */
+static int
+black_hole(int *lfd, int *fill)
+{
+	struct sockaddr_in sa;
+	socklen_t salen = sizeof(sa);
+	struct pollfd pfd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_ne(*lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC,
+	    0), -1);
+	ck_assert_int_eq(bind(*lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(*lfd, 0), 0);
+	ck_assert_int_eq(getsockname(*lfd, (struct sockaddr *)&sa, &salen),
+	    0);
+	ck_assert_int_ne(*fill = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC,
+	    0), -1);
+	ck_assert_int_eq(connect(*fill, (struct sockaddr *)&sa, sizeof(sa)),
+	    0);
+	/* A second connect must now hang: the hole works on this host. */
+	pfd.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0);
+	ck_assert_int_ne(pfd.fd, -1);
+	ck_assert_msg(connect(pfd.fd, (struct sockaddr *)&sa, sizeof(sa)) ==
+	    -1 && errno == EINPROGRESS, "connect to the full queue: %s",
+	    strerror(errno));
+	pfd.events = POLLOUT;
+	ck_assert_msg(poll(&pfd, 1, 300) == 0, "a connect to a listening "
+	    "socket with a full accept queue completed");
+	(void)close(pfd.fd);
+	return ntohs(sa.sin_port);
+}
+
+/*
+ * chatd configured with a Redis whose address takes no connection (a
+ * full accept queue: SYNs dropped, as for a host that is gone): the
+ * workers give each connect up after redis_timeout and try again, the
+ * loop answers meanwhile (a LOGIN at once with errno 13, not after the
+ * kernel's minutes of SYN retries), and once a redis-server listens at
+ * that address the next attempt connects: logins work, claims are made
+ * there.  (Without the connect timeout a link waits for the kernel's
+ * SYN retries, 1, 3, 7, 15 s ... apart, and nothing is logged.)
+ */
+#define HOLE_TRIES	2	/* connects given up before Redis comes */
+
+START_TEST(test_redis_black_hole)
+{
+	struct harness rb;
+	struct user u;
+	struct chatc *c;
+	char conf[256];
+	long long t0, deadline;
+	int lfd, fill, port, timedout0, e;
+	cJSON *ack;
+
+	begin();
+	user_new(&u, "hole");
+	port = black_hole(&lfd, &fill);
+	timedout0 = harness_log_count(&H, MOVER, "connect timed out "
+	    "(redis_timeout)");
+	/* debug: a link's failures after its first are logged there. */
+	(void)snprintf(conf, sizeof(conf), "[server]\nworkers = 1\n"
+	    "node_id = mover\nlog_level = debug\n[redis]\nredis_port = %d\n"
+	    "redis_timeout = 1\n"
+	    "redis_retry_max = 1\npresence_ttl = 60\n", port);
+	ck_assert_msg(harness_start_chatd(&H, MOVER, conf) == 0,
+	    "chatd-%d did not start with Redis unreachable", MOVER);
+
+	/* Each link (subscriber, publisher) gives up and tries again. */
+	deadline = harness_now_ms() + RECOVER_MS;
+	while (harness_log_count(&H, MOVER, "connect timed out "
+	    "(redis_timeout)") < timedout0 + 2 * HOLE_TRIES) {
+		ck_assert_msg(harness_now_ms() < deadline, "chatd-%d: %d "
+		    "Redis connect(s) given up within %d ms, want %d",
+		    MOVER, harness_log_count(&H, MOVER, "connect timed out "
+		    "(redis_timeout)") - timedout0, RECOVER_MS,
+		    2 * HOLE_TRIES);
+		harness_sleep_ms(POLL_MS);
+	}
+	/* The loop is not held by the connects: refused at once. */
+	c = xconnect(MOVER);
+	t0 = harness_now_ms();
+	ack = chatc_login(c, u.id, PASSWORD, REQ_MS);
+	ck_assert_msg(ack != NULL, "login with Redis unreachable: %s",
+	    chatc_error(c));
+	e = chatc_errno(ack);
+	cJSON_Delete(ack);
+	t0 = harness_now_ms() - t0;
+	ck_assert_msg(e == CERR_UNAVAILABLE, "login with Redis unreachable: "
+	    "errno %d", e);
+	ck_assert_msg(t0 < 1000, "login with Redis unreachable answered "
+	    "after %lld ms", t0);
+	harness_close(c);
+
+	/* A redis-server at that address now. */
+	(void)close(fill);
+	(void)close(lfd);
+	rb = H;
+	rb.redis_pid = 0;
+	rb.redis_port = port;
+	ck_assert_msg(harness_start_redis(&rb) == 0, "redis-server did not "
+	    "start on port %d", port);
+	c = mover_login(&u, &rb);
+	harness_close(c);
+	ck_assert_int_eq(harness_signal_chatd(&H, MOVER, SIGTERM, 1), 0);
+	ck_assert_int_eq(harness_stop_redis(&rb), 0);
+}
+END_TEST
+
 /* --- claims released many at a time ------------------------------------ */
 
 #define BULK		510	/* sessions: more than one release batch (500) */
@@ -3276,7 +4257,14 @@ setup(void)
 					harness_ok = 0;
 		}
 	} else if (harness_ok) {
-		if (!alive(H.redis_pid))
+		if (!alive(H.mariadb_pid)) {
+			harness_ok = harness_start_mariadb(&H) == 0;
+			/* A job thread whose connect failed while it was
+			 * down answers errno 13 for db_retry_interval (2 s)
+			 * before it tries again. */
+			harness_sleep_ms(DB_BACKOFF_MS);
+		}
+		if (harness_ok && !alive(H.redis_pid))
 			harness_ok = harness_start_redis(&H) == 0;
 		for (i = 0; harness_ok && i < NHOSTS; i++) {
 			if (alive(H.chatd[i].pid))
@@ -3356,6 +4344,10 @@ cluster_suite(void)
 	};
 	const TTest *const moves[] = { test_reload_moves_redis };
 	const TTest *const bulk[] = { test_release_in_batches };
+	const TTest *const hole[] = { test_redis_black_hole };
+	const TTest *const wkill[] = { test_worker_killed_friends_told };
+	const TTest *const walk[] = { test_random_walk };
+	const TTest *const walkdb[] = { test_random_walk_db_outage };
 	Suite *s = suite_create("it_cluster");
 
 	add_tcase(s, "cluster", chat, sizeof(chat) / sizeof(chat[0]));
@@ -3371,6 +4363,11 @@ cluster_suite(void)
 	add_tcase(s, "stale lookups", stale, 1);
 	add_tcase(s, "reload moves redis", moves, 1);
 	add_tcase(s, "claims released in batches", bulk, 1);
+	add_tcase(s, "redis black hole", hole, 1);
+	add_tcase(s, "worker killed", wkill, 1);
+	/* Before another TCase: its fixture starts mariadbd again. */
+	add_tcase(s, "random walk, database outage", walkdb, 1);
+	add_tcase(s, "random walk", walk, 1);
 	return s;
 }
 
