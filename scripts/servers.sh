@@ -35,6 +35,7 @@ servers_start() {
 	    --unixsocketperm 700 --dir "$state" --save "" --appendonly no \
 	    --maxclients 10000 --logfile "$state/redis.log" \
 	    --client-output-buffer-limit "pubsub 0 0 0" \
+	    --notify-keyspace-events Ex \
 	    </dev/null >/dev/null 2>&1 &
 	_i=0
 	until redis-cli -s "$state/redis.sock" ping >/dev/null 2>&1; do

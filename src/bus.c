@@ -301,6 +301,11 @@ sub_restore(struct bus *b)
 
 	(void)redisAsyncCommand(b->link[BUS_SUB].ac, bus_on_message, NULL,
 	    "SUBSCRIBE %s", b->groups_channel);
+	/* One worker per host hears of expired claims (every host does,
+	 * and one of them tells the friends: CLUSTER_LUA_GONE). */
+	if (w->slot == 0)
+		(void)redisAsyncCommand(b->link[BUS_SUB].ac, bus_on_message,
+		    NULL, "SUBSCRIBE %s", CLUSTER_CHANNEL_EXPIRED);
 	while (umap_next(&w->online, &it, &uid, &val))
 		bus_subscribe(w, uid);
 }
@@ -737,7 +742,7 @@ bus_claim(struct worker *w, uint32_t uid, uint64_t token, bus_claim_fn fn,
 {
 	struct bus *b = w->bus;
 	char key[CLUSTER_KEY_MAX], val[CLUSTER_KEY_MAX];
-	char node[CLUSTER_KEY_MAX];
+	char node[CLUSTER_KEY_MAX], gone[CLUSTER_KEY_MAX];
 	struct bus_cmd *c;
 
 	if (!bus_up(b)) {
@@ -745,12 +750,14 @@ bus_claim(struct worker *w, uint32_t uid, uint64_t token, bus_claim_fn fn,
 		return;
 	}
 	cluster_key_online(w->conf, uid, key, sizeof(key));
+	cluster_key_gone(w->conf, uid, gone, sizeof(gone));
 	cluster_claim_value(w->conf, token, val, sizeof(val));
 	(void)snprintf(node, sizeof(node), "%s|", w->conf->node_id);
-	c = cmd_new(LUA_CLAIM, 5, strlen(key) + strlen(val) + strlen(node) +
-	    32, 0);
-	cmd_argstr(c, "1");
+	c = cmd_new(LUA_CLAIM, 6, strlen(key) + strlen(gone) + strlen(val) +
+	    strlen(node) + 32, 0);
+	cmd_argstr(c, "2");
 	cmd_argstr(c, key);
+	cmd_argstr(c, gone);
 	cmd_argstr(c, val);
 	cmd_argnum(c, w->conf->presence_ttl);
 	cmd_argstr(c, node);
@@ -771,7 +778,7 @@ refresh_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
 {
 	const redisReply *e;
 	struct conn *conn;
-	size_t i;
+	size_t i, back = 0;
 	long long pos;
 
 	b->refresh_busy = 0;
@@ -788,9 +795,20 @@ refresh_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
 	}
 	for (i = 0; reply != NULL && i < reply->elements; i++) {
 		e = reply->element[i];
-		if (e->type != REDIS_REPLY_INTEGER || (pos = e->integer) < 1 ||
-		    (size_t)pos > c->n)
+		if (e->type != REDIS_REPLY_INTEGER || (pos = e->integer) == 0 ||
+		    (size_t)(pos < 0 ? -pos : pos) > c->n)
 			continue;
+		if (pos < 0) {
+			/* Ours had expired (this worker stalled, or was cut
+			 * off from Redis) and the friends were told
+			 * "offline": tell them "online" again. */
+			conn = umap_get(&b->w->online, c->uids[-pos - 1]);
+			if (conn != NULL && conn->token == c->tokens[-pos - 1]) {
+				session_back(b->w, conn);
+				back++;
+			}
+			continue;
+		}
 		/* Another node holds the claim now (ours had expired): the
 		 * user logged in there, so this session is stale. */
 		conn = umap_get(&b->w->online, c->uids[pos - 1]);
@@ -800,6 +818,10 @@ refresh_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
 			conn_close(b->w, conn, "claimed by another node");
 		}
 	}
+	if (back > 0)
+		log_warnx("redis publisher: %zu claim(s) had expired and the "
+		    "users' friends were told they went offline; renewed, "
+		    "telling them \"online\" again", back);
 	refresh_step(b);
 }
 
@@ -1278,6 +1300,13 @@ bus_on_message(redisAsyncContext *ac, void *r, void *privdata)
 	if (strcmp(ch->str, b->groups_channel) == 0) {
 		groupcache_invalidate(&b->w->groups,
 		    (uint32_t)strtoul(msg->str, NULL, 10));
+		return;
+	}
+	if (strcmp(ch->str, CLUSTER_CHANNEL_EXPIRED) == 0) {
+		/* Any key of the database expired: ours are the claims. */
+		if ((uid = cluster_key_online_uid(b->w->conf, msg->str,
+		    msg->len)) != 0)
+			session_expired(b->w, uid);
 		return;
 	}
 	if ((uid = cluster_channel_uid(b->w->conf, ch->str, ch->len)) == 0)

@@ -38,6 +38,12 @@ cluster_key_online(const struct conf *c, uint32_t uid, char *buf, size_t len)
 }
 
 void
+cluster_key_gone(const struct conf *c, uint32_t uid, char *buf, size_t len)
+{
+	(void)snprintf(buf, len, "%sgone:%u", c->redis_prefix, uid);
+}
+
+void
 cluster_channel_user(const struct conf *c, uint32_t uid, char *buf,
     size_t len)
 {
@@ -58,22 +64,37 @@ cluster_claim_value(const struct conf *c, uint64_t token, char *buf,
 	    (unsigned long long)token);
 }
 
-uint32_t
-cluster_channel_uid(const struct conf *c, const char *channel, size_t len)
+/* uid from "P WHAT:UID" (what with its colon), 0 when it is not one. */
+static uint32_t
+name_uid(const struct conf *c, const char *what, const char *name,
+    size_t len)
 {
-	size_t plen = strlen(c->redis_prefix);
+	size_t plen = strlen(c->redis_prefix), wlen = strlen(what);
 	char num[16];
 	unsigned long v;
 	char *end;
 
-	if (len <= plen + 5 || len - plen - 5 >= sizeof(num) ||
-	    memcmp(channel, c->redis_prefix, plen) != 0 ||
-	    memcmp(channel + plen, "user:", 5) != 0)
+	if (len <= plen + wlen || len - plen - wlen >= sizeof(num) ||
+	    memcmp(name, c->redis_prefix, plen) != 0 ||
+	    memcmp(name + plen, what, wlen) != 0 ||
+	    name[plen + wlen] < '1' || name[plen + wlen] > '9')
 		return 0;
-	memcpy(num, channel + plen + 5, len - plen - 5);
-	num[len - plen - 5] = '\0';
+	memcpy(num, name + plen + wlen, len - plen - wlen);
+	num[len - plen - wlen] = '\0';
 	v = strtoul(num, &end, 10);
 	return *end == '\0' && v > 0 && v < UINT32_MAX ? (uint32_t)v : 0;
+}
+
+uint32_t
+cluster_channel_uid(const struct conf *c, const char *channel, size_t len)
+{
+	return name_uid(c, "user:", channel, len);
+}
+
+uint32_t
+cluster_key_online_uid(const struct conf *c, const char *key, size_t len)
+{
+	return name_uid(c, "online:", key, len);
 }
 
 int
@@ -140,6 +161,35 @@ cluster_load(struct cluster *cl)
  * server that refuses CONFIG (renamed away, as managed services do) is
  * not asked again.
  */
+/*
+ * A claim that expires (its node died, froze, was cut off) is heard of
+ * only through Redis' keyevent notifications, which Redis ships without:
+ * the friends of that node's users would go on seeing them online.  Say
+ * so.  "A" stands for every class but the key-miss one, "x" included.
+ */
+static void
+cluster_server_events(struct cluster *cl)
+{
+	redisReply *r;
+	const char *v;
+
+	r = redisCommand(cl->rc, "CONFIG GET notify-keyspace-events");
+	if (r == NULL)
+		return;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[1]->type == REDIS_REPLY_STRING) {
+		v = r->element[1]->str;
+		if (strchr(v, 'E') == NULL || (strchr(v, 'x') == NULL &&
+		    strchr(v, 'A') == NULL))
+			log_warnx("redis: notify-keyspace-events is \"%s\": "
+			    "without \"Ex\" Redis does not say when a claim "
+			    "expires, and when a host dies its users' friends "
+			    "on other hosts are not told they went offline; "
+			    "set it to \"Ex\" (see chatd(8))", v);
+	}
+	freeReplyObject(r);
+}
+
 static void
 cluster_server_limits(struct cluster *cl)
 {
@@ -163,11 +213,14 @@ cluster_server_limits(struct cluster *cl)
 			    soft, secs);
 	} else {
 		log_info("redis: cannot read client-output-buffer-limit (%s); "
-		    "make sure its pubsub class is 0 0 0 (see chatd(8))",
+		    "make sure its pubsub class is 0 0 0 and "
+		    "notify-keyspace-events has \"Ex\" (see chatd(8))",
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 		cl->check_server = 0;
 	}
 	freeReplyObject(r);
+	if (cl->check_server)
+		cluster_server_events(cl);
 }
 
 static int
@@ -243,7 +296,33 @@ cluster_claimed_else(struct cluster *cl, uint32_t uid, uint64_t token)
 	if (r->type == REDIS_REPLY_NIL)
 		rc = 0;
 	else if (r->type == REDIS_REPLY_STRING)
-		rc = strcmp(r->str, own) != 0;
+		rc = token == 0 || strcmp(r->str, own) != 0;
+	freeReplyObject(r);
+	return rc;
+}
+
+int
+cluster_gone_take(struct cluster *cl, uint32_t uid)
+{
+	char key[CLUSTER_KEY_MAX], gone[CLUSTER_KEY_MAX];
+	redisReply *r;
+	int rc = -1;
+
+	if (cl == NULL || cluster_connect(cl) == -1)
+		return -1;
+	cluster_key_online(&cl->conf, uid, key, sizeof(key));
+	cluster_key_gone(&cl->conf, uid, gone, sizeof(gone));
+	/* Rare (a node's death), so the text each time. */
+	if ((r = redisCommand(cl->rc, "EVAL %s 2 %s %s %d", CLUSTER_LUA_GONE,
+	    key, gone, CLUSTER_GONE_TTL)) == NULL) {
+		cluster_fail(cl);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_INTEGER)
+		rc = r->integer == 1;
+	else
+		log_warnx("redis: user %u: gone marker: %s", uid,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	freeReplyObject(r);
 	return rc;
 }
@@ -324,6 +403,7 @@ struct release_batch {
 	size_t n;			/* claims in the batch */
 	long deleted;			/* by the batches sent */
 	int failed;			/* a batch could not be sent */
+	int expire;			/* CLUSTER_LUA_EXPIRE, not _RELEASE */
 	const char *argv[3 + 2 * CLUSTER_RELEASE_BATCH];
 	size_t argvlen[3 + 2 * CLUSTER_RELEASE_BATCH];
 	char keys[CLUSTER_RELEASE_BATCH][CLUSTER_KEY_MAX];
@@ -331,8 +411,8 @@ struct release_batch {
 	size_t klen[CLUSTER_RELEASE_BATCH], vlen[CLUSTER_RELEASE_BATCH];
 };
 
-/* Run CLUSTER_LUA_RELEASE on b's claims; the reply, NULL on an I/O
- * error. */
+/* Run CLUSTER_LUA_RELEASE (or _EXPIRE, once at start: its text) on b's
+ * claims; the reply, NULL on an I/O error. */
 static redisReply *
 release_eval(struct release_batch *b)
 {
@@ -344,6 +424,13 @@ release_eval(struct release_batch *b)
 	(void)snprintf(nkeys, sizeof(nkeys), "%zu", b->n);
 	b->argv[2] = nkeys;
 	b->argvlen[2] = strlen(nkeys);
+	if (b->expire) {
+		b->argv[0] = "EVAL";
+		b->argvlen[0] = 4;
+		b->argv[1] = CLUSTER_LUA_EXPIRE;
+		b->argvlen[1] = sizeof(CLUSTER_LUA_EXPIRE) - 1;
+		return redisCommandArgv(cl->rc, argc, b->argv, b->argvlen);
+	}
 	if (cl->release_sha[0] != '\0') {
 		b->argv[0] = "EVALSHA";
 		b->argvlen[0] = 7;
@@ -421,6 +508,7 @@ release_begin(struct cluster *cl)
 	b->n = 0;
 	b->deleted = 0;
 	b->failed = 0;
+	b->expire = 0;
 	return b;
 }
 
@@ -488,6 +576,7 @@ cluster_release_node(struct cluster *cl)
 	(void)snprintf(mine, sizeof(mine), "%s|", cl->conf.node_id);
 	mlen = strlen(mine);
 	b = release_begin(cl);
+	b->expire = 1;
 	do {
 		/* A batch sent while scanning may have lost the
 		 * connection. */

@@ -647,10 +647,17 @@ ids_add_user(void *arg, uint32_t id, const char *name)
 	return 0;
 }
 
+/*
+ * A notice to uid's friends: "offline" when a session ended (token; 0
+ * when its claim expired, its host gone), or "online" again when the
+ * session `token` here found its claim had expired (session_back).
+ */
 struct logout_job {
 	struct job job;
 	uint32_t uid;
-	uint64_t token;		/* the session that ended */
+	uint64_t token;		/* the session that ended, or lives */
+	int state;		/* 1: "online" (session_back) */
+	int expired;		/* session_expired: take the gone marker */
 	int again;		/* logged in again since: no "offline" */
 	bus_done_fn released;	/* the caller's, when the claim is gone */
 	void *arg;
@@ -665,6 +672,12 @@ logout_run(struct job *j, struct store *st)
 {
 	struct logout_job *lj = (struct logout_job *)j;
 
+	/* Every host hears of an expired claim: one tells the friends. */
+	if (lj->expired && cluster_gone_take(store_cluster(st), lj->uid) !=
+	    1) {
+		lj->rc = STORE_NOTFOUND;
+		return;
+	}
 	lj->rc = store_friend_list(st, lj->uid, ids_add_user, &lj->friends);
 	if (lj->rc != STORE_OK)
 		return;
@@ -672,6 +685,8 @@ logout_run(struct job *j, struct store *st)
 		fatalx("%s: out of memory", __func__);
 	lj->online_known = cluster_online(store_cluster(st), lj->friends.v,
 	    lj->friends.n, lj->online) == 0;
+	if (lj->state == 1)
+		return;
 	/*
 	 * Last, just before the notice goes: a new session of the user
 	 * (on another host; this host's table is looked at in logout_done)
@@ -687,22 +702,29 @@ logout_done(struct job *j, struct worker *w)
 {
 	struct logout_job *lj = (struct logout_job *)j;
 	struct presence_entry e;
+	struct conn *c;
 
-	if (lj->again || presence_lookup(w->presence, lj->uid, &e) ==
-	    PRESENCE_OK) {
+	if (lj->rc == STORE_OK && lj->state == 1) {
+		/* Only while that session lasts: its end tells "offline". */
+		c = umap_get(&w->online, lj->uid);
+		if (c == NULL || c->token != lj->token)
+			lj->rc = STORE_NOTFOUND;
+	} else if (lj->rc == STORE_OK && (lj->again ||
+	    presence_lookup(w->presence, lj->uid, &e) == PRESENCE_OK)) {
 		log_debug("user %u: logged in again; no \"offline\" notice",
 		    lj->uid);
 		lj->rc = STORE_NOTFOUND;
 	}
 	if (lj->rc == STORE_OK)
 		presence_push(w, lj->uid, lj->friends.v, lj->online_known ?
-		    lj->online : NULL, lj->friends.n, 0, NULL);
+		    lj->online : NULL, lj->friends.n, lj->state, NULL);
 	free(lj->friends.v);
 	free(lj->online);
 	free(lj);
 }
 
-/* The friends' "offline" notice for uid's session `token`, which ended. */
+/* The friends' "offline" notice for uid's session `token`, which ended
+ * (the caller sets what else). */
 static struct logout_job *
 logout_job_new(uint32_t uid, uint64_t token)
 {
@@ -764,6 +786,27 @@ void
 session_gone(struct worker *w, uint32_t uid, uint64_t token)
 {
 	logout_submit(w, logout_job_new(uid, token));
+}
+
+void
+session_expired(struct worker *w, uint32_t uid)
+{
+	struct logout_job *lj = logout_job_new(uid, 0);
+
+	log_debug("user %u: claim expired", uid);
+	lj->expired = 1;
+	logout_submit(w, lj);
+}
+
+void
+session_back(struct worker *w, struct conn *c)
+{
+	struct logout_job *lj = logout_job_new(c->uid, c->token);
+
+	log_debug("user %u: claim renewed after it expired; telling the "
+	    "friends \"online\"", c->uid);
+	lj->state = 1;
+	logout_submit(w, lj);
 }
 
 /* --- REG ------------------------------------------------------------- */

@@ -170,6 +170,13 @@ void session_offdel_tick(struct worker *w);
 /* uid's session (token) was on a worker that died (the master says so):
  * tell its friends it is offline, unless it is online again by then. */
 void session_gone(struct worker *w, uint32_t uid, uint64_t token);
+/* uid's claim expired (Redis says so: its host died, froze or was cut
+ * off): tell its friends it is offline, if no host did and it is not
+ * claimed again. */
+void session_expired(struct worker *w, uint32_t uid);
+/* c's claim had expired and its friends were told "offline" (the renewal
+ * found the gone marker): tell them "online" again. */
+void session_back(struct worker *w, struct conn *c);
 void session_offdel_drop(struct worker *w);
 /* c's session can now be reached from every host (its SUBSCRIBE is
  * confirmed): pull what was stored meanwhile, settle its friends'

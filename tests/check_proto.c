@@ -18,6 +18,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "cluster.h"
+#include "conf.h"
 #include "deliver.h"
 #include "handler.h"
 #include "jarena.h"
@@ -1622,6 +1624,66 @@ order_of(const char *frame)
 	return deliver_order_of(frame, strlen(frame));
 }
 
+/*
+ * Redis names: a claim key from the keyevent channel (any key of the
+ * database that expired, another application's too) and a user channel
+ * give back their uid only when they are exactly "PREFIX what:UID".
+ */
+START_TEST(test_cluster_names)
+{
+	static const struct {
+		const char *name;
+		uint32_t key, channel;
+	} cases[] = {
+		{ "chat:online:1", 1, 0 },
+		{ "chat:online:4294967294", 4294967294u, 0 },
+		{ "chat:user:77", 0, 77 },
+		{ "chat:online:4294967295", 0, 0 },	/* UINT32_MAX */
+		{ "chat:online:99999999999", 0, 0 },
+		{ "chat:online:0", 0, 0 },
+		{ "chat:online:007", 0, 0 },
+		{ "chat:online:", 0, 0 },
+		{ "chat:online:12a", 0, 0 },
+		{ "chat:online:-3", 0, 0 },
+		{ "chat:online:+3", 0, 0 },
+		{ "chat:online: 3", 0, 0 },
+		{ "chat:gone:3", 0, 0 },
+		{ "other:online:3", 0, 0 },
+		{ "chat:online", 0, 0 },
+		{ "chat:", 0, 0 },
+		{ "", 0, 0 },
+	};
+	struct conf c;
+	char buf[CLUSTER_KEY_MAX];
+	size_t i, len;
+
+	memset(&c, 0, sizeof(c));
+	(void)snprintf(c.redis_prefix, sizeof(c.redis_prefix), "chat:");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		len = strlen(cases[i].name);
+		ck_assert_msg(cluster_key_online_uid(&c, cases[i].name, len) ==
+		    cases[i].key, "key \"%s\"", cases[i].name);
+		ck_assert_msg(cluster_channel_uid(&c, cases[i].name, len) ==
+		    cases[i].channel, "channel \"%s\"", cases[i].name);
+	}
+	/* The length is the name's, not up to a NUL. */
+	ck_assert_uint_eq(cluster_key_online_uid(&c, "chat:online:123", 13),
+	    1);
+	/* What chatd writes reads back. */
+	cluster_key_online(&c, 4242, buf, sizeof(buf));
+	ck_assert_uint_eq(cluster_key_online_uid(&c, buf, strlen(buf)), 4242);
+	cluster_channel_user(&c, 4242, buf, sizeof(buf));
+	ck_assert_uint_eq(cluster_channel_uid(&c, buf, strlen(buf)), 4242);
+	cluster_key_gone(&c, 4242, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "chat:gone:4242");
+	ck_assert_uint_eq(cluster_key_online_uid(&c, buf, strlen(buf)), 0);
+	/* An empty prefix. */
+	c.redis_prefix[0] = '\0';
+	ck_assert_uint_eq(cluster_key_online_uid(&c, "online:5", 8), 5);
+	ck_assert_uint_eq(cluster_key_online_uid(&c, "chat:online:5", 13), 0);
+}
+END_TEST
+
 START_TEST(test_order_of)
 {
 	ck_assert_uint_eq(order_of("{\"msgid\":6,\"id\":1,\"name\":\"a\","
@@ -1780,6 +1842,7 @@ proto_suite(void)
 	tc = tcase_create("presence");
 	tcase_add_test(tc, test_presence_of);
 	tcase_add_test(tc, test_order_of);
+	tcase_add_test(tc, test_cluster_names);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strerror");

@@ -1417,6 +1417,9 @@ redis_launch(struct harness *h)
 	 * behind (the default drops it, and its messages, at 32 MB). */
 	argv[n++] = (char *)"--client-output-buffer-limit";
 	argv[n++] = (char *)"pubsub 0 0 0";
+	/* And tells of expired keys: a host's claims, when it died. */
+	argv[n++] = (char *)"--notify-keyspace-events";
+	argv[n++] = (char *)"Ex";
 	argv[n++] = (char *)"--logfile";
 	argv[n++] = logpath;
 	argv[n] = NULL;

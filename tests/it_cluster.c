@@ -281,6 +281,23 @@ claim_of(long long uid, char *out, size_t outlen)
 	return claim_at(&H, uid, out, outlen);
 }
 
+/* 1 when uid's gone marker (its friends were told its claim expired) is
+ * in the cluster's Redis, 0 when not, -1 when Redis is unreachable. */
+static int
+gone_marked(long long uid)
+{
+	char key[256], type, out[64];
+	const char *argv[2];
+	long long num;
+
+	(void)snprintf(key, sizeof(key), "%sgone:%lld", prefix, uid);
+	argv[0] = "EXISTS";
+	argv[1] = key;
+	if (redis_cmd(&type, out, sizeof(out), &num, 2, argv) == -1)
+		return -1;
+	return num == 1;
+}
+
 /* Subscribers of a channel (name after the prefix), -1 when unknown. */
 static long long
 numsub(const char *channel)
@@ -674,9 +691,9 @@ quiet(struct user **us, int n)
  * reading of its friends' states may overlap a friend's own notice).
  */
 static void
-wait_presence(struct user *u, long long id, const char *state)
+wait_presence_ms(struct user *u, long long id, const char *state, int ms)
 {
-	long long deadline = harness_now_ms() + PUSH_MS;
+	long long deadline = harness_now_ms() + ms;
 	int i, match, repeats = 0;
 
 	for (;;) {
@@ -696,11 +713,17 @@ wait_presence(struct user *u, long long id, const char *state)
 		}
 		ck_assert_msg(harness_now_ms() < deadline, "user %s: no "
 		    "PRESENCE {id %lld, %s} within %d ms", u->name, id, state,
-		    PUSH_MS);
+		    ms);
 		ck_assert_msg(pump(u, 20) || u->c == NULL,
 		    "user %s: connection lost: %s", u->name,
 		    chatc_error(u->c));
 	}
+}
+
+static void
+wait_presence(struct user *u, long long id, const char *state)
+{
+	wait_presence_ms(u, id, state, PUSH_MS);
 }
 
 /* --- users and hosts ---------------------------------------------------- */
@@ -1821,6 +1844,96 @@ START_TEST(test_host_killed)
 	(void)chat(k2, b, "delivered");	/* b got k2's message before */
 	await(all, 6, PUSH_MS);
 	quiet(all, 6);
+	ledger_check();
+}
+END_TEST
+
+/*
+ * A host killed whole (master and workers; in life a power cut, a kernel
+ * panic, the OOM killer taking the master too): nobody is left on it to
+ * tell its users' friends they went offline.  Their claims expire after
+ * presence_ttl, Redis says so on its keyevent channel, and one of the
+ * hosts that hear it (the gone marker) tells the friends; they used to
+ * see the users online until their own next login or FRIEND_LIST.  Each
+ * friend gets the notice once, though two hosts heard the expiry.
+ */
+START_TEST(test_host_killed_friends_told)
+{
+	struct user a, b, k, *fs[2] = { &a, &b };
+	long long t0, took;
+
+	begin();
+	user_new(&a, "hka");
+	user_new(&b, "hkb");
+	user_new(&k, "hkk");
+	online_at(&a, 0);
+	online_at(&b, 1);
+	online_at(&k, 2);
+	ack_ok_free(k.c, chatc_add_friend(k.c, a.id, REQ_MS), MSG_ADD_FRIEND);
+	ack_ok_free(k.c, chatc_add_friend(k.c, b.id, REQ_MS), MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(&a, k.id), "online");
+	ck_assert_str_eq(friend_state(&b, k.id), "online");
+
+	kill_host(2);
+	k.c = NULL;
+	t0 = harness_now_ms();
+	wait_presence_ms(&a, k.id, "offline", (TTL_S + 5) * 1000);
+	took = harness_now_ms() - t0;
+	wait_presence_ms(&b, k.id, "offline", SETTLE_MS);
+	ck_assert_msg(took <= TTL_S * 1000 + 2000, "the friend of a user of "
+	    "the killed host was told %lld ms after the kill (presence_ttl "
+	    "%d s)", took, TTL_S);
+	/* Once: quiet() finds any second notice. */
+	quiet(fs, 2);
+	ck_assert_str_eq(friend_state(&a, k.id), "offline");
+	ck_assert_int_eq(gone_marked(k.id), 1);
+	/* The next login takes the marker away: that session's own
+	 * expiry, should its host die too, is a new one to tell. */
+	online_at(&k, 0);
+	ck_assert_int_eq(gone_marked(k.id), 0);
+	wait_presence(&a, k.id, "online");
+	wait_presence(&b, k.id, "online");
+	logout(&k, 1);
+	wait_presence(&a, k.id, "offline");
+	wait_presence(&b, k.id, "offline");
+	quiet(fs, 2);
+}
+END_TEST
+
+/*
+ * A host that froze (SIGSTOP) for longer than presence_ttl: its users'
+ * friends are told they went offline, as for a dead host.  When it goes
+ * on, its sessions are still there and it renews their claims: finding
+ * they had expired (the gone marker), it tells the friends "online"
+ * again, or they would see online users as offline until the next login.
+ */
+START_TEST(test_frozen_host_friends_told)
+{
+	struct user a, k, *all[2] = { &a, &k };
+	pid_t master = H.chatd[2].pid;
+
+	begin();
+	user_new(&a, "fza");
+	user_new(&k, "fzk");
+	online_at(&a, 0);
+	online_at(&k, 2);
+	ack_ok_free(k.c, chatc_add_friend(k.c, a.id, REQ_MS), MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(&a, k.id), "online");
+
+	ck_assert_int_eq(kill(-master, SIGSTOP), 0);
+	wait_presence_ms(&a, k.id, "offline", (TTL_S + 5) * 1000);
+	ck_assert_str_eq(friend_state(&a, k.id), "offline");
+	ck_assert_int_eq(kill(-master, SIGCONT), 0);
+	wait_presence_ms(&a, k.id, "online", SETTLE_MS);
+	ck_assert_msg(harness_log_contains(&H, 2, "claim(s) had expired"),
+	    "host 2 did not log the claims it renewed after they expired");
+	ck_assert_str_eq(friend_state(&a, k.id), "online");
+	/* The session lived on: it is reached. */
+	(void)chat(&a, &k, "delivered");
+	await(all, 2, PUSH_MS);
+	logout(&k, 1);
+	wait_presence(&a, k.id, "offline");
+	quiet(all, 1);
 	ledger_check();
 }
 END_TEST
@@ -3080,13 +3193,15 @@ START_TEST(test_reload_moves_redis)
 	char lines[128], val[256], out[256], type;
 	long long num;
 	pid_t w;
-	int n;
+	int n, released0;
 
 	begin();
 	user_new(&u, "mover");
 	ck_assert_msg(harness_start_chatd(&H, MOVER, "[server]\nworkers = 1\n"
 	    "node_id = mover\n[redis]\nredis_host =\npresence_ttl = 60\n") ==
 	    0, "chatd-%d did not start", MOVER);
+	/* The log goes on from the mover of an earlier test. */
+	released0 = harness_log_count(&H, MOVER, "released 1 cluster claim(s)");
 	/* A second redis-server, of this test process only. */
 	rb = H;
 	rb.redis_pid = 0;
@@ -3129,9 +3244,61 @@ START_TEST(test_reload_moves_redis)
 	mover_kill_worker(&u, &rb, c);
 
 	ck_assert_int_eq(harness_log_count(&H, MOVER,
-	    "released 1 cluster claim(s)"), 3);
+	    "released 1 cluster claim(s)") - released0, 3);
 	ck_assert_int_eq(harness_signal_chatd(&H, MOVER, SIGTERM, 1), 0);
 	ck_assert_int_eq(harness_stop_redis(&rb), 0);
+}
+END_TEST
+
+/*
+ * A host killed whole and started again before presence_ttl ran out
+ * (systemd's Restart=): its master ends the claims it left, so its users
+ * can log in at once; they end by expiring, so that their friends on
+ * other hosts are told too (a DEL is announced to no one).  The mover's
+ * presence_ttl is 60 s: only that can tell them in time.
+ */
+#define RESTART_CONF	"[server]\nworkers = 1\nnode_id = mover\n" \
+			"[redis]\npresence_ttl = 60\n"
+#define RESTART_LINE	"released 1 cluster claim(s) of node mover left by " \
+			"an earlier run"
+
+START_TEST(test_host_restarted_friends_told)
+{
+	struct user a, p;
+	pid_t master, w;
+	long long deadline;
+	int n0;
+
+	begin();
+	ck_assert_msg(harness_start_chatd(&H, MOVER, RESTART_CONF) == 0,
+	    "chatd-%d did not start", MOVER);
+	user_new(&a, "rsa");
+	user_new(&p, "rsp");
+	online_at(&a, 0);
+	p.c = mover_login(&p, &H);
+	ack_ok_free(p.c, chatc_add_friend(p.c, a.id, REQ_MS), MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(&a, p.id), "online");
+
+	master = H.chatd[MOVER].pid;
+	w = mover_worker(0);
+	(void)kill(master, SIGKILL);
+	(void)kill(w, SIGKILL);
+	deadline = harness_now_ms() + SETTLE_MS;
+	while (alive(master) || alive(w)) {
+		ck_assert_msg(harness_now_ms() < deadline, "the mover still "
+		    "alive after SIGKILL");
+		harness_sleep_ms(10);
+	}
+	harness_close(p.c);
+	p.c = NULL;
+	ck_assert_str_eq(friend_state(&a, p.id), "online");
+	n0 = harness_log_count(&H, MOVER, RESTART_LINE);
+	ck_assert_msg(harness_start_chatd(&H, MOVER, RESTART_CONF) == 0,
+	    "chatd-%d did not start again", MOVER);
+	ck_assert_int_eq(harness_log_count(&H, MOVER, RESTART_LINE), n0 + 1);
+	wait_presence_ms(&a, p.id, "offline", SETTLE_MS);
+	ck_assert_str_eq(friend_state(&a, p.id), "offline");
+	ck_assert_int_eq(harness_signal_chatd(&H, MOVER, SIGTERM, 1), 0);
 }
 END_TEST
 
@@ -4338,6 +4505,9 @@ cluster_suite(void)
 	/* Each takes something down: a TCase of its own, so the next
 	 * fixture brings it back. */
 	const TTest *const killed[] = { test_host_killed };
+	const TTest *const killed_told[] = { test_host_killed_friends_told };
+	const TTest *const frozen_told[] = { test_frozen_host_friends_told };
+	const TTest *const restarted[] = { test_host_restarted_friends_told };
 	const TTest *const stopped[] = { test_host_stopped };
 	const TTest *const redis[] = { test_redis_restart };
 	const TTest *const rstop[] = { test_redis_stopped };
@@ -4363,6 +4533,9 @@ cluster_suite(void)
 
 	add_tcase(s, "cluster", chat, sizeof(chat) / sizeof(chat[0]));
 	add_tcase(s, "host killed", killed, 1);
+	add_tcase(s, "host killed, friends told", killed_told, 1);
+	add_tcase(s, "host frozen, friends told", frozen_told, 1);
+	add_tcase(s, "host restarted, friends told", restarted, 1);
 	add_tcase(s, "host stopped", stopped, 1);
 	add_tcase(s, "redis restart", redis, 1);
 	add_tcase(s, "redis stopped", rstop, 1);
