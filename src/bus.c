@@ -818,6 +818,7 @@ refresh_done(struct bus *b, struct bus_cmd *c, const redisReply *reply)
 			conn_close(b->w, conn, "claimed by another node");
 		}
 	}
+	b->w->stats->presence_renewed += back;
 	if (back > 0)
 		log_warnx("redis publisher: %zu claim(s) had expired and the "
 		    "users' friends were told they went offline; renewed, "

@@ -715,9 +715,12 @@ logout_done(struct job *j, struct worker *w)
 		    lj->uid);
 		lj->rc = STORE_NOTFOUND;
 	}
-	if (lj->rc == STORE_OK)
+	if (lj->rc == STORE_OK) {
+		if (lj->expired)
+			w->stats->presence_expired++;
 		presence_push(w, lj->uid, lj->friends.v, lj->online_known ?
 		    lj->online : NULL, lj->friends.n, lj->state, NULL);
+	}
 	free(lj->friends.v);
 	free(lj->online);
 	free(lj);

@@ -690,7 +690,7 @@ stats_json(const struct worker_stats *st, int slot)
 	N(msgs_in); N(msgs_out); N(bytes_in); N(bytes_out);
 	N(deliver_local); N(deliver_worker); N(deliver_host);
 	N(offline_stored); N(offline_delivered); N(offline_waiting);
-	N(presence_settled);
+	N(presence_settled); N(presence_expired); N(presence_renewed);
 	N(slow_consumers);
 	N(limit_refusals); N(hash_waits); N(hash_wait_ms);
 #undef N

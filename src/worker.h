@@ -46,6 +46,10 @@ struct worker_stats {
 	uint64_t offline_waiting;	/* gauge: messages without a sender
 					 * that wait for the database */
 	uint64_t presence_settled;	/* PRESENCE corrected after LOGIN_ACK */
+	uint64_t presence_expired;	/* users whose claim expired, their
+					 * friends told "offline" */
+	uint64_t presence_renewed;	/* sessions whose expired claim was
+					 * renewed, friends told "online" */
 	uint64_t slow_consumers, limit_refusals;
 	uint64_t hash_waits;		/* hashes that waited for a slot */
 	uint64_t hash_wait_ms;		/* their total wait */

@@ -1456,21 +1456,27 @@ view_becomes(struct user *u, long long id, const char *told,
 	}
 }
 
-/* chatctl stats presence_settled, hosts 0 and 1. */
+/* chatctl stats `name`, summed over hosts first..last. */
 static long long
-settled_sum(void)
+stat_sum(const char *name, int first, int last)
 {
 	char err[256];
 	long long sum = 0, n;
 	int i;
 
-	for (i = 0; i < 2; i++) {
-		ck_assert_msg(harness_stats_sum(&H, i, "presence_settled", &n,
-		    NULL, err, sizeof(err)) == 0, "stats of host %d: %s", i,
-		    err);
+	for (i = first; i <= last; i++) {
+		ck_assert_msg(harness_stats_sum(&H, i, name, &n, NULL, err,
+		    sizeof(err)) == 0, "stats of host %d: %s", i, err);
 		sum += n;
 	}
 	return sum;
+}
+
+/* chatctl stats presence_settled, hosts 0 and 1. */
+static long long
+settled_sum(void)
+{
+	return stat_sum("presence_settled", 0, 1);
 }
 
 /* Send LOGIN for u at a host; the LOGIN_ACK is read by login_ack. */
@@ -1860,9 +1866,10 @@ END_TEST
 START_TEST(test_host_killed_friends_told)
 {
 	struct user a, b, k, *fs[2] = { &a, &b };
-	long long t0, took;
+	long long t0, took, expired0;
 
 	begin();
+	expired0 = stat_sum("presence_expired", 0, 1);
 	user_new(&a, "hka");
 	user_new(&b, "hkb");
 	user_new(&k, "hkk");
@@ -1887,6 +1894,8 @@ START_TEST(test_host_killed_friends_told)
 	quiet(fs, 2);
 	ck_assert_str_eq(friend_state(&a, k.id), "offline");
 	ck_assert_int_eq(gone_marked(k.id), 1);
+	/* One host told them, though both heard the expiry. */
+	ck_assert_int_eq(stat_sum("presence_expired", 0, 1) - expired0, 1);
 	/* The next login takes the marker away: that session's own
 	 * expiry, should its host die too, is a new one to tell. */
 	online_at(&k, 0);
@@ -1927,6 +1936,7 @@ START_TEST(test_frozen_host_friends_told)
 	wait_presence_ms(&a, k.id, "online", SETTLE_MS);
 	ck_assert_msg(harness_log_contains(&H, 2, "claim(s) had expired"),
 	    "host 2 did not log the claims it renewed after they expired");
+	ck_assert_int_ge(stat_sum("presence_renewed", 2, 2), 1);
 	ck_assert_str_eq(friend_state(&a, k.id), "online");
 	/* The session lived on: it is reached. */
 	(void)chat(&a, &k, "delivered");
@@ -3182,11 +3192,14 @@ mover_kill_worker(struct user *u, struct harness *r, struct chatc *c)
  * none, or the old server.)
  */
 #define LIMIT_WARNING	"client-output-buffer-limit pubsub is"
+#define EVENTS_WARNING	"notify-keyspace-events is"
 
 START_TEST(test_reload_moves_redis)
 {
 	const char *limit[] = { "CONFIG", "SET", "client-output-buffer-limit",
 	    "pubsub 33554432 8388608 60" };
+	const char *events[] = { "CONFIG", "SET", "notify-keyspace-events",
+	    "" };
 	struct harness rb;
 	struct user u;
 	struct chatc *c;
@@ -3221,12 +3234,17 @@ START_TEST(test_reload_moves_redis)
 	c = mover_login(&u, &H);
 	w = mover_worker(0);
 	ck_assert_int_eq(kill(w, SIGSTOP), 0);
-	/* The second one with the pub/sub output limit Redis ships with:
-	 * the master says so when it connects (the harness's has none). */
+	/* The second one with the pub/sub output limit and the keyspace
+	 * events Redis ships with: the master says so when it connects (the
+	 * harness's has no limit and has events). */
 	ck_assert_int_eq(harness_redis_cmd(&rb, &type, out, sizeof(out), &num,
 	    4, limit), 0);
 	ck_assert_msg(type == '+', "CONFIG SET: %c %s", type, out);
+	ck_assert_int_eq(harness_redis_cmd(&rb, &type, out, sizeof(out), &num,
+	    4, events), 0);
+	ck_assert_msg(type == '+', "CONFIG SET: %c %s", type, out);
 	ck_assert_int_eq(harness_log_count(&H, MOVER, LIMIT_WARNING), 0);
+	ck_assert_int_eq(harness_log_count(&H, MOVER, EVENTS_WARNING), 0);
 	(void)snprintf(lines, sizeof(lines), "[redis]\nredis_port = %d\n",
 	    rb.redis_port);
 	n = mover_reload_start(lines);
@@ -3236,6 +3254,8 @@ START_TEST(test_reload_moves_redis)
 	mover_reload_wait(n);
 	ck_assert_int_eq(harness_log_count(&H, MOVER, LIMIT_WARNING
 	    " 33554432 8388608 60"), 1);
+	ck_assert_int_eq(harness_log_count(&H, MOVER, EVENTS_WARNING " \"\""),
+	    1);
 
 	c = mover_login(&u, &rb);
 	ck_assert_int_eq(claim_of(u.id, val, sizeof(val)), 0);
@@ -3323,7 +3343,12 @@ END_TEST
  * Some steps log two to four users in or out at once (requests sent
  * before any reply is read).  Twice a random worker is SIGKILLed (its
  * users' connections end with it, what they had not read or had sent
- * without an answer may be lost, and their friends must be told).
+ * without an answer may be lost, and their friends must be told).  Once,
+ * halfway (not in the outage walk), the host of a random online user
+ * freezes (SIGSTOP) until its users' friends elsewhere have been told
+ * they went offline (their claims expired); messages sent to them then
+ * are stored, and once the host goes on its users must get them and their
+ * friends must see them online again, with no login in between.
  * Friends are made at random: once nothing more arrives, after the walk
  * and again once everyone has logged in, what each online user was told
  * of each friend (its LOGIN_ACK, then the PRESENCE notices) must be that
@@ -3762,6 +3787,72 @@ rw_kill_worker(int step)
 	rw_views_settle("after a worker was killed");
 }
 
+/* 1 when every user online on another host than h sees each friend on
+ * h as offline. */
+static int
+rw_frozen_seen(int h)
+{
+	int i, j;
+
+	for (i = 0; i < RW_USERS; i++)
+		for (j = 0; j < RW_USERS; j++)
+			if (rw_users[i].c != NULL && rw_users[i].host != h &&
+			    rw_friend[i][j] && rw_users[j].c != NULL &&
+			    rw_users[j].host == h && rw_view[i][j] != 'f')
+				return 0;
+	return 1;
+}
+
+/*
+ * SIGSTOP the host of a random online user (host 0 when none is) past
+ * presence_ttl: its users' claims expire, and every friend elsewhere
+ * must be told they are offline.  Chats to them meanwhile are stored
+ * (their claims are gone).  Then SIGCONT: the host renews the claims and
+ * tells the friends "online" again; the stored messages must reach the
+ * sessions, which lived on (the end of the walk checks they did).
+ */
+static void
+rw_freeze_host(int step)
+{
+	long long deadline;
+	pid_t master;
+	int h = 0, i, k, on[RW_USERS], n = 0, m = 0, off[RW_USERS];
+
+	rw_views_settle("before a host froze");
+	i = (int)(random() % RW_USERS);
+	for (k = 0; k < RW_USERS && rw_users[(i + k) % RW_USERS].c == NULL;
+	    k++)
+		;
+	if (k < RW_USERS)
+		h = rw_users[(i + k) % RW_USERS].host;
+	for (i = 0; i < RW_USERS; i++) {
+		if (rw_users[i].c != NULL && rw_users[i].host == h)
+			on[n++] = i;
+		else if (rw_users[i].c != NULL)
+			off[m++] = i;
+	}
+	master = H.chatd[h].pid;
+	if (rw_trace)
+		fprintf(stderr, "step %d: host %d frozen (%d user(s) on it)\n",
+		    step, h, n);
+	ck_assert_int_eq(kill(-master, SIGSTOP), 0);
+	deadline = harness_now_ms() + (TTL_S + 5) * 1000;
+	while (!rw_frozen_seen(h)) {
+		ck_assert_msg(harness_now_ms() < deadline, "step %d: a friend "
+		    "of a user on host %d, frozen, not told it went offline "
+		    "within %d s", step, h, TTL_S + 5);
+		for (i = 0; i < m; i++)
+			(void)pump(&rw_users[off[i]], 10);
+	}
+	/* Their claims are gone: stored, then pulled when it goes on. */
+	for (k = 0; n > 0 && m > 0 && k < 4; k++)
+		rw_chat(&rw_users[off[random() % m]],
+		    &rw_users[on[random() % n]]);
+	ck_assert_int_eq(kill(-master, SIGCONT), 0);
+	if (rw_trace)
+		fprintf(stderr, "step %d: host %d goes on\n", step, h);
+	rw_views_settle("after a frozen host went on");
+}
 
 static void
 rw_dropped(const struct user *u)
@@ -3886,6 +3977,8 @@ random_walk(int outage)
 		}
 		if (step == RW_STEPS / 4 || step == 3 * RW_STEPS / 4)
 			rw_kill_worker(step);
+		if (!outage && step == RW_STEPS / 2)
+			rw_freeze_host(step);
 		ai = (int)(random() % RW_USERS);
 		a = &u[ai];
 		dice = (int)(random() % 100);
