@@ -3301,6 +3301,10 @@ START_TEST(test_host_restarted_friends_told)
 
 	master = H.chatd[MOVER].pid;
 	w = mover_worker(0);
+	/* The group at once: a worker whose master died first gets
+	 * SIGTERM (PR_SET_PDEATHSIG) and, were it to run on, would log its
+	 * users out as a stop does. */
+	(void)kill(-master, SIGKILL);
 	(void)kill(master, SIGKILL);
 	(void)kill(w, SIGKILL);
 	deadline = harness_now_ms() + SETTLE_MS;
@@ -4390,6 +4394,10 @@ START_TEST(test_release_in_batches)
 	ck_assert_int_eq(bulk_claims(ids), BULK);
 	master = H.chatd[MOVER].pid;
 	w = mover_worker(0);
+	/* The group at once: a worker whose master died first gets
+	 * SIGTERM (PR_SET_PDEATHSIG) and, were it to run on, would log its
+	 * users out as a stop does. */
+	(void)kill(-master, SIGKILL);
 	(void)kill(master, SIGKILL);
 	(void)kill(w, SIGKILL);
 	{
