@@ -648,6 +648,38 @@ ids_add_user(void *arg, uint32_t id, const char *name)
 }
 
 /*
+ * Note in shared memory that the friends of uid's session `token` are to
+ * be told it ended: the entry's index, or -1 when all are taken (that
+ * notice is lost should this worker die before it is sent).
+ */
+static int
+ending_add(struct worker *w, uint32_t uid, uint64_t token)
+{
+	struct worker_ending *e;
+	int i;
+
+	if (w->ending_nfree == 0) {
+		log_debug("user %u: no room to note its logout (%d under way)",
+		    uid, WORKER_ENDING_MAX);
+		return -1;
+	}
+	i = w->ending_free[--w->ending_nfree];
+	e = &w->stats->ending[i];
+	e->token = token;
+	__atomic_store_n(&e->uid, uid, __ATOMIC_RELEASE);
+	return i;
+}
+
+static void
+ending_del(struct worker *w, int i)
+{
+	if (i < 0)
+		return;
+	__atomic_store_n(&w->stats->ending[i].uid, 0, __ATOMIC_RELEASE);
+	w->ending_free[w->ending_nfree++] = (uint16_t)i;
+}
+
+/*
  * A notice to uid's friends: "offline" when a session ended (token; 0
  * when its claim expired, its host gone), or "online" again when the
  * session `token` here found its claim had expired (session_back).
@@ -658,6 +690,7 @@ struct logout_job {
 	uint64_t token;		/* the session that ended, or lives */
 	int state;		/* 1: "online" (session_back) */
 	int expired;		/* session_expired: take the gone marker */
+	int ending;		/* its entry in stats->ending, or -1 */
 	int again;		/* logged in again since: no "offline" */
 	bus_done_fn released;	/* the caller's, when the claim is gone */
 	void *arg;
@@ -721,6 +754,7 @@ logout_done(struct job *j, struct worker *w)
 		presence_push(w, lj->uid, lj->friends.v, lj->online_known ?
 		    lj->online : NULL, lj->friends.n, lj->state, NULL);
 	}
+	ending_del(w, lj->ending);
 	free(lj->friends.v);
 	free(lj->online);
 	free(lj);
@@ -739,6 +773,7 @@ logout_job_new(uint32_t uid, uint64_t token)
 	lj->job.done = logout_done;
 	lj->uid = uid;
 	lj->token = token;
+	lj->ending = -1;
 	return lj;
 }
 
@@ -777,6 +812,7 @@ session_end(struct worker *w, struct conn *c, bus_done_fn fn, void *arg)
 	w->stats->online = w->online.live;
 	log_info("user %u (%s) logged out", c->uid, c->name);
 	lj = logout_job_new(c->uid, c->token);
+	lj->ending = ending_add(w, c->uid, c->token);
 	lj->released = fn;
 	lj->arg = arg;
 	if (bus_release(w, c->uid, c->token, session_released, lj))
@@ -788,7 +824,10 @@ session_end(struct worker *w, struct conn *c, bus_done_fn fn, void *arg)
 void
 session_gone(struct worker *w, uint32_t uid, uint64_t token)
 {
-	logout_submit(w, logout_job_new(uid, token));
+	struct logout_job *lj = logout_job_new(uid, token);
+
+	lj->ending = ending_add(w, uid, token);
+	logout_submit(w, lj);
 }
 
 void

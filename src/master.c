@@ -249,14 +249,11 @@ struct release_arg {
 	uint64_t *tokens;
 };
 
-static int
-release_collect(const struct presence_entry *e, void *arg)
+static void
+release_add(struct release_arg *ra, uint32_t uid, uint64_t token)
 {
-	struct release_arg *ra = arg;
 	size_t cap;
 
-	if (e->slot != ra->slot || e->pid != ra->pid)
-		return 0;
 	if (ra->n == ra->cap) {
 		cap = ra->cap == 0 ? 1024 : ra->cap * 2;
 		ra->uids = reallocarray(ra->uids, cap, sizeof(*ra->uids));
@@ -266,9 +263,18 @@ release_collect(const struct presence_entry *e, void *arg)
 			fatalx("%s: out of memory", __func__);
 		ra->cap = cap;
 	}
-	ra->uids[ra->n] = e->uid;
-	ra->tokens[ra->n] = e->token;
+	ra->uids[ra->n] = uid;
+	ra->tokens[ra->n] = token;
 	ra->n++;
+}
+
+static int
+release_collect(const struct presence_entry *e, void *arg)
+{
+	struct release_arg *ra = arg;
+
+	if (e->slot == ra->slot && e->pid == ra->pid)
+		release_add(ra, e->uid, e->token);
 	return 0;
 }
 
@@ -336,12 +342,27 @@ master_release_claims(struct master *m, int slot, pid_t pid,
     uint32_t **uids, uint64_t **tokens)
 {
 	struct release_arg ra;
+	struct worker_ending *e;
+	size_t i, ending = 0;
 	long n;
 
 	memset(&ra, 0, sizeof(ra));
 	ra.slot = slot;
 	ra.pid = pid;
 	(void)presence_foreach(m->presence, release_collect, &ra);
+	/* And the sessions that had ended, their friends not told yet
+	 * (their claims may be there still). */
+	for (i = 0; i < WORKER_ENDING_MAX; i++) {
+		e = &m->stats[slot].ending[i];
+		if (e->uid == 0)
+			continue;
+		release_add(&ra, e->uid, e->token);
+		e->uid = 0;
+		ending++;
+	}
+	if (ending > 0)
+		log_info("worker %d: %zu session(s) had ended, their friends "
+		    "not told yet", slot, ending);
 	if (ra.n > 0 && m->slots[slot].cluster != NULL) {
 		n = cluster_release(m->slots[slot].cluster, ra.uids,
 		    ra.tokens, ra.n);

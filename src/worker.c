@@ -660,6 +660,10 @@ worker_main(struct conf *conf, const struct conf_share *share, int slot,
 	w.stats->started = (int64_t)w.now;
 	w.stats->conns_open = w.stats->online = 0;
 	w.stats->offline_waiting = 0;
+	/* The master cleared what a dead worker left. */
+	for (i = 0; i < WORKER_ENDING_MAX; i++)
+		w.ending_free[w.ending_nfree++] =
+		    (uint16_t)(WORKER_ENDING_MAX - 1 - i);
 	worker_reload(&w, 0);
 	log_info("started, listening");
 	if (ready_fd != -1) {

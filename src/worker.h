@@ -28,6 +28,21 @@ struct bus;
 struct obuf;
 
 /*
+ * A session of a worker that ended and whose friends are not told yet
+ * (its logout job is under way).  Should the worker die meanwhile, the
+ * master finds it here and has another worker tell them, as it does for
+ * the sessions still in the presence table.  Written by the worker only
+ * (the token first, the uid last; the uid cleared first), read by the
+ * master only once the worker is dead, then cleared.
+ */
+#define WORKER_ENDING_MAX 4096
+struct worker_ending {
+	uint64_t token;
+	uint32_t uid;			/* 0: a free entry */
+	uint32_t pad;
+};
+
+/*
  * Counters of one worker, in memory shared with the master (which serves
  * them to chatctl).  Each worker is the only writer of its own slot's
  * counters; readers may see a value one update old, never a torn one
@@ -56,6 +71,7 @@ struct worker_stats {
 	uint64_t errors[CERR_MAX + 1];
 	uint64_t conf_gen;		/* configuration generation applied
 					 * (conf_share); atomic stores */
+	struct worker_ending ending[WORKER_ENDING_MAX];
 };
 
 struct conn_list {
@@ -107,6 +123,9 @@ struct worker {
 	struct job *offdel_head, **offdel_tail;
 	uint64_t offdel_at;		/* monotime_ms of the next attempt */
 	size_t offdel_ids;		/* messages in them (the bound) */
+	/* The free entries of stats->ending, a stack. */
+	uint16_t ending_free[WORKER_ENDING_MAX];
+	size_t ending_nfree;
 	/* Jobs the full queue refused that must run all the same, for the
 	 * next tick (worker_submit_later). */
 	struct job *later_head, **later_tail;

@@ -3326,6 +3326,61 @@ START_TEST(test_host_restarted_friends_told)
 }
 END_TEST
 
+/*
+ * A worker killed while a logout's notices are under way: the session is
+ * out of the presence table and its claim released, and its logout job
+ * waits behind a slow password hash on the worker's one job thread.  The
+ * master used to find nothing of it to tell, and the friends went on
+ * seeing the user online; the worker now notes such sessions in memory
+ * it shares with the master.
+ */
+#define SLOW_HASH_CONF	"[server]\nworkers = 1\njob_threads = 1\n" \
+			"hash_opslimit = 10\nhash_memlimit_kib = 262144\n" \
+			"node_id = mover\n[redis]\npresence_ttl = 60\n"
+#define ENDED_LINE	"worker 0: 1 session(s) had ended, their friends not " \
+			"told yet"
+
+START_TEST(test_worker_killed_during_logout)
+{
+	struct user a, v;
+	struct chatc *r;
+	char name[64];
+	cJSON *req;
+	pid_t w;
+	int n0;
+
+	begin();
+	ck_assert_msg(harness_start_chatd(&H, MOVER, SLOW_HASH_CONF) == 0,
+	    "chatd-%d did not start", MOVER);
+	n0 = harness_log_count(&H, MOVER, ENDED_LINE);
+	user_new(&a, "kla");
+	user_new(&v, "klv");
+	online_at(&a, 0);
+	v.c = mover_login(&v, &H);
+	ack_ok_free(v.c, chatc_add_friend(v.c, a.id, REQ_MS), MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(&a, v.id), "online");
+	w = mover_worker(0);
+	/* The one job thread hashes a new password (seconds). */
+	r = xconnect(MOVER);
+	(void)snprintf(name, sizeof(name), "kl%ld", (long)getpid());
+	req = chatc_build_register(name, PASSWORD);
+	ck_assert_int_eq(chatc_send(r, req), 0);
+	cJSON_Delete(req);
+	harness_sleep_ms(100);
+	/* Answered once the claim is released; the notice's job waits. */
+	ack_ok_free(v.c, chatc_logout(v.c, REQ_MS), MSG_LOGINOUT);
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+	harness_close(v.c);
+	v.c = NULL;
+	harness_close(r);
+	wait_presence_ms(&a, v.id, "offline", SETTLE_MS);
+	ck_assert_int_eq(harness_log_count(&H, MOVER, ENDED_LINE), n0 + 1);
+	ck_assert_str_eq(friend_state(&a, v.id), "offline");
+	(void)mover_worker(w);
+	ck_assert_int_eq(harness_signal_chatd(&H, MOVER, SIGTERM, 1), 0);
+}
+END_TEST
+
 /* --- a random walk ------------------------------------------------------ */
 
 /*
@@ -4628,6 +4683,7 @@ cluster_suite(void)
 	const TTest *const bulk[] = { test_release_in_batches };
 	const TTest *const hole[] = { test_redis_black_hole };
 	const TTest *const wkill[] = { test_worker_killed_friends_told };
+	const TTest *const lkill[] = { test_worker_killed_during_logout };
 	const TTest *const walk[] = { test_random_walk };
 	const TTest *const walkdb[] = { test_random_walk_db_outage };
 	Suite *s = suite_create("it_cluster");
@@ -4650,6 +4706,7 @@ cluster_suite(void)
 	add_tcase(s, "claims released in batches", bulk, 1);
 	add_tcase(s, "redis black hole", hole, 1);
 	add_tcase(s, "worker killed", wkill, 1);
+	add_tcase(s, "worker killed during a logout", lkill, 1);
 	/* Before another TCase: its fixture starts mariadbd again. */
 	add_tcase(s, "random walk, database outage", walkdb, 1);
 	add_tcase(s, "random walk", walk, 1);
