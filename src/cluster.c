@@ -153,15 +153,6 @@ cluster_load(struct cluster *cl)
 }
 
 /*
- * Redis closes a subscriber whose unread output passes the pub/sub class
- * of client-output-buffer-limit and throws that output away.  Every one
- * of those messages had been counted as received by its PUBLISH and
- * ACKed "delivered", so a worker that falls behind for a moment under a
- * burst (short of CPU) loses them.  Say so when the limit is set; a
- * server that refuses CONFIG (renamed away, as managed services do) is
- * not asked again.
- */
-/*
  * A claim that expires (its node died, froze, was cut off) is heard of
  * only through Redis' keyevent notifications, which Redis ships without:
  * the friends of that node's users would go on seeing them online.  Say
@@ -190,6 +181,15 @@ cluster_server_events(struct cluster *cl)
 	freeReplyObject(r);
 }
 
+/*
+ * Redis closes a subscriber whose unread output passes the pub/sub class
+ * of client-output-buffer-limit and throws that output away.  Every one
+ * of those messages had been counted as received by its PUBLISH and
+ * ACKed "delivered", so a worker that falls behind for a moment under a
+ * burst (short of CPU) loses them.  Say so when the limit is set; a
+ * server that refuses CONFIG (renamed away, as managed services do) is
+ * not asked again.
+ */
 static void
 cluster_server_limits(struct cluster *cl)
 {

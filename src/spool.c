@@ -40,10 +40,24 @@ struct spool_hdr {
 struct spool {
 	int fd;
 	int broken;		/* a write failed: no more appends */
+	int dirty;		/* appended to since the last spool_sync */
 	char dir[PATH_MAX];
 	char path[PATH_MAX];
 	char prefix[96];	/* "spool.KEY.": the files it may adopt */
 };
+
+/* Make a new file's name in dir last through a crash (best effort). */
+static void
+dir_sync(const char *dir)
+{
+	int fd;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return;
+	if (fsync(fd) == -1)
+		log_warn("spool_dir %s: fsync", dir);
+	(void)close(fd);
+}
 
 struct spool *
 spool_open(const char *dir, const char *key)
@@ -79,7 +93,21 @@ spool_open(const char *dir, const char *key)
 		free(sp);
 		return NULL;
 	}
+	dir_sync(sp->dir);
 	return sp;
+}
+
+int
+spool_sync(struct spool *sp)
+{
+	if (!sp->dirty)
+		return 0;
+	sp->dirty = 0;
+	if (fdatasync(sp->fd) == -1) {
+		log_warn("spool %s: fdatasync", sp->path);
+		return -1;
+	}
+	return 1;
 }
 
 const char *
@@ -125,6 +153,7 @@ spool_append(struct spool *sp, const struct spool_rec *r)
 			return -1;
 		}
 		done += (size_t)n;
+		sp->dirty = 1;
 		/* A short write (a full disk at that moment): skip what
 		 * went out and write the rest. */
 		while (i < 3 && (size_t)n >= iov[i].iov_len) {
@@ -264,6 +293,8 @@ spool_adopt(struct spool *sp,
 			(void)close(fd);	/* tried again next time */
 			continue;
 		}
+		/* On disk in ours before theirs goes. */
+		(void)spool_sync(sp);
 		(void)unlink(path);
 		(void)close(fd);
 		log_warnx("spool: took %zd message record(s) waiting for the "

@@ -13,7 +13,10 @@
  * the worker that writes it, so a live worker's file is never adopted.
  *
  * Records are appended with one write each; a record cut short by a crash
- * ends the file.  A message stored just before a crash, while its record
+ * ends the file.  The worker has the file written to disk (fdatasync)
+ * once a second when it grew (spool_sync), and an adopter before it
+ * removes the file it took: a host that loses power loses at most the
+ * records of its last second.  A message stored just before a crash, while its record
  * was still in the file, is stored again by the adopter: at least once.
  */
 #ifndef CHATD_SPOOL_H
@@ -39,6 +42,9 @@ struct spool_rec {
 struct spool *spool_open(const char *dir, const char *key);
 /* Append one record; -1 (logged) when it could not be written. */
 int spool_append(struct spool *sp, const struct spool_rec *r);
+/* Write what was appended since the last call to disk: 1 when there was
+ * something, 0 when not, -1 (logged) when the write failed. */
+int spool_sync(struct spool *sp);
 /* Every record is stored: empty the file. */
 void spool_clear(struct spool *sp);
 /* Close sp; `keep` leaves the file (records still wait) for another

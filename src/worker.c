@@ -610,6 +610,8 @@ worker_event(struct worker *w, struct epoll_event *ev)
 		deliver_retry_tick(w);
 		session_offdel_tick(w);
 		deliver_news_tick(w);
+		if (w->spool != NULL)
+			(void)spool_sync(w->spool);
 		return;
 	case TAG_JOBS:
 		/* Stop when other workers fall behind: a burst of group

@@ -282,6 +282,38 @@ try_put(struct spool *sp, uint64_t ord, const char *text, rlim_t lim)
 #define FULL_TEXT	"forty bytes of text, a record of 68 b..."
 #define FULL_LIMIT	200	/* two records and 64 bytes of a third */
 
+/* spool_sync writes to disk only what was appended since its last call:
+ * a worker calls it every second, and an idle spool costs nothing. */
+START_TEST(test_sync_only_when_grown)
+{
+	struct spool *sp;
+	struct got g;
+
+	ck_assert_ptr_nonnull(sp = spool_open(dir, "k"));
+	ck_assert_int_eq(spool_sync(sp), 0);
+	put(sp, 1, 10, 1, "one");
+	ck_assert_int_eq(spool_sync(sp), 1);
+	ck_assert_int_eq(spool_sync(sp), 0);
+	put(sp, 2, 20, 2, "two");
+	put(sp, 3, 30, 1, "three");
+	ck_assert_int_eq(spool_sync(sp), 1);
+	ck_assert_int_eq(spool_sync(sp), 0);
+	spool_clear(sp);
+	ck_assert_int_eq(spool_sync(sp), 0);
+	put(sp, 4, 40, 1, "four");
+	spool_close(sp, 1);
+	/* The next worker takes the file (and syncs its own). */
+	memset(&g, 0, sizeof(g));
+	ck_assert_ptr_nonnull(sp = spool_open(dir, "k"));
+	ck_assert_uint_eq(spool_adopt(sp, collect, &g), 1);
+	ck_assert_int_eq(g.n, 1);
+	ck_assert_str_eq(g.text[0], "four");
+	ck_assert_int_eq(files(), 1);
+	spool_close(sp, 0);
+	ck_assert_int_eq(files(), 0);
+}
+END_TEST
+
 START_TEST(test_full_disk)
 {
 	struct spool *a, *b;
@@ -345,6 +377,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_record_cut_short);
 	tcase_add_test(tc, test_not_a_spool);
 	tcase_add_test(tc, test_full_disk);
+	tcase_add_test(tc, test_sync_only_when_grown);
 	suite_add_tcase(s, tc);
 	return s;
 }
