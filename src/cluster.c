@@ -560,6 +560,57 @@ cluster_release(struct cluster *cl, const uint32_t *uids,
 	return release_end(b);
 }
 
+int
+cluster_sweep_start(struct cluster *cl, int secs, char *cursor, size_t len)
+{
+	char key[CLUSTER_KEY_MAX];
+	redisReply *r;
+	int rc = -1;
+
+	if (cl == NULL || cluster_connect(cl) == -1)
+		return -1;
+	(void)snprintf(key, sizeof(key), "%ssweep", cl->conf.redis_prefix);
+	if ((r = redisCommand(cl->rc, "SET %s %s NX EX %d", key,
+	    cl->conf.node_id, secs)) == NULL) {
+		cluster_fail(cl);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_STATUS)
+		rc = 1;
+	else if (r->type == REDIS_REPLY_NIL)
+		rc = 0;
+	freeReplyObject(r);
+	if (rc == 1)
+		(void)snprintf(cursor, len, "0");
+	return rc;
+}
+
+int
+cluster_sweep_step(struct cluster *cl, char *cursor, size_t len)
+{
+	char pattern[CLUSTER_KEY_MAX];
+	redisReply *r;
+	int rc = -1;
+
+	if (cl == NULL || cluster_connect(cl) == -1)
+		return -1;
+	(void)snprintf(pattern, sizeof(pattern), "%sonline:*",
+	    cl->conf.redis_prefix);
+	if ((r = redisCommand(cl->rc, "SCAN %s MATCH %s COUNT %d", cursor,
+	    pattern, CLUSTER_SWEEP_COUNT)) == NULL) {
+		cluster_fail(cl);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    r->element[0]->len < len) {
+		(void)snprintf(cursor, len, "%s", r->element[0]->str);
+		rc = strcmp(cursor, "0") == 0;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 long
 cluster_release_node(struct cluster *cl)
 {

@@ -10,6 +10,8 @@
  *                  Its expiry (its node stopped renewing it: dead, frozen,
  *                  cut off) is heard on Redis' keyevent channel
  *                  "__keyevent@0__:expired" (notify-keyspace-events Ex).
+ *   P sweep        NODE_ID, with expiry: the node sweeping the claims
+ *                  now (cluster_sweep_start).
  *   P gone:UID     "1", with expiry CLUSTER_GONE_TTL: UID's friends were
  *                  told "offline" when its claim expired.  Taken by one
  *                  node only (the others hear the same expiry), deleted
@@ -167,6 +169,23 @@ int cluster_online(struct cluster *cl, const uint32_t *ids, size_t n,
  * once (CLUSTER_LUA_EXPIRE), and the nodes that hear it tell the user's
  * friends.  Returns the number ended, or -1 when Redis cannot be asked. */
 long cluster_release_node(struct cluster *cl);
+/*
+ * Redis expires a key whose time is up when it is read, or when its
+ * background cycle finds it; that cycle samples some 200 keys a second
+ * when few are stale, so among a million claims the one of a frozen
+ * node's only user could go unnoticed for an hour, and its friends
+ * untold.  A sweep SCANs the claims (SCAN expires each matching key it
+ * meets, and Redis announces it), CLUSTER_SWEEP_COUNT keys to a call.
+ * One node sweeps at a time: cluster_sweep_start takes the sweep for
+ * `secs` seconds, 1 when taken (*cursor is then "0"), 0 when another
+ * node has it, -1 when Redis cannot be asked.  cluster_sweep_step makes
+ * one call and moves *cursor on (len bytes): 1 when the sweep is over
+ * (the cursor came back to "0"), 0 when it goes on, -1 on an error.
+ */
+#define CLUSTER_SWEEP_COUNT 1000
+int cluster_sweep_start(struct cluster *cl, int secs, char *cursor,
+    size_t len);
+int cluster_sweep_step(struct cluster *cl, char *cursor, size_t len);
 /* Delete the claim of uids[i] where it is still the one of the session
  * tokens[i] of this node, CLUSTER_RELEASE_BATCH claims to a command.
  * Returns the number deleted, or -1 when Redis could not be asked for

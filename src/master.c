@@ -87,6 +87,10 @@ struct master {
 	uint64_t conf_gen_done;		/* the newest every worker runs:
 					 * a reload is complete (chatctl
 					 * waits for it in status) */
+	/* The sweep of the claims (cluster_sweep_start). */
+	int sweeping;
+	time_t sweep_next;
+	char sweep_cursor[32];
 };
 
 static volatile sig_atomic_t sig_chld, sig_term, sig_hup, sig_alrm;
@@ -446,6 +450,42 @@ master_reap(struct master *m)
 /* A worker replaced by a reload that outlives its shutdown_timeout (a
  * hung job, a stopped process) is killed, as on a stop: its slot's new
  * worker, and the reload's end, wait for it. */
+/*
+ * Every half presence_ttl one node sweeps the claims, so that Redis finds
+ * those whose time is up and says so (cluster.h): at most MASTER_SWEEP_MS
+ * of calls at each tick of the master.
+ */
+#define MASTER_SWEEP_MS 50
+
+static void
+master_sweep(struct master *m)
+{
+	time_t now = monotime_s();
+	uint64_t until;
+	int period = m->conf->presence_ttl / 2, rc;
+
+	if (m->cluster == NULL)
+		return;
+	if (period < 1)
+		period = 1;
+	if (!m->sweeping) {
+		if (now < m->sweep_next)
+			return;
+		m->sweep_next = now + period;
+		if (cluster_sweep_start(m->cluster, period, m->sweep_cursor,
+		    sizeof(m->sweep_cursor)) != 1)
+			return;
+		m->sweeping = 1;
+	}
+	until = monotime_ms() + MASTER_SWEEP_MS;
+	do {
+		rc = cluster_sweep_step(m->cluster, m->sweep_cursor,
+		    sizeof(m->sweep_cursor));
+	} while (rc == 0 && monotime_ms() < until);
+	if (rc != 0)
+		m->sweeping = 0;	/* over, or Redis failed: next time */
+}
+
 static void
 master_kill_late(struct master *m)
 {
@@ -1045,6 +1085,8 @@ master_main(struct conf *conf, const char *conf_path, int debug)
 		if (sig_alrm) {
 			sig_alrm = 0;
 			(void)sd_notify(0, "WATCHDOG=1");
+			if (!m.stopping)
+				master_sweep(&m);
 		}
 		if (m.stopping) {
 			if (master_alive(&m) == 0)

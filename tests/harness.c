@@ -1420,6 +1420,9 @@ redis_launch(struct harness *h)
 	/* And tells of expired keys: a host's claims, when it died. */
 	argv[n++] = (char *)"--notify-keyspace-events";
 	argv[n++] = (char *)"Ex";
+	/* DEBUG SET-ACTIVE-EXPIRE: a test may leave expiry to reads. */
+	argv[n++] = (char *)"--enable-debug-command";
+	argv[n++] = (char *)"local";
 	argv[n++] = (char *)"--logfile";
 	argv[n++] = logpath;
 	argv[n] = NULL;

@@ -1910,6 +1910,55 @@ START_TEST(test_host_killed_friends_told)
 END_TEST
 
 /*
+ * The same with Redis' background expiry off (DEBUG SET-ACTIVE-EXPIRE 0),
+ * as good as off for one stale claim among a million: a key is expired
+ * only when something reads it, and nothing reads the dead host's user's
+ * claim.  The masters' sweep (SCAN of the claims every half
+ * presence_ttl) must find it.
+ */
+static void
+active_expire(int on)
+{
+	const char *argv[3] = { "DEBUG", "SET-ACTIVE-EXPIRE", on ? "1" : "0" };
+	char type, out[64];
+	long long num;
+
+	ck_assert_int_eq(redis_cmd(&type, out, sizeof(out), &num, 3, argv), 0);
+	ck_assert_msg(type == '+', "DEBUG SET-ACTIVE-EXPIRE: %c %s", type,
+	    out);
+}
+
+START_TEST(test_host_killed_friends_told_sweep)
+{
+	struct user a, k, *fs[1] = { &a };
+	long long t0, took;
+
+	begin();
+	user_new(&a, "swa");
+	user_new(&k, "swk");
+	online_at(&a, 0);
+	online_at(&k, 2);
+	ack_ok_free(k.c, chatc_add_friend(k.c, a.id, REQ_MS), MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(&a, k.id), "online");
+
+	active_expire(0);
+	kill_host(2);
+	k.c = NULL;
+	t0 = harness_now_ms();
+	wait_presence_ms(&a, k.id, "offline", (2 * TTL_S + 5) * 1000);
+	took = harness_now_ms() - t0;
+	active_expire(1);
+	/* Expired after at most presence_ttl, found by a sweep that starts
+	 * every half of it, at a tick of a master (every second). */
+	ck_assert_msg(took <= TTL_S * 1000 + TTL_S * 500 + 2500, "the friend "
+	    "of a user of the killed host was told %lld ms after the kill "
+	    "(presence_ttl %d s)", took, TTL_S);
+	quiet(fs, 1);
+	ck_assert_str_eq(friend_state(&a, k.id), "offline");
+}
+END_TEST
+
+/*
  * A host that froze (SIGSTOP) for longer than presence_ttl: its users'
  * friends are told they went offline, as for a dead host.  When it goes
  * on, its sessions are still there and it renews their claims: finding
@@ -4613,6 +4662,14 @@ setup(void)
 	}
 	if (harness_ok && cluster_ready() == -1)
 		harness_ok = 0;
+	if (harness_ok) {
+		/* On again should a test have stopped there. */
+		const char *argv[3] = { "DEBUG", "SET-ACTIVE-EXPIRE", "1" };
+		char type, out[64];
+		long long num;
+
+		(void)redis_cmd(&type, out, sizeof(out), &num, 3, argv);
+	}
 	if (!harness_ok)
 		fprintf(stderr, "it_cluster: the servers are not up (see "
 		    "above); the tests will fail\n");
@@ -4662,6 +4719,7 @@ cluster_suite(void)
 	const TTest *const killed[] = { test_host_killed };
 	const TTest *const killed_told[] = { test_host_killed_friends_told };
 	const TTest *const frozen_told[] = { test_frozen_host_friends_told };
+	const TTest *const swept[] = { test_host_killed_friends_told_sweep };
 	const TTest *const restarted[] = { test_host_restarted_friends_told };
 	const TTest *const stopped[] = { test_host_stopped };
 	const TTest *const redis[] = { test_redis_restart };
@@ -4691,6 +4749,7 @@ cluster_suite(void)
 	add_tcase(s, "host killed", killed, 1);
 	add_tcase(s, "host killed, friends told", killed_told, 1);
 	add_tcase(s, "host frozen, friends told", frozen_told, 1);
+	add_tcase(s, "host killed, claims swept", swept, 1);
 	add_tcase(s, "host restarted, friends told", restarted, 1);
 	add_tcase(s, "host stopped", stopped, 1);
 	add_tcase(s, "redis restart", redis, 1);
