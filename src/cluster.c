@@ -585,6 +585,21 @@ cluster_sweep_start(struct cluster *cl, int secs, char *cursor, size_t len)
 	return rc;
 }
 
+void
+cluster_sweep_hold(struct cluster *cl, int secs)
+{
+	char key[CLUSTER_KEY_MAX];
+	redisReply *r;
+
+	if (cl == NULL || cluster_connect(cl) == -1)
+		return;
+	(void)snprintf(key, sizeof(key), "%ssweep", cl->conf.redis_prefix);
+	if ((r = redisCommand(cl->rc, "EXPIRE %s %d", key, secs)) == NULL)
+		cluster_fail(cl);
+	else
+		freeReplyObject(r);
+}
+
 int
 cluster_sweep_step(struct cluster *cl, char *cursor, size_t len)
 {

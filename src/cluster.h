@@ -178,13 +178,15 @@ long cluster_release_node(struct cluster *cl);
  * meets, and Redis announces it), CLUSTER_SWEEP_COUNT keys to a call.
  * One node sweeps at a time: cluster_sweep_start takes the sweep for
  * `secs` seconds, 1 when taken (*cursor is then "0"), 0 when another
- * node has it, -1 when Redis cannot be asked.  cluster_sweep_step makes
+ * node has it, -1 when Redis cannot be asked; cluster_sweep_hold keeps it
+ * `secs` seconds more, for a sweep longer than that.  cluster_sweep_step makes
  * one call and moves *cursor on (len bytes): 1 when the sweep is over
  * (the cursor came back to "0"), 0 when it goes on, -1 on an error.
  */
 #define CLUSTER_SWEEP_COUNT 1000
 int cluster_sweep_start(struct cluster *cl, int secs, char *cursor,
     size_t len);
+void cluster_sweep_hold(struct cluster *cl, int secs);
 int cluster_sweep_step(struct cluster *cl, char *cursor, size_t len);
 /* Delete the claim of uids[i] where it is still the one of the session
  * tokens[i] of this node, CLUSTER_RELEASE_BATCH claims to a command.

@@ -476,7 +476,8 @@ master_sweep(struct master *m)
 		    sizeof(m->sweep_cursor)) != 1)
 			return;
 		m->sweeping = 1;
-	}
+	} else
+		cluster_sweep_hold(m->cluster, period);
 	until = monotime_ms() + MASTER_SWEEP_MS;
 	do {
 		rc = cluster_sweep_step(m->cluster, m->sweep_cursor,
