@@ -1854,6 +1854,21 @@ START_TEST(test_host_killed)
 }
 END_TEST
 
+/* a online on host 0 and k on host 2, friends (k asked); a sees k
+ * online. */
+static void
+friend_on_host2(struct user *a, const char *an, struct user *k,
+    const char *kn)
+{
+	user_new(a, an);
+	user_new(k, kn);
+	online_at(a, 0);
+	online_at(k, 2);
+	ack_ok_free(k->c, chatc_add_friend(k->c, a->id, REQ_MS),
+	    MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(a, k->id), "online");
+}
+
 /*
  * A host killed whole (master and workers; in life a power cut, a kernel
  * panic, the OOM killer taking the master too): nobody is left on it to
@@ -1870,15 +1885,10 @@ START_TEST(test_host_killed_friends_told)
 
 	begin();
 	expired0 = stat_sum("presence_expired", 0, 1);
-	user_new(&a, "hka");
+	friend_on_host2(&a, "hka", &k, "hkk");
 	user_new(&b, "hkb");
-	user_new(&k, "hkk");
-	online_at(&a, 0);
 	online_at(&b, 1);
-	online_at(&k, 2);
-	ack_ok_free(k.c, chatc_add_friend(k.c, a.id, REQ_MS), MSG_ADD_FRIEND);
 	ack_ok_free(k.c, chatc_add_friend(k.c, b.id, REQ_MS), MSG_ADD_FRIEND);
-	ck_assert_str_eq(friend_state(&a, k.id), "online");
 	ck_assert_str_eq(friend_state(&b, k.id), "online");
 
 	kill_host(2);
@@ -1934,12 +1944,7 @@ START_TEST(test_host_killed_friends_told_sweep)
 	long long t0, took;
 
 	begin();
-	user_new(&a, "swa");
-	user_new(&k, "swk");
-	online_at(&a, 0);
-	online_at(&k, 2);
-	ack_ok_free(k.c, chatc_add_friend(k.c, a.id, REQ_MS), MSG_ADD_FRIEND);
-	ck_assert_str_eq(friend_state(&a, k.id), "online");
+	friend_on_host2(&a, "swa", &k, "swk");
 
 	active_expire(0);
 	kill_host(2);
@@ -1971,12 +1976,7 @@ START_TEST(test_frozen_host_friends_told)
 	pid_t master = H.chatd[2].pid;
 
 	begin();
-	user_new(&a, "fza");
-	user_new(&k, "fzk");
-	online_at(&a, 0);
-	online_at(&k, 2);
-	ack_ok_free(k.c, chatc_add_friend(k.c, a.id, REQ_MS), MSG_ADD_FRIEND);
-	ck_assert_str_eq(friend_state(&a, k.id), "online");
+	friend_on_host2(&a, "fza", &k, "fzk");
 
 	ck_assert_int_eq(kill(-master, SIGSTOP), 0);
 	wait_presence_ms(&a, k.id, "offline", (TTL_S + 5) * 1000);
@@ -3319,6 +3319,23 @@ START_TEST(test_reload_moves_redis)
 }
 END_TEST
 
+/* Start the mover with conf; a online on host 0 and v on the mover,
+ * friends (v asked); a sees v online. */
+static void
+friend_on_mover(const char *conf, struct user *a, const char *an,
+    struct user *v, const char *vn)
+{
+	ck_assert_msg(harness_start_chatd(&H, MOVER, conf) == 0,
+	    "chatd-%d did not start", MOVER);
+	user_new(a, an);
+	user_new(v, vn);
+	online_at(a, 0);
+	v->c = mover_login(v, &H);
+	ack_ok_free(v->c, chatc_add_friend(v->c, a->id, REQ_MS),
+	    MSG_ADD_FRIEND);
+	ck_assert_str_eq(friend_state(a, v->id), "online");
+}
+
 /*
  * A host killed whole and started again before presence_ttl ran out
  * (systemd's Restart=): its master ends the claims it left, so its users
@@ -3339,14 +3356,7 @@ START_TEST(test_host_restarted_friends_told)
 	int n0;
 
 	begin();
-	ck_assert_msg(harness_start_chatd(&H, MOVER, RESTART_CONF) == 0,
-	    "chatd-%d did not start", MOVER);
-	user_new(&a, "rsa");
-	user_new(&p, "rsp");
-	online_at(&a, 0);
-	p.c = mover_login(&p, &H);
-	ack_ok_free(p.c, chatc_add_friend(p.c, a.id, REQ_MS), MSG_ADD_FRIEND);
-	ck_assert_str_eq(friend_state(&a, p.id), "online");
+	friend_on_mover(RESTART_CONF, &a, "rsa", &p, "rsp");
 
 	master = H.chatd[MOVER].pid;
 	w = mover_worker(0);
@@ -3399,15 +3409,8 @@ START_TEST(test_worker_killed_during_logout)
 	int n0;
 
 	begin();
-	ck_assert_msg(harness_start_chatd(&H, MOVER, SLOW_HASH_CONF) == 0,
-	    "chatd-%d did not start", MOVER);
+	friend_on_mover(SLOW_HASH_CONF, &a, "kla", &v, "klv");
 	n0 = harness_log_count(&H, MOVER, ENDED_LINE);
-	user_new(&a, "kla");
-	user_new(&v, "klv");
-	online_at(&a, 0);
-	v.c = mover_login(&v, &H);
-	ack_ok_free(v.c, chatc_add_friend(v.c, a.id, REQ_MS), MSG_ADD_FRIEND);
-	ck_assert_str_eq(friend_state(&a, v.id), "online");
 	w = mover_worker(0);
 	/* The one job thread hashes a new password (seconds). */
 	r = xconnect(MOVER);
