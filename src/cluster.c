@@ -560,6 +560,20 @@ cluster_release(struct cluster *cl, const uint32_t *uids,
 	return release_end(b);
 }
 
+/* "P sweep": who sweeps the claims now. */
+static void
+sweep_key(const struct cluster *cl, char *buf, size_t len)
+{
+	(void)snprintf(buf, len, "%ssweep", cl->conf.redis_prefix);
+}
+
+/* "P online:*": every claim, for SCAN ... MATCH. */
+static void
+claims_pattern(const struct cluster *cl, char *buf, size_t len)
+{
+	(void)snprintf(buf, len, "%sonline:*", cl->conf.redis_prefix);
+}
+
 int
 cluster_sweep_start(struct cluster *cl, int secs, char *cursor, size_t len)
 {
@@ -569,7 +583,7 @@ cluster_sweep_start(struct cluster *cl, int secs, char *cursor, size_t len)
 
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return -1;
-	(void)snprintf(key, sizeof(key), "%ssweep", cl->conf.redis_prefix);
+	sweep_key(cl, key, sizeof(key));
 	if ((r = redisCommand(cl->rc, "SET %s %s NX EX %d", key,
 	    cl->conf.node_id, secs)) == NULL) {
 		cluster_fail(cl);
@@ -593,7 +607,7 @@ cluster_sweep_hold(struct cluster *cl, int secs)
 
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return;
-	(void)snprintf(key, sizeof(key), "%ssweep", cl->conf.redis_prefix);
+	sweep_key(cl, key, sizeof(key));
 	if ((r = redisCommand(cl->rc, "EXPIRE %s %d", key, secs)) == NULL)
 		cluster_fail(cl);
 	else
@@ -609,8 +623,7 @@ cluster_sweep_step(struct cluster *cl, char *cursor, size_t len)
 
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return -1;
-	(void)snprintf(pattern, sizeof(pattern), "%sonline:*",
-	    cl->conf.redis_prefix);
+	claims_pattern(cl, pattern, sizeof(pattern));
 	if ((r = redisCommand(cl->rc, "SCAN %s MATCH %s COUNT %d", cursor,
 	    pattern, CLUSTER_SWEEP_COUNT)) == NULL) {
 		cluster_fail(cl);
@@ -637,8 +650,7 @@ cluster_release_node(struct cluster *cl)
 
 	if (cl == NULL || cluster_connect(cl) == -1)
 		return -1;
-	(void)snprintf(pattern, sizeof(pattern), "%sonline:*",
-	    cl->conf.redis_prefix);
+	claims_pattern(cl, pattern, sizeof(pattern));
 	(void)snprintf(mine, sizeof(mine), "%s|", cl->conf.node_id);
 	mlen = strlen(mine);
 	b = release_begin(cl);
